@@ -1,0 +1,136 @@
+// Package adapters defines the contract between oncecheck and a message
+// handler (an adapter), and keeps the catalogue of built-in strategies.
+//
+// An adapter is a handler written the way a real service would write it,
+// against the harness's Env: it opens transactions on the backend's store,
+// publishes outputs through the broker, and acks or nacks its delivery. The
+// harness owns every one of those boundaries, so it can crash the process at
+// each of them without the adapter's help; an adapter may name further crash
+// points with Env.Point.
+//
+// What an adapter must not do: keep state that matters in memory (a crash
+// loses it, a restart builds a fresh adapter from its factory), read the
+// wall clock or global randomness (ask Env.NewID for fresh ids), or start
+// goroutines.
+package adapters
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// ErrExists is returned by Tx.Insert when the key is already present (a
+// unique-constraint violation).
+var ErrExists = errors.New("key already exists")
+
+// ErrConflict is returned by Tx.Commit when another transaction committed a
+// conflicting write first. The harness treats it like a real consumer does:
+// the delivery is nacked and retried.
+var ErrConflict = errors.New("transaction conflict")
+
+// Row is one key and value of a table.
+type Row struct {
+	Key   string
+	Value []byte
+}
+
+// Tx is a transaction on the backend's store: tables of keys and values.
+// Reads see the transaction's own writes. Commit is atomic.
+type Tx interface {
+	// Get reads a key; ok is false when it is absent.
+	Get(table, key string) (value []byte, ok bool, err error)
+	// Put writes a key, creating or replacing it.
+	Put(table, key string, value []byte) error
+	// Insert writes a key that must not exist yet; otherwise ErrExists.
+	Insert(table, key string, value []byte) error
+	// Delete removes a key (no error if absent).
+	Delete(table, key string) error
+	// Scan returns the rows of a table, sorted by key.
+	Scan(table string) ([]Row, error)
+	// Commit makes the writes durable, atomically.
+	Commit() error
+	// Rollback discards the writes. It is safe after Commit (no-op).
+	Rollback() error
+}
+
+// Env is what the harness hands a handler for one delivery, or a dispatcher
+// for one pass.
+type Env interface {
+	// Model is the business logic the handler applies.
+	Model() model.Model
+	// Begin opens a transaction on the backend's store.
+	Begin() (Tx, error)
+	// Publish sends outputs to the broker, one publish per message, in
+	// order. An error means the broker did not confirm a publish.
+	Publish(msgs ...model.Message) error
+	// Ack acknowledges the delivery: the broker will not deliver this copy
+	// again (unless the ack is lost). Not available to dispatchers.
+	Ack() error
+	// Nack gives the delivery back to the broker for a later retry.
+	Nack(reason string) error
+	// NewID returns a fresh, unique message id: what a random UUID is in a
+	// real service, but deterministic in the simulation.
+	NewID() string
+	// Point marks a crash point of the adapter's own; the harness may crash
+	// the process here.
+	Point(name string)
+}
+
+// Handler handles deliveries. A handler instance lives as long as its
+// consumer process: a crash throws it away and a restart builds a new one.
+type Handler interface {
+	// Handle processes one delivered copy. Returning an error (or returning
+	// without Ack or Nack) makes the harness nack the delivery.
+	Handle(env Env, msg model.Message) error
+	// Observe reads the durable state of an aggregate, in the model's
+	// representation, after the run.
+	Observe(tx Tx, m model.Model, aggregate string) (model.State, error)
+}
+
+// Dispatcher is an optional second process that publishes outputs stored by
+// the handler (an outbox relay).
+type Dispatcher interface {
+	// Pass publishes what is pending. busy reports whether it found work;
+	// the run drains until a pass finds none.
+	Pass(env Env) (busy bool, err error)
+}
+
+// Strategy is a built-in (or user-registered) adapter.
+type Strategy struct {
+	// Name is the strategy's identifier on the command line.
+	Name string
+	// Summary is a one-line description of its mechanism.
+	Summary string
+	// NewHandler builds a fresh handler, as a process start does.
+	NewHandler func() Handler
+	// NewDispatcher builds a fresh dispatcher; nil when the strategy has
+	// none.
+	NewDispatcher func() Dispatcher
+}
+
+var strategies = map[string]Strategy{}
+
+// Register makes a strategy available by name.
+func Register(s Strategy) { strategies[s.Name] = s }
+
+// Lookup returns the strategy registered under name.
+func Lookup(name string) (Strategy, error) {
+	s, ok := strategies[name]
+	if !ok {
+		return Strategy{}, fmt.Errorf("unknown strategy %q (known: %v)", name, Names())
+	}
+	return s, nil
+}
+
+// Names returns the registered strategy names, sorted.
+func Names() []string {
+	out := make([]string, 0, len(strategies))
+	for n := range strategies {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,74 @@
+// Package dedup is the classic idempotent consumer: a table of processed
+// message ids is written in the same transaction as the state. A copy whose
+// id is in the table is acked and skipped. After the commit the handler
+// publishes the outputs (with ids derived from the message id) and acks.
+//
+// It survives redeliveries: the state changes once. It does not survive a
+// crash (or a publish failure) after the commit and before the last publish:
+// the redelivered copy is recognised as processed and skipped, and the
+// outputs that were not yet published are lost for good. It keys on the
+// message id, so a re-issued command (new id, same intent) is applied again.
+package dedup
+
+import (
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Name is the strategy's name.
+const Name = "dedup"
+
+// ProcessedTable holds the ids of processed messages.
+const ProcessedTable = "processed"
+
+func init() {
+	adapters.Register(adapters.Strategy{
+		Name:       Name,
+		Summary:    "processed-id table in the state's transaction; duplicates are acked and skipped",
+		NewHandler: func() adapters.Handler { return handler{} },
+	})
+}
+
+type handler struct{}
+
+func (handler) Handle(env adapters.Env, msg model.Message) error {
+	tx, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, seen, err := tx.Get(ProcessedTable, msg.ID); err != nil {
+		return err
+	} else if seen {
+		if err := tx.Rollback(); err != nil {
+			return err
+		}
+		return env.Ack()
+	}
+	m := env.Model()
+	st, err := adapters.LoadState(tx, m, msg.Aggregate)
+	if err != nil {
+		return err
+	}
+	next, outs, err := m.Apply(st, msg)
+	if err != nil {
+		return err
+	}
+	if err := adapters.SaveState(tx, msg.Aggregate, next); err != nil {
+		return err
+	}
+	if err := tx.Insert(ProcessedTable, msg.ID, nil); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+		return err
+	}
+	return env.Ack()
+}
+
+func (handler) Observe(tx adapters.Tx, m model.Model, aggregate string) (model.State, error) {
+	return adapters.LoadState(tx, m, aggregate)
+}

@@ -1,0 +1,250 @@
+package checkers
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// logical is what the history tells about one logical message.
+type logical struct {
+	Key       string
+	Msg       model.Message // the first copy sent
+	Copies    []string      // message ids of its copies, in send order
+	Call      int           // step of the first delivery of any copy (send step if never delivered)
+	Return    int           // step at which its last attempt ended
+	Delivered bool
+	Outputs   []output // distinct by message id
+}
+
+// output is one distinct published output (by message id).
+type output struct {
+	Msg        model.Message
+	Step       int  // first publication
+	Attempt    int  // attempt that published it, 0 for a dispatcher
+	Pass       int  // dispatcher pass that published it
+	Uncommited bool // published by an attempt that never committed a transaction
+	Copies     int  // how many times this id was published
+}
+
+// attempt is one delivery and what became of it.
+type attempt struct {
+	N         int
+	Key       string
+	Start     int
+	End       int // 0 while running
+	Committed bool
+}
+
+// analysis is a history digested for checking.
+type analysis struct {
+	logicals   map[string]*logical
+	order      []string // keys in send order
+	aggregates []string // sorted
+	observed   map[string]model.State
+	attempts   map[int]*attempt
+	end        int // last step
+	stuck      []string
+	problems   []Finding // order-independent findings (id clashes, unknown causation)
+}
+
+// analyze digests a history. It returns an error when the history
+// contradicts itself.
+func analyze(h *histories.History, policy Downstream) (*analysis, error) {
+	a := &analysis{
+		logicals: map[string]*logical{},
+		observed: map[string]model.State{},
+		attempts: map[int]*attempt{},
+		end:      len(h.Events),
+	}
+	byID := map[string]*logical{} // copy id -> logical message
+	var outputs []histories.Event
+	for i := range h.Events {
+		ev := &h.Events[i]
+		where := func(format string, args ...any) error {
+			return fmt.Errorf("step %d (%s): %s", ev.Step, ev.Kind, fmt.Sprintf(format, args...))
+		}
+		switch ev.Kind {
+		case histories.Send:
+			if ev.Message == nil || ev.Message.ID == "" || ev.Message.Key == "" || ev.Message.Aggregate == "" {
+				return nil, where("a sent message needs an id, a key and an aggregate")
+			}
+			if _, dup := byID[ev.Message.ID]; dup {
+				return nil, where("message id %q sent twice (a redelivery is not a send)", ev.Message.ID)
+			}
+			l := a.logicals[ev.Message.Key]
+			if l == nil {
+				l = &logical{Key: ev.Message.Key, Msg: *ev.Message, Call: ev.Step}
+				a.logicals[l.Key] = l
+				a.order = append(a.order, l.Key)
+			} else if l.Msg.Aggregate != ev.Message.Aggregate || l.Msg.Type != ev.Message.Type || string(l.Msg.Payload) != string(ev.Message.Payload) {
+				return nil, where("copy %q of key %q differs from the first copy in aggregate, type or payload", ev.Message.ID, l.Key)
+			}
+			l.Copies = append(l.Copies, ev.Message.ID)
+			byID[ev.Message.ID] = l
+		case histories.Deliver:
+			if ev.Message == nil {
+				return nil, where("no message")
+			}
+			l := byID[ev.Message.ID]
+			if l == nil {
+				return nil, where("delivers message %q that was never sent", ev.Message.ID)
+			}
+			if ev.Attempt <= 0 || a.attempts[ev.Attempt] != nil {
+				return nil, where("attempt number %d is missing or used twice", ev.Attempt)
+			}
+			a.attempts[ev.Attempt] = &attempt{N: ev.Attempt, Key: l.Key, Start: ev.Step}
+			if !l.Delivered {
+				l.Delivered = true
+				l.Call = ev.Step
+			}
+		case histories.Done, histories.Crash:
+			if ev.Attempt == 0 {
+				continue // a dispatcher crash or a crash between attempts
+			}
+			at := a.attempts[ev.Attempt]
+			if at == nil {
+				return nil, where("attempt %d ends but was never delivered", ev.Attempt)
+			}
+			if at.End != 0 {
+				return nil, where("attempt %d ends twice", ev.Attempt)
+			}
+			at.End = ev.Step
+		case histories.Commit:
+			if ev.Attempt != 0 {
+				at := a.attempts[ev.Attempt]
+				if at == nil {
+					return nil, where("commit in attempt %d that was never delivered", ev.Attempt)
+				}
+				at.Committed = true
+			}
+		case histories.Ack, histories.Nack, histories.AckLost:
+			if a.attempts[ev.Attempt] == nil {
+				return nil, where("%s of attempt %d that was never delivered", ev.Kind, ev.Attempt)
+			}
+		case histories.Publish:
+			if ev.Message == nil || ev.Message.ID == "" {
+				return nil, where("a published output needs a message id")
+			}
+			outputs = append(outputs, *ev)
+		case histories.Observe:
+			if ev.Aggregate == "" || len(ev.State) == 0 {
+				return nil, where("an observation needs an aggregate and a state")
+			}
+			a.observed[ev.Aggregate] = ev.State
+		case histories.Stuck:
+			a.stuck = append(a.stuck, ev.Detail)
+		}
+	}
+	for _, at := range a.attempts {
+		if at.End == 0 {
+			at.End = a.end + 1
+		}
+		l := a.logicals[at.Key]
+		l.Return = max(l.Return, at.End)
+	}
+	aggs := map[string]bool{}
+	for _, l := range a.logicals {
+		if !l.Delivered {
+			l.Return = a.end + 1
+		}
+		aggs[l.Msg.Aggregate] = true
+	}
+	for agg := range aggs {
+		a.aggregates = append(a.aggregates, agg)
+		if _, ok := a.observed[agg]; !ok && len(a.stuck) == 0 {
+			return nil, fmt.Errorf("aggregate %q has messages but no observe event", agg)
+		}
+	}
+	sort.Strings(a.aggregates)
+	a.collectOutputs(outputs, policy)
+	return a, nil
+}
+
+// collectOutputs groups published outputs by message id and attaches them to
+// their logical message, recording order-independent problems.
+func (a *analysis) collectOutputs(events []histories.Event, policy Downstream) {
+	seen := map[string]*output{}
+	for _, ev := range events {
+		m := *ev.Message
+		if prev := seen[m.ID]; prev != nil {
+			prev.Copies++
+			if prev.Msg.Output().String() != m.Output().String() || prev.Msg.Causation != m.Causation {
+				a.problems = append(a.problems, Finding{
+					Anomaly: Inconsistent, Keys: keysOf(prev.Msg.Causation, m.Causation),
+					Text: fmt.Sprintf("output id %q was published with two contents: %s (step %d) and %s (step %d)",
+						m.ID, prev.Msg.Output(), prev.Step, m.Output(), ev.Step),
+				})
+			} else if policy == DownstreamNone && prev.Copies == 2 {
+				a.problems = append(a.problems, Finding{
+					Anomaly: Duplicate, Keys: keysOf(m.Causation),
+					Text: fmt.Sprintf("output %s (id %q) was published more than once (steps %d and %d); --downstream=none allows one copy",
+						m.Output(), m.ID, prev.Step, ev.Step),
+				})
+			}
+			continue
+		}
+		o := &output{Msg: m, Step: ev.Step, Attempt: ev.Attempt, Pass: ev.Pass, Copies: 1}
+		if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil && !at.Committed {
+			o.Uncommited = true
+		}
+		seen[m.ID] = o
+		l := a.logicals[m.Causation]
+		if l == nil {
+			a.problems = append(a.problems, Finding{
+				Anomaly: Ghost,
+				Text:    fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", m.Output(), m.ID, ev.Step, m.Causation),
+			})
+			continue
+		}
+		l.Outputs = append(l.Outputs, *o)
+	}
+}
+
+func keysOf(keys ...string) []string {
+	var out []string
+	for _, k := range keys {
+		if k != "" && (len(out) == 0 || out[len(out)-1] != k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// contents returns the observed outputs of a logical message as a multiset.
+func (l *logical) contents() model.Outputs {
+	outs := make(model.Outputs, len(l.Outputs))
+	for i, o := range l.Outputs {
+		outs[i] = o.Msg.Output()
+	}
+	return outs.Sorted()
+}
+
+// keysOfAggregate returns the keys of an aggregate in send order.
+func (a *analysis) keysOfAggregate(agg string) []string {
+	var out []string
+	for _, k := range a.order {
+		if a.logicals[k].Msg.Aggregate == agg {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// describe names a logical message for people: k1 (AddItem{"sku":"a"} to o1).
+func (l *logical) describe() string {
+	return fmt.Sprintf("%s (%s to %s)", l.Key, l.Msg.Output(), l.Msg.Aggregate)
+}
+
+// attemptsOf counts the deliveries of a logical message's copies.
+func (a *analysis) attemptsOf(key string) int {
+	n := 0
+	for _, at := range a.attempts {
+		if at.Key == key {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,304 @@
+// Package checkers decides whether a history is exactly-once and explains why
+// not.
+//
+// The property (design section 2): there is a serial order of all logical
+// messages such that applying them one by one to the model yields exactly the
+// observed final state of every aggregate and exactly the observed outputs of
+// every logical message, and that order respects real time (a message whose
+// attempts all ended before another was first delivered comes first). The
+// search is porcupine's linearizability check, one partition per aggregate,
+// with a state hash and a timeout whose expiry gives "inconclusive".
+//
+// The checkers know nothing of adapters or of how a history was produced.
+package checkers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Verdict is the outcome of a check.
+type Verdict string
+
+// The verdicts.
+const (
+	Pass         Verdict = "pass"
+	Violation    Verdict = "violation"
+	Inconclusive Verdict = "inconclusive"
+)
+
+// Anomaly names how a history departs from exactly-once (design section 3).
+type Anomaly string
+
+// The anomalies.
+const (
+	Lost         Anomaly = "lost"
+	Duplicate    Anomaly = "duplicate"
+	Ghost        Anomaly = "ghost"
+	Inconsistent Anomaly = "inconsistent"
+	OutOfOrder   Anomaly = "out-of-order"
+	Stuck        Anomaly = "stuck"
+)
+
+// Downstream is the policy for several published copies of one output.
+type Downstream string
+
+// The downstream policies.
+const (
+	// DownstreamDedupByID allows identical copies with the same message id:
+	// downstream consumers deduplicate by id. The default.
+	DownstreamDedupByID Downstream = "dedup-by-id"
+	// DownstreamNone allows one copy of each output.
+	DownstreamNone Downstream = "none"
+)
+
+// ParseDownstream parses a policy name; "" means the default.
+func ParseDownstream(s string) (Downstream, error) {
+	switch Downstream(s) {
+	case "", DownstreamDedupByID:
+		return DownstreamDedupByID, nil
+	case DownstreamNone:
+		return DownstreamNone, nil
+	}
+	return "", fmt.Errorf("unknown downstream policy %q (known: dedup-by-id, none)", s)
+}
+
+// Options configure a check.
+type Options struct {
+	// Downstream is the output-copy policy; "" means dedup-by-id.
+	Downstream Downstream
+	// Timeout bounds the search; 0 means 30 seconds. Expiry gives
+	// Inconclusive, never Pass.
+	Timeout time.Duration
+}
+
+// Finding is one explained anomaly.
+type Finding struct {
+	Anomaly Anomaly `json:"anomaly"`
+	// Keys are the logical messages involved.
+	Keys []string `json:"keys,omitempty"`
+	// Aggregate is the aggregate involved, if one.
+	Aggregate string `json:"aggregate,omitempty"`
+	// Text explains the finding in one sentence.
+	Text string `json:"text"`
+}
+
+// Result is the outcome of a check.
+type Result struct {
+	Verdict   Verdict   `json:"verdict"`
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
+	Findings  []Finding `json:"findings,omitempty"`
+	// Expected lists, for each failing aggregate, the closest exactly-once
+	// execution and how the observation departs from it.
+	Expected []string `json:"expected,omitempty"`
+	// Reason says why a check is inconclusive.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Signature is a stable summary of the result (verdict and anomaly names,
+// no ids), used to decide whether a shrunk case fails the same way.
+func (r Result) Signature() string {
+	s := string(r.Verdict)
+	for _, a := range r.Anomalies {
+		s += " " + string(a)
+	}
+	return s
+}
+
+func (r *Result) add(f Finding) {
+	r.Findings = append(r.Findings, f)
+	if !slices.Contains(r.Anomalies, f.Anomaly) {
+		r.Anomalies = append(r.Anomalies, f.Anomaly)
+	}
+}
+
+// ErrMalformed wraps errors about histories that contradict themselves or the
+// model.
+var ErrMalformed = errors.New("malformed history")
+
+// Check decides whether the history is exactly-once with respect to m.
+// An error means the history cannot be checked (it contradicts itself or
+// carries messages the model rejects); it wraps ErrMalformed.
+func Check(h *histories.History, m model.Model, o Options) (Result, error) {
+	if o.Downstream == "" {
+		o.Downstream = DownstreamDedupByID
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	a, err := analyze(h, o.Downstream)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var res Result
+	for _, s := range a.stuck {
+		res.add(Finding{Anomaly: Stuck, Text: "the run did not drain: " + s})
+	}
+	for _, f := range a.problems {
+		res.add(f)
+	}
+	if len(a.stuck) > 0 {
+		// Without a drained final state, state checks are meaningless.
+		res.Verdict = Violation
+		return res, nil
+	}
+	for _, k := range a.order {
+		l := a.logicals[k]
+		if _, _, err := m.Apply(m.Initial(l.Msg.Aggregate), l.Msg); err != nil {
+			return Result{}, fmt.Errorf("%w: message %s: %v", ErrMalformed, l.describe(), err)
+		}
+	}
+	ops, err := operations(a, m)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	pm := porcupineModel(m)
+	outcome, _ := porcupine.CheckOperationsVerbose(pm, ops, o.Timeout)
+	switch {
+	case outcome == porcupine.Unknown:
+		res.Verdict = Inconclusive
+		res.Reason = fmt.Sprintf("the exactly-once search did not finish within %s", o.Timeout)
+		return res, nil
+	case outcome == porcupine.Ok && len(res.Findings) == 0:
+		res.Verdict = Pass
+		return res, nil
+	}
+	res.Verdict = Violation
+	if outcome == porcupine.Illegal {
+		for _, agg := range a.aggregates {
+			part := partitionOf(ops, agg)
+			if porcupine.CheckOperations(pm, part) {
+				continue
+			}
+			explainAggregate(a, m, agg, &res)
+		}
+	}
+	if len(res.Anomalies) == 0 {
+		res.add(Finding{Anomaly: Inconsistent, Text: "no exactly-once execution explains the history"})
+	}
+	return res, nil
+}
+
+// opInput is the input of one porcupine operation: a logical message, or the
+// final observation of an aggregate (Msg nil).
+type opInput struct {
+	Aggregate string
+	Key       string
+	Msg       *model.Message
+}
+
+// opOutput is what was observed: a logical message's outputs, or the final
+// state.
+type opOutput struct {
+	Outputs model.Outputs
+	State   model.State
+}
+
+func operations(a *analysis, m model.Model) ([]porcupine.Operation, error) {
+	ops := make([]porcupine.Operation, 0, len(a.order)+len(a.aggregates))
+	for i, k := range a.order {
+		l := a.logicals[k]
+		msg := l.Msg
+		ops = append(ops, porcupine.Operation{
+			ClientId: i, Input: &opInput{Aggregate: msg.Aggregate, Key: k, Msg: &msg},
+			Call: int64(l.Call), Output: &opOutput{Outputs: l.contents()}, Return: int64(l.Return),
+		})
+	}
+	final := int64(a.end + 2)
+	for _, agg := range a.aggregates {
+		st, ok := a.observed[agg]
+		if !ok {
+			return nil, fmt.Errorf("no final state observed for aggregate %q", agg)
+		}
+		ops = append(ops, porcupine.Operation{
+			ClientId: len(a.order), Input: &opInput{Aggregate: agg}, Call: final,
+			Output: &opOutput{State: st}, Return: final,
+		})
+	}
+	for agg := range a.observed {
+		if !slices.Contains(a.aggregates, agg) && !a.observed[agg].Equal(m.Initial(agg)) {
+			// State changed on an aggregate no message targets.
+			ops = append(ops, porcupine.Operation{
+				ClientId: len(a.order), Input: &opInput{Aggregate: agg}, Call: final,
+				Output: &opOutput{State: a.observed[agg]}, Return: final,
+			})
+		}
+	}
+	return ops, nil
+}
+
+func partitionOf(ops []porcupine.Operation, agg string) []porcupine.Operation {
+	var out []porcupine.Operation
+	for _, op := range ops {
+		if op.Input.(*opInput).Aggregate == agg {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// aggState is the porcupine state of one partition.
+type aggState struct {
+	agg   string
+	state model.State // nil: the model's initial state
+}
+
+func porcupineModel(m model.Model) porcupine.Model {
+	current := func(s *aggState, agg string) model.State {
+		if s.state == nil {
+			return m.Initial(agg)
+		}
+		return s.state
+	}
+	return porcupine.Model{
+		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+			index := map[string]int{}
+			var parts [][]porcupine.Operation
+			for _, op := range history {
+				agg := op.Input.(*opInput).Aggregate
+				i, ok := index[agg]
+				if !ok {
+					i = len(parts)
+					index[agg] = i
+					parts = append(parts, nil)
+				}
+				parts[i] = append(parts[i], op)
+			}
+			return parts
+		},
+		Init: func() any { return &aggState{} },
+		StepContext: func(ctx context.Context, state, input, output any) (bool, any) {
+			s, in, out := state.(*aggState), input.(*opInput), output.(*opOutput)
+			cur := current(s, in.Aggregate)
+			if in.Msg == nil {
+				return cur.Equal(out.State), s
+			}
+			next, outs, err := m.Apply(cur, *in.Msg)
+			if err != nil || !outs.Equal(out.Outputs) {
+				return false, s
+			}
+			return true, &aggState{agg: in.Aggregate, state: next}
+		},
+		Equal: func(a, b any) bool {
+			x, y := a.(*aggState), b.(*aggState)
+			return x.state.Equal(y.state)
+		},
+		Hash: func(s any) uint64 { return s.(*aggState).state.Hash() },
+		DescribeOperation: func(input, output any) string {
+			in, out := input.(*opInput), output.(*opOutput)
+			if in.Msg == nil {
+				return fmt.Sprintf("observe %s = %s", in.Aggregate, out.State)
+			}
+			return fmt.Sprintf("%s %s -> %s", in.Key, in.Msg.Output(), out.Outputs)
+		},
+		DescribeState: func(s any) string { return string(s.(*aggState).state) },
+	}
+}

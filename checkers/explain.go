@@ -1,0 +1,307 @@
+package checkers
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// The explainer looks, within one failing aggregate, for the execution that
+// best accounts for what was observed. Candidates are the exactly-once serial
+// orders that respect real time (all of them for small partitions, the order
+// of first delivery otherwise) and their single perturbations: one message
+// left out (lost) or applied a second time at a later point (duplicate). The
+// best candidate is the one that matches the most observations (the final
+// state and each message's outputs); ties go to fewer perturbations, then to
+// the earlier order. Its departures from the observation become findings.
+
+// maxPermuted bounds the partition size for which every serial order is
+// tried.
+const maxPermuted = 6
+
+type candidate struct {
+	seq       []string // keys in application order; a key may appear 0, 1 or 2 times
+	perturbed int
+}
+
+type evaluation struct {
+	state   model.State
+	outputs map[string]model.Outputs
+	score   int
+	ok      bool // the model accepted every step
+}
+
+func evaluate(a *analysis, m model.Model, agg string, seq []string) evaluation {
+	ev := evaluation{state: m.Initial(agg), outputs: map[string]model.Outputs{}, ok: true}
+	for _, k := range seq {
+		next, outs, err := m.Apply(ev.state, a.logicals[k].Msg)
+		if err != nil {
+			ev.ok = false
+			return ev
+		}
+		ev.state = next
+		ev.outputs[k] = append(ev.outputs[k], outs...)
+	}
+	if obs, ok := a.observed[agg]; ok && obs.Equal(ev.state) {
+		ev.score++
+	}
+	for _, k := range a.keysOfAggregate(agg) {
+		if ev.outputs[k].Equal(a.logicals[k].contents()) {
+			ev.score++
+		}
+	}
+	return ev
+}
+
+// baseOrders returns the exactly-once serial orders to consider.
+func baseOrders(a *analysis, keys []string) [][]string {
+	if len(keys) > maxPermuted {
+		return [][]string{sortedByCall(a, keys)}
+	}
+	var out [][]string
+	var rec func(prefix []string, rest []string)
+	rec = func(prefix, rest []string) {
+		if len(rest) == 0 {
+			out = append(out, append([]string(nil), prefix...))
+			return
+		}
+		for i, k := range rest {
+			// Real time: k may come next only if no remaining message
+			// ended before k was first delivered.
+			ok := true
+			for j, r := range rest {
+				if j != i && a.logicals[r].Return < a.logicals[k].Call {
+					ok = false
+					break
+				}
+			}
+			if !ok {
+				continue
+			}
+			next := append(append([]string(nil), rest[:i]...), rest[i+1:]...)
+			rec(append(prefix, k), next)
+		}
+	}
+	rec(nil, sortedByCall(a, keys))
+	return out
+}
+
+func sortedByCall(a *analysis, keys []string) []string {
+	out := append([]string(nil), keys...)
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && a.logicals[out[j]].Call < a.logicals[out[j-1]].Call; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// maxRepeats bounds how many times the explainer tries applying one message.
+const maxRepeats = 4
+
+// perturbations returns the base order, the base order with one message left
+// out, and the base order with one message applied again (up to its number of
+// attempts) at a later point.
+func perturbations(a *analysis, base []string) []candidate {
+	out := []candidate{{seq: base}}
+	for i := range base {
+		without := append(append([]string(nil), base[:i]...), base[i+1:]...)
+		out = append(out, candidate{seq: without, perturbed: 1})
+	}
+	for i, k := range base {
+		repeats := min(a.attemptsOf(k), maxRepeats)
+		for extra := 1; extra < repeats; extra++ {
+			for j := i + 1; j <= len(base); j++ {
+				seq := append([]string(nil), base[:j]...)
+				for range extra {
+					seq = append(seq, k)
+				}
+				seq = append(seq, base[j:]...)
+				out = append(out, candidate{seq: seq, perturbed: extra})
+			}
+		}
+	}
+	return out
+}
+
+// explainAggregate adds the findings of one failing aggregate to res.
+func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
+	keys := a.keysOfAggregate(agg)
+	var (
+		best     candidate
+		bestEval evaluation
+		found    bool
+		closest  []string // best exactly-once order
+		closeEv  evaluation
+	)
+	for _, base := range baseOrders(a, keys) {
+		for _, c := range perturbations(a, base) {
+			ev := evaluate(a, m, agg, c.seq)
+			if !ev.ok {
+				continue
+			}
+			if c.perturbed == 0 && (closest == nil || ev.score > closeEv.score) {
+				closest, closeEv = c.seq, ev
+			}
+			if !found || ev.score > bestEval.score || (ev.score == bestEval.score && c.perturbed < best.perturbed) {
+				best, bestEval, found = c, ev, true
+			}
+		}
+	}
+	if !found {
+		res.add(Finding{Anomaly: Inconsistent, Aggregate: agg, Keys: keys,
+			Text: fmt.Sprintf("no execution of the model accepts the messages of %s", agg)})
+		return
+	}
+	if closest != nil {
+		res.Expected = append(res.Expected, describeClosest(a, agg, closest, closeEv)...)
+	}
+	count := map[string]int{}
+	for _, k := range best.seq {
+		count[k]++
+	}
+	explained := false
+	for _, k := range keys {
+		l := a.logicals[k]
+		obs := l.contents()
+		exp := bestEval.outputs[k]
+		switch {
+		case count[k] == 0:
+			if len(obs) > 0 && allUncommitted(l.Outputs) {
+				res.add(Finding{Anomaly: Ghost, Aggregate: agg, Keys: []string{k},
+					Text: fmt.Sprintf("%s published %s from an attempt that never committed, and its state change is not in the final state", l.describe(), obs)})
+			} else {
+				res.add(Finding{Anomaly: Lost, Aggregate: agg, Keys: []string{k},
+					Text: fmt.Sprintf("%s had no effect on the final state of %s (observed outputs %s)", l.describe(), agg, obs)})
+			}
+			explained = true
+		case count[k] > 1:
+			res.add(Finding{Anomaly: Duplicate, Aggregate: agg, Keys: []string{k},
+				Text: fmt.Sprintf("%s was applied %s: the final state and outputs match an execution that applies it %s (observed outputs %s)", l.describe(), times(count[k]), times(count[k]), obs)})
+			explained = true
+		case !exp.Equal(obs):
+			missing, extra := diff(exp, obs)
+			f := Finding{Aggregate: agg, Keys: []string{k}}
+			switch {
+			case len(missing) == 0 && subset(extra, exp):
+				f.Anomaly = Duplicate
+				f.Text = fmt.Sprintf("%s published %s again with a new message id", l.describe(), extra)
+			case len(extra) > 0 && extraUncommitted(l.Outputs, extra):
+				f.Anomaly = Ghost
+				f.Text = fmt.Sprintf("%s published %s from an attempt that never committed; no exactly-once execution publishes it", l.describe(), extra)
+			case len(extra) == 0:
+				f.Anomaly = Lost
+				f.Text = fmt.Sprintf("%s never published %s (published %s)", l.describe(), missing, obs)
+			default:
+				f.Anomaly = Inconsistent
+				f.Text = fmt.Sprintf("%s published %s where an exactly-once execution publishes %s", l.describe(), obs, exp)
+			}
+			res.add(f)
+			explained = true
+		}
+	}
+	if obs := a.observed[agg]; !obs.Equal(bestEval.state) {
+		res.add(Finding{Anomaly: Inconsistent, Aggregate: agg, Keys: keys,
+			Text: fmt.Sprintf("final state of %s is %s; the closest execution ends in %s", agg, obs, bestEval.state)})
+		explained = true
+	}
+	if !explained {
+		res.add(Finding{Anomaly: Inconsistent, Aggregate: agg, Keys: keys,
+			Text: fmt.Sprintf("the effects on %s match no serial order that respects real time", agg)})
+	}
+}
+
+func describeClosest(a *analysis, agg string, order []string, ev evaluation) []string {
+	lines := []string{fmt.Sprintf("%s: closest exactly-once order %s", agg, strings.Join(order, ", "))}
+	for _, k := range order {
+		obs := a.logicals[k].contents()
+		mark := "ok"
+		if !ev.outputs[k].Equal(obs) {
+			mark = "DIFFERS"
+		}
+		lines = append(lines, fmt.Sprintf("  %s %s: expected %s, observed %s [%s]", k, a.logicals[k].Msg.Output(), ev.outputs[k], obs, mark))
+	}
+	obs := a.observed[agg]
+	mark := "ok"
+	if !obs.Equal(ev.state) {
+		mark = "DIFFERS"
+	}
+	lines = append(lines, fmt.Sprintf("  final state: expected %s, observed %s [%s]", ev.state, obs, mark))
+	return lines
+}
+
+// diff returns exp minus obs and obs minus exp, as multisets.
+func diff(exp, obs model.Outputs) (missing, extra model.Outputs) {
+	left := map[string]int{}
+	for _, o := range obs {
+		left[o.String()]++
+	}
+	for _, o := range exp {
+		if left[o.String()] > 0 {
+			left[o.String()]--
+		} else {
+			missing = append(missing, o)
+		}
+	}
+	for _, o := range obs {
+		if left[o.String()] > 0 {
+			left[o.String()]--
+			extra = append(extra, o)
+		}
+	}
+	return missing, extra
+}
+
+func subset(xs, of model.Outputs) bool {
+	for _, x := range xs {
+		found := false
+		for _, o := range of {
+			if o.String() == x.String() {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func allUncommitted(outs []output) bool {
+	for _, o := range outs {
+		if !o.Uncommited {
+			return false
+		}
+	}
+	return len(outs) > 0
+}
+
+// extraUncommitted reports whether every extra output was published by an
+// attempt that never committed.
+func extraUncommitted(outs []output, extra model.Outputs) bool {
+	for _, x := range extra {
+		found := false
+		for _, o := range outs {
+			if o.Msg.Output().String() == x.String() && o.Uncommited {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
+}

@@ -1,0 +1,273 @@
+// Package histories defines the record of a run: a header (what was run and
+// with which fault plan) followed by the events that happened, one per line
+// (JSON Lines). Histories are written before they are checked, saved
+// atomically, and can be read back, re-checked and replayed.
+package histories
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Format is the value of the header's "format" field.
+const Format = "oncecheck-history"
+
+// Version is the history format version written by this build. Readers accept
+// any 1.x version.
+const Version = "1.0"
+
+// MaxLineBytes bounds one line of a history file.
+const MaxLineBytes = 16 << 20
+
+// Header is the first line of a history.
+type Header struct {
+	Format     string         `json:"format"`
+	Version    string         `json:"version"`
+	Tool       string         `json:"tool"`
+	Seed       uint64         `json:"seed"`
+	Model      string         `json:"model"`
+	Strategy   string         `json:"strategy"`
+	Backend    string         `json:"backend"`
+	Downstream string         `json:"downstream,omitempty"`
+	Workload   model.Workload `json:"workload"`
+	Plan       faults.Plan    `json:"plan"`
+	// Verdict and Anomalies record what the run that saved the history
+	// concluded. They are informative: `check` recomputes them.
+	Verdict   string   `json:"verdict,omitempty"`
+	Anomalies []string `json:"anomalies,omitempty"`
+}
+
+// Kind is the kind of an event.
+type Kind string
+
+// The event kinds.
+const (
+	Send     Kind = "send"     // the sender puts a copy on the wire
+	Deliver  Kind = "deliver"  // the broker hands a copy to a consumer: an attempt begins
+	Begin    Kind = "begin"    // a transaction opens
+	Write    Kind = "write"    // a transaction writes
+	Commit   Kind = "commit"   // a transaction commits
+	Abort    Kind = "abort"    // a transaction rolls back or dies with its process
+	Publish  Kind = "publish"  // the broker accepts an output
+	Ack      Kind = "ack"      // a consumer acks its copy
+	AckLost  Kind = "ack-lost" // the broker did not get the ack (fault): the copy stays
+	Nack     Kind = "nack"     // a consumer gives the copy back
+	Done     Kind = "done"     // the handler returned: the attempt ends
+	Crash    Kind = "crash"    // a process dies (fault): its attempt ends
+	Restart  Kind = "restart"  // a process is rebuilt from its factory
+	Dispatch Kind = "dispatch" // a dispatcher pass begins
+	Drain    Kind = "drain"    // faults stop; the run drains
+	Observe  Kind = "observe"  // the final state of an aggregate, read after the drain
+	Stuck    Kind = "stuck"    // the run did not drain within its bound
+)
+
+var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Stuck}
+
+// Event is one thing that happened in a run.
+type Event struct {
+	// Step numbers events from 1 in the order they happened.
+	Step int  `json:"step"`
+	Kind Kind `json:"kind"`
+	// Process is the process the event happened in ("consumer-1",
+	// "dispatcher-1", "sender", "broker").
+	Process string `json:"process,omitempty"`
+	// Attempt numbers deliveries from 1; events of a handler carry the
+	// attempt they belong to.
+	Attempt int `json:"attempt,omitempty"`
+	// Pass numbers dispatcher passes from 1.
+	Pass int `json:"pass,omitempty"`
+	// Tx numbers transactions from 1.
+	Tx int `json:"tx,omitempty"`
+	// Message is the copy sent or delivered, or the output published.
+	Message *model.Message `json:"message,omitempty"`
+	// Point is the crash point of a crash.
+	Point string `json:"point,omitempty"`
+	// Aggregate and State are the observed final state (observe).
+	Aggregate string      `json:"aggregate,omitempty"`
+	State     model.State `json:"state,omitempty"`
+	// Detail is free text for people (what a write touched, why a nack).
+	Detail string `json:"detail,omitempty"`
+}
+
+// History is a header and its events.
+type History struct {
+	Header Header
+	Events []Event
+}
+
+// Encode writes the history as JSON Lines.
+func (h *History) Encode(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(h.Header); err != nil {
+		return fmt.Errorf("encode header: %w", err)
+	}
+	for i := range h.Events {
+		if err := enc.Encode(&h.Events[i]); err != nil {
+			return fmt.Errorf("encode event %d: %w", i+1, err)
+		}
+	}
+	return bw.Flush()
+}
+
+// Hash returns a hex SHA-256 of the encoded events (not the header), used to
+// compare runs for determinism.
+func (h *History) Hash() string {
+	sum := sha256.New()
+	enc := json.NewEncoder(sum)
+	for i := range h.Events {
+		_ = enc.Encode(&h.Events[i])
+	}
+	return hex.EncodeToString(sum.Sum(nil))
+}
+
+// SyntaxError is a problem at a given line of a history file.
+type SyntaxError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *SyntaxError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
+
+// Decode reads a history. name labels errors (a file name); errors are
+// *SyntaxError values naming the line.
+func Decode(r io.Reader, name string) (*History, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
+	fail := func(line int, format string, args ...any) error {
+		return &SyntaxError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)}
+	}
+	h := &History{}
+	line := 0
+	for sc.Scan() {
+		line++
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		if line == 1 {
+			if err := strictUnmarshal(raw, &h.Header); err != nil {
+				return nil, fail(line, "header: %v", err)
+			}
+			if err := checkHeader(&h.Header); err != nil {
+				return nil, fail(line, "header: %v", err)
+			}
+			continue
+		}
+		var ev Event
+		if err := strictUnmarshal(raw, &ev); err != nil {
+			return nil, fail(line, "event: %v", err)
+		}
+		if !slices.Contains(knownKinds, ev.Kind) {
+			return nil, fail(line, "unknown event kind %q", ev.Kind)
+		}
+		if ev.Step != len(h.Events)+1 {
+			return nil, fail(line, "event step %d, want %d (steps count from 1 without gaps)", ev.Step, len(h.Events)+1)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fail(line+1, "line longer than %d bytes", MaxLineBytes)
+		}
+		return nil, fmt.Errorf("%s: read: %w", name, err)
+	}
+	if line == 0 {
+		return nil, fail(1, "empty file: no header")
+	}
+	return h, nil
+}
+
+func strictUnmarshal(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+func checkHeader(h *Header) error {
+	if h.Format != Format {
+		return fmt.Errorf("format is %q, want %q", h.Format, Format)
+	}
+	major, _, ok := strings.Cut(h.Version, ".")
+	if !ok {
+		return fmt.Errorf("version %q is not MAJOR.MINOR", h.Version)
+	}
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return fmt.Errorf("version %q is not MAJOR.MINOR", h.Version)
+	}
+	if n > 1 {
+		return fmt.Errorf("format version %s is newer than this build reads (1.x); upgrade oncecheck", h.Version)
+	}
+	if h.Model == "" {
+		return errors.New(`"model" is missing`)
+	}
+	return h.Plan.Validate()
+}
+
+// Load reads a history file.
+func Load(path string) (*History, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Decode(f, path)
+}
+
+// Save writes the history atomically into dir (created if needed) under
+// name: a temporary file is written, synced and renamed, so a reader never
+// sees half a history. It returns the final path.
+func Save(h *History, dir, name string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create results directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+	if err != nil {
+		return "", fmt.Errorf("create temporary history: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := h.Encode(tmp); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("sync history: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("close history: %w", err)
+	}
+	final := filepath.Join(dir, name)
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", fmt.Errorf("save history: %w", err)
+	}
+	return final, nil
+}

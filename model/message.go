@@ -1,0 +1,141 @@
+// Package model holds the vocabulary of oncecheck: messages, states, and the
+// contract of a model (the reference business logic a handler must be
+// equivalent to when every logical message is processed exactly once), plus
+// the built-in models and their workload generators.
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"hash/fnv"
+	"slices"
+	"strings"
+)
+
+// Message is one copy of a message on the wire, or one output published by a
+// handler.
+//
+// Copies of one logical message share the idempotence Key. A redelivery keeps
+// the ID; a re-issue gets a new ID but keeps the Key.
+type Message struct {
+	// ID identifies this copy on the wire. Downstream consumers deduplicate
+	// outputs by ID.
+	ID string `json:"id"`
+	// Key is the idempotence key: one key, one logical message (one intent).
+	Key string `json:"key,omitempty"`
+	// Aggregate is the entity the message targets (an order, an account).
+	Aggregate string `json:"aggregate,omitempty"`
+	// Type names the message kind, for example "AddItem" or "ItemAdded".
+	Type string `json:"type"`
+	// Payload is the message body as canonical JSON.
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// Position is the global position of the message in the send order
+	// (1-based). Strategies such as sequence numbers rely on it.
+	Position int64 `json:"position,omitempty"`
+	// Causation is, for an output, the idempotence key of the logical
+	// message whose processing produced it.
+	Causation string `json:"causation,omitempty"`
+}
+
+// Output is what a model emits for one message: a type and a payload. The
+// harness and adapters turn outputs into Messages with IDs and causation.
+type Output struct {
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// String renders an output as Type{payload}, the form used in reports.
+func (o Output) String() string {
+	if len(o.Payload) == 0 {
+		return o.Type
+	}
+	return o.Type + string(o.Payload)
+}
+
+// Output returns the content of a message (type and payload), without its
+// identity.
+func (m Message) Output() Output { return Output{Type: m.Type, Payload: m.Payload} }
+
+// Outputs is a list of outputs compared as a multiset.
+type Outputs []Output
+
+// Sorted returns a sorted copy, the canonical form used for comparisons.
+func (os Outputs) Sorted() Outputs {
+	c := slices.Clone(os)
+	slices.SortFunc(c, func(a, b Output) int {
+		if d := strings.Compare(a.Type, b.Type); d != 0 {
+			return d
+		}
+		return bytes.Compare(a.Payload, b.Payload)
+	})
+	return c
+}
+
+// Equal reports whether two output lists are equal as multisets.
+func (os Outputs) Equal(other Outputs) bool {
+	if len(os) != len(other) {
+		return false
+	}
+	a, b := os.Sorted(), other.Sorted()
+	for i := range a {
+		if a[i].Type != b[i].Type || !bytes.Equal(a[i].Payload, b[i].Payload) {
+			return false
+		}
+	}
+	return true
+}
+
+// String renders the outputs in canonical order, "[]" when empty.
+func (os Outputs) String() string {
+	parts := make([]string, 0, len(os))
+	for _, o := range os.Sorted() {
+		parts = append(parts, o.String())
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// State is the durable state of one aggregate as canonical JSON. Canonical
+// means that two equal states have equal bytes, so equality and hashing are
+// byte operations.
+type State json.RawMessage
+
+// Equal reports whether two states are the same.
+func (s State) Equal(other State) bool { return bytes.Equal(s, other) }
+
+// Hash returns a 64-bit FNV-1a hash of the state.
+func (s State) Hash() uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(s)
+	return h.Sum64()
+}
+
+// String returns the state's JSON text.
+func (s State) String() string { return string(s) }
+
+// MarshalJSON embeds the state as JSON.
+func (s State) MarshalJSON() ([]byte, error) {
+	if len(s) == 0 {
+		return []byte("null"), nil
+	}
+	return s, nil
+}
+
+// UnmarshalJSON reads the state, compacting it into canonical form.
+func (s *State) UnmarshalJSON(b []byte) error {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return err
+	}
+	*s = State(buf.Bytes())
+	return nil
+}
+
+// EncodeState marshals v (a struct, or maps with string keys) into a State.
+// encoding/json sorts map keys, so the result is canonical for such values.
+func EncodeState(v any) (State, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return State(b), nil
+}

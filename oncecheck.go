@@ -1,0 +1,283 @@
+// Package oncecheck proves or refutes a message handler's delivery guarantee.
+//
+// It generates workloads and fault plans with rapid, runs them against an
+// adapter in a deterministic simulation, records a history, and checks with
+// porcupine that the observable side effects (durable state plus published
+// messages) equal those of some execution in which each logical message was
+// processed exactly once. A failure comes back as a shrunk, saved, replayable
+// history with an explanation.
+//
+// The pipeline: Generate (workload + plan) -> Execute (simulation + check) ->
+// Search (many runs, shrink the first failure, save it) -> Check / Replay
+// (offline, from a saved history).
+package oncecheck
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	_ "github.com/oncecheck/oncecheck/adapters/all" // built-in strategies
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/sim"
+)
+
+// ToolVersion is written into every history.
+const ToolVersion = "0.1.0"
+
+// Backends this build supports.
+var Backends = []string{"mem"}
+
+// Case is one generated test case: a workload and a fault plan.
+type Case struct {
+	Workload model.Workload
+	Plan     faults.Plan
+}
+
+// Config selects what to test and how.
+type Config struct {
+	// Model is the reference business logic (default "orders").
+	Model string
+	// Strategy is the adapter under test.
+	Strategy string
+	// Backend is the store backend (default "mem").
+	Backend string
+	// Faults are the fault kinds to inject (default all).
+	Faults []faults.Kind
+	// MaxMessages bounds the logical messages per run (default 8).
+	MaxMessages int
+	// MaxFaults bounds the faults per run (default 3).
+	MaxFaults int
+	// Downstream is the output-copy policy (default dedup-by-id).
+	Downstream checkers.Downstream
+	// CheckTimeout bounds each check (default 30s); expiry is inconclusive.
+	CheckTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Model == "" {
+		c.Model = "orders"
+	}
+	if c.Backend == "" {
+		c.Backend = "mem"
+	}
+	if len(c.Faults) == 0 {
+		c.Faults = slices.Clone(faults.AllKinds)
+	}
+	if c.MaxMessages == 0 {
+		c.MaxMessages = 8
+	}
+	if c.MaxFaults == 0 {
+		c.MaxFaults = 3
+	}
+	if c.Downstream == "" {
+		c.Downstream = checkers.DownstreamDedupByID
+	}
+}
+
+// Tester runs cases of one configuration.
+type Tester struct {
+	cfg      Config
+	model    model.Model
+	strategy adapters.Strategy
+	gen      *rapid.Generator[Case]
+}
+
+// ErrUsage wraps configuration mistakes (unknown names, bad values).
+var ErrUsage = errors.New("usage error")
+
+// New validates the configuration and returns a Tester.
+func New(cfg Config) (*Tester, error) {
+	cfg.defaults()
+	m, err := model.Lookup(cfg.Model)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	s, err := adapters.Lookup(cfg.Strategy)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if !slices.Contains(Backends, cfg.Backend) {
+		return nil, fmt.Errorf("%w: unknown backend %q (known: %v)", ErrUsage, cfg.Backend, Backends)
+	}
+	if cfg.MaxMessages < 1 || cfg.MaxFaults < 0 {
+		return nil, fmt.Errorf("%w: --max-messages must be at least 1 and --max-faults at least 0", ErrUsage)
+	}
+	t := &Tester{cfg: cfg, model: m, strategy: s}
+	t.gen = rapid.Custom(func(rt *rapid.T) Case {
+		w := m.Workload(cfg.MaxMessages).Draw(rt, "workload")
+		p := faults.Generator(faults.Options{
+			Kinds: cfg.Faults, MaxFaults: cfg.MaxFaults, Deliveries: 2*len(w) + 2,
+			Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2,
+		}).Draw(rt, "plan")
+		return Case{Workload: w, Plan: p}
+	})
+	return t, nil
+}
+
+// Config returns the tester's configuration with defaults filled in.
+func (t *Tester) Config() Config { return t.cfg }
+
+// Generate returns the case of a seed. The same seed always gives the same
+// case.
+func (t *Tester) Generate(seed uint64) Case { return t.gen.Example(int(seed)) }
+
+// Execute runs a case and checks its history. An error means the run or the
+// check could not be carried out (the outcome is inconclusive); the history
+// recorded so far is returned with it.
+func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Result, error) {
+	events, err := sim.Run(sim.Config{Model: t.model, Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan})
+	h := &histories.History{Header: t.header(c, seed), Events: events}
+	if err != nil {
+		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
+	}
+	res, err := checkers.Check(h, t.model, checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout})
+	if err != nil {
+		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
+	}
+	h.Header.Verdict = string(res.Verdict)
+	for _, a := range res.Anomalies {
+		h.Header.Anomalies = append(h.Header.Anomalies, string(a))
+	}
+	return h, res, nil
+}
+
+func (t *Tester) header(c Case, seed uint64) histories.Header {
+	return histories.Header{
+		Format: histories.Format, Version: histories.Version, Tool: ToolVersion, Seed: seed,
+		Model: t.model.Name(), Strategy: t.strategy.Name, Backend: t.cfg.Backend,
+		Downstream: string(t.cfg.Downstream), Workload: c.Workload, Plan: c.Plan,
+	}
+}
+
+// anomalyPriority orders anomalies from most to least specific; the first
+// one a failure shows is the one shrinking preserves.
+var anomalyPriority = []checkers.Anomaly{
+	checkers.Lost, checkers.Duplicate, checkers.Ghost, checkers.OutOfOrder, checkers.Inconsistent, checkers.Stuck,
+}
+
+// PrimaryAnomaly returns the most specific anomaly of a result, "" if none.
+func PrimaryAnomaly(r checkers.Result) checkers.Anomaly {
+	for _, a := range anomalyPriority {
+		if slices.Contains(r.Anomalies, a) {
+			return a
+		}
+	}
+	return ""
+}
+
+// shrinkMu serialises shrinking: rapid's settings are process-wide.
+var shrinkMu sync.Mutex
+
+// Shrink minimises the failing case of seed with rapid: a smaller case is kept
+// only if it fails with the same primary anomaly. It returns the smallest
+// failing history found and its result. budget bounds the time spent.
+func (t *Tester) Shrink(seed uint64, anomaly checkers.Anomaly, budget time.Duration) (*histories.History, checkers.Result, error) {
+	shrinkMu.Lock()
+	defer shrinkMu.Unlock()
+	if err := prepareRapid(seed, budget); err != nil {
+		return nil, checkers.Result{}, err
+	}
+	var (
+		best    *histories.History
+		bestRes checkers.Result
+	)
+	tb := &quietTB{}
+	rapid.Check(tb, func(rt *rapid.T) {
+		c := t.gen.Draw(rt, "case")
+		h, res, err := t.Execute(c, seed)
+		if err == nil && res.Verdict == checkers.Violation && slices.Contains(res.Anomalies, anomaly) {
+			best, bestRes = h, res
+			rt.Fatalf("violation: %s", anomaly)
+		}
+	})
+	if best == nil {
+		return nil, checkers.Result{}, fmt.Errorf("seed %d did not fail again with %q while shrinking: the run is not deterministic", seed, anomaly)
+	}
+	return best, bestRes, nil
+}
+
+// prepareRapid points rapid's process-wide settings at one seed: one check,
+// no fail files, the given shrink budget.
+func prepareRapid(seed uint64, budget time.Duration) error {
+	if flag.Lookup("test.short") == nil {
+		testing.Init()
+	}
+	if !flag.Parsed() {
+		if err := flag.CommandLine.Parse(nil); err != nil {
+			return err
+		}
+	}
+	checks := "1"
+	if testing.Short() {
+		checks = "5" // rapid divides the checks by 5 in -short mode
+	}
+	settings := [][2]string{
+		{"rapid.seed", fmt.Sprint(seed)}, {"rapid.checks", checks}, {"rapid.nofailfile", "true"},
+		{"rapid.shrinktime", budget.String()}, {"rapid.v", "false"}, {"rapid.failfile", ""},
+	}
+	for _, s := range settings {
+		if err := flag.Set(s[0], s[1]); err != nil {
+			return fmt.Errorf("configure rapid %s: %w", s[0], err)
+		}
+	}
+	return nil
+}
+
+// quietTB receives rapid's reports during shrinking; the outcome is read
+// from the property's own variables.
+type quietTB struct{ failed bool }
+
+func (*quietTB) Helper()                  {}
+func (*quietTB) Name() string             { return "oncecheck" }
+func (*quietTB) Logf(string, ...any)      {}
+func (*quietTB) Log(...any)               {}
+func (*quietTB) Skipf(string, ...any)     {}
+func (*quietTB) Skip(...any)              {}
+func (*quietTB) SkipNow()                 {}
+func (tb *quietTB) Errorf(string, ...any) { tb.failed = true }
+func (tb *quietTB) Error(...any)          { tb.failed = true }
+func (tb *quietTB) Fatalf(string, ...any) { tb.failed = true }
+func (tb *quietTB) Fatal(...any)          { tb.failed = true }
+func (tb *quietTB) FailNow()              { tb.failed = true }
+func (tb *quietTB) Fail()                 { tb.failed = true }
+func (tb *quietTB) Failed() bool          { return tb.failed }
+
+// Check re-checks a saved history offline. The model is the one its header
+// names; downstream overrides the header's policy when not empty.
+func Check(h *histories.History, downstream checkers.Downstream, timeout time.Duration) (checkers.Result, error) {
+	m, err := model.Lookup(h.Header.Model)
+	if err != nil {
+		return checkers.Result{}, fmt.Errorf("%w: %v", checkers.ErrMalformed, err)
+	}
+	if downstream == "" {
+		downstream = checkers.Downstream(h.Header.Downstream)
+	}
+	return checkers.Check(h, m, checkers.Options{Downstream: downstream, Timeout: timeout})
+}
+
+// Replay re-runs the plan of a saved history, on strategy (the history's own
+// when empty), and checks the new history.
+func Replay(h *histories.History, strategy string) (*histories.History, checkers.Result, error) {
+	if strategy == "" {
+		strategy = h.Header.Strategy
+	}
+	t, err := New(Config{
+		Model: h.Header.Model, Strategy: strategy, Backend: h.Header.Backend,
+		Downstream: checkers.Downstream(h.Header.Downstream),
+	})
+	if err != nil {
+		return nil, checkers.Result{}, err
+	}
+	return t.Execute(Case{Workload: h.Header.Workload, Plan: h.Header.Plan}, h.Header.Seed)
+}

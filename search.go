@@ -1,0 +1,131 @@
+package oncecheck
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+)
+
+// SearchOptions configure a campaign of runs.
+type SearchOptions struct {
+	// Runs is the number of runs (default 100).
+	Runs int
+	// Seed is the campaign's seed: run i uses seed Seed+i.
+	Seed uint64
+	// Out is the directory for saved histories (default "oncecheck-results").
+	Out string
+	// KeepAll saves every history, not only failures.
+	KeepAll bool
+	// ShrinkTime bounds shrinking (default 20s).
+	ShrinkTime time.Duration
+	// Progress, when set, is called after each run.
+	Progress func(done, total int)
+}
+
+// Report is the outcome of a campaign.
+type Report struct {
+	Config  Config
+	Seed    uint64
+	Verdict checkers.Verdict
+	// Runs is the number of runs executed.
+	Runs int
+	// Injected counts the faults of each kind across the runs.
+	Injected map[faults.Kind]int
+	// Inconclusive counts runs whose outcome could not be decided.
+	Inconclusive int
+	// Reason says why the campaign is inconclusive.
+	Reason string
+
+	// The first failure, when Verdict is Violation:
+	RunsToFailure int                // runs up to and including the failing one
+	FailingSeed   uint64             // the seed of the failing run
+	Original      *histories.History // the failing run as found
+	Minimal       *histories.History // after shrinking
+	Result        checkers.Result    // the minimal history's check
+	Path          string             // where Minimal was saved
+	ShrinkError   error              // why shrinking failed, if it did
+}
+
+// Search runs up to o.Runs cases, stops at the first violation, shrinks it,
+// and saves the minimal history. A cancelled ctx stops the campaign after
+// the current run; the report covers the runs done.
+func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
+	if o.Runs <= 0 {
+		o.Runs = 100
+	}
+	if o.Out == "" {
+		o.Out = "oncecheck-results"
+	}
+	if o.ShrinkTime == 0 {
+		o.ShrinkTime = 20 * time.Second
+	}
+	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: checkers.Pass, Injected: map[faults.Kind]int{}}
+	for i := 0; i < o.Runs; i++ {
+		if ctx.Err() != nil {
+			break
+		}
+		seed := o.Seed + uint64(i)
+		c := t.Generate(seed)
+		for k, n := range c.Plan.Counts() {
+			rep.Injected[k] += n
+		}
+		h, res, err := t.Execute(c, seed)
+		rep.Runs++
+		if o.Progress != nil {
+			o.Progress(rep.Runs, o.Runs)
+		}
+		if o.KeepAll {
+			if _, serr := histories.Save(h, o.Out, fileName(h, seed)); serr != nil {
+				return rep, serr
+			}
+		}
+		if err != nil || res.Verdict == checkers.Inconclusive {
+			rep.Inconclusive++
+			if rep.Reason == "" {
+				rep.Reason = fmt.Sprintf("run with seed %d: %s", seed, res.Reason)
+			}
+			if err != nil {
+				// The infrastructure failed: later runs would too.
+				rep.Verdict = checkers.Inconclusive
+				return rep, nil
+			}
+			continue
+		}
+		if res.Verdict != checkers.Violation {
+			continue
+		}
+		rep.Verdict = checkers.Violation
+		rep.RunsToFailure, rep.FailingSeed, rep.Original = rep.Runs, seed, h
+		rep.Minimal, rep.Result = h, res
+		if min, minRes, err := t.Shrink(seed, PrimaryAnomaly(res), o.ShrinkTime); err != nil {
+			rep.ShrinkError = err
+		} else {
+			rep.Minimal, rep.Result = min, minRes
+		}
+		path, err := histories.Save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
+		if err != nil {
+			return rep, err
+		}
+		rep.Path = path
+		return rep, nil
+	}
+	if rep.Inconclusive > 0 {
+		rep.Verdict = checkers.Inconclusive
+	}
+	return rep, nil
+}
+
+func fileName(h *histories.History, seed uint64) string {
+	outcome := h.Header.Verdict
+	if len(h.Header.Anomalies) > 0 {
+		outcome = h.Header.Anomalies[0]
+	}
+	if outcome == "" {
+		outcome = "unknown"
+	}
+	return fmt.Sprintf("%s-%s-%s-%d.jsonl", h.Header.Strategy, h.Header.Model, outcome, seed)
+}
