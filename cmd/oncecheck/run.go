@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+)
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet("run", "run --strategy NAME [flags]", `  oncecheck run --strategy naive --faults redelivery --runs 200
+  oncecheck run --strategy dedup --faults crash --runs 500 --seed 42
+  oncecheck run --strategy outbox --faults all --runs 2000 --keep-all
+`, stdout)
+	var (
+		strategy     = fs.String("strategy", "", "strategy under test (one of: "+strings.Join(adapters.Names(), ", ")+")")
+		modelName    = fs.String("model", "orders", "reference model")
+		backend      = fs.String("backend", "mem", "store backend (mem)")
+		faultList    = fs.String("faults", "all", "comma-separated fault kinds: crash, redelivery, or all")
+		runs         = fs.Int("runs", 100, "number of runs")
+		seed         = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
+		out          = fs.String("out", "oncecheck-results", "directory for saved histories")
+		keepAll      = fs.Bool("keep-all", false, "save every history, not only failures")
+		maxMessages  = fs.Int("max-messages", 8, "most logical messages per run")
+		maxFaults    = fs.Int("max-faults", 3, "most faults per run")
+		downstream   = fs.String("downstream", "dedup-by-id", "output-copy policy: dedup-by-id or none")
+		shrinkTime   = fs.Duration("shrink-time", 20*time.Second, "time budget for shrinking a failure")
+		checkTimeout = fs.Duration("check-timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
+	)
+	rest, err := parse(fs, args)
+	if err != nil {
+		return exitUsage, err
+	}
+	if len(rest) > 0 {
+		return exitUsage, usagef("unexpected argument %q", rest[0])
+	}
+	if *strategy == "" {
+		return exitUsage, usagef("--strategy is required (one of: %s)", strings.Join(adapters.Names(), ", "))
+	}
+	kinds, err := faults.ParseKinds(*faultList)
+	if err != nil {
+		return exitUsage, usagef("--faults: %v", err)
+	}
+	policy, err := checkers.ParseDownstream(*downstream)
+	if err != nil {
+		return exitUsage, usagef("--downstream: %v", err)
+	}
+	if *runs < 1 {
+		return exitUsage, usagef("--runs must be at least 1")
+	}
+	tester, err := oncecheck.New(oncecheck.Config{
+		Model: *modelName, Strategy: *strategy, Backend: *backend, Faults: kinds,
+		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
+	})
+	if err != nil {
+		return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+	}
+	if *seed == 0 {
+		*seed = randomSeed()
+	}
+	fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d\n",
+		*strategy, *modelName, *backend, *faultList, *runs, *seed)
+	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
+		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime,
+		Progress: progressPrinter(stderr),
+	})
+	if err != nil {
+		return exitInconclusive, err
+	}
+	return printReport(stdout, rep, ctx.Err() != nil), nil
+}
+
+func randomSeed() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return uint64(time.Now().UnixNano())
+	}
+	return binary.LittleEndian.Uint64(b[:]) >> 1 // keep it positive as an int64
+}
+
+// progressPrinter reports progress on stderr at most once a second.
+func progressPrinter(w io.Writer) func(done, total int) {
+	start := time.Now()
+	last := start
+	return func(done, total int) {
+		now := time.Now()
+		if now.Sub(last) < time.Second || done == total {
+			return
+		}
+		last = now
+		rate := float64(done) / now.Sub(start).Seconds()
+		left := time.Duration(float64(total-done)/rate) * time.Second
+		fmt.Fprintf(w, "  %d/%d runs (%.0f runs/s, about %s left)\n", done, total, rate, left.Round(time.Second))
+	}
+}
+
+func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
+	counts := make([]string, 0, len(faults.AllKinds))
+	for _, k := range faults.AllKinds {
+		if n, ok := rep.Injected[k]; ok {
+			counts = append(counts, fmt.Sprintf("%s=%d", k, n))
+		}
+	}
+	injected := strings.Join(counts, " ")
+	if injected == "" {
+		injected = "none"
+	}
+	if interrupted {
+		fmt.Fprintf(w, "interrupted after %d runs\n", rep.Runs)
+	}
+	switch rep.Verdict {
+	case checkers.Pass:
+		fmt.Fprintf(w, "PASS: %d runs, no violation (faults injected: %s)\n", rep.Runs, injected)
+		return exitPass
+	case checkers.Inconclusive:
+		fmt.Fprintf(w, "INCONCLUSIVE after %d runs (%d undecided): %s\n", rep.Runs, rep.Inconclusive, rep.Reason)
+		return exitInconclusive
+	}
+	h := rep.Minimal
+	fmt.Fprintf(w, "VIOLATION after %d runs (seed %d): %s\n", rep.RunsToFailure, rep.FailingSeed, anomalyList(rep.Result))
+	fmt.Fprintf(w, "faults injected across the runs: %s\n", injected)
+	if rep.ShrinkError != nil {
+		fmt.Fprintf(w, "(not shrunk: %v)\n", rep.ShrinkError)
+	} else {
+		fmt.Fprintf(w, "shrunk from %d messages and %d faults to %d and %d\n",
+			len(rep.Original.Header.Workload), len(rep.Original.Header.Plan.Faults), len(h.Header.Workload), len(h.Header.Plan.Faults))
+	}
+	printExplanation(w, h, rep.Result)
+	fmt.Fprintf(w, "\nSaved:  %s\n", rep.Path)
+	fmt.Fprintf(w, "Replay: %s replay %s\n", self(), rep.Path)
+	fmt.Fprintf(w, "Check:  %s check %s\n", self(), rep.Path)
+	return exitViolation
+}
+
+func anomalyList(r checkers.Result) string {
+	s := make([]string, len(r.Anomalies))
+	for i, a := range r.Anomalies {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
+
+// printExplanation prints the findings, workload, faults, closest execution
+// and timeline of a failing history.
+func printExplanation(w io.Writer, h *histories.History, res checkers.Result) {
+	fmt.Fprintln(w, "\nWhat went wrong:")
+	for _, f := range res.Findings {
+		fmt.Fprintf(w, "  %s: %s\n", f.Anomaly, f.Text)
+	}
+	fmt.Fprintf(w, "\nWorkload (%s):\n", plural(len(h.Header.Workload), "logical message"))
+	for _, m := range h.Header.Workload {
+		fmt.Fprintf(w, "  %s  id=%s  %s to %s\n", m.Key, m.ID, m.Output(), m.Aggregate)
+	}
+	fmt.Fprintf(w, "Faults (%d):\n", len(h.Header.Plan.Faults))
+	if len(h.Header.Plan.Faults) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, f := range h.Header.Plan.Faults {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+	if len(res.Expected) > 0 {
+		fmt.Fprintln(w, "Closest exactly-once execution:")
+		for _, l := range res.Expected {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	fmt.Fprintln(w, "Timeline:")
+	for _, l := range h.Timeline() {
+		fmt.Fprintln(w, l)
+	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

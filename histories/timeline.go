@@ -1,0 +1,77 @@
+package histories
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Timeline renders the events as step-numbered lines for people: step,
+// process, attempt or pass, and what happened. Faults are marked with "!!".
+func (h *History) Timeline() []string {
+	width := 0
+	for _, ev := range h.Events {
+		width = max(width, len(ev.Process))
+	}
+	lines := make([]string, 0, len(h.Events))
+	for _, ev := range h.Events {
+		lines = append(lines, fmt.Sprintf("%4d  %-*s  %-8s %s", ev.Step, width, ev.Process, scope(ev), describe(ev)))
+	}
+	return lines
+}
+
+func scope(ev Event) string {
+	switch {
+	case ev.Attempt != 0:
+		return fmt.Sprintf("#%d", ev.Attempt)
+	case ev.Pass != 0:
+		return fmt.Sprintf("pass %d", ev.Pass)
+	}
+	return ""
+}
+
+func describe(ev Event) string {
+	msg := func() string {
+		if ev.Message == nil {
+			return ""
+		}
+		m := ev.Message
+		s := m.Type
+		if len(m.Payload) > 0 {
+			s += string(m.Payload)
+		}
+		return s
+	}
+	with := func(s string) string {
+		if ev.Detail != "" {
+			return s + " (" + ev.Detail + ")"
+		}
+		return s
+	}
+	switch ev.Kind {
+	case Send:
+		return fmt.Sprintf("send %s key=%s %s to %s", ev.Message.ID, ev.Message.Key, msg(), ev.Message.Aggregate)
+	case Deliver:
+		return fmt.Sprintf("deliver %s key=%s %s", ev.Message.ID, ev.Message.Key, msg())
+	case Begin:
+		return fmt.Sprintf("begin tx%d", ev.Tx)
+	case Write:
+		return fmt.Sprintf("write tx%d %s", ev.Tx, ev.Detail)
+	case Commit:
+		return fmt.Sprintf("commit tx%d", ev.Tx)
+	case Abort:
+		return with(fmt.Sprintf("abort tx%d", ev.Tx))
+	case Publish:
+		return fmt.Sprintf("publish %s id=%s cause=%s", msg(), ev.Message.ID, ev.Message.Causation)
+	case Crash:
+		return fmt.Sprintf("!! CRASH at %s", ev.Point)
+	case AckLost:
+		return "!! ACK LOST: the copy will be delivered again"
+	case Observe:
+		return fmt.Sprintf("final state of %s: %s", ev.Aggregate, ev.State)
+	case Stuck:
+		return "!! STUCK: " + ev.Detail
+	case Drain:
+		return "drain: no more faults"
+	}
+	return with(strings.ReplaceAll(string(ev.Kind), "-", " "))
+}
