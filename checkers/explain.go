@@ -43,11 +43,19 @@ func evaluate(a *analysis, m model.Model, agg string, seq []string) evaluation {
 		ev.state = next
 		ev.outputs[k] = append(ev.outputs[k], outs...)
 	}
+	// A matching final state or output list scores 2. Outputs that match
+	// but for extras published by attempts that never committed score 1:
+	// such an execution explains them as ghosts, which is likelier than
+	// a committed attempt computing wrong outputs.
 	if obs, ok := a.observed[agg]; ok && obs.Equal(ev.state) {
-		ev.score++
+		ev.score += 2
 	}
 	for _, k := range a.keysOfAggregate(agg) {
-		if ev.outputs[k].Equal(a.logicals[k].contents()) {
+		l := a.logicals[k]
+		obs := l.contents()
+		if ev.outputs[k].Equal(obs) {
+			ev.score += 2
+		} else if missing, extra := diff(ev.outputs[k], obs); len(missing) == 0 && extraUncommitted(l.Outputs, extra) {
 			ev.score++
 		}
 	}

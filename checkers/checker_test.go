@@ -1,0 +1,228 @@
+package checkers
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// builder builds histories by hand, for the orders model.
+type builder struct{ h histories.History }
+
+func (b *builder) add(ev histories.Event) *builder {
+	ev.Step = len(b.h.Events) + 1
+	b.h.Events = append(b.h.Events, ev)
+	return b
+}
+
+func msg(id, key, agg, typ, payload string) *model.Message {
+	return &model.Message{ID: id, Key: key, Aggregate: agg, Type: typ, Payload: json.RawMessage(payload)}
+}
+
+func (b *builder) send(id, key, agg, typ, payload string) *builder {
+	return b.add(histories.Event{Kind: histories.Send, Process: "sender", Message: msg(id, key, agg, typ, payload)})
+}
+
+func (b *builder) deliver(attempt int, id, key, agg, typ, payload string) *builder {
+	return b.add(histories.Event{Kind: histories.Deliver, Process: "consumer-1", Attempt: attempt, Message: msg(id, key, agg, typ, payload)})
+}
+
+func (b *builder) at(kind histories.Kind, attempt int) *builder {
+	return b.add(histories.Event{Kind: kind, Process: "consumer-1", Attempt: attempt})
+}
+
+func (b *builder) publish(attempt int, id, cause, typ, payload string) *builder {
+	m := msg(id, "", "o1", typ, payload)
+	m.Causation = cause
+	return b.add(histories.Event{Kind: histories.Publish, Process: "consumer-1", Attempt: attempt, Message: m})
+}
+
+func (b *builder) observe(agg, state string) *builder {
+	return b.add(histories.Event{Kind: histories.Observe, Process: "observer", Aggregate: agg, State: model.State(state)})
+}
+
+const (
+	addA     = `{"sku":"a","qty":1}`
+	addB     = `{"sku":"b","qty":2}`
+	oneA     = `{"lines":{"a":1},"confirmed":false}`
+	itemA1   = `{"sku":"a","qty":1}`
+	skuA     = `{"sku":"a"}`
+	emptyObj = `{}`
+)
+
+func check(t *testing.T, b *builder, o Options) Result {
+	t.Helper()
+	res, err := Check(&b.h, model.Orders{}, o)
+	require.NoError(t, err)
+	return res
+}
+
+// processed adds a complete, correct attempt of AddItem(a,1) as m1/k1.
+func processedA(b *builder, attempt int) *builder {
+	return b.deliver(attempt, "m1", "k1", "o1", model.AddItem, addA).
+		at(histories.Commit, attempt).
+		publish(attempt, "m1/out1", "k1", model.ItemAdded, itemA1).
+		publish(attempt, "m1/out2", "k1", model.FirstItemAdded, skuA).
+		at(histories.Ack, attempt).at(histories.Done, attempt)
+}
+
+func TestCheckPass(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
+	processedA(b, 1).observe("o1", oneA)
+	res := check(t, b, Options{})
+	require.Equal(t, Pass, res.Verdict)
+	require.Empty(t, res.Anomalies)
+}
+
+func TestCheckLostOutputs(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).
+		deliver(1, "m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 1).
+		at(histories.Crash, 1).
+		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Ack, 2).at(histories.Done, 2).
+		observe("o1", oneA)
+	res := check(t, b, Options{})
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{Lost}, res.Anomalies)
+	require.Equal(t, []string{"k1"}, res.Findings[0].Keys)
+	require.Contains(t, res.Findings[0].Text, `never published [FirstItemAdded{"sku":"a"}, ItemAdded{"sku":"a","qty":1}]`)
+}
+
+func TestCheckLostMessage(t *testing.T) {
+	// Acked on receipt, then crashed: no effect at all.
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).
+		deliver(1, "m1", "k1", "o1", model.AddItem, addA).at(histories.Ack, 1).at(histories.Crash, 1).
+		observe("o1", `{"lines":{},"confirmed":false}`)
+	res := check(t, b, Options{})
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{Lost}, res.Anomalies)
+	require.Contains(t, res.Findings[0].Text, "had no effect")
+}
+
+func TestCheckDuplicate(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
+	processedA(b, 1).
+		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 2).
+		publish(2, "id9", "k1", model.ItemAdded, `{"sku":"a","qty":2}`).
+		at(histories.Ack, 2).at(histories.Done, 2).
+		observe("o1", `{"lines":{"a":2},"confirmed":false}`)
+	res := check(t, b, Options{})
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{Duplicate}, res.Anomalies)
+	require.Contains(t, res.Findings[0].Text, "was applied twice")
+}
+
+func TestCheckRepublishedWithNewID(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
+	processedA(b, 1).
+		deliver(2, "m1", "k1", "o1", model.AddItem, addA).
+		publish(2, "fresh", "k1", model.ItemAdded, itemA1).
+		at(histories.Ack, 2).at(histories.Done, 2).
+		observe("o1", oneA)
+	res := check(t, b, Options{})
+	require.Equal(t, []Anomaly{Duplicate}, res.Anomalies)
+	require.Contains(t, res.Findings[0].Text, "again with a new message id")
+}
+
+func TestCheckGhost(t *testing.T) {
+	// Publish-first: attempt 1 of k1 publishes, then crashes before its
+	// commit. k2 is processed on the empty order (so it is the first item),
+	// then k1 again: its FirstItemAdded from attempt 1 belongs to no
+	// exactly-once execution.
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).
+		send("m2", "k2", "o1", model.AddItem, addB).
+		deliver(1, "m1", "k1", "o1", model.AddItem, addA).
+		publish(1, "m1/out1", "k1", model.ItemAdded, itemA1).
+		publish(1, "m1/out2", "k1", model.FirstItemAdded, skuA).
+		at(histories.Crash, 1).
+		deliver(2, "m2", "k2", "o1", model.AddItem, addB).
+		publish(2, "m2/out1", "k2", model.ItemAdded, `{"sku":"b","qty":2}`).
+		publish(2, "m2/out2", "k2", model.FirstItemAdded, `{"sku":"b"}`).
+		at(histories.Commit, 2).at(histories.Ack, 2).at(histories.Done, 2).
+		deliver(3, "m1", "k1", "o1", model.AddItem, addA).
+		publish(3, "m1/out1", "k1", model.ItemAdded, itemA1).
+		at(histories.Commit, 3).at(histories.Ack, 3).at(histories.Done, 3).
+		observe("o1", `{"lines":{"a":1,"b":2},"confirmed":false}`)
+	res := check(t, b, Options{})
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{Ghost}, res.Anomalies)
+	require.Equal(t, []string{"k1"}, res.Findings[0].Keys)
+	require.Contains(t, res.Findings[0].Text, `published [FirstItemAdded{"sku":"a"}] from an attempt that never committed`)
+}
+
+func TestCheckSameIDDifferentContent(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
+	processedA(b, 1).
+		publish(1, "m1/out1", "k1", model.ItemAdded, `{"sku":"a","qty":7}`).
+		observe("o1", oneA)
+	res := check(t, b, Options{})
+	require.Equal(t, Violation, res.Verdict)
+	require.Contains(t, res.Anomalies, Inconsistent)
+	require.Contains(t, res.Findings[0].Text, `output id "m1/out1" was published with two contents`)
+}
+
+func TestCheckDownstreamPolicy(t *testing.T) {
+	// An identical second copy (same id) is fine when downstream
+	// deduplicates by id, a duplicate when it does not.
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
+	processedA(b, 1).publish(0, "m1/out1", "k1", model.ItemAdded, itemA1).observe("o1", oneA)
+	require.Equal(t, Pass, check(t, b, Options{}).Verdict)
+	res := check(t, b, Options{Downstream: DownstreamNone})
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{Duplicate}, res.Anomalies)
+}
+
+// realTime builds: k1 Confirm, then k2 AddItem(a,1). The observation is
+// what the order k2, k1 gives. Whether that order is allowed depends on
+// whether k1 ended before k2 was first delivered.
+func realTime(overlap bool) *builder {
+	b := (&builder{}).send("m1", "k1", "o1", model.Confirm, emptyObj).
+		send("m2", "k2", "o1", model.AddItem, addA).
+		deliver(1, "m1", "k1", "o1", model.Confirm, emptyObj)
+	if overlap {
+		b.deliver(2, "m2", "k2", "o1", model.AddItem, addA)
+	}
+	b.at(histories.Commit, 1).publish(1, "m1/out1", "k1", model.OrderConfirmed, `{"items":1}`).
+		at(histories.Ack, 1).at(histories.Done, 1)
+	if !overlap {
+		b.deliver(2, "m2", "k2", "o1", model.AddItem, addA)
+	}
+	return b.at(histories.Commit, 2).
+		publish(2, "m2/out1", "k2", model.ItemAdded, itemA1).
+		publish(2, "m2/out2", "k2", model.FirstItemAdded, skuA).
+		at(histories.Ack, 2).at(histories.Done, 2).
+		observe("o1", `{"lines":{"a":1},"confirmed":true}`)
+}
+
+func TestCheckRealTime(t *testing.T) {
+	require.Equal(t, Pass, check(t, realTime(true), Options{}).Verdict, "overlapping attempts may be ordered either way")
+	res := check(t, realTime(false), Options{})
+	require.Equal(t, Violation, res.Verdict, "k1 ended before k2 began: k1 must come first")
+}
+
+func TestCheckStuck(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).
+		add(histories.Event{Kind: histories.Stuck, Process: "broker", Detail: "1 copy still queued"})
+	res := check(t, b, Options{})
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{Stuck}, res.Anomalies)
+}
+
+func TestCheckMalformed(t *testing.T) {
+	cases := map[string]*builder{
+		"delivery of a message never sent": (&builder{}).deliver(1, "m9", "k9", "o1", model.AddItem, addA),
+		"commit of an attempt never begun": (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 4),
+		"message the model rejects": (&builder{}).send("m1", "k1", "o1", "Teleport", emptyObj).
+			observe("o1", oneA),
+		"no observation": (&builder{}).send("m1", "k1", "o1", model.AddItem, addA),
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Check(&b.h, model.Orders{}, Options{})
+			require.ErrorIs(t, err, ErrMalformed)
+		})
+	}
+}
