@@ -130,7 +130,13 @@ func (t *Tester) Config() Config { return t.cfg }
 
 // Generate returns the case of a seed. The same seed always gives the same
 // case.
-func (t *Tester) Generate(seed uint64) Case { return t.gen.Example(int(seed)) }
+func (t *Tester) Generate(seed uint64) Case {
+	// Example reads rapid's process-wide seed setting even when given a
+	// seed, so it must not run while Shrink changes the settings.
+	rapidSettings.RLock()
+	defer rapidSettings.RUnlock()
+	return t.gen.Example(int(seed))
+}
 
 // Execute runs a case and checks its history. An error means the run or the
 // check could not be carried out (the outcome is inconclusive); the history
@@ -176,15 +182,16 @@ func PrimaryAnomaly(r checkers.Result) checkers.Anomaly {
 	return ""
 }
 
-// shrinkMu serialises shrinking: rapid's settings are process-wide.
-var shrinkMu sync.Mutex
+// rapidSettings guards rapid's process-wide settings: Shrink changes them
+// (exclusive), Generate reads them (shared).
+var rapidSettings sync.RWMutex
 
 // Shrink minimises the failing case of seed with rapid: a smaller case is kept
 // only if it fails with the same primary anomaly. It returns the smallest
 // failing history found and its result. budget bounds the time spent.
 func (t *Tester) Shrink(seed uint64, anomaly checkers.Anomaly, budget time.Duration) (*histories.History, checkers.Result, error) {
-	shrinkMu.Lock()
-	defer shrinkMu.Unlock()
+	rapidSettings.Lock()
+	defer rapidSettings.Unlock()
 	if err := prepareRapid(seed, budget); err != nil {
 		return nil, checkers.Result{}, err
 	}

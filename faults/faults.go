@@ -254,6 +254,8 @@ func Generator(o Options) *rapid.Generator[Plan] {
 	})
 	return rapid.Custom(func(t *rapid.T) Plan {
 		if len(o.Kinds) == 0 || o.MaxFaults <= 0 {
+			// rapid requires every generator to draw something.
+			_ = rapid.Bool().Draw(t, "no faults")
 			return Plan{}
 		}
 		return Plan{Faults: rapid.SliceOfN(fault, 0, o.MaxFaults).Draw(t, "faults")}

@@ -1,0 +1,243 @@
+package checkers
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// This file checks the checker against a brute-force oracle: on small
+// histories (up to 5 logical messages) the oracle tries every serial order of
+// all messages, without partitioning and without porcupine, and the two must
+// agree on pass versus violation.
+
+type oracleCase struct {
+	msgs     []model.Message
+	deliver  []int // step of each message's first delivery
+	end      []int // step at which its attempt ended
+	outputs  [][]model.Message
+	final    map[string]model.State
+	history  *histories.History
+	mutation string
+}
+
+// oracle reports whether some serial order respecting real time explains
+// the observation.
+func oracle(m model.Model, c *oracleCase) bool {
+	n := len(c.msgs)
+	used := make([]bool, n)
+	order := make([]int, 0, n)
+	var try func() bool
+	try = func() bool {
+		if len(order) == n {
+			return explains(m, c, order)
+		}
+		for i := 0; i < n; i++ {
+			if used[i] {
+				continue
+			}
+			ok := true
+			for j := 0; j < n; j++ {
+				if !used[j] && j != i && c.end[j] < c.deliver[i] {
+					ok = false // j ended before i began: j must come first
+				}
+			}
+			if !ok {
+				continue
+			}
+			used[i] = true
+			order = append(order, i)
+			if try() {
+				return true
+			}
+			order = order[:len(order)-1]
+			used[i] = false
+		}
+		return false
+	}
+	return try()
+}
+
+func explains(m model.Model, c *oracleCase, order []int) bool {
+	states := map[string]model.State{}
+	for _, i := range order {
+		msg := c.msgs[i]
+		st, ok := states[msg.Aggregate]
+		if !ok {
+			st = m.Initial(msg.Aggregate)
+		}
+		next, outs, err := m.Apply(st, msg)
+		if err != nil {
+			return false
+		}
+		states[msg.Aggregate] = next
+		var obs model.Outputs
+		for _, o := range c.outputs[i] {
+			obs = append(obs, o.Output())
+		}
+		if !outs.Equal(obs) {
+			return false
+		}
+	}
+	for agg, st := range c.final {
+		want, ok := states[agg]
+		if !ok {
+			want = m.Initial(agg)
+		}
+		if !want.Equal(st) {
+			return false
+		}
+	}
+	return true
+}
+
+// genOracleCase draws a small history: messages with random overlapping
+// attempts, observations produced by some serial execution (not necessarily
+// one that respects real time), then possibly corrupted.
+func genOracleCase(t *rapid.T) *oracleCase {
+	m := model.Orders{}
+	w := m.Workload(5).Draw(t, "workload")
+	n := len(w)
+	c := &oracleCase{msgs: w, deliver: make([]int, n), end: make([]int, n), outputs: make([][]model.Message, n), final: map[string]model.State{}}
+	// Observed effects: a random serial order.
+	perm := rapid.Permutation(seq(n)).Draw(t, "order")
+	states := map[string]model.State{}
+	for _, i := range perm {
+		msg := w[i]
+		st, ok := states[msg.Aggregate]
+		if !ok {
+			st = m.Initial(msg.Aggregate)
+		}
+		next, outs, err := m.Apply(st, msg)
+		if err != nil {
+			t.Fatalf("workload message rejected: %v", err)
+		}
+		states[msg.Aggregate] = next
+		for j, o := range outs {
+			c.outputs[i] = append(c.outputs[i], model.Message{ID: fmt.Sprintf("%s/%d", msg.ID, j), Aggregate: msg.Aggregate, Type: o.Type, Payload: o.Payload, Causation: msg.Key})
+		}
+	}
+	for _, agg := range model.Workload(w).Aggregates() {
+		c.final[agg] = states[agg]
+	}
+	// Corruptions.
+	c.mutation = rapid.SampledFrom([]string{"none", "none", "drop-output", "double-output", "swap-outputs", "apply-twice", "drop-state"}).Draw(t, "mutation")
+	pick := rapid.IntRange(0, n-1).Draw(t, "victim")
+	switch c.mutation {
+	case "drop-output":
+		if len(c.outputs[pick]) > 0 {
+			c.outputs[pick] = c.outputs[pick][1:]
+		}
+	case "double-output":
+		if len(c.outputs[pick]) > 0 {
+			d := c.outputs[pick][0]
+			d.ID += "-again"
+			c.outputs[pick] = append(c.outputs[pick], d)
+		}
+	case "swap-outputs":
+		other := rapid.IntRange(0, n-1).Draw(t, "other")
+		c.outputs[pick], c.outputs[other] = c.outputs[other], c.outputs[pick]
+		for _, i := range []int{pick, other} {
+			for j := range c.outputs[i] {
+				c.outputs[i][j].Causation = w[i].Key
+			}
+		}
+	case "apply-twice":
+		agg := w[pick].Aggregate
+		if next, _, err := m.Apply(c.final[agg], w[pick]); err == nil {
+			c.final[agg] = next
+		}
+	case "drop-state":
+		agg := w[pick].Aggregate
+		c.final[agg] = m.Initial(agg)
+	}
+	// Timing: 2n slots; each message gets a delivery slot and a later end
+	// slot.
+	slots := rapid.Permutation(seq(2 * n)).Draw(t, "timing")
+	for i := 0; i < n; i++ {
+		a, b := slots[2*i], slots[2*i+1]
+		c.deliver[i], c.end[i] = min(a, b), max(a, b)
+	}
+	c.history = buildOracleHistory(c)
+	return c
+}
+
+// buildOracleHistory turns the case into events; a message's outputs are
+// published just before its attempt ends. Steps are remapped, so deliver and
+// end are rewritten to the event steps.
+func buildOracleHistory(c *oracleCase) *histories.History {
+	b := &builder{}
+	for i := range c.msgs {
+		m := c.msgs[i]
+		b.add(histories.Event{Kind: histories.Send, Process: "sender", Message: &m})
+	}
+	n := len(c.msgs)
+	deliverSlot, endSlot := append([]int(nil), c.deliver...), append([]int(nil), c.end...)
+	for slot := 0; slot < 2*n; slot++ {
+		for i := 0; i < n; i++ {
+			m := c.msgs[i]
+			switch slot {
+			case deliverSlot[i]:
+				b.add(histories.Event{Kind: histories.Deliver, Process: "consumer", Attempt: i + 1, Message: &m})
+				c.deliver[i] = len(b.h.Events)
+			case endSlot[i]:
+				b.at(histories.Commit, i+1)
+				for j := range c.outputs[i] {
+					o := c.outputs[i][j]
+					b.add(histories.Event{Kind: histories.Publish, Process: "consumer", Attempt: i + 1, Message: &o})
+				}
+				b.at(histories.Ack, i+1).at(histories.Done, i+1)
+				c.end[i] = len(b.h.Events)
+			}
+		}
+	}
+	for _, agg := range model.Workload(c.msgs).Aggregates() {
+		b.observe(agg, string(c.final[agg]))
+	}
+	return &b.h
+}
+
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+func TestCheckerAgreesWithBruteForce(t *testing.T) {
+	verdicts := map[Verdict]int{}
+	rapid.Check(t, func(t *rapid.T) {
+		c := genOracleCase(t)
+		res, err := Check(c.history, model.Orders{}, Options{})
+		if err != nil {
+			t.Fatalf("check: %v", err)
+		}
+		want := Violation
+		if oracle(model.Orders{}, c) {
+			want = Pass
+		}
+		verdicts[res.Verdict]++
+		if res.Verdict != want {
+			t.Fatalf("checker says %s, brute force says %s (mutation %s)\n%s", res.Verdict, want, c.mutation, timeline(c.history))
+		}
+		if want == Violation && len(res.Findings) == 0 {
+			t.Fatalf("violation without findings")
+		}
+	})
+	require.NotZero(t, verdicts[Pass])
+	require.NotZero(t, verdicts[Violation])
+}
+
+func timeline(h *histories.History) string {
+	s := ""
+	for _, l := range h.Timeline() {
+		s += l + "\n"
+	}
+	return s
+}

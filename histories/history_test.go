@@ -1,0 +1,110 @@
+package histories
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+func sample() *History {
+	m := model.Message{ID: "m1", Key: "k1", Aggregate: "o1", Type: "AddItem", Payload: json.RawMessage(`{"sku":"a","qty":1}`), Position: 1}
+	return &History{
+		Header: Header{Format: Format, Version: Version, Tool: "test", Seed: 42, Model: "orders", Strategy: "naive", Backend: "mem",
+			Workload: model.Workload{m}, Plan: faults.Plan{Faults: []faults.Fault{{Kind: faults.Redelivery, At: 0}}}},
+		Events: []Event{
+			{Step: 1, Kind: Send, Process: "sender", Message: &m},
+			{Step: 2, Kind: Deliver, Process: "consumer-1", Attempt: 1, Message: &m},
+			{Step: 3, Kind: Observe, Process: "observer", Aggregate: "o1", State: model.State(`{"lines":{}}`)},
+		},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := sample()
+		w := model.Orders{}.Workload(5).Draw(t, "workload")
+		h.Header.Workload = w
+		h.Events = nil
+		for i := range w {
+			h.Events = append(h.Events, Event{Step: i + 1, Kind: rapid.SampledFrom(knownKinds).Draw(t, "kind"), Message: &w[i],
+				Attempt: rapid.IntRange(0, 3).Draw(t, "attempt"), Detail: rapid.String().Draw(t, "detail")})
+		}
+		var buf bytes.Buffer
+		require.NoError(t, h.Encode(&buf))
+		back, err := Decode(&buf, "mem")
+		require.NoError(t, err)
+		require.Equal(t, h.Hash(), back.Hash())
+		require.Equal(t, h.Header.Workload, back.Header.Workload)
+	})
+}
+
+func TestDecodeErrorsNameTheLine(t *testing.T) {
+	var good bytes.Buffer
+	require.NoError(t, sample().Encode(&good))
+	lines := strings.Split(strings.TrimSpace(good.String()), "\n")
+	cases := map[string]struct {
+		text string
+		want string
+	}{
+		"empty":              {"", "x.jsonl:1: empty file"},
+		"not json":           {"hello\n", "x.jsonl:1: header:"},
+		"wrong format":       {`{"format":"other","version":"1.0","model":"orders"}` + "\n", `format is "other"`},
+		"newer major":        {strings.Replace(lines[0], `"version":"1.0"`, `"version":"2.0"`, 1) + "\n", "format version 2.0 is newer"},
+		"unknown kind":       {lines[0] + "\n" + `{"step":1,"kind":"teleport"}` + "\n", `x.jsonl:2: unknown event kind "teleport"`},
+		"wrong field type":   {lines[0] + "\n" + `{"step":"one","kind":"send"}` + "\n", "x.jsonl:2: event:"},
+		"unknown field":      {lines[0] + "\n" + `{"step":1,"kind":"send","colour":"red"}` + "\n", `x.jsonl:2: event: json: unknown field "colour"`},
+		"gap in steps":       {lines[0] + "\n" + lines[1] + "\n" + lines[3] + "\n", "x.jsonl:3: event step 3, want 2"},
+		"truncated line":     {lines[0] + "\n" + lines[1][:len(lines[1])/2] + "\n", "x.jsonl:2: event:"},
+		"bad plan in header": {strings.Replace(lines[0], `"kind":"redelivery"`, `"kind":"meteor"`, 1) + "\n", `unknown kind "meteor"`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode(strings.NewReader(c.text), "x.jsonl")
+			require.ErrorContains(t, err, c.want)
+			var se *SyntaxError
+			require.ErrorAs(t, err, &se)
+		})
+	}
+}
+
+func TestDecodeRefusesEnormousLines(t *testing.T) {
+	var good bytes.Buffer
+	require.NoError(t, sample().Encode(&good))
+	header, _, _ := strings.Cut(good.String(), "\n")
+	huge := header + "\n" + `{"step":1,"kind":"send","detail":"` + strings.Repeat("x", MaxLineBytes) + `"}` + "\n"
+	_, err := Decode(strings.NewReader(huge), "big.jsonl")
+	require.ErrorContains(t, err, "big.jsonl:2: line longer than")
+}
+
+func TestSaveIsAtomicAndLoadable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "results")
+	path, err := Save(sample(), dir, "naive.jsonl")
+	require.NoError(t, err)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary file is left behind")
+	back, err := Load(path)
+	require.NoError(t, err)
+	require.Equal(t, sample().Hash(), back.Hash())
+	// Saving again replaces the file whole.
+	_, err = Save(sample(), dir, "naive.jsonl")
+	require.NoError(t, err)
+}
+
+func TestTimelineMarksFaults(t *testing.T) {
+	h := sample()
+	h.Events = append(h.Events, Event{Step: 4, Kind: Crash, Process: "consumer-1", Attempt: 1, Point: "after-commit"})
+	tl := strings.Join(h.Timeline(), "\n")
+	require.Contains(t, tl, "   1  sender")
+	require.Contains(t, tl, "!! CRASH at after-commit")
+	require.Contains(t, tl, "#1")
+}

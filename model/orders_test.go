@@ -1,0 +1,85 @@
+package model
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+func apply(t *testing.T, s State, typ, payload string) (State, Outputs) {
+	t.Helper()
+	next, outs, err := Orders{}.Apply(s, Message{Aggregate: "o1", Type: typ, Payload: json.RawMessage(payload)})
+	require.NoError(t, err)
+	return next, outs
+}
+
+func TestOrdersStory(t *testing.T) {
+	s := Orders{}.Initial("o1")
+	require.Equal(t, `{"lines":{},"confirmed":false}`, s.String())
+
+	s, outs := apply(t, s, AddItem, `{"sku":"a","qty":2}`)
+	require.Equal(t, `[FirstItemAdded{"sku":"a"}, ItemAdded{"sku":"a","qty":2}]`, outs.String())
+	s, outs = apply(t, s, AddItem, `{"sku":"a","qty":1}`)
+	require.Equal(t, `[ItemAdded{"sku":"a","qty":3}]`, outs.String(), "ItemAdded carries the line's resulting quantity")
+	s, outs = apply(t, s, RemoveItem, `{"sku":"b"}`)
+	require.Empty(t, outs, "removing a missing line is a no-op")
+	s, outs = apply(t, s, Confirm, `{}`)
+	require.Equal(t, `[OrderConfirmed{"items":3}]`, outs.String())
+	_, outs = apply(t, s, Confirm, `{}`)
+	require.Equal(t, `[OrderRejected{"reason":"already confirmed"}]`, outs.String())
+	_, outs = apply(t, s, AddItem, `{"sku":"c","qty":1}`)
+	require.Equal(t, `[AddItemRejected{"sku":"c"}]`, outs.String())
+	_, outs = apply(t, Orders{}.Initial("o2"), Confirm, `{}`)
+	require.Equal(t, `[OrderRejected{"reason":"empty"}]`, outs.String())
+}
+
+func TestOrdersRejectsMalformedMessages(t *testing.T) {
+	for _, m := range []Message{
+		{Type: "Teleport", Payload: json.RawMessage(`{}`)},
+		{Type: AddItem, Payload: json.RawMessage(`{"sku":"a"}`)},
+		{Type: AddItem, Payload: json.RawMessage(`not json`)},
+		{Type: RemoveItem, Payload: json.RawMessage(`{}`)},
+	} {
+		_, _, err := Orders{}.Apply(Orders{}.Initial("o1"), m)
+		require.Error(t, err, "%s %s", m.Type, m.Payload)
+	}
+}
+
+func TestOrdersWorkloadIsValidAndCanonical(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		w := Orders{}.Workload(8).Draw(t, "workload")
+		require.NotEmpty(t, w)
+		require.LessOrEqual(t, len(w), 8)
+		states := map[string]State{}
+		for i, m := range w {
+			require.Equal(t, int64(i+1), m.Position)
+			require.NotEmpty(t, m.ID)
+			require.NotEmpty(t, m.Key)
+			st, ok := states[m.Aggregate]
+			if !ok {
+				st = Orders{}.Initial(m.Aggregate)
+			}
+			next, _, err := Orders{}.Apply(st, m)
+			require.NoError(t, err)
+			// Canonical: re-encoding the decoded state gives the same bytes.
+			var decoded OrderState
+			require.NoError(t, json.Unmarshal(next, &decoded))
+			again, err := EncodeState(decoded)
+			require.NoError(t, err)
+			require.True(t, again.Equal(next))
+			require.Equal(t, st.String(), string(st), "Apply must not modify its input state")
+			states[m.Aggregate] = next
+		}
+	})
+}
+
+func TestOutputsEqualIsMultisetEquality(t *testing.T) {
+	a := Output{Type: "A", Payload: json.RawMessage(`1`)}
+	b := Output{Type: "B"}
+	require.True(t, Outputs{a, b}.Equal(Outputs{b, a}))
+	require.False(t, Outputs{a, a}.Equal(Outputs{a, b}))
+	require.False(t, Outputs{a}.Equal(Outputs{a, a}))
+	require.True(t, Outputs{}.Equal(nil))
+}

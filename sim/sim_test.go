@@ -1,0 +1,114 @@
+package sim
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/naive"
+	"github.com/oncecheck/oncecheck/adapters/outbox"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+func strategy(t require.TestingT, name string) adapters.Strategy {
+	s, err := adapters.Lookup(name)
+	require.NoError(t, err)
+	return s
+}
+
+func kinds(evs []histories.Event) []histories.Kind {
+	out := make([]histories.Kind, len(evs))
+	for i, e := range evs {
+		out[i] = e.Kind
+	}
+	return out
+}
+
+var oneAdd = model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"sku":"a","qty":1}`)}}.Number()
+
+func TestRunIsDeterministic(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		name := rapid.SampledFrom([]string{naive.Name, outbox.Name}).Draw(t, "strategy")
+		s := strategy(t, name)
+		w := model.Orders{}.Workload(6).Draw(t, "workload")
+		p := faults.Generator(faults.Options{Kinds: faults.AllKinds, MaxFaults: 3, Deliveries: 2 * len(w), Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2}).Draw(t, "plan")
+		cfg := Config{Model: model.Orders{}, Strategy: s, Workload: w, Plan: p}
+		a, err := Run(cfg)
+		require.NoError(t, err)
+		b, err := Run(cfg)
+		require.NoError(t, err)
+		ha, hb := histories.History{Events: a}, histories.History{Events: b}
+		require.Equal(t, ha.Hash(), hb.Hash())
+	})
+}
+
+func TestCrashAfterCommitRedelivers(t *testing.T) {
+	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.AfterCommit}}}
+	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: oneAdd, Plan: plan})
+	require.NoError(t, err)
+	require.Equal(t, []histories.Kind{
+		histories.Send,
+		histories.Deliver, histories.Begin, histories.Write, histories.Commit, histories.Crash,
+		histories.Drain, histories.Restart,
+		histories.Deliver, histories.Begin, histories.Write, histories.Commit, histories.Publish, histories.Ack, histories.Done,
+		histories.Observe,
+	}, kinds(evs))
+	require.Equal(t, `{"lines":{"a":2},"confirmed":false}`, evs[len(evs)-1].State.String(), "naive applied the message twice")
+	require.Equal(t, `ItemAdded{"sku":"a","qty":2}`, evs[12].Message.Output().String(), "the second application sees the first")
+}
+
+func TestCrashBeforeCommitAbortsTheTransaction(t *testing.T) {
+	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeCommit}}}
+	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: oneAdd, Plan: plan})
+	require.NoError(t, err)
+	require.Equal(t, histories.Crash, evs[4].Kind)
+	require.Equal(t, histories.Abort, evs[5].Kind)
+	require.Equal(t, "process crashed", evs[5].Detail)
+	require.Equal(t, `{"lines":{"a":1},"confirmed":false}`, evs[len(evs)-1].State.String(), "the aborted write left no trace")
+}
+
+func TestDispatcherCrashRepublishesTheSameID(t *testing.T) {
+	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Dispatcher, At: 0, Point: faults.AfterPublish, Index: 0}}}
+	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, outbox.Name), Workload: oneAdd, Plan: plan})
+	require.NoError(t, err)
+	var ids []string
+	for _, e := range evs {
+		if e.Kind == histories.Publish {
+			ids = append(ids, e.Message.ID)
+		}
+	}
+	require.Equal(t, []string{"m1/out1", "m1/out1", "m1/out2"}, ids)
+}
+
+type nackForever struct{}
+
+func (nackForever) Handle(env adapters.Env, _ model.Message) error { return env.Nack("not today") }
+func (nackForever) Observe(adapters.Tx, model.Model, string) (model.State, error) {
+	return nil, nil
+}
+
+func TestUndrainableRunIsStuck(t *testing.T) {
+	s := adapters.Strategy{Name: "nack-forever", NewHandler: func() adapters.Handler { return nackForever{} }}
+	evs, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, MaxDeliveries: 5})
+	require.NoError(t, err)
+	last := evs[len(evs)-1]
+	require.Equal(t, histories.Stuck, last.Kind)
+	require.Contains(t, last.Detail, "after 5 deliveries")
+	require.Contains(t, last.Detail, "(m1)")
+}
+
+type panics struct{ nackForever }
+
+func (panics) Handle(adapters.Env, model.Message) error { panic("boom") }
+
+func TestAdapterPanicIsAnInfrastructureFailure(t *testing.T) {
+	s := adapters.Strategy{Name: "panics", NewHandler: func() adapters.Handler { return panics{} }}
+	_, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd})
+	require.True(t, errors.Is(err, ErrInfrastructure))
+	require.ErrorContains(t, err, "panics panicked in attempt 1: boom")
+}
