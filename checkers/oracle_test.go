@@ -158,7 +158,7 @@ func genOracleCase(t *rapid.T) *oracleCase {
 	}
 	// Timing: 2n slots; each message gets a delivery slot and a later end
 	// slot.
-	slots := rapid.Permutation(seq(2 * n)).Draw(t, "timing")
+	slots := rapid.Permutation(seq(2*n)).Draw(t, "timing")
 	for i := 0; i < n; i++ {
 		a, b := slots[2*i], slots[2*i+1]
 		c.deliver[i], c.end[i] = min(a, b), max(a, b)

@@ -1,0 +1,22 @@
+# oncecheck's development tasks. `make test` is what CI runs (.ci/run).
+GO ?= go
+PKGS := ./...
+
+.PHONY: all test lint bench
+
+all: lint test
+
+## test: vet, then every test with the race detector. Tests that need
+## PostgreSQL get it through scripts/with-postgres.sh (ONCECHECK_PG, the
+## server on 127.0.0.1:5432, or a throwaway server).
+test: lint
+	./scripts/with-postgres.sh $(GO) test -race -count=1 $(PKGS)
+
+## lint: formatting and go vet.
+lint:
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## bench: Go benchmarks (ratios are measured within one run).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
