@@ -156,12 +156,19 @@ func Check(h *histories.History, m model.Model, o Options) (Result, error) {
 			return Result{}, fmt.Errorf("%w: message %s: %v", ErrMalformed, l.describe(), err)
 		}
 	}
+	for _, agg := range sortedKeys(a.observed) {
+		if !slices.Contains(a.aggregates, agg) && !a.observed[agg].Equal(m.Initial(agg)) {
+			res.add(Finding{Anomaly: Inconsistent, Aggregate: agg,
+				Text: fmt.Sprintf("final state of %s is %s, but no message targets it (initial state %s)", agg, a.observed[agg], m.Initial(agg))})
+		}
+	}
 	ops, err := operations(a, m)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	pm := porcupineModel(m)
-	outcome, _ := porcupine.CheckOperationsVerbose(pm, ops, o.Timeout)
+	deadline := time.Now().Add(o.Timeout)
+	outcome := porcupine.CheckOperationsTimeout(pm, ops, o.Timeout)
 	switch {
 	case outcome == porcupine.Unknown:
 		res.Verdict = Inconclusive
@@ -173,9 +180,19 @@ func Check(h *histories.History, m model.Model, o Options) (Result, error) {
 	}
 	res.Verdict = Violation
 	if outcome == porcupine.Illegal {
+		// Find the failing partitions (porcupine stops at the first).
 		for _, agg := range a.aggregates {
-			part := partitionOf(ops, agg)
-			if porcupine.CheckOperations(pm, part) {
+			left := time.Until(deadline)
+			if left <= 0 {
+				res.Reason = "the search for the failing aggregates ran out of time"
+				break
+			}
+			switch porcupine.CheckOperationsTimeout(pm, partitionOf(ops, agg), left) {
+			case porcupine.Ok:
+				continue
+			case porcupine.Unknown:
+				res.add(Finding{Anomaly: Inconsistent, Aggregate: agg,
+					Text: fmt.Sprintf("%s: porcupine found a violation, but re-checking this aggregate alone ran out of time", agg)})
 				continue
 			}
 			explainAggregate(a, m, agg, &res)
@@ -223,16 +240,16 @@ func operations(a *analysis, m model.Model) ([]porcupine.Operation, error) {
 			Output: &opOutput{State: st}, Return: final,
 		})
 	}
-	for agg := range a.observed {
-		if !slices.Contains(a.aggregates, agg) && !a.observed[agg].Equal(m.Initial(agg)) {
-			// State changed on an aggregate no message targets.
-			ops = append(ops, porcupine.Operation{
-				ClientId: len(a.order), Input: &opInput{Aggregate: agg}, Call: final,
-				Output: &opOutput{State: a.observed[agg]}, Return: final,
-			})
-		}
-	}
 	return ops, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func partitionOf(ops []porcupine.Operation, agg string) []porcupine.Operation {

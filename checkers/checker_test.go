@@ -226,3 +226,12 @@ func TestCheckMalformed(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckStateOfAnUntargetedAggregate(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
+	processedA(b, 1).observe("o1", oneA).observe("o2", oneA)
+	res := check(t, b, Options{})
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{Inconsistent}, res.Anomalies)
+	require.Contains(t, res.Findings[0].Text, "no message targets it")
+}

@@ -21,6 +21,7 @@ const (
 	exitViolation    = 1
 	exitUsage        = 2
 	exitInconclusive = 3
+	exitInterrupted  = 130 // stopped by Ctrl-C (SIGINT)
 )
 
 func main() {
@@ -107,7 +108,8 @@ Examples:
   oncecheck check oncecheck-results/naive-orders-duplicate-42.jsonl
   oncecheck replay oncecheck-results/naive-orders-duplicate-42.jsonl
 
-Exit codes: 0 pass, 1 violation found, 2 usage error or unreadable input, 3 inconclusive.
+Exit codes: 0 pass, 1 violation found, 2 usage error or unreadable input, 3 inconclusive,
+130 interrupted (Ctrl-C stops after the current run and prints what was found).
 Run 'oncecheck <command> --help' for the flags of a command.
 `)
 }

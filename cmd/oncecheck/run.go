@@ -76,7 +76,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return exitInconclusive, err
 	}
-	return printReport(stdout, rep, ctx.Err() != nil), nil
+	code := printReport(stdout, rep, ctx.Err() != nil)
+	if ctx.Err() != nil && code != exitViolation {
+		return exitInterrupted, nil
+	}
+	return code, nil
 }
 
 func randomSeed() uint64 {
@@ -115,7 +119,7 @@ func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 		injected = "none"
 	}
 	if interrupted {
-		fmt.Fprintf(w, "interrupted after %d runs\n", rep.Runs)
+		fmt.Fprintf(w, "interrupted after %d of the runs; summary of those:\n", rep.Runs)
 	}
 	switch rep.Verdict {
 	case checkers.Pass:
