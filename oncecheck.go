@@ -117,7 +117,7 @@ func New(cfg Config) (*Tester, error) {
 	t.gen = rapid.Custom(func(rt *rapid.T) Case {
 		w := m.Workload(cfg.MaxMessages).Draw(rt, "workload")
 		p := faults.Generator(faults.Options{
-			Kinds: cfg.Faults, MaxFaults: cfg.MaxFaults, Deliveries: 2*len(w) + 2,
+			Kinds: cfg.Faults, MaxFaults: cfg.MaxFaults, Deliveries: 2*len(w) + 2, Messages: len(w),
 			Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2,
 		}).Draw(rt, "plan")
 		return Case{Workload: w, Plan: p}

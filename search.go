@@ -33,7 +33,8 @@ type Report struct {
 	Verdict checkers.Verdict
 	// Runs is the number of runs executed.
 	Runs int
-	// Injected counts the faults of each kind across the runs.
+	// Injected counts, per fault kind, the faults that took effect across
+	// the runs (a planned fault whose moment never comes does not count).
 	Injected map[faults.Kind]int
 	// Inconclusive counts runs whose outcome could not be decided.
 	Inconclusive int
@@ -69,11 +70,10 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 			break
 		}
 		seed := o.Seed + uint64(i)
-		c := t.Generate(seed)
-		for k, n := range c.Plan.Counts() {
-			rep.Injected[k] += n
+		h, res, err := t.Execute(t.Generate(seed), seed)
+		for k, n := range h.InjectedFaults() {
+			rep.Injected[faults.Kind(k)] += n
 		}
-		h, res, err := t.Execute(c, seed)
 		rep.Runs++
 		if o.Progress != nil {
 			o.Progress(rep.Runs, o.Runs)

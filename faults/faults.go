@@ -23,13 +23,45 @@ const (
 	// Crash kills a process (consumer or dispatcher) at a named point: its
 	// memory is lost and its uncommitted transaction is aborted.
 	Crash Kind = "crash"
-	// Redelivery loses the ack of a delivery: the broker delivers the same
-	// copy (same message id) again later.
+	// Redelivery makes the broker deliver a copy again: its ack is lost
+	// (variant ack-lost), the broker sends a spontaneous duplicate
+	// (duplicate), or the lease expires while the handler works, so the
+	// copy is handed out again and the late ack is refused (lease-expired).
 	Redelivery Kind = "redelivery"
+	// Reorder delivers a later copy before the head of the queue.
+	Reorder Kind = "reorder"
+	// PublishFailure makes a publish fail: the broker rejects the batch
+	// (rejected), accepts part of it and fails (partial), or accepts it but
+	// the publisher is told it failed (lost-ack).
+	PublishFailure Kind = "publish-failure"
+	// Reissue makes the sender send a logical message again with a new
+	// message id and the same idempotence key.
+	Reissue Kind = "reissue"
+	// Concurrent runs two consumers whose steps interleave: each fault of
+	// this kind preempts the running process at one boundary.
+	Concurrent Kind = "concurrent"
 )
 
+// Variants of Redelivery and PublishFailure.
+const (
+	AckLost      = "ack-lost"
+	Duplicate    = "duplicate"
+	LeaseExpired = "lease-expired"
+	Rejected     = "rejected"
+	Partial      = "partial"
+	LostConfirm  = "lost-ack"
+)
+
+var variants = map[Kind][]string{
+	Redelivery:     {AckLost, Duplicate, LeaseExpired},
+	PublishFailure: {Rejected, Partial, LostConfirm},
+}
+
 // AllKinds lists the kinds this build can inject, in a stable order.
-var AllKinds = []Kind{Crash, Redelivery}
+var AllKinds = []Kind{Crash, Redelivery, Reorder, PublishFailure, Reissue, Concurrent}
+
+// ReorderWindow bounds how far behind the head a reordered copy may be.
+const ReorderWindow = 3
 
 // ParseKinds parses a comma-separated list of kinds; "all" means AllKinds.
 func ParseKinds(s string) ([]Kind, error) {
@@ -99,42 +131,67 @@ const (
 // Fault is one injected fault.
 type Fault struct {
 	Kind Kind `json:"kind"`
-	// Process is the process a crash hits.
+	// Variant refines Redelivery and PublishFailure (see the constants).
+	Variant string `json:"variant,omitempty"`
+	// Process is the process a crash or publish failure hits.
 	Process Process `json:"process,omitempty"`
-	// At is the 0-based number of the delivery (for the consumer and for
-	// redelivery) or of the dispatcher pass that the fault hits.
+	// At is the 0-based number of what the fault hits: the delivery (for
+	// consumers, redelivery, reorder and reissue), the dispatcher pass (for
+	// the dispatcher), or the scheduling boundary (for concurrent).
 	At int `json:"at"`
-	// Point is where the crash happens.
+	// Point is where a crash happens.
 	Point Point `json:"point,omitempty"`
-	// Index selects which publish (0-based) for BeforePublish and
-	// AfterPublish, and which write for AfterWrite.
+	// Index selects which publish (0-based) for publish points and publish
+	// failures, which write for AfterWrite, how far behind the head the
+	// reordered copy is (1..ReorderWindow), or which workload message is
+	// re-issued.
 	Index int `json:"index,omitempty"`
 }
 
 // String renders a fault in one line, for reports.
 func (f Fault) String() string {
+	unit := "delivery"
+	if f.Process == Dispatcher {
+		unit = "dispatcher pass"
+	}
 	switch f.Kind {
 	case Crash:
-		unit := "delivery"
-		if f.Process == Dispatcher {
-			unit = "dispatcher pass"
-		}
 		s := fmt.Sprintf("crash %s at %s #%d, %s", f.Process, unit, f.At+1, f.Point)
 		if f.Point == BeforePublish || f.Point == AfterPublish || f.Point == AfterWrite {
 			s += fmt.Sprintf(" #%d", f.Index+1)
 		}
 		return s
 	case Redelivery:
+		switch f.Variant {
+		case Duplicate:
+			return fmt.Sprintf("broker duplicates the copy of delivery #%d", f.At+1)
+		case LeaseExpired:
+			return fmt.Sprintf("lease of delivery #%d expires while it is handled: redelivered, late ack refused", f.At+1)
+		}
 		return fmt.Sprintf("ack of delivery #%d lost: redelivered", f.At+1)
+	case Reorder:
+		return fmt.Sprintf("delivery #%d takes the copy %d behind the head of the queue", f.At+1, f.Index)
+	case PublishFailure:
+		what := map[string]string{Rejected: "rejected", Partial: "fails part-way through its batch", LostConfirm: "accepted but reported failed"}[f.Variant]
+		return fmt.Sprintf("publish #%d of %s %s #%d %s", f.Index+1, f.Process, unit, f.At+1, what)
+	case Reissue:
+		return fmt.Sprintf("before delivery #%d the sender re-issues workload message #%d with a new id", f.At+1, f.Index+1)
+	case Concurrent:
+		return fmt.Sprintf("preempt the running process at scheduling boundary #%d", f.At+1)
 	default:
 		return fmt.Sprintf("%s at #%d", f.Kind, f.At+1)
 	}
 }
 
-// Plan is the list of faults of one run.
+// Plan is the list of faults of one run, and how many consumers it runs.
 type Plan struct {
-	Faults []Fault `json:"faults"`
+	// Consumers is the number of consumer processes; 0 means 1.
+	Consumers int     `json:"consumers,omitempty"`
+	Faults    []Fault `json:"faults"`
 }
+
+// ConsumerCount returns the number of consumer processes (at least 1).
+func (p Plan) ConsumerCount() int { return max(p.Consumers, 1) }
 
 // Crashes reports whether process p crashes at the given point during its
 // at-th delivery or pass; index selects the publish or write.
@@ -150,27 +207,83 @@ func (p Plan) Crashes(proc Process, at int, point Point, index int) bool {
 	return false
 }
 
-// LosesAck reports whether the ack of the at-th delivery is lost.
-func (p Plan) LosesAck(at int) bool {
+// Redelivery returns the variant of redelivery that hits the at-th delivery,
+// or "".
+func (p Plan) Redelivery(at int) string {
 	for _, f := range p.Faults {
 		if f.Kind == Redelivery && f.At == at {
+			if f.Variant == "" {
+				return AckLost
+			}
+			return f.Variant
+		}
+	}
+	return ""
+}
+
+// LosesAck reports whether the ack of the at-th delivery is lost.
+func (p Plan) LosesAck(at int) bool { return p.Redelivery(at) == AckLost }
+
+// PublishFailure returns the variant of publish failure that hits publish
+// index of the at-th delivery or pass of proc, or "".
+func (p Plan) PublishFailure(proc Process, at, index int) string {
+	for _, f := range p.Faults {
+		if f.Kind == PublishFailure && f.Process == proc && f.At == at && f.Index == index {
+			return f.Variant
+		}
+	}
+	return ""
+}
+
+// ReorderAt returns how far behind the head the at-th delivery takes its
+// copy (0: the head).
+func (p Plan) ReorderAt(at int) int {
+	for _, f := range p.Faults {
+		if f.Kind == Reorder && f.At == at {
+			return f.Index
+		}
+	}
+	return 0
+}
+
+// ReissuesBefore returns the workload indexes re-issued just before the
+// at-th delivery, in plan order.
+func (p Plan) ReissuesBefore(at int) []int {
+	var out []int
+	for _, f := range p.Faults {
+		if f.Kind == Reissue && f.At == at {
+			out = append(out, f.Index)
+		}
+	}
+	return out
+}
+
+// PreemptsAt reports whether the scheduler switches processes at boundary
+// b.
+func (p Plan) PreemptsAt(b int) bool {
+	for _, f := range p.Faults {
+		if f.Kind == Concurrent && f.At == b {
 			return true
 		}
 	}
 	return false
 }
 
-// Horizon returns the number of deliveries and dispatcher passes after
-// which no fault of the plan fires: from then on the run drains.
-func (p Plan) Horizon() (deliveries, passes int) {
+// Horizon returns the deliveries, dispatcher passes and scheduling
+// boundaries after which no fault of the plan fires: from then on the run
+// drains.
+func (p Plan) Horizon() (deliveries, passes, boundaries int) {
 	for _, f := range p.Faults {
-		if f.Process == Dispatcher {
+		switch {
+		case f.Kind == Concurrent:
+			boundaries = max(boundaries, f.At+1)
+		case f.Process == Dispatcher:
 			passes = max(passes, f.At+1)
-		} else {
+		default:
 			deliveries = max(deliveries, f.At+1)
 		}
 	}
-	return deliveries, passes
+	return deliveries, passes, boundaries
 }
 
 // Counts returns how many faults of each kind the plan holds.
@@ -185,21 +298,34 @@ func (p Plan) Counts() map[Kind]int {
 // Validate checks that a plan (for example one read from a file) is well
 // formed.
 func (p Plan) Validate() error {
+	if p.Consumers < 0 || p.Consumers > 16 {
+		return fmt.Errorf("consumers %d out of range 0..16", p.Consumers)
+	}
 	for i, f := range p.Faults {
 		if f.At < 0 || f.Index < 0 {
 			return fmt.Errorf("fault %d: negative position", i+1)
 		}
+		if !slices.Contains(AllKinds, f.Kind) {
+			return fmt.Errorf("fault %d: unknown kind %q", i+1, f.Kind)
+		}
+		if vs, ok := variants[f.Kind]; ok && f.Variant != "" && !slices.Contains(vs, f.Variant) {
+			return fmt.Errorf("fault %d: unknown %s variant %q (known: %s)", i+1, f.Kind, f.Variant, strings.Join(vs, ", "))
+		}
 		switch f.Kind {
-		case Crash:
+		case Crash, PublishFailure:
 			if f.Process != Consumer && f.Process != Dispatcher {
-				return fmt.Errorf("fault %d: crash of unknown process %q", i+1, f.Process)
+				return fmt.Errorf("fault %d: %s of unknown process %q", i+1, f.Kind, f.Process)
 			}
-			if f.Point == "" {
+			if f.Kind == Crash && f.Point == "" {
 				return fmt.Errorf("fault %d: crash without a point", i+1)
 			}
-		case Redelivery:
-		default:
-			return fmt.Errorf("fault %d: unknown kind %q", i+1, f.Kind)
+			if f.Kind == PublishFailure && f.Variant == "" {
+				return fmt.Errorf("fault %d: publish failure without a variant", i+1)
+			}
+		case Reorder:
+			if f.Index < 1 || f.Index > ReorderWindow {
+				return fmt.Errorf("fault %d: reorder distance %d out of range 1..%d", i+1, f.Index, ReorderWindow)
+			}
 		}
 	}
 	return nil
@@ -213,51 +339,85 @@ type Options struct {
 	MaxFaults int
 	// Deliveries is the number of deliveries over which faults are placed.
 	Deliveries int
+	// Messages is the number of workload messages (for re-issues).
+	Messages int
+	// Boundaries is the number of scheduling boundaries over which
+	// preemptions are placed (default 8 per delivery).
+	Boundaries int
 	// Dispatcher says whether the adapter runs a dispatcher that can crash.
 	Dispatcher bool
 	// ExtraPoints are crash points the adapter names itself.
 	ExtraPoints []Point
-	// MaxPublishes bounds the publish index of publish crash points.
+	// MaxPublishes bounds the publish index of publish crash points and
+	// publish failures.
 	MaxPublishes int
 }
 
 // Generator returns a rapid generator of plans. Plans shrink toward fewer
-// faults placed earlier.
+// faults placed earlier. With Concurrent among the kinds, plans run two
+// consumers.
 func Generator(o Options) *rapid.Generator[Plan] {
 	deliveries := max(o.Deliveries, 1)
+	messages := max(o.Messages, 1)
+	boundaries := o.Boundaries
+	if boundaries <= 0 {
+		boundaries = 8 * deliveries
+	}
 	maxPub := max(o.MaxPublishes, 1)
 	consumerPoints := append(slices.Clone(ConsumerPoints), o.ExtraPoints...)
+	process := func(t *rapid.T) Process {
+		if o.Dispatcher && rapid.IntRange(0, 3).Draw(t, "dispatcher") == 3 {
+			return Dispatcher
+		}
+		return Consumer
+	}
 	fault := rapid.Custom(func(t *rapid.T) Fault {
 		kind := rapid.SampledFrom(o.Kinds).Draw(t, "kind")
+		f := Fault{Kind: kind}
 		switch kind {
 		case Crash:
-			if o.Dispatcher && rapid.IntRange(0, 3).Draw(t, "dispatcher") == 3 {
-				return Fault{
-					Kind: Crash, Process: Dispatcher,
-					At:    rapid.IntRange(0, deliveries-1).Draw(t, "at"),
-					Point: rapid.SampledFrom(DispatcherPoints).Draw(t, "point"),
-					Index: rapid.IntRange(0, maxPub-1).Draw(t, "index"),
-				}
-			}
-			f := Fault{
-				Kind: Crash, Process: Consumer,
-				At:    rapid.IntRange(0, deliveries-1).Draw(t, "at"),
-				Point: rapid.SampledFrom(consumerPoints).Draw(t, "point"),
+			f.Process = process(t)
+			f.At = rapid.IntRange(0, deliveries-1).Draw(t, "at")
+			if f.Process == Dispatcher {
+				f.Point = rapid.SampledFrom(DispatcherPoints).Draw(t, "point")
+			} else {
+				f.Point = rapid.SampledFrom(consumerPoints).Draw(t, "point")
 			}
 			if f.Point == BeforePublish || f.Point == AfterPublish {
 				f.Index = rapid.IntRange(0, maxPub-1).Draw(t, "index")
 			}
-			return f
-		default:
-			return Fault{Kind: kind, At: rapid.IntRange(0, deliveries-1).Draw(t, "at")}
+		case Redelivery:
+			f.At = rapid.IntRange(0, deliveries-1).Draw(t, "at")
+			if v := rapid.SampledFrom(variants[Redelivery]).Draw(t, "variant"); v != AckLost {
+				f.Variant = v
+			}
+		case PublishFailure:
+			f.Process = process(t)
+			f.At = rapid.IntRange(0, deliveries-1).Draw(t, "at")
+			f.Index = rapid.IntRange(0, maxPub-1).Draw(t, "index")
+			f.Variant = rapid.SampledFrom(variants[PublishFailure]).Draw(t, "variant")
+		case Reorder:
+			f.At = rapid.IntRange(0, deliveries-1).Draw(t, "at")
+			f.Index = rapid.IntRange(1, ReorderWindow).Draw(t, "distance")
+		case Reissue:
+			f.At = rapid.IntRange(0, deliveries-1).Draw(t, "at")
+			f.Index = rapid.IntRange(0, messages-1).Draw(t, "message")
+		case Concurrent:
+			f.At = rapid.IntRange(0, boundaries-1).Draw(t, "boundary")
 		}
+		return f
 	})
 	return rapid.Custom(func(t *rapid.T) Plan {
+		var p Plan
+		if slices.Contains(o.Kinds, Concurrent) {
+			p.Consumers = 2
+		}
 		if len(o.Kinds) == 0 || o.MaxFaults <= 0 {
 			// rapid requires every generator to draw something.
 			_ = rapid.Bool().Draw(t, "no faults")
-			return Plan{}
+			return p
 		}
-		return Plan{Faults: rapid.SliceOfN(fault, 0, o.MaxFaults).Draw(t, "faults")}
+		p.Faults = rapid.SliceOfN(fault, 0, o.MaxFaults).Draw(t, "faults")
+		return p
 	})
 }

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -32,30 +33,50 @@ func TestPlanQueries(t *testing.T) {
 	require.True(t, p.Crashes(Dispatcher, 0, BeforeCommit, 7), "index is ignored where it means nothing")
 	require.True(t, p.LosesAck(4))
 	require.False(t, p.LosesAck(2))
-	d, passes := p.Horizon()
+	d, passes, boundaries := p.Horizon()
 	require.Equal(t, 5, d)
 	require.Equal(t, 1, passes)
+	require.Zero(t, boundaries)
 	require.NoError(t, p.Validate())
 	require.Error(t, Plan{Faults: []Fault{{Kind: Crash, Process: "printer", Point: AfterBegin}}}.Validate())
 	require.Error(t, Plan{Faults: []Fault{{Kind: "meteor"}}}.Validate())
 	require.Error(t, Plan{Faults: []Fault{{Kind: Redelivery, At: -1}}}.Validate())
+	require.Error(t, Plan{Faults: []Fault{{Kind: Redelivery, Variant: "sometimes"}}}.Validate())
+	require.Error(t, Plan{Faults: []Fault{{Kind: Reorder, Index: 0}}}.Validate(), "a reorder moves a copy at least one place")
+	require.Error(t, Plan{Faults: []Fault{{Kind: PublishFailure, Process: Consumer}}}.Validate(), "publish failures need a variant")
 }
 
 func TestGeneratorRespectsOptions(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		kinds := rapid.SliceOfNDistinct(rapid.SampledFrom(AllKinds), 1, len(AllKinds), rapid.ID[Kind]).Draw(t, "kinds")
-		o := Options{Kinds: kinds, MaxFaults: rapid.IntRange(0, 4).Draw(t, "max"), Deliveries: 6, MaxPublishes: 2,
+		o := Options{Kinds: kinds, MaxFaults: rapid.IntRange(0, 4).Draw(t, "max"), Deliveries: 6, Messages: 3, MaxPublishes: 2,
 			Dispatcher: rapid.Bool().Draw(t, "dispatcher")}
 		p := Generator(o).Draw(t, "plan")
 		require.LessOrEqual(t, len(p.Faults), o.MaxFaults)
 		require.NoError(t, p.Validate())
 		for _, f := range p.Faults {
 			require.Contains(t, kinds, f.Kind)
-			require.Less(t, f.At, o.Deliveries)
-			require.Less(t, f.Index, o.MaxPublishes)
+			switch f.Kind {
+			case Concurrent:
+				require.Less(t, f.At, 8*o.Deliveries)
+			case Reorder:
+				require.Less(t, f.At, o.Deliveries)
+				require.LessOrEqual(t, f.Index, ReorderWindow)
+			case Reissue:
+				require.Less(t, f.At, o.Deliveries)
+				require.Less(t, f.Index, o.Messages)
+			default:
+				require.Less(t, f.At, o.Deliveries)
+				require.Less(t, f.Index, o.MaxPublishes)
+			}
 			if f.Process == Dispatcher {
 				require.True(t, o.Dispatcher)
 			}
+		}
+		if slices.Contains(kinds, Concurrent) {
+			require.Equal(t, 2, p.ConsumerCount())
+		} else {
+			require.Equal(t, 1, p.ConsumerCount())
 		}
 	})
 }

@@ -73,9 +73,12 @@ const (
 	Drain    Kind = "drain"    // faults stop; the run drains
 	Observe  Kind = "observe"  // the final state of an aggregate, read after the drain
 	Stuck    Kind = "stuck"    // the run did not drain within its bound
+	Requeue  Kind = "requeue"  // the broker puts a copy back or duplicates it (fault)
+	Refused  Kind = "refused"  // the broker refuses an ack or a publish (fault)
+	Switch   Kind = "switch"   // the scheduler preempts a process (fault)
 )
 
-var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Stuck}
+var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Stuck, Requeue, Refused, Switch}
 
 // Event is one thing that happened in a run.
 type Event struct {
@@ -101,6 +104,20 @@ type Event struct {
 	State     model.State `json:"state,omitempty"`
 	// Detail is free text for people (what a write touched, why a nack).
 	Detail string `json:"detail,omitempty"`
+	// Fault names the fault kind that caused this event, if one did.
+	Fault string `json:"fault,omitempty"`
+}
+
+// InjectedFaults counts the events caused by each fault kind: the faults
+// that took effect, as opposed to those the plan held.
+func (h *History) InjectedFaults() map[string]int {
+	c := map[string]int{}
+	for _, ev := range h.Events {
+		if ev.Fault != "" {
+			c[ev.Fault]++
+		}
+	}
+	return c
 }
 
 // History is a header and its events.

@@ -49,9 +49,17 @@ func describe(ev Event) string {
 	}
 	switch ev.Kind {
 	case Send:
-		return fmt.Sprintf("send %s key=%s %s to %s", ev.Message.ID, ev.Message.Key, msg(), ev.Message.Aggregate)
+		s := fmt.Sprintf("send %s key=%s %s to %s", ev.Message.ID, ev.Message.Key, msg(), ev.Message.Aggregate)
+		if ev.Fault != "" {
+			s = "!! " + s
+		}
+		return with(s)
 	case Deliver:
-		return fmt.Sprintf("deliver %s key=%s %s", ev.Message.ID, ev.Message.Key, msg())
+		s := fmt.Sprintf("deliver %s key=%s %s", ev.Message.ID, ev.Message.Key, msg())
+		if ev.Fault != "" {
+			s = "!! " + s
+		}
+		return with(s)
 	case Begin:
 		return fmt.Sprintf("begin tx%d", ev.Tx)
 	case Write:
@@ -72,6 +80,8 @@ func describe(ev Event) string {
 		return "!! STUCK: " + ev.Detail
 	case Drain:
 		return "drain: no more faults"
+	case Requeue, Refused, Switch:
+		return "!! " + with(strings.ToUpper(string(ev.Kind)))
 	}
 	return with(strings.ReplaceAll(string(ev.Kind), "-", " "))
 }

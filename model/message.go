@@ -32,6 +32,10 @@ type Message struct {
 	// Position is the global position of the message in the send order
 	// (1-based). Strategies such as sequence numbers rely on it.
 	Position int64 `json:"position,omitempty"`
+	// Version is the version of the aggregate the sender expects the
+	// message to apply to: the number of messages sent to the aggregate
+	// before it. Optimistic strategies rely on it.
+	Version int64 `json:"version,omitempty"`
 	// Causation is, for an output, the idempotence key of the logical
 	// message whose processing produced it.
 	Causation string `json:"causation,omitempty"`

@@ -49,13 +49,17 @@ func (w Workload) Aggregates() []string {
 	return out
 }
 
-// Number assigns IDs, keys and positions in send order; generators call it.
+// Number assigns IDs, keys, positions and expected versions in send order;
+// generators call it.
 func (w Workload) Number() Workload {
 	out := slices.Clone(w)
+	versions := map[string]int64{}
 	for i := range out {
 		out[i].ID = fmt.Sprintf("m%d", i+1)
 		out[i].Key = fmt.Sprintf("k%d", i+1)
 		out[i].Position = int64(i + 1)
+		out[i].Version = versions[out[i].Aggregate]
+		versions[out[i].Aggregate]++
 	}
 	return out
 }

@@ -1,21 +1,24 @@
 // Package sim is the deterministic simulation: a broker with at-least-once
-// delivery, a consumer process that runs the adapter's handler and is rebuilt
+// delivery, consumer processes that run the adapter's handler and are rebuilt
 // from its factory after a crash, an optional dispatcher process, the drain
 // phase, and one scheduler that decides every step.
 //
 // A run is a pure function of (workload, plan, strategy): there is no wall
 // clock, no global randomness and no dependence on map or goroutine order.
-// Each attempt runs on a goroutine of its own only so that a crash can stop
-// it at any boundary (runtime.Goexit); the scheduler waits for it, so exactly
-// one piece of code runs at a time.
+// Each attempt (or dispatcher pass) runs on a goroutine of its own, but only
+// one piece of code runs at a time: a task runs until it reaches a boundary
+// (begin, write, commit, publish, ack, an adapter's named point), hands
+// control back to the scheduler, and waits to be resumed. The scheduler
+// keeps running the current task until the plan preempts it (a "concurrent"
+// fault), then moves round-robin to the next process that can act. A crash
+// stops a task at a boundary with runtime.Goexit.
 package sim
 
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"sort"
 	"strings"
+	"sync"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
@@ -39,10 +42,17 @@ type Config struct {
 // panicked, a store that failed): the verdict is inconclusive.
 var ErrInfrastructure = errors.New("infrastructure failure")
 
+// boundariesPerDelivery bounds the scheduling boundaries per delivery before
+// a run is declared stuck (a handler looping between boundaries).
+const boundariesPerDelivery = 200
+
 // Run executes the run and returns its events.
 func Run(cfg Config) ([]histories.Event, error) {
 	if cfg.Model == nil || cfg.Strategy.NewHandler == nil {
 		return nil, errors.New("sim: a model and a strategy are required")
+	}
+	if err := cfg.Plan.Validate(); err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
 	}
 	bound := cfg.MaxDeliveries
 	if bound == 0 {
@@ -53,9 +63,13 @@ func Run(cfg Config) ([]histories.Event, error) {
 		store:    memstore.New(),
 		inflight: map[int]model.Message{},
 		bound:    bound,
+		kill:     make(chan struct{}),
+		position: int64(len(cfg.Workload)),
 	}
-	r.horizonDeliveries, r.horizonPasses = cfg.Plan.Horizon()
-	if err := r.run(); err != nil {
+	r.horizonDeliveries, r.horizonPasses, r.horizonBoundaries = cfg.Plan.Horizon()
+	err := r.run()
+	r.shutdown()
+	if err != nil {
 		return r.events, fmt.Errorf("%w: %v", ErrInfrastructure, err)
 	}
 	return r.events, nil
@@ -63,10 +77,25 @@ func Run(cfg Config) ([]histories.Event, error) {
 
 type process struct {
 	name       string
+	index      int
+	kind       faults.Process
 	handler    adapters.Handler
 	dispatcher adapters.Dispatcher
 	alive      bool
 	started    bool
+	task       *task // the attempt or pass in progress, nil when idle
+}
+
+// task is an attempt or a dispatcher pass running on its own goroutine.
+type task struct {
+	env      *env
+	resume   chan struct{}
+	parked   chan struct{}
+	done     bool // set by the task goroutine before its last park
+	returned bool // fn returned (as opposed to crashing)
+	err      error
+	panicked any
+	busy     bool // a dispatcher pass found work
 }
 
 type runner struct {
@@ -76,67 +105,122 @@ type runner struct {
 	queue    []model.Message       // copies waiting for delivery, in order
 	inflight map[int]model.Message // unacked copy of each running attempt
 
-	deliveries, passes               int
-	horizonDeliveries, horizonPasses int
-	bound                            int
-	ids, txs                         int
-	drained                          bool
+	procs    []*process
+	current  *process
+	preempt  bool
+	due      bool // a dispatcher pass is due
+	position int64
+	reissues int
 
-	consumer, dispatcher process
+	deliveries, passes, boundaries                      int
+	horizonDeliveries, horizonPasses, horizonBoundaries int
+	bound                                               int
+	ids, txs                                            int
+	drained                                             bool
+
+	kill   chan struct{}
+	killed bool
+	wg     sync.WaitGroup
 }
 
 func (r *runner) record(ev histories.Event) {
+	if r.killed {
+		return
+	}
 	ev.Step = len(r.events) + 1
 	r.events = append(r.events, ev)
 }
 
+// shutdown stops tasks still parked (a stuck or failed run) and waits for
+// their goroutines to end.
+func (r *runner) shutdown() {
+	r.killed = true
+	close(r.kill)
+	r.wg.Wait()
+}
+
 func (r *runner) run() error {
-	r.consumer = process{name: "consumer-1"}
+	for i := 0; i < r.cfg.Plan.ConsumerCount(); i++ {
+		r.procs = append(r.procs, &process{name: fmt.Sprintf("consumer-%d", i+1), index: i, kind: faults.Consumer})
+	}
 	if r.cfg.Strategy.NewDispatcher != nil {
-		r.dispatcher = process{name: "dispatcher-1"}
+		r.procs = append(r.procs, &process{name: "dispatcher-1", index: len(r.procs), kind: faults.Dispatcher})
 	}
 	for i := range r.cfg.Workload {
 		m := r.cfg.Workload[i]
 		r.record(histories.Event{Kind: histories.Send, Process: "sender", Message: &m})
 		r.queue = append(r.queue, m)
 	}
-	hasDispatcher := r.cfg.Strategy.NewDispatcher != nil
 	for {
-		if !r.drained && r.deliveries >= r.horizonDeliveries && r.passes >= r.horizonPasses {
+		if !r.drained && r.idle() && r.deliveries >= r.horizonDeliveries && r.passes >= r.horizonPasses && r.boundaries >= r.horizonBoundaries {
 			r.drained = true
 			r.record(histories.Event{Kind: histories.Drain, Process: "broker"})
 		}
-		if len(r.queue) > 0 {
-			if r.deliveries >= r.bound {
-				r.stuck()
-				return nil
-			}
-			if err := r.deliverNext(); err != nil {
-				return err
-			}
-			if hasDispatcher {
-				if _, err := r.dispatchPass(); err != nil {
-					return err
-				}
-			}
-			continue
+		p := r.next()
+		if p == nil {
+			break
 		}
-		if hasDispatcher {
-			if r.passes >= r.bound {
-				r.stuck()
-				return nil
-			}
-			busy, err := r.dispatchPass()
-			if err != nil {
-				return err
-			}
-			if busy {
-				continue
-			}
+		if p.task == nil && (r.deliveries >= r.bound || r.passes >= r.bound) || r.boundaries >= boundariesPerDelivery*r.bound {
+			r.stuck()
+			return nil
 		}
-		break
+		if err := r.advance(p); err != nil {
+			return err
+		}
 	}
 	return r.observe()
+}
+
+// idle reports whether no attempt or pass is in progress.
+func (r *runner) idle() bool {
+	for _, p := range r.procs {
+		if p.task != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// canAct reports whether p has something to do.
+func (r *runner) canAct(p *process) bool {
+	switch {
+	case p.task != nil:
+		return true
+	case p.kind == faults.Consumer:
+		return len(r.queue) > 0
+	default:
+		return r.due
+	}
+}
+
+// next picks the process to advance: the current one unless it is idle or
+// preempted, otherwise the next one round-robin that can act.
+func (r *runner) next() *process {
+	cur := r.current
+	if cur != nil && cur.task != nil && !r.preempt {
+		return cur
+	}
+	preempted := r.preempt
+	r.preempt = false
+	start := 0
+	if cur != nil {
+		start = cur.index + 1
+	}
+	for i := range r.procs {
+		p := r.procs[(start+i)%len(r.procs)]
+		if p == cur || !r.canAct(p) {
+			continue
+		}
+		if preempted && cur != nil && cur.task != nil {
+			r.record(histories.Event{Kind: histories.Switch, Process: cur.name, Attempt: cur.task.env.attempt, Pass: cur.task.env.pass,
+				Detail: "preempted: " + p.name + " runs", Fault: string(faults.Concurrent)})
+		}
+		return p
+	}
+	if cur != nil && r.canAct(cur) {
+		return cur
+	}
+	return nil
 }
 
 func (r *runner) stuck() {
@@ -144,9 +228,21 @@ func (r *runner) stuck() {
 	for _, m := range r.queue {
 		left = append(left, m.ID)
 	}
-	r.record(histories.Event{Kind: histories.Stuck, Process: "broker", Detail: fmt.Sprintf(
-		"after %d deliveries and %d dispatcher passes, %d copies are still queued (%s)",
-		r.deliveries, r.passes, len(r.queue), strings.Join(left, ", "))})
+	var running []string
+	for _, p := range r.procs {
+		if p.task != nil {
+			running = append(running, p.name+" in "+p.task.env.where())
+		}
+	}
+	detail := fmt.Sprintf("after %d deliveries and %d dispatcher passes, %d copies are still queued (%s)",
+		r.deliveries, r.passes, len(r.queue), strings.Join(left, ", "))
+	if len(running) > 0 {
+		detail += "; still running: " + strings.Join(running, ", ")
+	}
+	if r.due && len(r.queue) == 0 {
+		detail += "; the dispatcher still finds work"
+	}
+	r.record(histories.Event{Kind: histories.Stuck, Process: "broker", Detail: detail})
 }
 
 func (r *runner) start(p *process) {
@@ -157,84 +253,154 @@ func (r *runner) start(p *process) {
 		r.record(histories.Event{Kind: histories.Restart, Process: p.name})
 	}
 	p.started, p.alive = true, true
-	if p == &r.dispatcher {
+	if p.kind == faults.Dispatcher {
 		p.dispatcher = r.cfg.Strategy.NewDispatcher()
 	} else {
 		p.handler = r.cfg.Strategy.NewHandler()
 	}
 }
 
-func (r *runner) deliverNext() error {
-	r.start(&r.consumer)
-	msg := r.queue[0]
-	r.queue = r.queue[1:]
+// advance runs p until its task parks at the next boundary or ends,
+// starting a new attempt or pass when p is idle.
+func (r *runner) advance(p *process) error {
+	r.current = p
+	if p.task == nil {
+		r.start(p)
+		if p.kind == faults.Consumer {
+			r.deliver(p)
+		} else {
+			r.dispatch(p)
+		}
+	}
+	t := p.task
+	t.resume <- struct{}{}
+	<-t.parked
+	if !t.done {
+		return nil
+	}
+	p.task = nil
+	return r.finish(p, t)
+}
+
+func (r *runner) deliver(p *process) {
 	at := r.deliveries
 	r.deliveries++
+	for _, idx := range r.cfg.Plan.ReissuesBefore(at) {
+		if len(r.cfg.Workload) == 0 {
+			break
+		}
+		orig := r.cfg.Workload[idx%len(r.cfg.Workload)]
+		r.reissues++
+		r.position++
+		m := orig
+		m.ID = fmt.Sprintf("%s-r%d", orig.ID, r.reissues)
+		m.Position = r.position
+		r.record(histories.Event{Kind: histories.Send, Process: "sender", Message: &m,
+			Detail: "re-issue of " + orig.ID, Fault: string(faults.Reissue)})
+		r.queue = append(r.queue, m)
+	}
+	idx := min(r.cfg.Plan.ReorderAt(at), len(r.queue)-1)
+	msg := r.queue[idx]
+	r.queue = append(r.queue[:idx:idx], r.queue[idx+1:]...)
 	attempt := at + 1
 	r.inflight[attempt] = msg
-	r.record(histories.Event{Kind: histories.Deliver, Process: r.consumer.name, Attempt: attempt, Message: &msg})
-	env := &env{r: r, proc: &r.consumer, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
-	return r.execute(env, func() error {
-		env.crashPoint(faults.BeforeHandle, 0)
-		return r.consumer.handler.Handle(env, msg)
+	ev := histories.Event{Kind: histories.Deliver, Process: p.name, Attempt: attempt, Message: &msg}
+	if idx > 0 {
+		ev.Detail, ev.Fault = fmt.Sprintf("reordered: taken %d behind the head of the queue", idx), string(faults.Reorder)
+	}
+	r.record(ev)
+	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
+	switch r.cfg.Plan.Redelivery(at) {
+	case faults.Duplicate:
+		r.queue = append(r.queue, msg)
+		r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: attempt,
+			Detail: "broker duplicate: a second copy of " + msg.ID + " is queued", Fault: string(faults.Redelivery)})
+	case faults.LeaseExpired:
+		e.leaseExpired = true
+		delete(r.inflight, attempt)
+		r.queue = append([]model.Message{msg}, r.queue...)
+		r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: attempt,
+			Detail: "lease expires while the handler works: " + msg.ID + " is queued again", Fault: string(faults.Redelivery)})
+	}
+	r.spawn(p, e, func(t *task) error {
+		e.boundary(faults.BeforeHandle, 0)
+		return p.handler.Handle(e, msg)
 	})
 }
 
-func (r *runner) dispatchPass() (bool, error) {
-	r.start(&r.dispatcher)
+func (r *runner) dispatch(p *process) {
 	at := r.passes
 	r.passes++
-	env := &env{r: r, proc: &r.dispatcher, kind: faults.Dispatcher, at: at, pass: at + 1}
-	busy := false
-	r.record(histories.Event{Kind: histories.Dispatch, Process: r.dispatcher.name, Pass: at + 1})
-	err := r.execute(env, func() error {
-		b, err := r.dispatcher.dispatcher.Pass(env)
-		busy = b
+	r.due = false
+	e := &env{r: r, proc: p, kind: faults.Dispatcher, at: at, pass: at + 1}
+	r.record(histories.Event{Kind: histories.Dispatch, Process: p.name, Pass: at + 1})
+	r.spawn(p, e, func(t *task) error {
+		busy, err := p.dispatcher.Pass(e)
+		t.busy = busy
 		return err
 	})
-	return busy || env.crashed, err
 }
 
-// execute runs fn (an attempt or a pass) on its own goroutine and waits for
-// it: it returns, panics, or crashes (runtime.Goexit in env.crash).
-func (r *runner) execute(e *env, fn func() error) error {
-	done := make(chan struct{})
-	var (
-		handlerErr error
-		panicked   any
-		returned   bool
-	)
+// spawn starts a task goroutine that waits for its first resume.
+func (r *runner) spawn(p *process, e *env, fn func(*task) error) {
+	t := &task{env: e, resume: make(chan struct{}), parked: make(chan struct{})}
+	e.task = t
+	p.task = t
+	r.wg.Add(1)
 	go func() {
-		defer close(done)
+		defer r.wg.Done()
 		defer func() {
-			if p := recover(); p != nil {
-				panicked = p
+			t.done = true
+			select {
+			case t.parked <- struct{}{}:
+			case <-r.kill:
 			}
 		}()
-		handlerErr = fn()
-		returned = true
+		defer func() {
+			if x := recover(); x != nil {
+				t.panicked = x
+			}
+		}()
+		select {
+		case <-t.resume:
+		case <-r.kill:
+			return
+		}
+		t.err = fn(t)
+		t.returned = true
 	}()
-	<-done
-	if panicked != nil {
-		return fmt.Errorf("%s panicked in %s: %v", r.cfg.Strategy.Name, e.where(), panicked)
+}
+
+// finish handles the end of a task: a panic is an infrastructure failure; a
+// crash was recorded by the task; a return ends the attempt (nacking a
+// delivery the handler neither acked nor nacked) or the pass.
+func (r *runner) finish(p *process, t *task) error {
+	e := t.env
+	if t.panicked != nil {
+		return fmt.Errorf("%s panicked in %s: %v", r.cfg.Strategy.Name, e.where(), t.panicked)
 	}
-	if !returned {
+	if p.kind == faults.Dispatcher {
+		r.due = t.busy || !t.returned
+	} else {
+		r.due = r.cfg.Strategy.NewDispatcher != nil
+	}
+	if !t.returned {
 		return nil // crashed: recorded by env.crash
 	}
 	e.finishTxs()
 	if e.attempt != 0 {
 		if !e.acked && !e.nacked {
 			reason := "handler returned without ack"
-			if handlerErr != nil {
-				reason = handlerErr.Error()
+			if t.err != nil {
+				reason = t.err.Error()
 			}
 			e.nack(reason)
 		}
-		r.record(histories.Event{Kind: histories.Done, Process: e.proc.name, Attempt: e.attempt, Detail: errText(handlerErr)})
+		r.record(histories.Event{Kind: histories.Done, Process: p.name, Attempt: e.attempt, Detail: errText(t.err)})
 		return nil
 	}
-	if handlerErr != nil {
-		r.record(histories.Event{Kind: histories.Done, Process: e.proc.name, Pass: e.pass, Detail: errText(handlerErr)})
+	if t.err != nil {
+		r.record(histories.Event{Kind: histories.Done, Process: p.name, Pass: e.pass, Detail: errText(t.err)})
 	}
 	return nil
 }
@@ -247,10 +413,11 @@ func errText(err error) string {
 }
 
 func (r *runner) observe() error {
-	r.start(&r.consumer)
+	p := r.procs[0]
+	r.start(p)
 	for _, agg := range r.cfg.Workload.Aggregates() {
 		tx := r.store.Begin()
-		st, err := r.consumer.handler.Observe(tx, r.cfg.Model, agg)
+		st, err := p.handler.Observe(tx, r.cfg.Model, agg)
 		_ = tx.Rollback()
 		if err != nil {
 			return fmt.Errorf("observe %s: %w", agg, err)
@@ -258,224 +425,4 @@ func (r *runner) observe() error {
 		r.record(histories.Event{Kind: histories.Observe, Process: "observer", Aggregate: agg, State: st})
 	}
 	return nil
-}
-
-// env is the adapters.Env of one attempt or dispatcher pass.
-type env struct {
-	r       *runner
-	proc    *process
-	kind    faults.Process
-	at      int // 0-based delivery or pass number
-	attempt int // 1-based attempt, 0 for a dispatcher pass
-	pass    int // 1-based pass, 0 for an attempt
-	msg     model.Message
-
-	acked, nacked, crashed bool
-	publishes, writes      int
-	open                   []*tx
-}
-
-func (e *env) where() string {
-	if e.attempt != 0 {
-		return fmt.Sprintf("attempt %d", e.attempt)
-	}
-	return fmt.Sprintf("dispatcher pass %d", e.pass)
-}
-
-func (e *env) base(kind histories.Kind) histories.Event {
-	return histories.Event{Kind: kind, Process: e.proc.name, Attempt: e.attempt, Pass: e.pass}
-}
-
-// crashPoint crashes the process if the plan says so.
-func (e *env) crashPoint(p faults.Point, index int) {
-	if e.r.cfg.Plan.Crashes(e.kind, e.at, p, index) {
-		e.crash(string(p))
-	}
-}
-
-// crash kills the process: open transactions abort, the unacked copy goes
-// back to the broker (its lease expires), and the goroutine stops here.
-func (e *env) crash(point string) {
-	ev := e.base(histories.Crash)
-	ev.Point = point
-	e.r.record(ev)
-	for _, t := range e.open {
-		if !t.finished {
-			t.finished = true
-			_ = t.inner.Rollback()
-			ab := e.base(histories.Abort)
-			ab.Tx, ab.Detail = t.n, "process crashed"
-			e.r.record(ab)
-		}
-	}
-	e.proc.alive = false
-	e.crashed = true
-	if e.attempt != 0 && !e.acked && !e.nacked {
-		e.requeue()
-	}
-	runtime.Goexit()
-}
-
-func (e *env) requeue() {
-	m := e.r.inflight[e.attempt]
-	delete(e.r.inflight, e.attempt)
-	e.r.queue = append(e.r.queue, m)
-}
-
-func (e *env) finishTxs() {
-	for _, t := range e.open {
-		if !t.finished {
-			t.finished = true
-			_ = t.inner.Rollback()
-			ab := e.base(histories.Abort)
-			ab.Tx, ab.Detail = t.n, "not committed"
-			e.r.record(ab)
-		}
-	}
-}
-
-func (e *env) Model() model.Model { return e.r.cfg.Model }
-
-func (e *env) Begin() (adapters.Tx, error) {
-	e.r.txs++
-	t := &tx{env: e, inner: e.r.store.Begin(), n: e.r.txs}
-	e.open = append(e.open, t)
-	ev := e.base(histories.Begin)
-	ev.Tx = t.n
-	e.r.record(ev)
-	e.crashPoint(faults.AfterBegin, 0)
-	return t, nil
-}
-
-func (e *env) Publish(msgs ...model.Message) error {
-	for _, m := range msgs {
-		e.crashPoint(faults.BeforePublish, e.publishes)
-		if m.Causation == "" && e.attempt != 0 {
-			m.Causation = e.msg.Key
-		}
-		ev := e.base(histories.Publish)
-		ev.Message = &m
-		e.r.record(ev)
-		e.crashPoint(faults.AfterPublish, e.publishes)
-		e.publishes++
-	}
-	return nil
-}
-
-func (e *env) Ack() error {
-	if e.attempt == 0 {
-		return errors.New("ack outside a delivery")
-	}
-	if e.acked || e.nacked {
-		return errors.New("delivery already acked or nacked")
-	}
-	e.crashPoint(faults.BeforeAck, 0)
-	e.acked = true
-	e.r.record(e.base(histories.Ack))
-	if e.r.cfg.Plan.LosesAck(e.at) {
-		e.r.record(e.base(histories.AckLost))
-		e.requeue()
-		return nil
-	}
-	delete(e.r.inflight, e.attempt)
-	return nil
-}
-
-func (e *env) Nack(reason string) error {
-	if e.attempt == 0 {
-		return errors.New("nack outside a delivery")
-	}
-	if e.acked || e.nacked {
-		return errors.New("delivery already acked or nacked")
-	}
-	e.nack(reason)
-	return nil
-}
-
-func (e *env) nack(reason string) {
-	e.nacked = true
-	ev := e.base(histories.Nack)
-	ev.Detail = reason
-	e.r.record(ev)
-	e.requeue()
-}
-
-func (e *env) NewID() string {
-	e.r.ids++
-	return fmt.Sprintf("id%d", e.r.ids)
-}
-
-func (e *env) Point(name string) { e.crashPoint(faults.Point(name), 0) }
-
-// tx wraps a store transaction with events and crash points.
-type tx struct {
-	env      *env
-	inner    *memstore.Tx
-	n        int
-	finished bool
-}
-
-func (t *tx) Get(table, key string) ([]byte, bool, error) { return t.inner.Get(table, key) }
-
-func (t *tx) Scan(table string) ([]adapters.Row, error) { return t.inner.Scan(table) }
-
-func (t *tx) wrote(table, key string, err error) error {
-	if err != nil {
-		return err
-	}
-	ev := t.env.base(histories.Write)
-	ev.Tx, ev.Detail = t.n, table+"/"+key
-	t.env.r.record(ev)
-	t.env.crashPoint(faults.AfterWrite, t.env.writes)
-	t.env.writes++
-	return nil
-}
-
-func (t *tx) Put(table, key string, value []byte) error {
-	return t.wrote(table, key, t.inner.Put(table, key, value))
-}
-
-func (t *tx) Insert(table, key string, value []byte) error {
-	return t.wrote(table, key, t.inner.Insert(table, key, value))
-}
-
-func (t *tx) Delete(table, key string) error {
-	return t.wrote(table, key, t.inner.Delete(table, key))
-}
-
-func (t *tx) Commit() error {
-	if t.finished {
-		return memstore.ErrDone
-	}
-	t.env.crashPoint(faults.BeforeCommit, 0)
-	t.finished = true
-	if err := t.inner.Commit(); err != nil {
-		ev := t.env.base(histories.Abort)
-		ev.Tx, ev.Detail = t.n, err.Error()
-		t.env.r.record(ev)
-		return err
-	}
-	ev := t.env.base(histories.Commit)
-	ev.Tx = t.n
-	ev.Detail = strings.Join(sortedCopy(t.inner.Writes()), ", ")
-	t.env.r.record(ev)
-	t.env.crashPoint(faults.AfterCommit, 0)
-	return nil
-}
-
-func (t *tx) Rollback() error {
-	if t.finished {
-		return nil
-	}
-	t.finished = true
-	ev := t.env.base(histories.Abort)
-	ev.Tx, ev.Detail = t.n, "rolled back"
-	t.env.r.record(ev)
-	return t.inner.Rollback()
-}
-
-func sortedCopy(s []string) []string {
-	c := append([]string(nil), s...)
-	sort.Strings(c)
-	return c
 }

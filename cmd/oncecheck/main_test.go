@@ -55,7 +55,7 @@ func TestRunPass(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	require.Empty(t, entries, "passing runs are not saved without --keep-all")
 
-	code, _, _ = cli(t, "run", "--strategy", "outbox", "--runs", "3", "--out", dir, "--keep-all")
+	code, _, _ = cli(t, "run", "--strategy", "outbox", "--faults", "crash", "--runs", "3", "--out", dir, "--keep-all")
 	require.Equal(t, exitPass, code)
 	entries, _ = os.ReadDir(dir)
 	require.Len(t, entries, 3)

@@ -1,0 +1,304 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/memstore"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// ErrPublishFailed is returned by Env.Publish when the broker rejects a
+// publish or its confirmation is lost.
+var ErrPublishFailed = errors.New("publish failed")
+
+// ErrAckRefused is returned by Env.Ack when the copy's lease expired.
+var ErrAckRefused = errors.New("ack refused: the lease expired and the copy was handed out again")
+
+// env is the adapters.Env of one attempt or dispatcher pass. Its methods run
+// on the task's goroutine while the scheduler waits.
+type env struct {
+	r       *runner
+	proc    *process
+	task    *task
+	kind    faults.Process
+	at      int // 0-based delivery or pass number
+	attempt int // 1-based attempt, 0 for a dispatcher pass
+	pass    int // 1-based pass, 0 for an attempt
+	msg     model.Message
+
+	acked, nacked, leaseExpired bool
+	publishes, writes           int
+	open                        []*tx
+}
+
+var _ adapters.Env = (*env)(nil)
+
+func (e *env) where() string {
+	if e.attempt != 0 {
+		return fmt.Sprintf("attempt %d", e.attempt)
+	}
+	return fmt.Sprintf("dispatcher pass %d", e.pass)
+}
+
+func (e *env) base(kind histories.Kind) histories.Event {
+	return histories.Event{Kind: kind, Process: e.proc.name, Attempt: e.attempt, Pass: e.pass}
+}
+
+// boundary is a crash point and a scheduling point: the process may crash
+// here, and then hands control back to the scheduler.
+func (e *env) boundary(p faults.Point, index int) {
+	if e.r.cfg.Plan.Crashes(e.kind, e.at, p, index) {
+		e.crash(string(p))
+	}
+	e.yield()
+}
+
+// yield parks the task until the scheduler resumes it.
+func (e *env) yield() {
+	r := e.r
+	if r.cfg.Plan.PreemptsAt(r.boundaries) {
+		r.preempt = true
+	}
+	r.boundaries++
+	t := e.task
+	t.parked <- struct{}{}
+	select {
+	case <-t.resume:
+	case <-r.kill:
+		runtime.Goexit()
+	}
+}
+
+// crash kills the process: open transactions abort, the unacked copy goes
+// back to the broker (its lease expires), and the goroutine stops here.
+func (e *env) crash(point string) {
+	ev := e.base(histories.Crash)
+	ev.Point, ev.Fault = point, string(faults.Crash)
+	e.r.record(ev)
+	for _, t := range e.open {
+		if !t.finished {
+			t.finished = true
+			_ = t.inner.Rollback()
+			ab := e.base(histories.Abort)
+			ab.Tx, ab.Detail = t.n, "process crashed"
+			e.r.record(ab)
+		}
+	}
+	e.proc.alive = false
+	if e.attempt != 0 && !e.acked && !e.nacked {
+		e.requeue()
+	}
+	runtime.Goexit()
+}
+
+func (e *env) requeue() {
+	if e.leaseExpired {
+		return // the broker has already handed the copy out again
+	}
+	m := e.r.inflight[e.attempt]
+	delete(e.r.inflight, e.attempt)
+	e.r.queue = append(e.r.queue, m)
+}
+
+func (e *env) finishTxs() {
+	for _, t := range e.open {
+		if !t.finished {
+			t.finished = true
+			_ = t.inner.Rollback()
+			ab := e.base(histories.Abort)
+			ab.Tx, ab.Detail = t.n, "not committed"
+			e.r.record(ab)
+		}
+	}
+}
+
+func (e *env) Model() model.Model { return e.r.cfg.Model }
+
+func (e *env) Begin() (adapters.Tx, error) {
+	e.r.txs++
+	t := &tx{env: e, inner: e.r.store.Begin(), n: e.r.txs}
+	e.open = append(e.open, t)
+	ev := e.base(histories.Begin)
+	ev.Tx = t.n
+	e.r.record(ev)
+	e.boundary(faults.AfterBegin, 0)
+	return t, nil
+}
+
+// Publish publishes msgs in order, one publish each. A "rejected" failure
+// refuses the whole call; "partial" accepts the messages before the failing
+// one; "lost-ack" accepts the message but reports a failure.
+func (e *env) Publish(msgs ...model.Message) error {
+	for i := range msgs {
+		if e.r.cfg.Plan.PublishFailure(e.kind, e.at, e.publishes+i) == faults.Rejected {
+			e.boundary(faults.BeforePublish, e.publishes)
+			ev := e.base(histories.Refused)
+			ev.Detail = fmt.Sprintf("broker rejected a batch of %d publishes", len(msgs))
+			ev.Fault = string(faults.PublishFailure)
+			e.r.record(ev)
+			return fmt.Errorf("%w: rejected by the broker", ErrPublishFailed)
+		}
+	}
+	for _, m := range msgs {
+		n := e.publishes
+		e.boundary(faults.BeforePublish, n)
+		if m.Causation == "" && e.attempt != 0 {
+			m.Causation = e.msg.Key
+		}
+		failure := e.r.cfg.Plan.PublishFailure(e.kind, e.at, n)
+		if failure == faults.Partial {
+			ev := e.base(histories.Refused)
+			ev.Message = &m
+			ev.Detail, ev.Fault = "broker failed part-way through the batch", string(faults.PublishFailure)
+			e.r.record(ev)
+			return fmt.Errorf("%w: the batch was only partly accepted", ErrPublishFailed)
+		}
+		ev := e.base(histories.Publish)
+		ev.Message = &m
+		e.r.record(ev)
+		e.publishes++
+		if failure == faults.LostConfirm {
+			ev := e.base(histories.Refused)
+			ev.Message = &m
+			ev.Detail, ev.Fault = "publish accepted, but its confirmation was lost", string(faults.PublishFailure)
+			e.r.record(ev)
+			return fmt.Errorf("%w: no confirmation from the broker", ErrPublishFailed)
+		}
+		e.boundary(faults.AfterPublish, n)
+	}
+	return nil
+}
+
+func (e *env) Ack() error {
+	if e.attempt == 0 {
+		return errors.New("ack outside a delivery")
+	}
+	if e.acked || e.nacked {
+		return errors.New("delivery already acked or nacked")
+	}
+	e.boundary(faults.BeforeAck, 0)
+	e.acked = true
+	e.r.record(e.base(histories.Ack))
+	switch {
+	case e.leaseExpired:
+		ev := e.base(histories.Refused)
+		ev.Detail = "ack refused: the lease had expired"
+		e.r.record(ev)
+		return ErrAckRefused
+	case e.r.cfg.Plan.LosesAck(e.at):
+		ev := e.base(histories.AckLost)
+		ev.Fault = string(faults.Redelivery)
+		e.r.record(ev)
+		e.requeue()
+		return nil
+	}
+	delete(e.r.inflight, e.attempt)
+	return nil
+}
+
+func (e *env) Nack(reason string) error {
+	if e.attempt == 0 {
+		return errors.New("nack outside a delivery")
+	}
+	if e.acked || e.nacked {
+		return errors.New("delivery already acked or nacked")
+	}
+	e.nack(reason)
+	return nil
+}
+
+func (e *env) nack(reason string) {
+	e.nacked = true
+	ev := e.base(histories.Nack)
+	ev.Detail = reason
+	e.r.record(ev)
+	e.requeue()
+}
+
+func (e *env) NewID() string {
+	e.r.ids++
+	return fmt.Sprintf("id%d", e.r.ids)
+}
+
+func (e *env) Point(name string) { e.boundary(faults.Point(name), 0) }
+
+// tx wraps a store transaction with events and boundaries.
+type tx struct {
+	env      *env
+	inner    *memstore.Tx
+	n        int
+	finished bool
+}
+
+func (t *tx) Get(table, key string) ([]byte, bool, error) { return t.inner.Get(table, key) }
+
+func (t *tx) Scan(table string) ([]adapters.Row, error) { return t.inner.Scan(table) }
+
+func (t *tx) wrote(table, key string, err error) error {
+	if err != nil {
+		return err
+	}
+	ev := t.env.base(histories.Write)
+	ev.Tx, ev.Detail = t.n, table+"/"+key
+	t.env.r.record(ev)
+	n := t.env.writes
+	t.env.writes++
+	t.env.boundary(faults.AfterWrite, n)
+	return nil
+}
+
+func (t *tx) Put(table, key string, value []byte) error {
+	return t.wrote(table, key, t.inner.Put(table, key, value))
+}
+
+func (t *tx) Insert(table, key string, value []byte) error {
+	return t.wrote(table, key, t.inner.Insert(table, key, value))
+}
+
+func (t *tx) Delete(table, key string) error {
+	return t.wrote(table, key, t.inner.Delete(table, key))
+}
+
+func (t *tx) Commit() error {
+	if t.finished {
+		return memstore.ErrDone
+	}
+	t.env.boundary(faults.BeforeCommit, 0)
+	t.finished = true
+	if err := t.inner.Commit(); err != nil {
+		ev := t.env.base(histories.Abort)
+		ev.Tx, ev.Detail = t.n, err.Error()
+		t.env.r.record(ev)
+		return err
+	}
+	ev := t.env.base(histories.Commit)
+	ev.Tx = t.n
+	ev.Detail = strings.Join(sortedCopy(t.inner.Writes()), ", ")
+	t.env.r.record(ev)
+	t.env.boundary(faults.AfterCommit, 0)
+	return nil
+}
+
+func (t *tx) Rollback() error {
+	if t.finished {
+		return nil
+	}
+	t.finished = true
+	ev := t.env.base(histories.Abort)
+	ev.Tx, ev.Detail = t.n, "rolled back"
+	t.env.r.record(ev)
+	return t.inner.Rollback()
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
+}
