@@ -13,6 +13,7 @@
 package oncecheck
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -107,6 +108,9 @@ func New(cfg Config) (*Tester, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
+	if err := s.Check(m); err != nil {
+		return nil, fmt.Errorf("%w: strategy %s does not apply to model %s: %w", ErrUsage, s.Name, m.Name(), err)
+	}
 	if !slices.Contains(Backends, cfg.Backend) {
 		return nil, fmt.Errorf("%w: unknown backend %q (known: %v)", ErrUsage, cfg.Backend, Backends)
 	}
@@ -162,8 +166,16 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 	return histories.Header{
 		Format: histories.Format, Version: histories.Version, Tool: ToolVersion, Seed: seed,
 		Model: t.model.Name(), Strategy: t.strategy.Name, Backend: t.cfg.Backend,
-		Downstream: string(t.cfg.Downstream), Workload: c.Workload, Plan: c.Plan,
+		Downstream: string(t.cfg.Downstream), Faults: kindNames(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
 	}
+}
+
+func kindNames(ks []faults.Kind) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = string(k)
+	}
+	return out
 }
 
 // anomalyPriority orders anomalies from most to least specific; the first
@@ -199,19 +211,73 @@ func (t *Tester) Shrink(seed uint64, anomaly checkers.Anomaly, budget time.Durat
 		best    *histories.History
 		bestRes checkers.Result
 	)
+	// rapid often draws the same case again while it shrinks: remember
+	// which cases fail.
+	type outcome struct {
+		h   *histories.History
+		res checkers.Result
+	}
+	seen := map[string]*outcome{}
 	tb := &quietTB{}
 	rapid.Check(tb, func(rt *rapid.T) {
 		c := t.gen.Draw(rt, "case")
-		h, res, err := t.Execute(c, seed)
-		if err == nil && res.Verdict == checkers.Violation && slices.Contains(res.Anomalies, anomaly) {
-			best, bestRes = h, res
+		key, err := json.Marshal(c)
+		if err != nil {
+			rt.Fatalf("encode case: %v", err)
+		}
+		o, ok := seen[string(key)]
+		if !ok {
+			h, res, err := t.Execute(c, seed)
+			o = &outcome{h, res}
+			if err != nil || res.Verdict != checkers.Violation || !slices.Contains(res.Anomalies, anomaly) {
+				o = nil
+			}
+			seen[string(key)] = o
+		}
+		if o != nil {
+			best, bestRes = o.h, o.res
 			rt.Fatalf("violation: %s", anomaly)
 		}
 	})
 	if best == nil {
 		return nil, checkers.Result{}, fmt.Errorf("seed %d did not fail again with %q while shrinking: the run is not deterministic", seed, anomaly)
 	}
+	best, bestRes = t.reduce(best, bestRes, anomaly, seed)
 	return best, bestRes, nil
+}
+
+// reduce finishes rapid's work on plain values: it tries the case without
+// each workload message and without each fault, keeping every removal that
+// still fails with the anomaly, until no removal does. rapid shrinks the
+// random choices behind a case; removing a message from the middle of a
+// workload is sometimes out of its reach.
+func (t *Tester) reduce(h *histories.History, res checkers.Result, anomaly checkers.Anomaly, seed uint64) (*histories.History, checkers.Result) {
+	c := Case{Workload: h.Header.Workload, Plan: h.Header.Plan}
+	try := func(next Case) bool {
+		nh, nres, err := t.Execute(next, seed)
+		if err != nil || nres.Verdict != checkers.Violation || !slices.Contains(nres.Anomalies, anomaly) {
+			return false
+		}
+		c, h, res = next, nh, nres
+		return true
+	}
+	for progress := true; progress; {
+		progress = false
+		for i := len(c.Workload) - 1; i >= 0 && len(c.Workload) > 1; i-- {
+			w := append(slices.Clone(c.Workload[:i]), c.Workload[i+1:]...)
+			if try(Case{Workload: w.Number(), Plan: c.Plan}) {
+				progress = true
+			}
+		}
+		for i := len(c.Plan.Faults) - 1; i >= 0; i-- {
+			p := c.Plan
+			p.Faults = append(slices.Clone(p.Faults[:i]), p.Faults[i+1:]...)
+			if try(Case{Workload: c.Workload, Plan: p}) {
+				progress = true
+			}
+		}
+	}
+	return h, res
 }
 
 // prepareRapid points rapid's process-wide settings at one seed: one check,
@@ -279,8 +345,12 @@ func Replay(h *histories.History, strategy string) (*histories.History, checkers
 	if strategy == "" {
 		strategy = h.Header.Strategy
 	}
+	var kinds []faults.Kind
+	for _, k := range h.Header.Faults {
+		kinds = append(kinds, faults.Kind(k))
+	}
 	t, err := New(Config{
-		Model: h.Header.Model, Strategy: strategy, Backend: h.Header.Backend,
+		Model: h.Header.Model, Strategy: strategy, Backend: h.Header.Backend, Faults: kinds,
 		Downstream: checkers.Downstream(h.Header.Downstream),
 	})
 	if err != nil {

@@ -3,7 +3,6 @@ package oncecheck
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -11,44 +10,6 @@ import (
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 )
-
-// expectedVerdicts is what each built-in strategy must give under each
-// fault kind: "" means every one of 500 runs passes; an anomaly means a
-// violation showing it is found within 500 runs.
-var expectedVerdicts = []struct {
-	strategy string
-	fault    faults.Kind
-	anomaly  checkers.Anomaly
-}{
-	{"naive", faults.Redelivery, checkers.Duplicate},
-	{"naive", faults.Crash, checkers.Duplicate},
-	{"dedup", faults.Redelivery, ""},
-	{"dedup", faults.Crash, checkers.Lost},
-	{"outbox", faults.Redelivery, ""},
-	{"outbox", faults.Crash, ""},
-}
-
-func TestStrategiesGiveTheirExpectedVerdicts(t *testing.T) {
-	for _, c := range expectedVerdicts {
-		t.Run(c.strategy+"/"+string(c.fault), func(t *testing.T) {
-			t.Parallel()
-			tester, err := New(Config{Strategy: c.strategy, Faults: []faults.Kind{c.fault}})
-			require.NoError(t, err)
-			rep, err := tester.Search(context.Background(), SearchOptions{Runs: 500, Seed: 1, Out: t.TempDir(), ShrinkTime: 5 * time.Second})
-			require.NoError(t, err)
-			if c.anomaly == "" {
-				require.Equal(t, checkers.Pass, rep.Verdict, "%v", rep.Result.Findings)
-				require.Equal(t, 500, rep.Runs)
-				require.NotZero(t, rep.Injected[c.fault], "faults were injected")
-				return
-			}
-			require.Equal(t, checkers.Violation, rep.Verdict)
-			require.Contains(t, rep.Result.Anomalies, c.anomaly)
-			require.NoError(t, rep.ShrinkError)
-			require.FileExists(t, rep.Path)
-		})
-	}
-}
 
 func TestNaiveRedeliveryShrinksToASmallReplayableCounterexample(t *testing.T) {
 	tester, err := New(Config{Strategy: "naive", Faults: []faults.Kind{faults.Redelivery}})

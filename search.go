@@ -3,6 +3,7 @@ package oncecheck
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/oncecheck/oncecheck/checkers"
@@ -22,6 +23,8 @@ type SearchOptions struct {
 	KeepAll bool
 	// ShrinkTime bounds shrinking (default 20s).
 	ShrinkTime time.Duration
+	// NoShrink saves the first failing run as found.
+	NoShrink bool
 	// Progress, when set, is called after each run.
 	Progress func(done, total int)
 }
@@ -101,10 +104,12 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		rep.Verdict = checkers.Violation
 		rep.RunsToFailure, rep.FailingSeed, rep.Original = rep.Runs, seed, h
 		rep.Minimal, rep.Result = h, res
-		if min, minRes, err := t.Shrink(seed, PrimaryAnomaly(res), o.ShrinkTime); err != nil {
-			rep.ShrinkError = err
-		} else {
-			rep.Minimal, rep.Result = min, minRes
+		if !o.NoShrink {
+			if min, minRes, err := t.Shrink(seed, PrimaryAnomaly(res), o.ShrinkTime); err != nil {
+				rep.ShrinkError = err
+			} else {
+				rep.Minimal, rep.Result = min, minRes
+			}
 		}
 		path, err := histories.Save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
 		if err != nil {
@@ -127,5 +132,9 @@ func fileName(h *histories.History, seed uint64) string {
 	if outcome == "" {
 		outcome = "unknown"
 	}
-	return fmt.Sprintf("%s-%s-%s-%d.jsonl", h.Header.Strategy, h.Header.Model, outcome, seed)
+	kinds := strings.Join(h.Header.Faults, "+")
+	if len(h.Header.Faults) == len(faults.AllKinds) {
+		kinds = "all"
+	}
+	return fmt.Sprintf("%s-%s-%s-%s-%d.jsonl", h.Header.Strategy, h.Header.Model, kinds, outcome, seed)
 }

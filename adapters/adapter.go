@@ -109,7 +109,27 @@ type Strategy struct {
 	// NewDispatcher builds a fresh dispatcher; nil when the strategy has
 	// none.
 	NewDispatcher func() Dispatcher
+	// Supports, when set, reports whether the strategy makes sense with a
+	// model; a non-nil error (see Unsupported) says why not.
+	Supports func(m model.Model) error
 }
+
+// Check returns nil when the strategy makes sense with model m, or an
+// error that says why not.
+func (s Strategy) Check(m model.Model) error {
+	if s.Supports == nil {
+		return nil
+	}
+	return s.Supports(m)
+}
+
+// UnsupportedError says why a strategy does not make sense with a model.
+type UnsupportedError struct{ Reason string }
+
+func (e *UnsupportedError) Error() string { return e.Reason }
+
+// Unsupported returns an *UnsupportedError with the given reason.
+func Unsupported(reason string) error { return &UnsupportedError{Reason: reason} }
 
 var strategies = map[string]Strategy{}
 

@@ -1,6 +1,7 @@
 package adapters
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/oncecheck/oncecheck/model"
@@ -9,6 +10,10 @@ import (
 // StateTable is the table in which the built-in strategies keep aggregate
 // states, one row per aggregate.
 const StateTable = "state"
+
+// OutboxTable holds outgoing messages stored with the state, for a
+// dispatcher to publish.
+const OutboxTable = "outbox"
 
 // LoadState reads an aggregate's state from StateTable, or the model's
 // initial state when the aggregate has none yet.
@@ -31,6 +36,31 @@ func SaveState(tx Tx, aggregate string, s model.State) error {
 	return nil
 }
 
+// Apply loads the state of msg's aggregate, applies msg with the model, and
+// saves the new state, all in tx. It returns the model's outputs.
+func Apply(tx Tx, m model.Model, msg model.Message) (model.Outputs, error) {
+	st, err := LoadState(tx, m, msg.Aggregate)
+	if err != nil {
+		return nil, err
+	}
+	next, outs, err := m.Apply(st, msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := SaveState(tx, msg.Aggregate, next); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// StateObserver is the Observe of handlers that keep states with SaveState.
+type StateObserver struct{}
+
+// Observe implements Handler.Observe.
+func (StateObserver) Observe(tx Tx, m model.Model, aggregate string) (model.State, error) {
+	return LoadState(tx, m, aggregate)
+}
+
 // OutputMessages turns a model's outputs for the message cause into
 // messages to publish, with ids from id(i) and causation set to the cause's
 // idempotence key.
@@ -45,6 +75,60 @@ func OutputMessages(outs model.Outputs, cause model.Message, id func(i int) stri
 	return msgs
 }
 
-// DerivedID is the deterministic id of the i-th output of a message: the
-// same on every attempt, so downstream deduplication by id works.
+// DerivedID is the deterministic id of the i-th output of a message copy:
+// the same on every attempt at that copy, so downstream deduplication by id
+// works for redeliveries (not for re-issues, which have a new id).
 func DerivedID(cause model.Message, i int) string { return fmt.Sprintf("%s/out%d", cause.ID, i+1) }
+
+// KeyDerivedID is the deterministic id of the i-th output of a logical
+// message: the same for every copy, re-issues included.
+func KeyDerivedID(cause model.Message, i int) string { return fmt.Sprintf("%s/out%d", cause.Key, i+1) }
+
+// StoreOutbox stores outgoing messages in OutboxTable, in tx, keyed so that
+// a scan returns them in the order given.
+func StoreOutbox(tx Tx, prefix string, msgs []model.Message) error {
+	for i, out := range msgs {
+		row, err := json.Marshal(out)
+		if err != nil {
+			return fmt.Errorf("encode outbox row: %w", err)
+		}
+		if err := tx.Insert(OutboxTable, fmt.Sprintf("%s/%04d", prefix, i), row); err != nil {
+			return fmt.Errorf("store outbox row: %w", err)
+		}
+	}
+	return nil
+}
+
+// OutboxDispatcher publishes the rows of OutboxTable, then deletes them in
+// the same transaction it read them with. A crash between the publish and
+// the commit publishes the same messages (same ids) again.
+type OutboxDispatcher struct{}
+
+// Pass implements Dispatcher.
+func (OutboxDispatcher) Pass(env Env) (bool, error) {
+	tx, err := env.Begin()
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.Scan(OutboxTable)
+	if err != nil {
+		return false, err
+	}
+	if len(rows) == 0 {
+		return false, tx.Rollback()
+	}
+	for _, row := range rows {
+		var msg model.Message
+		if err := json.Unmarshal(row.Value, &msg); err != nil {
+			return true, fmt.Errorf("decode outbox row %s: %w", row.Key, err)
+		}
+		if err := env.Publish(msg); err != nil {
+			return true, err
+		}
+		if err := tx.Delete(OutboxTable, row.Key); err != nil {
+			return true, err
+		}
+	}
+	return true, tx.Commit()
+}

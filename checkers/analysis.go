@@ -3,6 +3,7 @@ package checkers
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -21,12 +22,15 @@ type logical struct {
 
 // output is one distinct published output (by message id).
 type output struct {
-	Msg        model.Message
-	Step       int  // first publication
-	Attempt    int  // attempt that published it, 0 for a dispatcher
-	Pass       int  // dispatcher pass that published it
-	Uncommited bool // published by an attempt that never committed a transaction
-	Copies     int  // how many times this id was published
+	Msg     model.Message
+	Step    int // first publication
+	Attempt int // attempt that published it, 0 for a dispatcher
+	Pass    int // dispatcher pass that published it
+	// Ghostly: published by an attempt that wrote state in a transaction
+	// and never committed one: the state change it was computed from
+	// never happened.
+	Ghostly bool
+	Copies  int // how many times this id was published
 }
 
 // attempt is one delivery and what became of it.
@@ -36,6 +40,7 @@ type attempt struct {
 	Start     int
 	End       int // 0 while running
 	Committed bool
+	Wrote     bool
 }
 
 // analysis is a history digested for checking.
@@ -112,6 +117,10 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 				return nil, where("attempt %d ends twice", ev.Attempt)
 			}
 			at.End = ev.Step
+		case histories.Write:
+			if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil {
+				at.Wrote = true
+			}
 		case histories.Commit:
 			if ev.Attempt != 0 {
 				at := a.attempts[ev.Attempt]
@@ -169,14 +178,27 @@ func (a *analysis) collectOutputs(events []histories.Event, policy Downstream) {
 	seen := map[string]*output{}
 	for _, ev := range events {
 		m := *ev.Message
+		ghostly := false
+		if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil && at.Wrote && !at.Committed {
+			ghostly = true
+		}
 		if prev := seen[m.ID]; prev != nil {
 			prev.Copies++
 			if prev.Msg.Output().String() != m.Output().String() || prev.Msg.Causation != m.Causation {
-				a.problems = append(a.problems, Finding{
+				f := Finding{
 					Anomaly: Inconsistent, Keys: keysOf(prev.Msg.Causation, m.Causation),
 					Text: fmt.Sprintf("output id %q was published with two contents: %s (step %d) and %s (step %d)",
 						m.ID, prev.Msg.Output(), prev.Step, m.Output(), ev.Step),
-				})
+				}
+				if prev.Ghostly != ghostly {
+					f.Anomaly = Ghost
+					f.Text += fmt.Sprintf("; the first was published by attempt %d, whose state change never committed", prev.Attempt)
+					if ghostly {
+						f.Text = strings.Replace(f.Text, "the first", "the second", 1)
+						f.Text = strings.Replace(f.Text, fmt.Sprintf("attempt %d,", prev.Attempt), fmt.Sprintf("attempt %d,", ev.Attempt), 1)
+					}
+				}
+				a.problems = append(a.problems, f)
 			} else if policy == DownstreamNone && prev.Copies == 2 {
 				a.problems = append(a.problems, Finding{
 					Anomaly: Duplicate, Keys: keysOf(m.Causation),
@@ -186,10 +208,7 @@ func (a *analysis) collectOutputs(events []histories.Event, policy Downstream) {
 			}
 			continue
 		}
-		o := &output{Msg: m, Step: ev.Step, Attempt: ev.Attempt, Pass: ev.Pass, Copies: 1}
-		if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil && !at.Committed {
-			o.Uncommited = true
-		}
+		o := &output{Msg: m, Step: ev.Step, Attempt: ev.Attempt, Pass: ev.Pass, Copies: 1, Ghostly: ghostly}
 		seen[m.ID] = o
 		l := a.logicals[m.Causation]
 		if l == nil {
@@ -243,6 +262,18 @@ func (a *analysis) attemptsOf(key string) int {
 	n := 0
 	for _, at := range a.attempts {
 		if at.Key == key {
+			n++
+		}
+	}
+	return n
+}
+
+// commitsOf counts the attempts at a logical message that committed a
+// transaction: how many times its effect is likely to have been applied.
+func (a *analysis) commitsOf(key string) int {
+	n := 0
+	for _, at := range a.attempts {
+		if at.Key == key && at.Committed {
 			n++
 		}
 	}

@@ -264,11 +264,12 @@ func partitionOf(ops []porcupine.Operation, agg string) []porcupine.Operation {
 
 // aggState is the porcupine state of one partition.
 type aggState struct {
-	agg   string
 	state model.State // nil: the model's initial state
+	pos   int64       // ordered models: position of the last applied message
 }
 
 func porcupineModel(m model.Model) porcupine.Model {
+	ordered := m.Ordered()
 	current := func(s *aggState, agg string) model.State {
 		if s.state == nil {
 			return m.Initial(agg)
@@ -298,17 +299,26 @@ func porcupineModel(m model.Model) porcupine.Model {
 			if in.Msg == nil {
 				return cur.Equal(out.State), s
 			}
+			if ordered && in.Msg.Position <= s.pos {
+				return false, s // a stream's messages apply in send order
+			}
 			next, outs, err := m.Apply(cur, *in.Msg)
 			if err != nil || !outs.Equal(out.Outputs) {
 				return false, s
 			}
-			return true, &aggState{agg: in.Aggregate, state: next}
+			return true, &aggState{state: next, pos: in.Msg.Position}
 		},
 		Equal: func(a, b any) bool {
 			x, y := a.(*aggState), b.(*aggState)
-			return x.state.Equal(y.state)
+			return x.state.Equal(y.state) && (!ordered || x.pos == y.pos)
 		},
-		Hash: func(s any) uint64 { return s.(*aggState).state.Hash() },
+		Hash: func(s any) uint64 {
+			st := s.(*aggState)
+			if ordered {
+				return st.state.Hash() ^ uint64(st.pos)*0x9e3779b97f4a7c15
+			}
+			return st.state.Hash()
+		},
 		DescribeOperation: func(input, output any) string {
 			in, out := input.(*opInput), output.(*opOutput)
 			if in.Msg == nil {

@@ -135,6 +135,7 @@ func TestCheckGhost(t *testing.T) {
 	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).
 		send("m2", "k2", "o1", model.AddItem, addB).
 		deliver(1, "m1", "k1", "o1", model.AddItem, addA).
+		at(histories.Write, 1).
 		publish(1, "m1/out1", "k1", model.ItemAdded, itemA1).
 		publish(1, "m1/out2", "k1", model.FirstItemAdded, skuA).
 		at(histories.Crash, 1).

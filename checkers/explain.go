@@ -29,19 +29,61 @@ type evaluation struct {
 	state   model.State
 	outputs map[string]model.Outputs
 	score   int
-	ok      bool // the model accepted every step
+	// deviation is how far the number of applications of each message is
+	// from the number of its attempts that committed; among candidates
+	// that explain as much, the one closest to the record is likelier.
+	deviation int
+	ok        bool // the model accepted every step
 }
 
-func evaluate(a *analysis, m model.Model, agg string, seq []string) evaluation {
+// applyCache memoises the model's Apply over (state, logical message): the
+// explainer evaluates many sequences that share prefixes.
+type applyCache struct {
+	m    model.Model
+	memo map[applyKey]applyResult
+}
+
+type applyKey struct{ state, key string }
+
+type applyResult struct {
+	next model.State
+	outs model.Outputs
+	err  error
+}
+
+func newApplyCache(m model.Model) *applyCache {
+	return &applyCache{m: m, memo: map[applyKey]applyResult{}}
+}
+
+func (c *applyCache) apply(s model.State, l *logical) (model.State, model.Outputs, error) {
+	k := applyKey{string(s), l.Key}
+	if r, ok := c.memo[k]; ok {
+		return r.next, r.outs, r.err
+	}
+	next, outs, err := c.m.Apply(s, l.Msg)
+	c.memo[k] = applyResult{next, outs, err}
+	return next, outs, err
+}
+
+func evaluate(a *analysis, c *applyCache, agg string, seq []string) evaluation {
+	m := c.m
 	ev := evaluation{state: m.Initial(agg), outputs: map[string]model.Outputs{}, ok: true}
 	for _, k := range seq {
-		next, outs, err := m.Apply(ev.state, a.logicals[k].Msg)
+		next, outs, err := c.apply(ev.state, a.logicals[k])
 		if err != nil {
 			ev.ok = false
 			return ev
 		}
 		ev.state = next
 		ev.outputs[k] = append(ev.outputs[k], outs...)
+	}
+	count := map[string]int{}
+	for _, k := range seq {
+		count[k]++
+	}
+	for _, k := range a.keysOfAggregate(agg) {
+		d := count[k] - a.commitsOf(k)
+		ev.deviation += max(d, -d)
 	}
 	// A matching final state or output list scores 2. Outputs that match
 	// but for extras published by attempts that never committed score 1:
@@ -62,8 +104,13 @@ func evaluate(a *analysis, m model.Model, agg string, seq []string) evaluation {
 	return ev
 }
 
-// baseOrders returns the exactly-once serial orders to consider.
-func baseOrders(a *analysis, keys []string) [][]string {
+// baseOrders returns the exactly-once serial orders to consider: the send
+// order alone for an ordered model, otherwise every order that respects
+// real time (the order of first delivery alone for large partitions).
+func baseOrders(a *analysis, keys []string, ordered bool) [][]string {
+	if ordered {
+		return [][]string{keys} // keysOfAggregate lists keys in send order
+	}
 	if len(keys) > maxPermuted {
 		return [][]string{sortedByCall(a, keys)}
 	}
@@ -133,9 +180,35 @@ func perturbations(a *analysis, base []string) []candidate {
 	return out
 }
 
+// better reports whether candidate c (evaluated as ev) explains more than
+// the best so far: more observations matched, then fewer deviations from
+// the commit record, then fewer perturbations.
+func better(ev evaluation, c candidate, bestEv evaluation, best candidate) bool {
+	if ev.score != bestEv.score {
+		return ev.score > bestEv.score
+	}
+	if ev.deviation != bestEv.deviation {
+		return ev.deviation < bestEv.deviation
+	}
+	return c.perturbed < best.perturbed
+}
+
 // explainAggregate adds the findings of one failing aggregate to res.
 func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
 	keys := a.keysOfAggregate(agg)
+	cache := newApplyCache(m)
+	if m.Ordered() {
+		// Would the effects be explained, each message once, if send
+		// order did not matter?
+		perfect := 2 * (len(keys) + 1)
+		for _, order := range baseOrders(a, keys, false) {
+			if ev := evaluate(a, cache, agg, order); ev.ok && ev.score == perfect {
+				res.Expected = append(res.Expected, describeClosest(a, agg, keys, evaluate(a, cache, agg, keys))...)
+				res.add(outOfOrder(a, agg, keys, order))
+				return
+			}
+		}
+	}
 	var (
 		best     candidate
 		bestEval evaluation
@@ -143,16 +216,16 @@ func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
 		closest  []string // best exactly-once order
 		closeEv  evaluation
 	)
-	for _, base := range baseOrders(a, keys) {
+	for _, base := range baseOrders(a, keys, m.Ordered()) {
 		for _, c := range perturbations(a, base) {
-			ev := evaluate(a, m, agg, c.seq)
+			ev := evaluate(a, cache, agg, c.seq)
 			if !ev.ok {
 				continue
 			}
 			if c.perturbed == 0 && (closest == nil || ev.score > closeEv.score) {
 				closest, closeEv = c.seq, ev
 			}
-			if !found || ev.score > bestEval.score || (ev.score == bestEval.score && c.perturbed < best.perturbed) {
+			if !found || better(ev, c, bestEval, best) {
 				best, bestEval, found = c, ev, true
 			}
 		}
@@ -162,6 +235,7 @@ func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
 			Text: fmt.Sprintf("no execution of the model accepts the messages of %s", agg)})
 		return
 	}
+
 	if closest != nil {
 		res.Expected = append(res.Expected, describeClosest(a, agg, closest, closeEv)...)
 	}
@@ -180,8 +254,16 @@ func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
 				res.add(Finding{Anomaly: Ghost, Aggregate: agg, Keys: []string{k},
 					Text: fmt.Sprintf("%s published %s from an attempt that never committed, and its state change is not in the final state", l.describe(), obs)})
 			} else {
-				res.add(Finding{Anomaly: Lost, Aggregate: agg, Keys: []string{k},
-					Text: fmt.Sprintf("%s had no effect on the final state of %s (observed outputs %s)", l.describe(), agg, obs)})
+				f := Finding{Anomaly: Lost, Aggregate: agg, Keys: []string{k}}
+				switch once := closeEv.outputs[k]; {
+				case len(obs) == 0 && len(once) > 0:
+					f.Text = fmt.Sprintf("%s had no effect at all: neither its state change nor its outputs %s were observed", l.describe(), once)
+				case len(obs) == 0:
+					f.Text = fmt.Sprintf("%s had no effect at all on the final state of %s", l.describe(), agg)
+				default:
+					f.Text = fmt.Sprintf("%s published %s, but its state change is missing from the final state of %s", l.describe(), obs, agg)
+				}
+				res.add(f)
 			}
 			explained = true
 		case count[k] > 1:
@@ -279,7 +361,7 @@ func subset(xs, of model.Outputs) bool {
 
 func allUncommitted(outs []output) bool {
 	for _, o := range outs {
-		if !o.Uncommited {
+		if !o.Ghostly {
 			return false
 		}
 	}
@@ -292,7 +374,7 @@ func extraUncommitted(outs []output, extra model.Outputs) bool {
 	for _, x := range extra {
 		found := false
 		for _, o := range outs {
-			if o.Msg.Output().String() == x.String() && o.Uncommited {
+			if o.Msg.Output().String() == x.String() && o.Ghostly {
 				found = true
 				break
 			}
@@ -312,4 +394,25 @@ func times(n int) string {
 		return "twice"
 	}
 	return fmt.Sprintf("%d times", n)
+}
+
+// outOfOrder explains an ordered aggregate whose effects match order but not
+// the send order keys.
+func outOfOrder(a *analysis, agg string, sent, applied []string) Finding {
+	rank := map[string]int{}
+	for i, k := range applied {
+		rank[k] = i
+	}
+	for i := 0; i < len(sent); i++ {
+		for j := i + 1; j < len(sent); j++ {
+			if rank[sent[j]] < rank[sent[i]] {
+				first, second := a.logicals[sent[i]], a.logicals[sent[j]]
+				return Finding{Anomaly: OutOfOrder, Aggregate: agg, Keys: []string{second.Key, first.Key},
+					Text: fmt.Sprintf("%s took effect before %s, which was sent before it; the effects on %s match the order %s",
+						second.describe(), first.describe(), agg, strings.Join(applied, ", "))}
+			}
+		}
+	}
+	return Finding{Anomaly: OutOfOrder, Aggregate: agg, Keys: sent,
+		Text: fmt.Sprintf("the effects on %s match the order %s, which breaks real time", agg, strings.Join(applied, ", "))}
 }

@@ -43,6 +43,8 @@ type Header struct {
 	Strategy   string         `json:"strategy"`
 	Backend    string         `json:"backend"`
 	Downstream string         `json:"downstream,omitempty"`
+	// Faults are the fault kinds the plan was generated from (informative).
+	Faults []string `json:"faults,omitempty"`
 	Workload   model.Workload `json:"workload"`
 	Plan       faults.Plan    `json:"plan"`
 	// Verdict and Anomalies record what the run that saved the history

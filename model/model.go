@@ -31,6 +31,14 @@ type Model interface {
 	Workload(maxMessages int) *rapid.Generator[Workload]
 }
 
+// AppliedDetector is implemented by models whose state can tell, for some
+// messages, that the message has already been applied (state-based
+// idempotence). AlreadyApplied must answer false when the state cannot
+// tell.
+type AppliedDetector interface {
+	AlreadyApplied(s State, m Message) (bool, error)
+}
+
 // Workload is a list of logical messages in send order. Message i has ID
 // "m<i+1>", key "k<i+1>" and position i+1.
 type Workload []Message

@@ -123,6 +123,28 @@ func (Orders) Apply(s State, m Message) (State, Outputs, error) {
 	return ns, outs, nil
 }
 
+// AlreadyApplied implements AppliedDetector the way an engineer would for
+// orders: a Confirm of a confirmed order, or a RemoveItem of an absent line,
+// has "already been applied". An AddItem cannot be told from the state.
+func (Orders) AlreadyApplied(s State, m Message) (bool, error) {
+	var st OrderState
+	if err := json.Unmarshal(s, &st); err != nil {
+		return false, fmt.Errorf("orders: bad state %s: %w", s, err)
+	}
+	switch m.Type {
+	case Confirm:
+		return st.Confirmed, nil
+	case RemoveItem:
+		var p itemPayload
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return false, fmt.Errorf("orders: bad payload of %s %s: %w", m.Type, m.Payload, err)
+		}
+		_, present := st.Lines[p.SKU]
+		return !present, nil
+	}
+	return false, nil
+}
+
 // Workload implements Model: up to maxMessages messages over up to three
 // orders, mostly AddItem. Everything shrinks toward one AddItem of one unit
 // of sku "a" to order "o1".

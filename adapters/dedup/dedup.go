@@ -3,11 +3,13 @@
 // id is in the table is acked and skipped. After the commit the handler
 // publishes the outputs (with ids derived from the message id) and acks.
 //
-// It survives redeliveries: the state changes once. It does not survive a
-// crash (or a publish failure) after the commit and before the last publish:
-// the redelivered copy is recognised as processed and skipped, and the
-// outputs that were not yet published are lost for good. It keys on the
-// message id, so a re-issued command (new id, same intent) is applied again.
+// It survives redeliveries (the state changes once), reordering where the
+// model does not care, and competing consumers (two attempts at one id
+// cannot both commit their processed mark). It does not survive a crash or
+// a publish failure after the commit and before the last publish: the
+// redelivered copy is recognised as processed and skipped, and the outputs
+// that were not yet published are lost for good. It keys on the message id,
+// so a re-issued command (new id, same intent) is applied again: duplicate.
 package dedup
 
 import (
@@ -29,7 +31,7 @@ func init() {
 	})
 }
 
-type handler struct{}
+type handler struct{ adapters.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -45,16 +47,8 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		}
 		return env.Ack()
 	}
-	m := env.Model()
-	st, err := adapters.LoadState(tx, m, msg.Aggregate)
+	outs, err := adapters.Apply(tx, env.Model(), msg)
 	if err != nil {
-		return err
-	}
-	next, outs, err := m.Apply(st, msg)
-	if err != nil {
-		return err
-	}
-	if err := adapters.SaveState(tx, msg.Aggregate, next); err != nil {
 		return err
 	}
 	if err := tx.Insert(ProcessedTable, msg.ID, nil); err != nil {
@@ -67,8 +61,4 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	return env.Ack()
-}
-
-func (handler) Observe(tx adapters.Tx, m model.Model, aggregate string) (model.State, error) {
-	return adapters.LoadState(tx, m, aggregate)
 }

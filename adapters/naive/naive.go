@@ -3,9 +3,12 @@
 // state; after the commit it publishes the outputs (with fresh ids) and acks.
 //
 // It survives crashes before the commit (nothing happened; the copy comes
-// back). It does not survive a redelivery after the commit: the message is
-// applied a second time (duplicate state change and outputs). A crash after
-// the commit and before the ack is such a redelivery too.
+// back), reordering where the model does not care about order, and
+// competing consumers (the store refuses a lost update at commit; the loser
+// nacks and retries). It does not survive anything that makes a committed
+// message run again: a redelivery, a crash after the commit and before the
+// ack, a publish failure (the handler nacks after committing), a re-issue.
+// Each of those applies the message a second time: duplicate.
 package naive
 
 import (
@@ -24,7 +27,7 @@ func init() {
 	})
 }
 
-type handler struct{}
+type handler struct{ adapters.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -32,16 +35,8 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	m := env.Model()
-	st, err := adapters.LoadState(tx, m, msg.Aggregate)
+	outs, err := adapters.Apply(tx, env.Model(), msg)
 	if err != nil {
-		return err
-	}
-	next, outs, err := m.Apply(st, msg)
-	if err != nil {
-		return err
-	}
-	if err := adapters.SaveState(tx, msg.Aggregate, next); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -51,8 +46,4 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	return env.Ack()
-}
-
-func (handler) Observe(tx adapters.Tx, m model.Model, aggregate string) (model.State, error) {
-	return adapters.LoadState(tx, m, aggregate)
 }

@@ -52,9 +52,11 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"matrix", "run every strategy under every fault kind and print the table of verdicts", matrixCmd},
 		{"run", "generate workloads and faults, run a strategy, check exactly-once, shrink and save a failure", runCmd},
 		{"check", "re-check a saved history offline", checkCmd},
 		{"replay", "re-run the plan of a saved history and check the new history", replayCmd},
+		{"list", "list the strategies, models, fault kinds and backends", listCmd},
 	}
 }
 
@@ -103,6 +105,7 @@ Commands:
 	}
 	fmt.Fprintf(w, `
 Examples:
+  oncecheck matrix
   oncecheck run --strategy naive --faults redelivery --runs 200
   oncecheck run --strategy outbox --faults redelivery,crash --runs 2000
   oncecheck check oncecheck-results/naive-orders-duplicate-42.jsonl

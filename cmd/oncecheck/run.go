@@ -166,7 +166,10 @@ func printExplanation(w io.Writer, h *histories.History, res checkers.Result) {
 	}
 	fmt.Fprintf(w, "Faults (%d):\n", len(h.Header.Plan.Faults))
 	if len(h.Header.Plan.Faults) == 0 {
-		fmt.Fprintln(w, "  none")
+		fmt.Fprintln(w, "  none: the strategy fails without any fault")
+	}
+	if n := h.Header.Plan.ConsumerCount(); n > 1 {
+		fmt.Fprintf(w, "  (%d competing consumers)\n", n)
 	}
 	for _, f := range h.Header.Plan.Faults {
 		fmt.Fprintf(w, "  %s\n", f)

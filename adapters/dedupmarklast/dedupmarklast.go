@@ -1,0 +1,69 @@
+// Package dedupmarklast records the processed id in a transaction of its
+// own AFTER the work: check the id; "apply, save state; commit"; publish
+// (ids derived from the message id); "insert processed id; commit"; ack.
+//
+// A crash, publish failure or conflict after the work's commit and before
+// the mark's commit leaves the work done and the id unmarked: the redelivered
+// copy is applied again: duplicate. Two competing consumers can both pass
+// the check before either marks: duplicate too. Re-issues are applied again.
+package dedupmarklast
+
+import (
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Name is the strategy's name.
+const Name = "dedup-mark-last"
+
+// ProcessedTable holds the ids of processed messages.
+const ProcessedTable = "processed"
+
+func init() {
+	adapters.Register(adapters.Strategy{
+		Name:       Name,
+		Summary:    "processed id recorded in its own transaction after the work",
+		NewHandler: func() adapters.Handler { return handler{} },
+	})
+}
+
+type handler struct{ adapters.StateObserver }
+
+func (handler) Handle(env adapters.Env, msg model.Message) error {
+	work, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer work.Rollback()
+	if _, seen, err := work.Get(ProcessedTable, msg.ID); err != nil {
+		return err
+	} else if seen {
+		if err := work.Rollback(); err != nil {
+			return err
+		}
+		return env.Ack()
+	}
+	outs, err := adapters.Apply(work, env.Model(), msg)
+	if err != nil {
+		return err
+	}
+	if err := work.Commit(); err != nil {
+		return err
+	}
+	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+		return err
+	}
+
+	mark, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer mark.Rollback()
+	if err := mark.Put(ProcessedTable, msg.ID, nil); err != nil {
+		return err
+	}
+	if err := mark.Commit(); err != nil {
+		return err
+	}
+	return env.Ack()
+}

@@ -1,0 +1,57 @@
+// Package dedupmemory deduplicates with an in-process set of seen message
+// ids: a copy whose id is in the set is acked and skipped; otherwise the
+// handler applies the message and saves the state in one transaction,
+// publishes the outputs (ids derived from the message id), adds the id to
+// the set and acks. It is the cache-based "idempotency filter".
+//
+// It survives a redelivery to the same, living process after the id was
+// added. Everything the set does not hold is a hole: a restart (a crash
+// after the commit) empties it, a competing consumer has its own, and an id
+// is only added after the publishes, so a publish failure or crash before
+// that retries the committed work. The message is then applied again:
+// duplicate. Re-issues have a new id: duplicate.
+package dedupmemory
+
+import (
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Name is the strategy's name.
+const Name = "dedup-memory"
+
+func init() {
+	adapters.Register(adapters.Strategy{
+		Name:       Name,
+		Summary:    "in-process set of seen ids (lost on restart, not shared between consumers)",
+		NewHandler: func() adapters.Handler { return &handler{seen: map[string]bool{}} },
+	})
+}
+
+type handler struct {
+	adapters.StateObserver
+	seen map[string]bool
+}
+
+func (h *handler) Handle(env adapters.Env, msg model.Message) error {
+	if h.seen[msg.ID] {
+		return env.Ack()
+	}
+	tx, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	outs, err := adapters.Apply(tx, env.Model(), msg)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+		return err
+	}
+	h.seen[msg.ID] = true
+	return env.Ack()
+}

@@ -1,0 +1,67 @@
+// Package publishfirst publishes before it commits: in one transaction it
+// checks the processed-id table, applies the message, publishes the outputs
+// (with ids derived from the message id) while the transaction is still
+// open, then marks the id processed, saves the state and commits; then it
+// acks. Engineers choose it so that no output is ever lost: an output is out
+// before the state says the message was handled.
+//
+// It survives redeliveries and a crash after the commit (the copy is
+// recognised as processed). When the commit does not happen after the
+// publish (a crash, or a conflict with a competing consumer), the outputs
+// are already out for a state change that never committed. The retry
+// recomputes them from the state it then finds: if another message changed
+// the aggregate in between, the first outputs belong to no exactly-once
+// execution: ghost. It keys on the message id, so a re-issue is applied
+// again: duplicate.
+package publishfirst
+
+import (
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Name is the strategy's name.
+const Name = "publish-first"
+
+// ProcessedTable holds the ids of processed messages.
+const ProcessedTable = "processed"
+
+func init() {
+	adapters.Register(adapters.Strategy{
+		Name:       Name,
+		Summary:    "publish outputs, then commit state and processed id",
+		NewHandler: func() adapters.Handler { return handler{} },
+	})
+}
+
+type handler struct{ adapters.StateObserver }
+
+func (handler) Handle(env adapters.Env, msg model.Message) error {
+	tx, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, seen, err := tx.Get(ProcessedTable, msg.ID); err != nil {
+		return err
+	} else if seen {
+		if err := tx.Rollback(); err != nil {
+			return err
+		}
+		return env.Ack()
+	}
+	outs, err := adapters.Apply(tx, env.Model(), msg)
+	if err != nil {
+		return err
+	}
+	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+		return err
+	}
+	if err := tx.Insert(ProcessedTable, msg.ID, nil); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return env.Ack()
+}

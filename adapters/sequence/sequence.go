@@ -1,0 +1,80 @@
+// Package sequence is sequential idempotence, as Eventide's account
+// component does it: the aggregate remembers the highest global position it
+// has processed, and a message whose global position is lower or equal is
+// acked and skipped. State, the new position and the outgoing messages (ids
+// derived from the message id) commit in one transaction, as an event store
+// writes events; a dispatcher publishes them.
+//
+// It survives crashes, redeliveries, publish failures and competing
+// consumers without a processed-id table, in constant space per aggregate.
+// It relies on messages arriving in position order: a reordered delivery
+// processes a later message first, and the earlier one is then skipped:
+// lost. A re-issued command is written to the command stream again and gets
+// a new, higher position, so it is applied again: duplicate.
+package sequence
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Name is the strategy's name.
+const Name = "sequence"
+
+// PositionTable holds, per aggregate, the highest processed global position.
+const PositionTable = "position"
+
+func init() {
+	adapters.Register(adapters.Strategy{
+		Name:          Name,
+		Summary:       "the aggregate stores the highest processed global position; lower or equal positions are skipped",
+		NewHandler:    func() adapters.Handler { return handler{} },
+		NewDispatcher: func() adapters.Dispatcher { return adapters.OutboxDispatcher{} },
+	})
+}
+
+type handler struct{ adapters.StateObserver }
+
+func (handler) Handle(env adapters.Env, msg model.Message) error {
+	tx, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var processed int64
+	if v, ok, err := tx.Get(PositionTable, msg.Aggregate); err != nil {
+		return err
+	} else if ok {
+		if err := json.Unmarshal(v, &processed); err != nil {
+			return fmt.Errorf("decode position of %s: %w", msg.Aggregate, err)
+		}
+	}
+	if msg.Position <= processed {
+		if err := tx.Rollback(); err != nil {
+			return err
+		}
+		return env.Ack()
+	}
+	outs, err := adapters.Apply(tx, env.Model(), msg)
+	if err != nil {
+		return err
+	}
+	pos, err := json.Marshal(msg.Position)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(PositionTable, msg.Aggregate, pos); err != nil {
+		return err
+	}
+	msgs := adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })
+	if err := adapters.StoreOutbox(tx, msg.ID, msgs); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return env.Ack()
+}

@@ -1,0 +1,86 @@
+// Package version is optimistic concurrency on the aggregate's version, as
+// in the "out of order commands" post: every message carries the version of
+// the aggregate the sender expects it to apply to. The aggregate stores its
+// version (the number of messages applied). A message expecting the current
+// version is applied, the version incremented, and both committed in one
+// transaction; then the outputs are published (ids derived from the message
+// id) and the copy acked. A message expecting a later version arrived early:
+// it is nacked, to be retried after the ones before it. A message expecting
+// an earlier version is stale (already applied): acked and skipped.
+//
+// It survives redeliveries, reordering (early messages wait), re-issues
+// (the copy expects a version that has passed) and competing consumers. Like
+// dedup, it publishes after the commit without storing the outputs, so a
+// crash or publish failure between the commit and the last publish loses
+// outputs: the retry is stale and skipped: lost.
+package version
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Name is the strategy's name.
+const Name = "version"
+
+// VersionTable holds, per aggregate, the number of messages applied.
+const VersionTable = "version"
+
+func init() {
+	adapters.Register(adapters.Strategy{
+		Name:       Name,
+		Summary:    "messages carry the aggregate version they expect; early ones are nacked, stale ones skipped",
+		NewHandler: func() adapters.Handler { return handler{} },
+	})
+}
+
+type handler struct{ adapters.StateObserver }
+
+func (handler) Handle(env adapters.Env, msg model.Message) error {
+	tx, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var current int64
+	if v, ok, err := tx.Get(VersionTable, msg.Aggregate); err != nil {
+		return err
+	} else if ok {
+		if err := json.Unmarshal(v, &current); err != nil {
+			return fmt.Errorf("decode version of %s: %w", msg.Aggregate, err)
+		}
+	}
+	switch {
+	case msg.Version < current:
+		if err := tx.Rollback(); err != nil {
+			return err
+		}
+		return env.Ack()
+	case msg.Version > current:
+		if err := tx.Rollback(); err != nil {
+			return err
+		}
+		return env.Nack(fmt.Sprintf("early: expects version %d of %s, which is at %d", msg.Version, msg.Aggregate, current))
+	}
+	outs, err := adapters.Apply(tx, env.Model(), msg)
+	if err != nil {
+		return err
+	}
+	next, err := json.Marshal(current + 1)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(VersionTable, msg.Aggregate, next); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+		return err
+	}
+	return env.Ack()
+}

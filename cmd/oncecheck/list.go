@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+var faultSummaries = map[faults.Kind]string{
+	faults.Crash:          "a consumer or dispatcher dies at a boundary (before handling, after begin, after a write, before/after commit, before/after each publish, before ack)",
+	faults.Redelivery:     "a copy comes again: ack lost, broker duplicate, or lease expired while handling",
+	faults.Reorder:        "a copy is delivered before copies queued ahead of it (up to 3 places)",
+	faults.PublishFailure: "the broker rejects a publish, fails part-way through a batch, or accepts it but reports a failure",
+	faults.Reissue:        "the sender sends an intent again with a new message id and the same idempotence key",
+	faults.Concurrent:     "two consumers whose steps interleave; each fault preempts the running one at a boundary",
+}
+
+func listCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
+	fs := newFlagSet("list", "list", "  oncecheck list\n", stdout)
+	if rest, err := parse(fs, args); err != nil {
+		return exitUsage, err
+	} else if len(rest) > 0 {
+		return exitUsage, usagef("unexpected argument %q", rest[0])
+	}
+	fmt.Fprintln(stdout, "Strategies:")
+	for _, name := range oncecheck.Catalogue() {
+		s, _ := adapters.Lookup(name)
+		fmt.Fprintf(stdout, "  %-17s %s\n", name, s.Summary)
+	}
+	fmt.Fprintln(stdout, "Models:")
+	for _, name := range model.Names() {
+		m, _ := model.Lookup(name)
+		fmt.Fprintf(stdout, "  %-17s %s\n", name, m.Describe())
+	}
+	fmt.Fprintln(stdout, "Faults:")
+	for _, k := range faults.AllKinds {
+		fmt.Fprintf(stdout, "  %-17s %s\n", k, faultSummaries[k])
+	}
+	fmt.Fprintf(stdout, "  %-17s %s\n", "all", "every kind above")
+	fmt.Fprintln(stdout, "Backends:")
+	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "embedded in-memory transactional store (optimistic: conflicting writes fail at commit)")
+	var na []string
+	for _, name := range oncecheck.Catalogue() {
+		s, _ := adapters.Lookup(name)
+		for _, mn := range model.Names() {
+			m, _ := model.Lookup(mn)
+			if err := s.Check(m); err != nil {
+				na = append(na, fmt.Sprintf("  %s with %s: %v", name, mn, err))
+			}
+		}
+	}
+	if len(na) > 0 {
+		fmt.Fprintf(stdout, "Combinations that do not apply:\n%s\n", strings.Join(na, "\n"))
+	}
+	return exitPass, nil
+}

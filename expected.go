@@ -1,0 +1,87 @@
+package oncecheck
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+
+	"github.com/oncecheck/oncecheck/checkers"
+)
+
+// ExpectedMatrix is the committed expectation of the matrix: model ->
+// strategy -> fault column -> "pass", "n/a", or the anomaly a violation must
+// show.
+type ExpectedMatrix map[string]map[string]map[string]string
+
+// LoadExpectedMatrix reads an expected matrix from a JSON file.
+func LoadExpectedMatrix(path string) (ExpectedMatrix, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var e ExpectedMatrix
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return e, nil
+}
+
+// Compare returns one line per cell of mx that disagrees with the
+// expectation (cells without an expectation disagree too).
+func (e ExpectedMatrix) Compare(mx *Matrix) []string {
+	var out []string
+	for _, c := range mx.Cells {
+		want, ok := e[mx.Model][c.Strategy][c.Fault]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s/%s/%s: no expectation (got %s)", mx.Model, c.Strategy, c.Fault, c.Summary()))
+			continue
+		}
+		if !e.agrees(want, c) {
+			detail := ""
+			if c.History != "" {
+				detail = " (" + c.History + ")"
+			}
+			out = append(out, fmt.Sprintf("%s/%s/%s: expected %s, got %s%s", mx.Model, c.Strategy, c.Fault, want, c.Summary(), detail))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (ExpectedMatrix) agrees(want string, c Cell) bool {
+	switch want {
+	case "n/a":
+		return c.NotApplicable != ""
+	case "pass":
+		return c.NotApplicable == "" && c.Verdict == checkers.Pass
+	}
+	return c.Verdict == checkers.Violation && slices.Contains(c.Anomalies, want)
+}
+
+// Expect builds an expectation from a matrix: each violation expects its
+// primary anomaly.
+func Expect(mxs ...*Matrix) ExpectedMatrix {
+	e := ExpectedMatrix{}
+	for _, mx := range mxs {
+		if e[mx.Model] == nil {
+			e[mx.Model] = map[string]map[string]string{}
+		}
+		for _, c := range mx.Cells {
+			if e[mx.Model][c.Strategy] == nil {
+				e[mx.Model][c.Strategy] = map[string]string{}
+			}
+			want := c.Summary()
+			if c.Verdict == checkers.Violation {
+				anomalies := make([]checkers.Anomaly, len(c.Anomalies))
+				for i, a := range c.Anomalies {
+					anomalies[i] = checkers.Anomaly(a)
+				}
+				want = string(PrimaryAnomaly(checkers.Result{Anomalies: anomalies}))
+			}
+			e[mx.Model][c.Strategy][c.Fault] = want
+		}
+	}
+	return e
+}

@@ -1,0 +1,104 @@
+package oncecheck
+
+import (
+	"context"
+	"flag"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+var soak = flag.Bool("oncecheck.soak", false, "run safe matrix cells 20,000 times instead of 500")
+
+// TestMatrixMatchesExpectation runs every cell of the matrix for every
+// model and compares it with expected/matrix.json: a safe cell must pass
+// every run (500, or 20,000 with -oncecheck.soak), an unsafe cell must show
+// its expected anomaly within 500 runs.
+func TestMatrixMatchesExpectation(t *testing.T) {
+	expected, err := LoadExpectedMatrix("expected/matrix.json")
+	require.NoError(t, err)
+	runs := 500
+	if *soak {
+		runs = 20000
+	}
+	for _, name := range Models() {
+		t.Run(name, func(t *testing.T) {
+			mx, err := RunMatrix(context.Background(), MatrixOptions{Model: name, Runs: runs, Seed: 1, Out: t.TempDir()})
+			require.NoError(t, err)
+			require.Len(t, mx.Cells, len(Catalogue())*len(MatrixColumns()))
+			require.Empty(t, expected.Compare(mx))
+			for _, c := range mx.Cells {
+				if c.Verdict == checkers.Violation {
+					require.LessOrEqual(t, c.RunsToFailure, 500, "%s/%s found too late", c.Strategy, c.Fault)
+				}
+			}
+		})
+	}
+}
+
+// brokenOutbox is the outbox with its processed-id insert moved out of the
+// state's transaction, into one of its own after the commit.
+type brokenOutbox struct{ adapters.StateObserver }
+
+func (brokenOutbox) Handle(env adapters.Env, msg model.Message) error {
+	tx, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, seen, err := tx.Get("processed", msg.ID); err != nil {
+		return err
+	} else if seen {
+		return env.Ack()
+	}
+	outs, err := adapters.Apply(tx, env.Model(), msg)
+	if err != nil {
+		return err
+	}
+	msgs := adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })
+	if err := adapters.StoreOutbox(tx, msg.ID, msgs); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	mark, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer mark.Rollback()
+	if err := mark.Put("processed", msg.ID, nil); err != nil {
+		return err
+	}
+	if err := mark.Commit(); err != nil {
+		return err
+	}
+	return env.Ack()
+}
+
+func TestABrokenOutboxTurnsItsSafeCellsRed(t *testing.T) {
+	adapters.Register(adapters.Strategy{
+		Name: "outbox-broken", Summary: "outbox with the processed insert outside the transaction (test only)",
+		NewHandler:    func() adapters.Handler { return brokenOutbox{} },
+		NewDispatcher: func() adapters.Dispatcher { return adapters.OutboxDispatcher{} },
+	})
+	expected, err := LoadExpectedMatrix("expected/matrix.json")
+	require.NoError(t, err)
+	mx, err := RunMatrix(context.Background(), MatrixOptions{Model: "orders", Strategies: []string{"outbox", "outbox-broken"}, Runs: 500, Seed: 1, Out: t.TempDir()})
+	require.NoError(t, err)
+	red := map[string]string{}
+	for _, col := range mx.Columns {
+		good, _ := mx.Cell("outbox", col)
+		bad, _ := mx.Cell("outbox-broken", col)
+		require.Empty(t, expected.Compare(&Matrix{Model: "orders", Cells: []Cell{good}}), "the real outbox keeps its expected verdict")
+		if good.Verdict == checkers.Pass && bad.Verdict == checkers.Violation {
+			red[col] = bad.Summary()
+		}
+	}
+	require.Contains(t, red, "crash", "a crash between the two commits applies the message again")
+	t.Logf("safe outbox cells the broken variant turns red: %v", red)
+}
