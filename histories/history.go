@@ -35,18 +35,18 @@ const MaxLineBytes = 16 << 20
 
 // Header is the first line of a history.
 type Header struct {
-	Format     string         `json:"format"`
-	Version    string         `json:"version"`
-	Tool       string         `json:"tool"`
-	Seed       uint64         `json:"seed"`
-	Model      string         `json:"model"`
-	Strategy   string         `json:"strategy"`
-	Backend    string         `json:"backend"`
-	Downstream string         `json:"downstream,omitempty"`
+	Format     string `json:"format"`
+	Version    string `json:"version"`
+	Tool       string `json:"tool"`
+	Seed       uint64 `json:"seed"`
+	Model      string `json:"model"`
+	Strategy   string `json:"strategy"`
+	Backend    string `json:"backend"`
+	Downstream string `json:"downstream,omitempty"`
 	// Faults are the fault kinds the plan was generated from (informative).
-	Faults []string `json:"faults,omitempty"`
-	Workload   model.Workload `json:"workload"`
-	Plan       faults.Plan    `json:"plan"`
+	Faults   []string       `json:"faults,omitempty"`
+	Workload model.Workload `json:"workload"`
+	Plan     faults.Plan    `json:"plan"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   string   `json:"verdict,omitempty"`
