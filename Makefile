@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test lint bench
+.PHONY: all test lint bench soak
 
 all: lint test
 
@@ -20,3 +20,7 @@ lint:
 ## bench: Go benchmarks (ratios are measured within one run).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## soak: the expected matrix with 20,000 runs in every safe cell.
+soak:
+	$(GO) test -count=1 -timeout 2h -run 'TestMatrixMatchesExpectation' . -oncecheck.soak

@@ -6,6 +6,12 @@
 // the mark's commit leaves the work done and the id unmarked: the redelivered
 // copy is applied again: duplicate. Two competing consumers can both pass
 // the check before either marks: duplicate too. Re-issues are applied again.
+//
+// What the harness adds to the prediction: competing consumers alone do not
+// break it. Each copy is delivered once, so no two attempts at one id ever
+// overlap, and the store refuses the lost update of two different messages.
+// It takes a redelivery during the window (a lease that expires while the
+// first attempt runs, in the "all" column) for the race to show.
 package dedupmarklast
 
 import (

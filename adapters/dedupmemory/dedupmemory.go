@@ -9,7 +9,9 @@
 // after the commit) empties it, a competing consumer has its own, and an id
 // is only added after the publishes, so a publish failure or crash before
 // that retries the committed work. The message is then applied again:
-// duplicate. Re-issues have a new id: duplicate.
+// duplicate. Re-issues have a new id: duplicate. As for dedup-mark-last,
+// competing consumers alone never handle the same copy twice; with a
+// redelivery among them they do.
 package dedupmemory
 
 import (

@@ -13,6 +13,13 @@
 // deduplication by id absorbs. With --downstream=none those second copies
 // are violations. It keys on the message id, so a re-issued command (new id,
 // same intent) is applied again: duplicate.
+//
+// On an ordered model (profiles) the harness finds it out-of-order under
+// crashes, reordering and competing consumers: it applies messages in the
+// order they arrive, and a broker that puts a crashed or nacked delivery
+// back behind later ones (as this simulation's broker, SQS or RabbitMQ's
+// requeue under load do) reorders them. Only the version strategy keeps
+// send order.
 package outbox
 
 import (

@@ -10,7 +10,10 @@
 // together; a crash or publish failure after the commit is repaired by the
 // next copy, which republishes the same outputs with the same ids; a
 // re-issue finds the key reserved; two competing consumers cannot both
-// insert the reservation.
+// insert the reservation. The harness agrees on the unordered models. On
+// the ordered profiles model it is out-of-order under crashes, reordering
+// and competing consumers, like every strategy that applies messages in
+// arrival order (see outbox).
 package reservation
 
 import (

@@ -11,6 +11,14 @@
 // processes a later message first, and the earlier one is then skipped:
 // lost. A re-issued command is written to the command stream again and gets
 // a new, higher position, so it is applied again: duplicate.
+//
+// What the harness adds to the prediction: crashes and competing consumers
+// lose messages too, not only explicit reordering. A crash before the commit
+// (or a conflict that makes a consumer nack) puts the copy back behind later
+// messages; when a later message of the same aggregate is processed first,
+// the earlier one's position is below the stored one and it is skipped. The
+// strategy needs a broker that never redelivers out of order (a Kafka
+// partition, a Message DB category read by one consumer).
 package sequence
 
 import (

@@ -12,7 +12,12 @@
 // repeat (a second Confirm of an order must be rejected, not ignored): lost.
 // And the outputs of a message already applied are not published again, so
 // a crash or publish failure after the commit loses them: lost. With a
-// model that cannot tell anything (accounts), it is naive.
+// model that cannot tell anything (accounts), it is naive, so the matrix
+// marks it n/a there.
+//
+// The harness finds it failing without any fault at all: an order that
+// receives two Confirm messages must answer the second with OrderRejected,
+// and state-based skips it as "already applied": lost.
 package statebased
 
 import (

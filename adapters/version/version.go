@@ -12,7 +12,9 @@
 // (the copy expects a version that has passed) and competing consumers. Like
 // dedup, it publishes after the commit without storing the outputs, so a
 // crash or publish failure between the commit and the last publish loses
-// outputs: the retry is stale and skipped: lost.
+// outputs: the retry is stale and skipped: lost. It is the only strategy of
+// the catalogue that keeps an ordered model's send order under every fault:
+// a message that arrives early waits, whoever delivers it.
 package version
 
 import (
