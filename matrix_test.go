@@ -4,11 +4,13 @@ import (
 	"context"
 	"flag"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -101,4 +103,40 @@ func TestABrokenOutboxTurnsItsSafeCellsRed(t *testing.T) {
 	}
 	require.Contains(t, red, "crash", "a crash between the two commits applies the message again")
 	t.Logf("safe outbox cells the broken variant turns red: %v", red)
+}
+
+func TestExpectRoundTrips(t *testing.T) {
+	mx, err := RunMatrix(context.Background(), MatrixOptions{Model: "orders", Strategies: []string{"naive", "outbox"}, Runs: 100, Seed: 1, Out: t.TempDir()})
+	require.NoError(t, err)
+	e := Expect(mx)
+	require.Empty(t, e.Compare(mx))
+	require.Equal(t, "pass", e["orders"]["outbox"]["crash"])
+	require.Equal(t, "duplicate", e["orders"]["naive"]["crash"])
+	require.Equal(t, "violation", e["orders"]["naive"]["all"])
+	e["orders"]["naive"]["crash"] = "lost|ghost"
+	require.Len(t, e.Compare(mx), 1)
+}
+
+// TestShrunkCounterexamplesAreSmall shrinks the counterexample of every
+// unsafe cell of every model's matrix: each must have at most 4 logical
+// messages and 2 faults.
+func TestShrunkCounterexamplesAreSmall(t *testing.T) {
+	for _, name := range Models() {
+		t.Run(name, func(t *testing.T) {
+			mx, err := RunMatrix(context.Background(), MatrixOptions{Model: name, Runs: 500, Seed: 1, Out: t.TempDir(), Shrink: true, ShrinkTime: 10 * time.Second})
+			require.NoError(t, err)
+			unsafe := 0
+			for _, c := range mx.Cells {
+				if c.Verdict != checkers.Violation {
+					continue
+				}
+				unsafe++
+				h, err := histories.Load(c.History)
+				require.NoError(t, err)
+				require.LessOrEqual(t, len(h.Header.Workload), 4, "%s/%s: %s", c.Strategy, c.Fault, c.History)
+				require.LessOrEqual(t, len(h.Header.Plan.Faults), 2, "%s/%s: %s", c.Strategy, c.Fault, c.History)
+			}
+			require.NotZero(t, unsafe)
+		})
+	}
 }

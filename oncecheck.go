@@ -63,6 +63,10 @@ type Config struct {
 	Downstream checkers.Downstream
 	// CheckTimeout bounds each check (default 30s); expiry is inconclusive.
 	CheckTimeout time.Duration
+	// NoSwarm turns off swarm plans: with several fault kinds, each plan
+	// then draws every fault from all of them uniformly, instead of from a
+	// random subset with random weights.
+	NoSwarm bool
 }
 
 func (c *Config) defaults() {
@@ -122,7 +126,8 @@ func New(cfg Config) (*Tester, error) {
 		w := m.Workload(cfg.MaxMessages).Draw(rt, "workload")
 		p := faults.Generator(faults.Options{
 			Kinds: cfg.Faults, MaxFaults: cfg.MaxFaults, Deliveries: 2*len(w) + 2, Messages: len(w),
-			Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2,
+			Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2, Swarm: !cfg.NoSwarm,
+			ExtraPoints: s.Points,
 		}).Draw(rt, "plan")
 		return Case{Workload: w, Plan: p}
 	})

@@ -25,6 +25,10 @@ type SearchOptions struct {
 	ShrinkTime time.Duration
 	// NoShrink saves the first failing run as found.
 	NoShrink bool
+	// CheckDeterminism runs every case twice and compares the histories;
+	// a difference makes the campaign inconclusive, with the seed and the
+	// first differing step.
+	CheckDeterminism bool
 	// Progress, when set, is called after each run.
 	Progress func(done, total int)
 }
@@ -43,6 +47,9 @@ type Report struct {
 	Inconclusive int
 	// Reason says why the campaign is inconclusive.
 	Reason string
+	// DeterminismChecked says every run was executed twice with identical
+	// histories.
+	DeterminismChecked bool
 
 	// The first failure, when Verdict is Violation:
 	RunsToFailure int                // runs up to and including the failing one
@@ -73,7 +80,18 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 			break
 		}
 		seed := o.Seed + uint64(i)
-		h, res, err := t.Execute(t.Generate(seed), seed)
+		c := t.Generate(seed)
+		h, res, err := t.Execute(c, seed)
+		if o.CheckDeterminism && err == nil {
+			again, _, err2 := t.Execute(c, seed)
+			if err2 != nil || again.Hash() != h.Hash() {
+				rep.Runs++
+				rep.Verdict, rep.Inconclusive = checkers.Inconclusive, rep.Inconclusive+1
+				rep.Reason = fmt.Sprintf("not deterministic: seed %d gave two different histories (first difference at step %d)",
+					seed, histories.FirstDifference(h.Events, again.Events))
+				return rep, nil
+			}
+		}
 		for k, n := range h.InjectedFaults() {
 			rep.Injected[faults.Kind(k)] += n
 		}
@@ -121,6 +139,7 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 	if rep.Inconclusive > 0 {
 		rep.Verdict = checkers.Inconclusive
 	}
+	rep.DeterminismChecked = o.CheckDeterminism
 	return rep, nil
 }
 

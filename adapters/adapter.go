@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -109,6 +110,9 @@ type Strategy struct {
 	// NewDispatcher builds a fresh dispatcher; nil when the strategy has
 	// none.
 	NewDispatcher func() Dispatcher
+	// Points names the adapter's own crash points (see Env.Point), so that
+	// plans place crashes there too.
+	Points []faults.Point
 	// Supports, when set, reports whether the strategy makes sense with a
 	// model; a non-nil error (see Unsupported) says why not.
 	Supports func(m model.Model) error

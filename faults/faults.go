@@ -351,6 +351,11 @@ type Options struct {
 	// MaxPublishes bounds the publish index of publish crash points and
 	// publish failures.
 	MaxPublishes int
+	// Swarm makes each plan enable a random non-empty subset of Kinds, each
+	// with a random weight, as swarm testing does: a plan then explores
+	// combinations that uniform choices make rare (many faults of one kind,
+	// or two kinds without the others).
+	Swarm bool
 }
 
 // Generator returns a rapid generator of plans. Plans shrink toward fewer
@@ -371,8 +376,7 @@ func Generator(o Options) *rapid.Generator[Plan] {
 		}
 		return Consumer
 	}
-	fault := rapid.Custom(func(t *rapid.T) Fault {
-		kind := rapid.SampledFrom(o.Kinds).Draw(t, "kind")
+	faultOf := func(t *rapid.T, kind Kind) Fault {
 		f := Fault{Kind: kind}
 		switch kind {
 		case Crash:
@@ -406,18 +410,61 @@ func Generator(o Options) *rapid.Generator[Plan] {
 			f.At = rapid.IntRange(0, boundaries-1).Draw(t, "boundary")
 		}
 		return f
-	})
+	}
 	return rapid.Custom(func(t *rapid.T) Plan {
+		kinds, weights := o.Kinds, []int(nil)
+		if o.Swarm && len(kinds) > 1 {
+			kinds, weights = swarm(t, o.Kinds)
+		}
 		var p Plan
-		if slices.Contains(o.Kinds, Concurrent) {
+		if slices.Contains(kinds, Concurrent) {
 			p.Consumers = 2
 		}
-		if len(o.Kinds) == 0 || o.MaxFaults <= 0 {
+		if len(kinds) == 0 || o.MaxFaults <= 0 {
 			// rapid requires every generator to draw something.
 			_ = rapid.Bool().Draw(t, "no faults")
 			return p
 		}
+		fault := rapid.Custom(func(t *rapid.T) Fault {
+			return faultOf(t, pick(t, kinds, weights))
+		})
 		p.Faults = rapid.SliceOfN(fault, 0, o.MaxFaults).Draw(t, "faults")
 		return p
 	})
+}
+
+// swarm draws a non-empty subset of kinds and a weight from 1 to 4 for each.
+func swarm(t *rapid.T, all []Kind) ([]Kind, []int) {
+	var kinds []Kind
+	var weights []int
+	for _, k := range all {
+		if rapid.Bool().Draw(t, "disable "+string(k)) {
+			continue
+		}
+		kinds = append(kinds, k)
+		weights = append(weights, rapid.IntRange(1, 4).Draw(t, "weight of "+string(k)))
+	}
+	if len(kinds) == 0 {
+		return []Kind{all[0]}, []int{1}
+	}
+	return kinds, weights
+}
+
+// pick draws a kind, by weight when weights are given.
+func pick(t *rapid.T, kinds []Kind, weights []int) Kind {
+	if weights == nil {
+		return rapid.SampledFrom(kinds).Draw(t, "kind")
+	}
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	n := rapid.IntRange(0, total-1).Draw(t, "kind")
+	for i, w := range weights {
+		if n < w {
+			return kinds[i]
+		}
+		n -= w
+	}
+	return kinds[len(kinds)-1]
 }

@@ -155,6 +155,22 @@ func (h *History) Hash() string {
 	return hex.EncodeToString(sum.Sum(nil))
 }
 
+// FirstDifference returns the first step at which two event lists differ,
+// or 0 if they are identical.
+func FirstDifference(a, b []Event) int {
+	ha, hb := &History{}, &History{}
+	for i := 0; i < max(len(a), len(b)); i++ {
+		if i >= len(a) || i >= len(b) {
+			return i + 1
+		}
+		ha.Events, hb.Events = a[i:i+1], b[i:i+1]
+		if ha.Hash() != hb.Hash() {
+			return i + 1
+		}
+	}
+	return 0
+}
+
 // SyntaxError is a problem at a given line of a history file.
 type SyntaxError struct {
 	File string

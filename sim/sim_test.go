@@ -8,6 +8,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/dedupmemory"
 	"github.com/oncecheck/oncecheck/adapters/naive"
 	"github.com/oncecheck/oncecheck/adapters/outbox"
 	"github.com/oncecheck/oncecheck/faults"
@@ -111,4 +112,46 @@ func TestAdapterPanicIsAnInfrastructureFailure(t *testing.T) {
 	_, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd})
 	require.True(t, errors.Is(err, ErrInfrastructure))
 	require.ErrorContains(t, err, "panics panicked in attempt 1: boom")
+}
+
+func TestAdapterNamedCrashPoint(t *testing.T) {
+	s := strategy(t, dedupmemory.Name)
+	require.Equal(t, []faults.Point{"before-remember"}, s.Points)
+	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: "before-remember"}}}
+	evs, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, Plan: plan})
+	require.NoError(t, err)
+	var crash histories.Event
+	for _, e := range evs {
+		if e.Kind == histories.Crash {
+			crash = e
+		}
+	}
+	require.Equal(t, "before-remember", crash.Point)
+	require.Equal(t, `{"lines":{"a":2},"confirmed":false}`, evs[len(evs)-1].State.String(), "the restarted process forgot the id")
+}
+
+func TestCompetingConsumersInterleave(t *testing.T) {
+	// Preempt consumer-1 right after its write (boundaries 0, 1, 2 are
+	// before-handle, after-begin, after-write): consumer-2
+	// takes the next message and commits first; consumer-1's commit then
+	// conflicts, it nacks, and the retry succeeds.
+	w := model.Workload{
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"sku":"a","qty":1}`)},
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"sku":"b","qty":1}`)},
+	}.Number()
+	plan := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Concurrent, At: 2}}}
+	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: w, Plan: plan})
+	require.NoError(t, err)
+	var seq []string
+	for _, e := range evs {
+		switch e.Kind {
+		case histories.Deliver, histories.Commit, histories.Abort, histories.Switch, histories.Nack:
+			seq = append(seq, e.Process+" "+string(e.Kind))
+		}
+	}
+	require.Equal(t, []string{
+		"consumer-1 deliver", "consumer-1 switch", "consumer-2 deliver", "consumer-2 commit",
+		"consumer-1 abort", "consumer-1 nack", "consumer-2 deliver", "consumer-2 commit",
+	}, seq)
+	require.Equal(t, `{"lines":{"a":1,"b":1},"confirmed":false}`, evs[len(evs)-1].State.String())
 }

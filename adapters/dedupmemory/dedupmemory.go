@@ -16,17 +16,23 @@ package dedupmemory
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 )
 
 // Name is the strategy's name.
 const Name = "dedup-memory"
 
+// BeforeRemember is the strategy's own crash point: the work is committed and
+// published, and the id is not yet in the set.
+const BeforeRemember faults.Point = "before-remember"
+
 func init() {
 	adapters.Register(adapters.Strategy{
 		Name:       Name,
 		Summary:    "in-process set of seen ids (lost on restart, not shared between consumers)",
 		NewHandler: func() adapters.Handler { return &handler{seen: map[string]bool{}} },
+		Points:     []faults.Point{BeforeRemember},
 	})
 }
 
@@ -54,6 +60,7 @@ func (h *handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
 		return err
 	}
+	env.Point(string(BeforeRemember))
 	h.seen[msg.ID] = true
 	return env.Ack()
 }

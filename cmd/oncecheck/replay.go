@@ -35,7 +35,7 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 		return exitInconclusive, fmt.Errorf("%s: %w", files[0], err)
 	}
 	if *strategy == "" || *strategy == h.Header.Strategy {
-		if step := firstDifference(h.Events, replayed.Events); step == 0 {
+		if step := histories.FirstDifference(h.Events, replayed.Events); step == 0 {
 			fmt.Fprintf(stdout, "replayed %d events: identical to the saved history\n", len(replayed.Events))
 		} else {
 			fmt.Fprintf(stdout, "replay DIFFERS from the saved history at step %d: the run is not deterministic (or the strategy changed)\n", step)
@@ -47,19 +47,3 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 	return printVerdict(stdout, files[0], replayed, res, *verbose), nil
 }
 
-// firstDifference returns the first step at which two event lists differ,
-// or 0 if they are identical.
-func firstDifference(a, b []histories.Event) int {
-	for i := 0; i < max(len(a), len(b)); i++ {
-		if i >= len(a) || i >= len(b) || !sameEvent(a[i], b[i]) {
-			return i + 1
-		}
-	}
-	return 0
-}
-
-func sameEvent(a, b histories.Event) bool {
-	ha := histories.History{Events: []histories.Event{a}}
-	hb := histories.History{Events: []histories.Event{b}}
-	return ha.Hash() == hb.Hash()
-}

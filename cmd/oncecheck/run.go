@@ -35,6 +35,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		downstream   = fs.String("downstream", "dedup-by-id", "output-copy policy: dedup-by-id or none")
 		shrinkTime   = fs.Duration("shrink-time", 20*time.Second, "time budget for shrinking a failure")
 		checkTimeout = fs.Duration("check-timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
+		swarm        = fs.Bool("swarm", true, "with several fault kinds, let each run enable a random subset with random weights")
+		determinism  = fs.Bool("check-determinism", false, "run every case twice and compare the histories")
 	)
 	rest, err := parse(fs, args)
 	if err != nil {
@@ -60,6 +62,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	tester, err := oncecheck.New(oncecheck.Config{
 		Model: *modelName, Strategy: *strategy, Backend: *backend, Faults: kinds,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
+		NoSwarm: !*swarm,
 	})
 	if err != nil {
 		return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
@@ -70,7 +73,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d\n",
 		*strategy, *modelName, *backend, *faultList, *runs, *seed)
 	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
-		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime,
+		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime, CheckDeterminism: *determinism,
 		Progress: progressPrinter(stderr),
 	})
 	if err != nil {
@@ -124,6 +127,9 @@ func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 	switch rep.Verdict {
 	case checkers.Pass:
 		fmt.Fprintf(w, "PASS: %d runs, no violation (faults injected: %s)\n", rep.Runs, injected)
+		if rep.DeterminismChecked {
+			fmt.Fprintf(w, "determinism: every run gave the same history twice\n")
+		}
 		return exitPass
 	case checkers.Inconclusive:
 		fmt.Fprintf(w, "INCONCLUSIVE after %d runs (%d undecided): %s\n", rep.Runs, rep.Inconclusive, rep.Reason)
