@@ -6,11 +6,13 @@ PKGS := ./...
 
 all: lint test
 
-## test: vet, then every test with the race detector. Tests that need
-## PostgreSQL get it through scripts/with-postgres.sh (ONCECHECK_PG, the
-## server on 127.0.0.1:5432, or a throwaway server).
+## test: vet, then every test with the race detector (-short: without the
+## heavy statistical tests, and rapid checks divided by 5), then the root and checker packages'
+## tests again without -race and -short, heavy ones included. Tests that
+## need PostgreSQL get it through scripts/with-postgres.sh (ONCECHECK_PG,
+## the server on 127.0.0.1:5432, or a throwaway server).
 test: lint
-	./scripts/with-postgres.sh $(GO) test -race -count=1 $(PKGS)
+	./scripts/with-postgres.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && $(GO) test -count=1 . ./checkers'
 
 ## lint: formatting and go vet.
 lint:

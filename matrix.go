@@ -70,7 +70,9 @@ type MatrixOptions struct {
 	Columns    []string // default: MatrixColumns()
 	// Runs is the number of runs per cell (default 200).
 	Runs int
-	Seed uint64
+	// MaxMessages bounds the logical messages per run (default 8).
+	MaxMessages int
+	Seed        uint64
 	// Out is where counterexamples are saved; Shrink enables shrinking
 	// them (otherwise the failing run is saved as found).
 	Out        string
@@ -218,7 +220,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 
 func runCell(ctx context.Context, o MatrixOptions, strategy, column string, kinds []faults.Kind) (Cell, error) {
 	c := Cell{Strategy: strategy, Fault: column, Anomalies: []string{}}
-	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds})
+	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages})
 	if err != nil {
 		var unsupported *adapters.UnsupportedError
 		if errors.As(err, &unsupported) {

@@ -21,6 +21,9 @@ var soak = flag.Bool("oncecheck.soak", false, "run safe matrix cells 20,000 time
 // every run (500, or 20,000 with -oncecheck.soak), an unsafe cell must show
 // its expected anomaly within 500 runs.
 func TestMatrixMatchesExpectation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("heavy: make test runs it in its second step, without -race and -short")
+	}
 	expected, err := LoadExpectedMatrix("expected/matrix.json")
 	require.NoError(t, err)
 	runs := 500
@@ -121,6 +124,9 @@ func TestExpectRoundTrips(t *testing.T) {
 // unsafe cell of every model's matrix: each must have at most 4 logical
 // messages and 2 faults.
 func TestShrunkCounterexamplesAreSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("heavy: make test runs it in its second step, without -race and -short")
+	}
 	for _, name := range Models() {
 		t.Run(name, func(t *testing.T) {
 			mx, err := RunMatrix(context.Background(), MatrixOptions{Model: name, Runs: 500, Seed: 1, Out: t.TempDir(), Shrink: true, ShrinkTime: 10 * time.Second})

@@ -72,7 +72,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestCancelledSearchStopsEarly(t *testing.T) {
-	tester, err := New(Config{Strategy: "outbox"})
+	tester, err := New(Config{Strategy: "outbox", Faults: []faults.Kind{faults.Crash}})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	rep, err := tester.Search(ctx, SearchOptions{Runs: 1000, Out: t.TempDir(), Progress: func(done, _ int) {

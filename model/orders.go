@@ -150,23 +150,32 @@ func (Orders) AlreadyApplied(s State, m Message) (bool, error) {
 // of sku "a" to order "o1".
 func (Orders) Workload(maxMessages int) *rapid.Generator[Workload] {
 	skus := []string{"a", "b", "c"}
-	msg := rapid.Custom(func(t *rapid.T) Message {
-		agg := fmt.Sprintf("o%d", rapid.IntRange(1, 3).Draw(t, "order"))
-		kind := rapid.IntRange(0, 9).Draw(t, "kind")
-		sku := skus[rapid.IntRange(0, len(skus)-1).Draw(t, "sku")]
-		switch {
-		case kind <= 6:
-			qty := rapid.IntRange(1, 3).Draw(t, "qty")
-			return Message{Aggregate: agg, Type: AddItem, Payload: payload(itemPayload{SKU: sku, Qty: qty})}
-		case kind == 7:
-			return Message{Aggregate: agg, Type: RemoveItem, Payload: payload(itemPayload{SKU: sku})}
-		default:
-			return Message{Aggregate: agg, Type: Confirm, Payload: payload(struct{}{})}
-		}
-	})
+	msg := func(orders int) *rapid.Generator[Message] {
+		return rapid.Custom(func(t *rapid.T) Message {
+			return orderMessage(t, orders, skus)
+		})
+	}
 	return rapid.Custom(func(t *rapid.T) Workload {
-		return Workload(rapid.SliceOfN(msg, 1, maxMessages).Draw(t, "messages")).Number()
+		// Fewer orders mean more messages per order, where the bugs are.
+		orders := rapid.IntRange(1, 3).Draw(t, "orders")
+		return Workload(rapid.SliceOfN(msg(orders), 1, maxMessages).Draw(t, "messages")).Number()
 	})
+}
+
+// orderMessage draws one message to one of the first orders orders.
+func orderMessage(t *rapid.T, orders int, skus []string) Message {
+	agg := fmt.Sprintf("o%d", rapid.IntRange(1, orders).Draw(t, "order"))
+	kind := rapid.IntRange(0, 9).Draw(t, "kind")
+	sku := skus[rapid.IntRange(0, len(skus)-1).Draw(t, "sku")]
+	switch {
+	case kind <= 6:
+		qty := rapid.IntRange(1, 3).Draw(t, "qty")
+		return Message{Aggregate: agg, Type: AddItem, Payload: payload(itemPayload{SKU: sku, Qty: qty})}
+	case kind == 7:
+		return Message{Aggregate: agg, Type: RemoveItem, Payload: payload(itemPayload{SKU: sku})}
+	default:
+		return Message{Aggregate: agg, Type: Confirm, Payload: payload(struct{}{})}
+	}
 }
 
 func out(typ string, v any) Output { return Output{Type: typ, Payload: payload(v)} }

@@ -54,6 +54,11 @@ func (e *env) base(kind histories.Kind) histories.Event {
 // boundary is a crash point and a scheduling point: the process may crash
 // here, and then hands control back to the scheduler.
 func (e *env) boundary(p faults.Point, index int) {
+	f := faults.Fault{Kind: faults.Crash, Process: e.kind, At: e.at, Point: p}
+	if p == faults.BeforePublish || p == faults.AfterPublish || p == faults.AfterWrite {
+		f.Index = index
+	}
+	e.r.offer(f)
 	if e.r.cfg.Plan.Crashes(e.kind, e.at, p, index) {
 		e.crash(string(p))
 	}
@@ -63,6 +68,9 @@ func (e *env) boundary(p faults.Point, index int) {
 // yield parks the task until the scheduler resumes it.
 func (e *env) yield() {
 	r := e.r
+	if r.othersCanAct(e.proc) {
+		r.offer(faults.Fault{Kind: faults.Concurrent, At: r.boundaries})
+	}
 	if r.cfg.Plan.PreemptsAt(r.boundaries) {
 		r.preempt = true
 	}
@@ -136,6 +144,9 @@ func (e *env) Begin() (adapters.Tx, error) {
 // refuses the whole call; "partial" accepts the messages before the failing
 // one; "lost-ack" accepts the message but reports a failure.
 func (e *env) Publish(msgs ...model.Message) error {
+	if len(msgs) > 0 {
+		e.r.offer(faults.Fault{Kind: faults.PublishFailure, Process: e.kind, At: e.at, Index: e.publishes, Variant: faults.Rejected})
+	}
 	for i := range msgs {
 		if e.r.cfg.Plan.PublishFailure(e.kind, e.at, e.publishes+i) == faults.Rejected {
 			e.boundary(faults.BeforePublish, e.publishes)
@@ -146,9 +157,13 @@ func (e *env) Publish(msgs ...model.Message) error {
 			return fmt.Errorf("%w: rejected by the broker", ErrPublishFailed)
 		}
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		n := e.publishes
 		e.boundary(faults.BeforePublish, n)
+		if i > 0 {
+			e.r.offer(faults.Fault{Kind: faults.PublishFailure, Process: e.kind, At: e.at, Index: n, Variant: faults.Partial})
+		}
+		e.r.offer(faults.Fault{Kind: faults.PublishFailure, Process: e.kind, At: e.at, Index: n, Variant: faults.LostConfirm})
 		if m.Causation == "" && e.attempt != 0 {
 			m.Causation = e.msg.Key
 		}
@@ -184,6 +199,9 @@ func (e *env) Ack() error {
 		return errors.New("delivery already acked or nacked")
 	}
 	e.boundary(faults.BeforeAck, 0)
+	if !e.leaseExpired {
+		e.r.offer(faults.Fault{Kind: faults.Redelivery, At: e.at})
+	}
 	e.acked = true
 	e.r.record(e.base(histories.Ack))
 	switch {

@@ -36,6 +36,29 @@ type Config struct {
 	// MaxDeliveries bounds the deliveries (and dispatcher passes) before
 	// the run is declared stuck; 0 picks a bound from the workload size.
 	MaxDeliveries int
+	// Explore lists the fault kinds whose opportunities Explore records.
+	Explore []faults.Kind
+}
+
+// Opportunity is a fault that could have been injected during a run: the
+// plan plus this fault runs identically up to Step, and then differently.
+type Opportunity struct {
+	// Step is the number of events recorded when the fault would act.
+	Step int
+	// Seq orders opportunities of one run: it is the opportunity's index.
+	Seq   int
+	Fault faults.Fault
+}
+
+// Explore runs like Run and also returns every opportunity the run offered
+// for one more fault of the kinds in cfg.Explore, in the order they came.
+// Opportunities are only listed where the fault would change something: a
+// reorder needs copies behind the head, a preemption another process able
+// to act, a rejected batch its first publish.
+func Explore(cfg Config) ([]histories.Event, []Opportunity, error) {
+	var opps []Opportunity
+	events, err := run(cfg, &opps)
+	return events, opps, err
 }
 
 // ErrInfrastructure wraps failures of the run itself (an adapter that
@@ -47,7 +70,9 @@ var ErrInfrastructure = errors.New("infrastructure failure")
 const boundariesPerDelivery = 200
 
 // Run executes the run and returns its events.
-func Run(cfg Config) ([]histories.Event, error) {
+func Run(cfg Config) ([]histories.Event, error) { return run(cfg, nil) }
+
+func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 	if cfg.Model == nil || cfg.Strategy.NewHandler == nil {
 		return nil, errors.New("sim: a model and a strategy are required")
 	}
@@ -62,9 +87,14 @@ func Run(cfg Config) ([]histories.Event, error) {
 		cfg:      cfg,
 		store:    memstore.New(),
 		inflight: map[int]model.Message{},
+		explore:  map[faults.Kind]bool{},
 		bound:    bound,
 		kill:     make(chan struct{}),
 		position: int64(len(cfg.Workload)),
+		opps:     opps,
+	}
+	for _, k := range cfg.Explore {
+		r.explore[k] = true
 	}
 	r.horizonDeliveries, r.horizonPasses, r.horizonBoundaries = cfg.Plan.Horizon()
 	err := r.run()
@@ -121,6 +151,27 @@ type runner struct {
 	kill   chan struct{}
 	killed bool
 	wg     sync.WaitGroup
+
+	opps    *[]Opportunity // nil unless exploring
+	explore map[faults.Kind]bool
+}
+
+// offer records an opportunity for a fault of kind f.Kind, if exploring.
+func (r *runner) offer(f faults.Fault) {
+	if r.opps == nil || r.killed || !r.explore[f.Kind] {
+		return
+	}
+	*r.opps = append(*r.opps, Opportunity{Step: len(r.events), Seq: len(*r.opps), Fault: f})
+}
+
+// othersCanAct reports whether a process other than p could run now.
+func (r *runner) othersCanAct(p *process) bool {
+	for _, q := range r.procs {
+		if q != p && r.canAct(q) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *runner) record(ev histories.Event) {
@@ -285,6 +336,9 @@ func (r *runner) advance(p *process) error {
 func (r *runner) deliver(p *process) {
 	at := r.deliveries
 	r.deliveries++
+	for i := range r.cfg.Workload {
+		r.offer(faults.Fault{Kind: faults.Reissue, At: at, Index: i})
+	}
 	for _, idx := range r.cfg.Plan.ReissuesBefore(at) {
 		if len(r.cfg.Workload) == 0 {
 			break
@@ -299,6 +353,9 @@ func (r *runner) deliver(p *process) {
 			Detail: "re-issue of " + orig.ID, Fault: string(faults.Reissue)})
 		r.queue = append(r.queue, m)
 	}
+	for d := 1; d <= min(faults.ReorderWindow, len(r.queue)-1); d++ {
+		r.offer(faults.Fault{Kind: faults.Reorder, At: at, Index: d})
+	}
 	idx := min(r.cfg.Plan.ReorderAt(at), len(r.queue)-1)
 	msg := r.queue[idx]
 	r.queue = append(r.queue[:idx:idx], r.queue[idx+1:]...)
@@ -310,6 +367,8 @@ func (r *runner) deliver(p *process) {
 	}
 	r.record(ev)
 	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
+	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.Duplicate})
+	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.LeaseExpired})
 	switch r.cfg.Plan.Redelivery(at) {
 	case faults.Duplicate:
 		r.queue = append(r.queue, msg)

@@ -46,4 +46,3 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 	}
 	return printVerdict(stdout, files[0], replayed, res, *verbose), nil
 }
-

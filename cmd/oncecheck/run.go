@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -37,6 +38,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		checkTimeout = fs.Duration("check-timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
 		swarm        = fs.Bool("swarm", true, "with several fault kinds, let each run enable a random subset with random weights")
 		determinism  = fs.Bool("check-determinism", false, "run every case twice and compare the histories")
+		exhaustive   = fs.Bool("exhaustive", false, "enumerate every placement of up to --max-faults faults over every workload of up to --max-messages messages (defaults 2 and 3) instead of sampling")
 	)
 	rest, err := parse(fs, args)
 	if err != nil {
@@ -44,6 +46,16 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	}
 	if len(rest) > 0 {
 		return exitUsage, usagef("unexpected argument %q", rest[0])
+	}
+	if *exhaustive {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["max-messages"] {
+			*maxMessages = 3
+		}
+		if !set["max-faults"] {
+			*maxFaults = 2
+		}
 	}
 	if *strategy == "" {
 		return exitUsage, usagef("--strategy is required (one of: %s)", strings.Join(adapters.Names(), ", "))
@@ -66,6 +78,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	})
 	if err != nil {
 		return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+	}
+	if *exhaustive {
+		return runExhaustive(ctx, stdout, stderr, tester, *faultList, *out, *maxMessages, *maxFaults)
 	}
 	if *seed == 0 {
 		*seed = randomSeed()
@@ -196,5 +211,48 @@ func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *oncecheck.Tester, faultList, out string, maxMessages, maxFaults int) (int, error) {
+	cfg := tester.Config()
+	fmt.Fprintf(stdout, "oncecheck run --exhaustive: strategy=%s model=%s faults=%s max-messages=%d max-faults=%d\n",
+		cfg.Strategy, cfg.Model, faultList, maxMessages, maxFaults)
+	start := time.Now()
+	last := start
+	rep, err := tester.Exhaustive(ctx, oncecheck.ExhaustiveOptions{
+		MaxMessages: maxMessages, MaxFaults: maxFaults, Out: out,
+		Progress: func(r oncecheck.ExhaustiveReport) {
+			if time.Since(last) < 2*time.Second {
+				return
+			}
+			last = time.Now()
+			fmt.Fprintf(stderr, "  %d workloads, %d schedules (%.0f/s)\n", r.Workloads, r.Schedules, float64(r.Schedules)/time.Since(start).Seconds())
+		},
+	})
+	if err != nil {
+		return exitInconclusive, err
+	}
+	fmt.Fprintf(stdout, "explored %s and %s in %s; %s checked, %s pruned as equivalent to one already explored\n",
+		plural(rep.Workloads, "workload shape"), plural(rep.Schedules, "schedule"), time.Since(start).Round(time.Millisecond),
+		plural(rep.Checked, "history"), plural(rep.Equivalent, "schedule"))
+	switch rep.Verdict {
+	case checkers.Pass:
+		fmt.Fprintf(stdout, "PASS: no violation with up to %d messages and %d faults\n", maxMessages, maxFaults)
+		return exitPass, nil
+	case checkers.Inconclusive:
+		fmt.Fprintf(stdout, "INCONCLUSIVE: %s\n", rep.Reason)
+		if ctx.Err() != nil {
+			return exitInterrupted, nil
+		}
+		return exitInconclusive, nil
+	}
+	fmt.Fprintf(stdout, "VIOLATION (a smallest one: fewest messages, then fewest faults): %s\n", anomalyList(rep.Result))
+	printExplanation(stdout, rep.History, rep.Result)
+	fmt.Fprintf(stdout, "\nSaved:  %s\n", rep.Path)
+	fmt.Fprintf(stdout, "Replay: %s replay %s\n", self(), rep.Path)
+	return exitViolation, nil
 }
