@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test lint bench soak
+.PHONY: all test lint bench soak corpus fuzz
 
 all: lint test
 
@@ -26,3 +26,15 @@ bench:
 ## soak: the expected matrix with 20,000 runs in every safe cell.
 soak:
 	$(GO) test -count=1 -timeout 2h -run 'TestMatrixMatchesExpectation' . -oncecheck.soak
+
+## corpus: regenerate the regression corpus of saved histories: a shrunk
+## counterexample for every unsafe matrix cell of every model, and passing
+## histories. Run it after a change to the simulation or the format.
+CORPUS := histories/testdata/corpus
+corpus:
+	rm -rf $(CORPUS) && mkdir -p $(CORPUS)
+	$(GO) run ./cmd/oncecheck matrix --out $(CORPUS) --shrink-time 10s --format json > /dev/null
+	for s in outbox reservation version; do \
+		$(GO) run ./cmd/oncecheck run --strategy $$s --faults crash,redelivery --runs 3 --seed 11 --keep-all --out $(CORPUS) > /dev/null || exit 1; \
+	done
+	$(GO) run ./cmd/oncecheck run --strategy version --model profiles --runs 3 --seed 11 --keep-all --out $(CORPUS) > /dev/null

@@ -64,84 +64,50 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		attempts: map[int]*attempt{},
 		end:      len(h.Events),
 	}
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
 	byID := map[string]*logical{} // copy id -> logical message
 	var outputs []histories.Event
 	for i := range h.Events {
-		ev := &h.Events[i]
-		where := func(format string, args ...any) error {
-			return fmt.Errorf("step %d (%s): %s", ev.Step, ev.Kind, fmt.Sprintf(format, args...))
+		ev, err := canonicalEvent(h.Events[i])
+		if err != nil {
+			return nil, err
 		}
 		switch ev.Kind {
 		case histories.Send:
-			if ev.Message == nil || ev.Message.ID == "" || ev.Message.Key == "" || ev.Message.Aggregate == "" {
-				return nil, where("a sent message needs an id, a key and an aggregate")
-			}
-			if _, dup := byID[ev.Message.ID]; dup {
-				return nil, where("message id %q sent twice (a redelivery is not a send)", ev.Message.ID)
-			}
 			l := a.logicals[ev.Message.Key]
 			if l == nil {
 				l = &logical{Key: ev.Message.Key, Msg: *ev.Message, Call: ev.Step}
 				a.logicals[l.Key] = l
 				a.order = append(a.order, l.Key)
 			} else if l.Msg.Aggregate != ev.Message.Aggregate || l.Msg.Type != ev.Message.Type || string(l.Msg.Payload) != string(ev.Message.Payload) {
-				return nil, where("copy %q of key %q differs from the first copy in aggregate, type or payload", ev.Message.ID, l.Key)
+				return nil, fmt.Errorf("step %d (send): copy %q of key %q differs from the first copy in aggregate, type or payload", ev.Step, ev.Message.ID, l.Key)
 			}
 			l.Copies = append(l.Copies, ev.Message.ID)
 			byID[ev.Message.ID] = l
 		case histories.Deliver:
-			if ev.Message == nil {
-				return nil, where("no message")
-			}
 			l := byID[ev.Message.ID]
-			if l == nil {
-				return nil, where("delivers message %q that was never sent", ev.Message.ID)
-			}
-			if ev.Attempt <= 0 || a.attempts[ev.Attempt] != nil {
-				return nil, where("attempt number %d is missing or used twice", ev.Attempt)
-			}
 			a.attempts[ev.Attempt] = &attempt{N: ev.Attempt, Key: l.Key, Start: ev.Step}
 			if !l.Delivered {
 				l.Delivered = true
 				l.Call = ev.Step
 			}
 		case histories.Done, histories.Crash:
-			if ev.Attempt == 0 {
-				continue // a dispatcher crash or a crash between attempts
+			if at := a.attempts[ev.Attempt]; at != nil {
+				at.End = ev.Step
 			}
-			at := a.attempts[ev.Attempt]
-			if at == nil {
-				return nil, where("attempt %d ends but was never delivered", ev.Attempt)
-			}
-			if at.End != 0 {
-				return nil, where("attempt %d ends twice", ev.Attempt)
-			}
-			at.End = ev.Step
 		case histories.Write:
-			if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil {
+			if at := a.attempts[ev.Attempt]; at != nil {
 				at.Wrote = true
 			}
 		case histories.Commit:
-			if ev.Attempt != 0 {
-				at := a.attempts[ev.Attempt]
-				if at == nil {
-					return nil, where("commit in attempt %d that was never delivered", ev.Attempt)
-				}
+			if at := a.attempts[ev.Attempt]; at != nil {
 				at.Committed = true
 			}
-		case histories.Ack, histories.Nack, histories.AckLost:
-			if a.attempts[ev.Attempt] == nil {
-				return nil, where("%s of attempt %d that was never delivered", ev.Kind, ev.Attempt)
-			}
 		case histories.Publish:
-			if ev.Message == nil || ev.Message.ID == "" {
-				return nil, where("a published output needs a message id")
-			}
-			outputs = append(outputs, *ev)
+			outputs = append(outputs, ev)
 		case histories.Observe:
-			if ev.Aggregate == "" || len(ev.State) == 0 {
-				return nil, where("an observation needs an aggregate and a state")
-			}
 			a.observed[ev.Aggregate] = ev.State
 		case histories.Stuck:
 			a.stuck = append(a.stuck, ev.Detail)
@@ -278,4 +244,26 @@ func (a *analysis) commitsOf(key string) int {
 		}
 	}
 	return n
+}
+
+// canonicalEvent returns ev with its message payload and state in canonical
+// JSON form.
+func canonicalEvent(ev histories.Event) (histories.Event, error) {
+	if ev.Message != nil && len(ev.Message.Payload) > 0 {
+		m := *ev.Message
+		p, err := model.Canonical(m.Payload)
+		if err != nil {
+			return ev, fmt.Errorf("step %d (%s): payload is not JSON: %v", ev.Step, ev.Kind, err)
+		}
+		m.Payload = p
+		ev.Message = &m
+	}
+	if len(ev.State) > 0 {
+		st, err := model.Canonical(ev.State)
+		if err != nil {
+			return ev, fmt.Errorf("step %d (%s): state is not JSON: %v", ev.Step, ev.Kind, err)
+		}
+		ev.State = st
+	}
+	return ev, nil
 }

@@ -134,6 +134,7 @@ func Check(h *histories.History, m model.Model, o Options) (Result, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
 	}
+	m = canonicalModel{m}
 	a, err := analyze(h, o.Downstream)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -328,4 +329,33 @@ func porcupineModel(m model.Model) porcupine.Model {
 		},
 		DescribeState: func(s any) string { return string(s.(*aggState).state) },
 	}
+}
+
+// canonicalModel puts the model's states and output payloads in canonical
+// JSON form (model.Canonical), the form the analysis puts observations in,
+// so that key order never makes two equal values differ.
+type canonicalModel struct{ model.Model }
+
+func (c canonicalModel) Initial(agg string) model.State {
+	s := c.Model.Initial(agg)
+	if cs, err := model.Canonical(s); err == nil {
+		return cs
+	}
+	return s
+}
+
+func (c canonicalModel) Apply(s model.State, m model.Message) (model.State, model.Outputs, error) {
+	next, outs, err := c.Model.Apply(s, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	if next, err = model.Canonical(next); err != nil {
+		return nil, nil, fmt.Errorf("model %s produced a state that is not JSON: %w", c.Name(), err)
+	}
+	for i := range outs {
+		if outs[i].Payload, err = model.Canonical(outs[i].Payload); err != nil {
+			return nil, nil, fmt.Errorf("model %s produced a payload that is not JSON: %w", c.Name(), err)
+		}
+	}
+	return next, outs, nil
 }

@@ -88,7 +88,7 @@ func TestCheckLostOutputs(t *testing.T) {
 	require.Equal(t, Violation, res.Verdict)
 	require.Equal(t, []Anomaly{Lost}, res.Anomalies)
 	require.Equal(t, []string{"k1"}, res.Findings[0].Keys)
-	require.Contains(t, res.Findings[0].Text, `never published [FirstItemAdded{"sku":"a"}, ItemAdded{"sku":"a","qty":1}]`)
+	require.Contains(t, res.Findings[0].Text, `never published [FirstItemAdded{"sku":"a"}, ItemAdded{"qty":1,"sku":"a"}]`)
 }
 
 func TestCheckLostMessage(t *testing.T) {

@@ -27,7 +27,8 @@ type candidate struct {
 
 type evaluation struct {
 	state   model.State
-	outputs map[string]model.Outputs
+	outputs map[string]model.Outputs // of all the applications of each key
+	first   map[string]model.Outputs // of the first application of each key
 	score   int
 	// deviation is how far the number of applications of each message is
 	// from the number of its attempts that committed; among candidates
@@ -67,7 +68,7 @@ func (c *applyCache) apply(s model.State, l *logical) (model.State, model.Output
 
 func evaluate(a *analysis, c *applyCache, agg string, seq []string) evaluation {
 	m := c.m
-	ev := evaluation{state: m.Initial(agg), outputs: map[string]model.Outputs{}, ok: true}
+	ev := evaluation{state: m.Initial(agg), outputs: map[string]model.Outputs{}, first: map[string]model.Outputs{}, ok: true}
 	for _, k := range seq {
 		next, outs, err := c.apply(ev.state, a.logicals[k])
 		if err != nil {
@@ -75,6 +76,9 @@ func evaluate(a *analysis, c *applyCache, agg string, seq []string) evaluation {
 			return ev
 		}
 		ev.state = next
+		if _, applied := ev.outputs[k]; !applied {
+			ev.first[k] = outs
+		}
 		ev.outputs[k] = append(ev.outputs[k], outs...)
 	}
 	count := map[string]int{}
@@ -95,7 +99,9 @@ func evaluate(a *analysis, c *applyCache, agg string, seq []string) evaluation {
 	for _, k := range a.keysOfAggregate(agg) {
 		l := a.logicals[k]
 		obs := l.contents()
-		if ev.outputs[k].Equal(obs) {
+		if ev.outputs[k].Equal(obs) || count[k] > 1 && ev.first[k].Equal(obs) {
+			// A repeated application may have published its outputs, or
+			// not (it crashed, or they had the same ids).
 			ev.score += 2
 		} else if missing, extra := diff(ev.outputs[k], obs); len(missing) == 0 && extraUncommitted(l.Outputs, extra) {
 			ev.score++

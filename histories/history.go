@@ -84,7 +84,8 @@ var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack
 
 // Event is one thing that happened in a run.
 type Event struct {
-	// Step numbers events from 1 in the order they happened.
+	// Step numbers events in the order they happened: from 1, increasing
+	// (oncecheck writes 1, 2, 3, ...; a hand-edited history may have gaps).
 	Step int  `json:"step"`
 	Kind Kind `json:"kind"`
 	// Process is the process the event happened in ("consumer-1",
@@ -126,6 +127,11 @@ func (h *History) InjectedFaults() map[string]int {
 type History struct {
 	Header Header
 	Events []Event
+
+	// Where the history was read from, for error messages: the file name
+	// and the line of each event.
+	name  string
+	lines []int
 }
 
 // Encode writes the history as JSON Lines.
@@ -227,6 +233,9 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
+	if e.Line == 0 {
+		return e.Msg
+	}
 	if e.File == "" {
 		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
 	}
@@ -265,10 +274,11 @@ func Decode(r io.Reader, name string) (*History, error) {
 		if !slices.Contains(knownKinds, ev.Kind) {
 			return nil, fail(line, "unknown event kind %q", ev.Kind)
 		}
-		if ev.Step != len(h.Events)+1 {
-			return nil, fail(line, "event step %d, want %d (steps count from 1 without gaps)", ev.Step, len(h.Events)+1)
+		if last := lastStep(h.Events); ev.Step <= last {
+			return nil, fail(line, "event step %d after step %d (steps increase from line to line)", ev.Step, last)
 		}
 		h.Events = append(h.Events, ev)
+		h.lines = append(h.lines, line)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -279,7 +289,18 @@ func Decode(r io.Reader, name string) (*History, error) {
 	if line == 0 {
 		return nil, fail(1, "empty file: no header")
 	}
+	h.name = name
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
 	return h, nil
+}
+
+func lastStep(evs []Event) int {
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Step
 }
 
 func strictUnmarshal(raw []byte, v any) error {

@@ -3,6 +3,7 @@ package histories
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,8 +36,12 @@ func TestRoundTrip(t *testing.T) {
 		h.Header.Workload = w
 		h.Events = nil
 		for i := range w {
-			h.Events = append(h.Events, Event{Step: i + 1, Kind: rapid.SampledFrom(knownKinds).Draw(t, "kind"), Message: &w[i],
-				Attempt: rapid.IntRange(0, 3).Draw(t, "attempt"), Detail: rapid.String().Draw(t, "detail")})
+			h.Events = append(h.Events, Event{Step: i + 1, Kind: Send, Process: rapid.String().Draw(t, "process"), Message: &w[i],
+				Detail: rapid.String().Draw(t, "detail")})
+		}
+		for i, agg := range w.Aggregates() {
+			h.Events = append(h.Events, Event{Step: len(w) + i + 1, Kind: Observe, Aggregate: agg,
+				State: model.State(fmt.Sprintf(`{"n":%d}`, rapid.Int().Draw(t, "n")))})
 		}
 		var buf bytes.Buffer
 		require.NoError(t, h.Encode(&buf))
@@ -62,9 +67,17 @@ func TestDecodeErrorsNameTheLine(t *testing.T) {
 		"unknown kind":       {lines[0] + "\n" + `{"step":1,"kind":"teleport"}` + "\n", `x.jsonl:2: unknown event kind "teleport"`},
 		"wrong field type":   {lines[0] + "\n" + `{"step":"one","kind":"send"}` + "\n", "x.jsonl:2: event:"},
 		"unknown field":      {lines[0] + "\n" + `{"step":1,"kind":"send","colour":"red"}` + "\n", `x.jsonl:2: event: json: unknown field "colour"`},
-		"gap in steps":       {lines[0] + "\n" + lines[1] + "\n" + lines[3] + "\n", "x.jsonl:3: event step 3, want 2"},
+		"steps out of order": {lines[0] + "\n" + lines[2] + "\n" + lines[1] + "\n", "x.jsonl:3: event step 1 after step 2"},
 		"truncated line":     {lines[0] + "\n" + lines[1][:len(lines[1])/2] + "\n", "x.jsonl:2: event:"},
 		"bad plan in header": {strings.Replace(lines[0], `"kind":"redelivery"`, `"kind":"meteor"`, 1) + "\n", `unknown kind "meteor"`},
+		"ack before any delivery": {lines[0] + "\n" + lines[1] + "\n" + `{"step":2,"kind":"ack","attempt":1}` + "\n",
+			`x.jsonl:3: ack event: attempt 1 was never delivered`},
+		"commit of an attempt never begun": {lines[0] + "\n" + lines[1] + "\n" + `{"step":2,"kind":"commit","attempt":7,"tx":1}` + "\n",
+			`x.jsonl:3: commit event: attempt 7 was never delivered`},
+		"delivery of a message never sent": {lines[0] + "\n" + strings.Replace(lines[2], `"step":2`, `"step":1`, 1) + "\n",
+			`x.jsonl:2: deliver event: message "m1" was never sent`},
+		"an attempt that ends twice": {lines[0] + "\n" + lines[1] + "\n" + lines[2] + "\n" + `{"step":3,"kind":"done","attempt":1}` + "\n" + `{"step":4,"kind":"crash","attempt":1}` + "\n",
+			`x.jsonl:5: crash event: attempt 1 has already ended`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

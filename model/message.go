@@ -143,3 +143,27 @@ func EncodeState(v any) (State, error) {
 	}
 	return State(b), nil
 }
+
+// Canonical returns the canonical form of a JSON value: objects with their
+// keys sorted, no insignificant space, numbers as written. Two JSON texts
+// that mean the same value have the same canonical form, so states and
+// payloads written by hand, or by another system, compare equal to the
+// model's.
+func Canonical(raw []byte) ([]byte, error) {
+	if len(raw) == 0 {
+		return raw, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}

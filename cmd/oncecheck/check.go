@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/oncecheck/oncecheck"
@@ -14,19 +17,45 @@ import (
 	"github.com/oncecheck/oncecheck/histories"
 )
 
-func checkCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
-	fs := newFlagSet("check", "check [flags] FILE", `  oncecheck check oncecheck-results/naive-orders-duplicate-42.jsonl
-  oncecheck check --downstream none oncecheck-results/outbox-orders-pass-7.jsonl
+// verdictJSON is one file's outcome in --json output.
+type verdictJSON struct {
+	File      string             `json:"file"`
+	Verdict   string             `json:"verdict"`
+	Anomalies []checkers.Anomaly `json:"anomalies"`
+	Findings  []checkers.Finding `json:"findings,omitempty"`
+	Expected  []string           `json:"expected,omitempty"`
+	Reason    string             `json:"reason,omitempty"`
+	Error     string             `json:"error,omitempty"`
+	// Replay only:
+	Strategy        string `json:"strategy,omitempty"`
+	Identical       *bool  `json:"identical,omitempty"`
+	FirstDifference int    `json:"first_difference,omitempty"`
+}
+
+func newVerdictJSON(file string, res checkers.Result) verdictJSON {
+	v := verdictJSON{File: file, Verdict: string(res.Verdict), Anomalies: res.Anomalies,
+		Findings: res.Findings, Expected: res.Expected, Reason: res.Reason}
+	if v.Anomalies == nil {
+		v.Anomalies = []checkers.Anomaly{}
+	}
+	return v
+}
+
+func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet("check", "check [flags] FILE...", `  oncecheck check oncecheck-results/naive-orders-redelivery-duplicate-42.jsonl
+  oncecheck check 'oncecheck-results/*.jsonl'
+  oncecheck check --json --downstream none oncecheck-results/*.jsonl
 `, stdout)
-	downstream := fs.String("downstream", "", "output-copy policy: dedup-by-id or none (default: the history's own)")
-	verbose := fs.Bool("v", false, "print the explanation and timeline of a failing history")
-	timeout := fs.Duration("timeout", 30*time.Second, "time budget for the check; expiry is inconclusive")
-	files, err := parse(fs, args)
+	downstream := fs.String("downstream", "", "output-copy policy: dedup-by-id or none (default: each history's own)")
+	verbose := fs.Bool("v", false, "print the explanation and timeline of failing histories")
+	asJSON := fs.Bool("json", false, "print one JSON object per file (JSON Lines)")
+	timeout := fs.Duration("timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
+	args, err := parse(fs, args)
 	if err != nil {
 		return exitUsage, err
 	}
-	if len(files) != 1 {
-		return exitUsage, usagef("want exactly one history file, got %d", len(files))
+	if len(args) == 0 {
+		return exitUsage, usagef("want at least one history file (or a glob)")
 	}
 	var policy checkers.Downstream
 	if *downstream != "" {
@@ -34,15 +63,76 @@ func checkCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error
 			return exitUsage, usagef("--downstream: %v", err)
 		}
 	}
-	h, err := loadHistory(files[0])
+	files, err := expand(args)
 	if err != nil {
 		return exitUsage, err
 	}
-	res, err := oncecheck.Check(h, policy, *timeout)
-	if err != nil {
-		return exitUsage, usagef("%s: %v", files[0], err)
+	worst := exitPass
+	for _, file := range files {
+		code := checkOne(stdout, stderr, file, policy, *timeout, *verbose, *asJSON, len(files) > 1)
+		worst = worse(worst, code)
 	}
-	return printVerdict(stdout, files[0], h, res, *verbose), nil
+	if len(files) > 1 && !*asJSON {
+		fmt.Fprintf(stdout, "%d histories checked\n", len(files))
+	}
+	return worst, nil
+}
+
+// checkOne checks one file and prints its verdict line; a file that cannot
+// be read gets one line on stderr (or a JSON object with "error").
+func checkOne(stdout, stderr io.Writer, file string, policy checkers.Downstream, timeout time.Duration, verbose, asJSON, several bool) int {
+	h, err := loadHistory(file)
+	var res checkers.Result
+	if err == nil {
+		res, err = oncecheck.Check(h, policy, timeout)
+		if err != nil {
+			err = usagef("%s: %v", file, err)
+		}
+	}
+	if err != nil {
+		if asJSON {
+			_ = json.NewEncoder(stdout).Encode(verdictJSON{File: file, Verdict: "unreadable", Anomalies: []checkers.Anomaly{}, Error: err.Error()})
+		} else {
+			fmt.Fprintf(stderr, "oncecheck check: %v\n", err)
+		}
+		return exitUsage
+	}
+	if asJSON {
+		_ = json.NewEncoder(stdout).Encode(newVerdictJSON(file, res))
+		return exitCode(res.Verdict)
+	}
+	return printVerdict(stdout, file, h, res, verbose)
+}
+
+// worse orders exit codes by severity: unreadable input, then a violation,
+// then inconclusive, then pass.
+func worse(a, b int) int {
+	rank := map[int]int{exitPass: 0, exitInconclusive: 1, exitViolation: 2, exitUsage: 3}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+// expand turns the arguments into files: an argument with glob characters
+// that names no file is expanded (shells leave quoted globs alone).
+func expand(args []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		if _, err := os.Stat(a); err == nil || !strings.ContainsAny(a, "*?[") {
+			files = append(files, a)
+			continue
+		}
+		matches, err := filepath.Glob(a)
+		if err != nil {
+			return nil, usagef("bad pattern %q: %v", a, err)
+		}
+		if len(matches) == 0 {
+			return nil, usagef("%s: no file matches", a)
+		}
+		files = append(files, matches...)
+	}
+	return files, nil
 }
 
 func loadHistory(path string) (*histories.History, error) {

@@ -56,6 +56,7 @@ func init() {
 		{"run", "generate workloads and faults, run a strategy, check exactly-once, shrink and save a failure", runCmd},
 		{"check", "re-check a saved history offline", checkCmd},
 		{"replay", "re-run the plan of a saved history and check the new history", replayCmd},
+		{"show", "print a saved history: verdict, explanation, workload, faults and timeline", showCmd},
 		{"list", "list the strategies, models, fault kinds and backends", listCmd},
 	}
 }
@@ -108,10 +109,12 @@ Examples:
   oncecheck matrix
   oncecheck run --strategy naive --faults redelivery --runs 200
   oncecheck run --strategy outbox --faults redelivery,crash --runs 2000
-  oncecheck check oncecheck-results/naive-orders-duplicate-42.jsonl
-  oncecheck replay oncecheck-results/naive-orders-duplicate-42.jsonl
+  oncecheck check 'oncecheck-results/*.jsonl'
+  oncecheck replay oncecheck-results/naive-orders-redelivery-duplicate-42.jsonl
+  oncecheck show oncecheck-results/naive-orders-redelivery-duplicate-42.jsonl
 
-Exit codes: 0 pass, 1 violation found, 2 usage error or unreadable input, 3 inconclusive,
+Exit codes: 0 pass, 1 violation found, 2 usage error or unreadable input, 3 inconclusive
+(check with several files: the worst, in the order 2, 1, 3, 0),
 130 interrupted (Ctrl-C stops after the current run and prints what was found).
 Run 'oncecheck <command> --help' for the flags of a command.
 `)

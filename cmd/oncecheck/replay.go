@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +12,12 @@ import (
 )
 
 func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
-	fs := newFlagSet("replay", "replay [flags] FILE", `  oncecheck replay oncecheck-results/dedup-orders-lost-42.jsonl
-  oncecheck replay --strategy outbox oncecheck-results/dedup-orders-lost-42.jsonl
+	fs := newFlagSet("replay", "replay [flags] FILE", `  oncecheck replay oncecheck-results/dedup-orders-crash-lost-42.jsonl
+  oncecheck replay --strategy outbox oncecheck-results/dedup-orders-crash-lost-42.jsonl
 `, stdout)
 	strategy := fs.String("strategy", "", "run the plan on another strategy (default: the history's own)")
 	verbose := fs.Bool("v", false, "print the explanation and timeline of a failing replay")
+	asJSON := fs.Bool("json", false, "print the outcome as one JSON object")
 	files, err := parse(fs, args)
 	if err != nil {
 		return exitUsage, err
@@ -34,15 +36,28 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 	if err != nil {
 		return exitInconclusive, fmt.Errorf("%s: %w", files[0], err)
 	}
-	if *strategy == "" || *strategy == h.Header.Strategy {
-		if step := histories.FirstDifference(h.Events, replayed.Events); step == 0 {
-			fmt.Fprintf(stdout, "replayed %d events: identical to the saved history\n", len(replayed.Events))
-		} else {
-			fmt.Fprintf(stdout, "replay DIFFERS from the saved history at step %d: the run is not deterministic (or the strategy changed)\n", step)
+	same := *strategy == "" || *strategy == h.Header.Strategy
+	step := histories.FirstDifference(h.Events, replayed.Events)
+	if *asJSON {
+		v := newVerdictJSON(files[0], res)
+		v.Strategy = replayed.Header.Strategy
+		if same {
+			identical := step == 0
+			v.Identical, v.FirstDifference = &identical, step
 		}
-	} else {
-		fmt.Fprintf(stdout, "replayed the plan of %s (strategy %s) on strategy %s: %d events\n",
-			files[0], h.Header.Strategy, *strategy, len(replayed.Events))
+		if err := json.NewEncoder(stdout).Encode(v); err != nil {
+			return exitInconclusive, err
+		}
+		return exitCode(res.Verdict), nil
+	}
+	switch {
+	case !same:
+		fmt.Fprintf(stdout, "replayed the plan of %s (strategy %s) on strategy %s: %s\n",
+			files[0], h.Header.Strategy, *strategy, plural(len(replayed.Events), "event"))
+	case step == 0:
+		fmt.Fprintf(stdout, "replayed %s: identical to the saved history\n", plural(len(replayed.Events), "event"))
+	default:
+		fmt.Fprintf(stdout, "replay DIFFERS from the saved history at step %d: the run is not deterministic, or the strategy's code changed since it was saved\n", step)
 	}
 	return printVerdict(stdout, files[0], replayed, res, *verbose), nil
 }

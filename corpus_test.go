@@ -1,0 +1,96 @@
+package oncecheck
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/histories"
+)
+
+// The regression corpus (histories/testdata/corpus, `make corpus`) holds a
+// shrunk counterexample for every unsafe cell of the matrix and passing
+// histories. Each records in its header the verdict and anomalies of the
+// run that saved it.
+
+func corpus(t *testing.T) []string {
+	files, err := filepath.Glob("histories/testdata/corpus/*.jsonl")
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "run make corpus")
+	return files
+}
+
+func outcome(res checkers.Result) (string, []string) {
+	anomalies := []string{}
+	for _, a := range res.Anomalies {
+		anomalies = append(anomalies, string(a))
+	}
+	slices.Sort(anomalies)
+	return string(res.Verdict), anomalies
+}
+
+func recorded(h *histories.History) (string, []string) {
+	anomalies := append([]string{}, h.Header.Anomalies...)
+	slices.Sort(anomalies)
+	return h.Header.Verdict, anomalies
+}
+
+func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
+	verdicts := map[string]int{}
+	for _, file := range corpus(t) {
+		h, err := histories.Load(file)
+		require.NoError(t, err, file)
+		res, err := Check(h, "", 0)
+		require.NoError(t, err, file)
+		wantVerdict, wantAnomalies := recorded(h)
+		gotVerdict, gotAnomalies := outcome(res)
+		require.Equal(t, wantVerdict, gotVerdict, file)
+		require.Equal(t, wantAnomalies, gotAnomalies, file)
+		verdicts[gotVerdict]++
+	}
+	require.NotZero(t, verdicts["pass"])
+	require.NotZero(t, verdicts["violation"])
+}
+
+func TestCorpusReplaysToItsRecordedVerdict(t *testing.T) {
+	expected, err := LoadExpectedMatrix("expected/matrix.json")
+	require.NoError(t, err)
+	identical, outboxSurvived := 0, 0
+	files := corpus(t)
+	for _, file := range files {
+		h, err := histories.Load(file)
+		require.NoError(t, err, file)
+		replayed, res, err := Replay(h, "")
+		require.NoError(t, err, file)
+		wantVerdict, wantAnomalies := recorded(h)
+		gotVerdict, gotAnomalies := outcome(res)
+		require.Equal(t, wantVerdict, gotVerdict, file)
+		require.Equal(t, wantAnomalies, gotAnomalies, file)
+		if histories.FirstDifference(h.Events, replayed.Events) == 0 {
+			identical++
+		}
+
+		// "Would the outbox have survived this?" Where the matrix says the
+		// outbox survives the fault kinds of a dedup counterexample, it
+		// must survive the counterexample itself.
+		if h.Header.Strategy != "dedup" {
+			continue
+		}
+		column := "all"
+		if len(h.Header.Faults) == 1 {
+			column = h.Header.Faults[0]
+		}
+		if expected[h.Header.Model]["outbox"][column] != "pass" {
+			continue
+		}
+		_, res, err = Replay(h, "outbox")
+		require.NoError(t, err, file)
+		require.Equal(t, checkers.Pass, res.Verdict, "%s on outbox: %v", file, res.Findings)
+		outboxSurvived++
+	}
+	require.NotZero(t, outboxSurvived)
+	require.Equal(t, len(files), identical, "every history replays event for event")
+}

@@ -1,0 +1,98 @@
+package histories
+
+import "fmt"
+
+// Validate checks that the events do not contradict each other: every
+// delivered copy was sent, attempt numbers are unique, an attempt ends once
+// and only after it began, commits, acks and nacks belong to a delivered
+// attempt, published outputs and observations are complete. Errors are
+// *SyntaxError values naming the line (when the history was read from a
+// file) or the step.
+func (h *History) Validate() error {
+	sent := map[string]string{} // copy id -> key
+	type attempt struct{ ended bool }
+	attempts := map[int]*attempt{}
+	for i := range h.Events {
+		ev := &h.Events[i]
+		fail := func(format string, args ...any) error {
+			return h.errorAt(i, fmt.Sprintf("%s event: ", ev.Kind)+fmt.Sprintf(format, args...))
+		}
+		needsAttempt := func() (*attempt, error) {
+			at := attempts[ev.Attempt]
+			if ev.Attempt <= 0 || at == nil {
+				return nil, fail("attempt %d was never delivered", ev.Attempt)
+			}
+			return at, nil
+		}
+		switch ev.Kind {
+		case Send:
+			m := ev.Message
+			if m == nil || m.ID == "" || m.Key == "" || m.Aggregate == "" || m.Type == "" {
+				return fail("a sent message needs an id, a key, an aggregate and a type")
+			}
+			if _, dup := sent[m.ID]; dup {
+				return fail("message id %q is sent twice (a redelivery is not a send)", m.ID)
+			}
+			sent[m.ID] = m.Key
+		case Deliver:
+			if ev.Message == nil {
+				return fail("no message")
+			}
+			key, ok := sent[ev.Message.ID]
+			if !ok {
+				return fail("message %q was never sent", ev.Message.ID)
+			}
+			if ev.Message.Key != "" && ev.Message.Key != key {
+				return fail("message %q was sent with key %q, delivered with key %q", ev.Message.ID, key, ev.Message.Key)
+			}
+			if ev.Attempt <= 0 || attempts[ev.Attempt] != nil {
+				return fail("attempt number %d is missing or used twice", ev.Attempt)
+			}
+			attempts[ev.Attempt] = &attempt{}
+		case Done, Crash:
+			if ev.Attempt == 0 {
+				continue // a dispatcher's, or a crash between attempts
+			}
+			at, err := needsAttempt()
+			if err != nil {
+				return err
+			}
+			if at.ended {
+				return fail("attempt %d has already ended", ev.Attempt)
+			}
+			at.ended = true
+		case Commit, Write, Begin, Abort, Ack, Nack, AckLost:
+			if ev.Attempt == 0 {
+				if ev.Kind == Ack || ev.Kind == Nack || ev.Kind == AckLost {
+					return fail("an %s needs the attempt it belongs to", ev.Kind)
+				}
+				continue // a dispatcher's transaction
+			}
+			if _, err := needsAttempt(); err != nil {
+				return err
+			}
+		case Publish:
+			if ev.Message == nil || ev.Message.ID == "" || ev.Message.Type == "" {
+				return fail("a published output needs a message id and a type")
+			}
+			if ev.Attempt != 0 {
+				if _, err := needsAttempt(); err != nil {
+					return err
+				}
+			}
+		case Observe:
+			if ev.Aggregate == "" || len(ev.State) == 0 {
+				return fail("an observation needs an aggregate and a state")
+			}
+		}
+	}
+	return nil
+}
+
+// errorAt builds the error for event i.
+func (h *History) errorAt(i int, msg string) error {
+	if i < len(h.lines) {
+		return &SyntaxError{File: h.name, Line: h.lines[i], Msg: msg}
+	}
+	return &SyntaxError{Msg: fmt.Sprintf("step %d: %s", h.Events[i].Step, msg)}
+}
