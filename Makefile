@@ -38,3 +38,9 @@ corpus:
 		$(GO) run ./cmd/oncecheck run --strategy $$s --faults crash,redelivery --runs 3 --seed 11 --keep-all --out $(CORPUS) > /dev/null || exit 1; \
 	done
 	$(GO) run ./cmd/oncecheck run --strategy version --model profiles --runs 3 --seed 11 --keep-all --out $(CORPUS) > /dev/null
+
+## fuzz: fuzz the history reader for FUZZTIME (default 2 minutes). Failing
+## inputs land in histories/testdata/fuzz/ and become regression seeds.
+FUZZTIME ?= 2m
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./histories

@@ -252,13 +252,15 @@ func Decode(r io.Reader, name string) (*History, error) {
 	}
 	h := &History{}
 	line := 0
+	haveHeader := false
 	for sc.Scan() {
 		line++
 		raw := bytes.TrimSpace(sc.Bytes())
 		if len(raw) == 0 {
 			continue
 		}
-		if line == 1 {
+		if !haveHeader {
+			haveHeader = true
 			if err := strictUnmarshal(raw, &h.Header); err != nil {
 				return nil, fail(line, "header: %v", err)
 			}
@@ -286,8 +288,8 @@ func Decode(r io.Reader, name string) (*History, error) {
 		}
 		return nil, fmt.Errorf("%s: read: %w", name, err)
 	}
-	if line == 0 {
-		return nil, fail(1, "empty file: no header")
+	if !haveHeader {
+		return nil, fail(max(line, 1), "empty file: no header")
 	}
 	h.name = name
 	if err := h.Validate(); err != nil {

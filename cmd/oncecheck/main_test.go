@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,4 +99,121 @@ func TestHelp(t *testing.T) {
 		require.Contains(t, out, "Usage: oncecheck "+cmd)
 		require.Contains(t, out, "Examples:")
 	}
+}
+
+func TestCheckSeveralFilesJSONAndShow(t *testing.T) {
+	dir := t.TempDir()
+	code, out, _ := cli(t, "run", "--strategy", "dedup", "--faults", "crash", "--runs", "300", "--seed", "1", "--out", dir)
+	require.Equal(t, exitViolation, code, out)
+	code, _, _ = cli(t, "run", "--strategy", "outbox", "--faults", "crash", "--runs", "2", "--seed", "1", "--out", dir, "--keep-all")
+	require.Equal(t, exitPass, code)
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	require.NoError(t, err)
+	require.Len(t, files, 3)
+
+	// A glob, one line per file, the worst exit code.
+	code, out, _ = cli(t, "check", filepath.Join(dir, "*.jsonl"))
+	require.Equal(t, exitViolation, code)
+	require.Equal(t, 2, strings.Count(out, ": PASS"), out)
+	require.Equal(t, 1, strings.Count(out, ": VIOLATION: lost"), out)
+	require.Contains(t, out, "3 histories checked")
+
+	// An unreadable file among them is the worst.
+	bad := filepath.Join(dir, "bad.jsonl")
+	require.NoError(t, os.WriteFile(bad, []byte("{\n"), 0o644))
+	code, _, stderr := cli(t, "check", filepath.Join(dir, "*.jsonl"))
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "bad.jsonl:1: header:")
+
+	// --json: one object per file.
+	code, out, _ = cli(t, "check", "--json", files[0], files[1], files[2], bad)
+	require.Equal(t, exitUsage, code)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 4)
+	var verdicts []string
+	for _, l := range lines {
+		var v verdictJSON
+		require.NoError(t, json.Unmarshal([]byte(l), &v), l)
+		verdicts = append(verdicts, v.Verdict)
+	}
+	require.ElementsMatch(t, []string{"pass", "pass", "violation", "unreadable"}, verdicts)
+
+	var failing string
+	for _, f := range files {
+		if strings.Contains(f, "lost") {
+			failing = f
+		}
+	}
+	code, out, _ = cli(t, "replay", "--json", failing)
+	require.Equal(t, exitViolation, code)
+	var rv verdictJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &rv))
+	require.True(t, *rv.Identical)
+	require.Equal(t, "dedup", rv.Strategy)
+
+	code, out, _ = cli(t, "show", failing)
+	require.Equal(t, exitViolation, code)
+	require.Contains(t, out, "strategy dedup, model orders")
+	require.Contains(t, out, "Timeline:")
+	require.Contains(t, out, "!! CRASH")
+
+	code, out, _ = cli(t, "show", "--json", failing)
+	require.Equal(t, exitViolation, code)
+	var shown struct {
+		Header map[string]any    `json:"header"`
+		Events []json.RawMessage `json:"events"`
+		Check  verdictJSON       `json:"check"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &shown))
+	require.Equal(t, "dedup", shown.Header["strategy"])
+	require.NotEmpty(t, shown.Events)
+	require.Equal(t, "violation", shown.Check.Verdict)
+}
+
+func TestList(t *testing.T) {
+	code, out, _ := cli(t, "list")
+	require.Equal(t, exitPass, code)
+	for _, want := range []string{"reservation", "profiles", "publish-failure", "mem ", "state-based with accounts"} {
+		require.Contains(t, out, want)
+	}
+}
+
+func TestMatrixJSONAndExpect(t *testing.T) {
+	dir := t.TempDir()
+	code, out, stderr := cli(t, "matrix", "--model", "orders", "--runs", "50", "--format", "json", "--out", dir, "--expect", "../../expected/matrix.json", "--shrink=false")
+	// 50 runs may miss a rare unsafe cell: the comparison may disagree,
+	// but the output must be complete and well formed.
+	require.Contains(t, []int{exitPass, exitViolation}, code, stderr)
+	var doc struct {
+		Models []struct {
+			Model string `json:"model"`
+			Cells []struct {
+				Strategy      string   `json:"strategy"`
+				Fault         string   `json:"fault"`
+				Verdict       string   `json:"verdict"`
+				Anomalies     []string `json:"anomalies"`
+				Runs          int      `json:"runs"`
+				RunsToFailure int      `json:"runs_to_failure"`
+				History       string   `json:"history"`
+			} `json:"cells"`
+		} `json:"models"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &doc))
+	require.Len(t, doc.Models, 1)
+	require.Len(t, doc.Models[0].Cells, 13*7)
+	for _, c := range doc.Models[0].Cells {
+		require.NotNil(t, c.Anomalies)
+		if c.Verdict == "violation" {
+			require.FileExists(t, c.History)
+			require.Positive(t, c.RunsToFailure)
+		}
+	}
+	if code == exitPass {
+		require.Contains(t, stderr, "every cell agrees")
+	}
+
+	code, out, _ = cli(t, "matrix", "--model", "accounts", "--runs", "20", "--format", "markdown", "--out", dir, "--shrink=false")
+	require.Equal(t, exitPass, code)
+	require.Contains(t, out, "| strategy | crash | redelivery |")
+	require.Contains(t, out, "| state-based | n/a |")
 }
