@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,24 @@ import (
 
 	"github.com/oncecheck/oncecheck/histories"
 )
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // buildTool compiles the command once per test binary.
 func buildTool(t *testing.T) string {
@@ -33,7 +52,7 @@ func TestInterruptKeepsEverySavedCounterexample(t *testing.T) {
 	bin := buildTool(t)
 	out := filepath.Join(t.TempDir(), "results")
 	cmd := exec.Command(bin, "matrix", "--runs", "100000", "--out", out, "--parallel", "2")
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Start())
 
@@ -77,7 +96,7 @@ func TestInterruptKeepsEverySavedCounterexample(t *testing.T) {
 func TestInterruptedRunPrintsItsSummary(t *testing.T) {
 	bin := buildTool(t)
 	cmd := exec.Command(bin, "run", "--strategy", "outbox", "--faults", "crash", "--runs", "100000000", "--seed", "1", "--out", t.TempDir())
-	var stdout bytes.Buffer
+	var stdout syncBuffer
 	cmd.Stdout = &stdout
 	require.NoError(t, cmd.Start())
 	time.Sleep(time.Second)
