@@ -2,6 +2,7 @@ package checkers
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -41,6 +42,14 @@ type attempt struct {
 	End       int // 0 while running
 	Committed bool
 	Wrote     bool
+	// What happened in the attempt, for explanations.
+	Steps      []int  // steps of its events
+	CommitStep int    // first commit
+	CrashStep  int    // crash, if it crashed
+	CrashPoint string // where
+	Acked      bool
+	AckLost    bool
+	Published  []int // steps of its publishes
 }
 
 // analysis is a history digested for checking.
@@ -52,6 +61,7 @@ type analysis struct {
 	attempts   map[int]*attempt
 	end        int // last step
 	stuck      []string
+	stuckSteps []int
 	problems   []Finding // order-independent findings (id clashes, unknown causation)
 }
 
@@ -74,6 +84,19 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		if err != nil {
 			return nil, err
 		}
+		if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil {
+			at.Steps = append(at.Steps, ev.Step)
+			switch ev.Kind {
+			case histories.Crash:
+				at.CrashStep, at.CrashPoint = ev.Step, ev.Point
+			case histories.Ack:
+				at.Acked = true
+			case histories.AckLost:
+				at.AckLost = true
+			case histories.Publish:
+				at.Published = append(at.Published, ev.Step)
+			}
+		}
 		switch ev.Kind {
 		case histories.Send:
 			l := a.logicals[ev.Message.Key]
@@ -88,7 +111,7 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 			byID[ev.Message.ID] = l
 		case histories.Deliver:
 			l := byID[ev.Message.ID]
-			a.attempts[ev.Attempt] = &attempt{N: ev.Attempt, Key: l.Key, Start: ev.Step}
+			a.attempts[ev.Attempt] = &attempt{N: ev.Attempt, Key: l.Key, Start: ev.Step, Steps: []int{ev.Step}}
 			if !l.Delivered {
 				l.Delivered = true
 				l.Call = ev.Step
@@ -103,6 +126,9 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 			}
 		case histories.Commit:
 			if at := a.attempts[ev.Attempt]; at != nil {
+				if !at.Committed {
+					at.CommitStep = ev.Step
+				}
 				at.Committed = true
 			}
 		case histories.Publish:
@@ -111,6 +137,7 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 			a.observed[ev.Aggregate] = ev.State
 		case histories.Stuck:
 			a.stuck = append(a.stuck, ev.Detail)
+			a.stuckSteps = append(a.stuckSteps, ev.Step)
 		}
 	}
 	for _, at := range a.attempts {
@@ -266,4 +293,62 @@ func canonicalEvent(ev histories.Event) (histories.Event, error) {
 		ev.State = st
 	}
 	return ev, nil
+}
+
+// attemptsOfKeys returns the attempts at the given logical messages, by
+// attempt number.
+func (a *analysis) attemptsOfKeys(keys []string) []*attempt {
+	var out []*attempt
+	for _, at := range a.attempts {
+		if slices.Contains(keys, at.Key) {
+			out = append(out, at)
+		}
+	}
+	slices.SortFunc(out, func(x, y *attempt) int { return x.N - y.N })
+	return out
+}
+
+// evidence fills in the attempts and steps behind a finding, and a line
+// that tells what each attempt did.
+func (a *analysis) evidence(f *Finding) {
+	if len(f.Keys) == 0 {
+		return
+	}
+	var parts []string
+	for _, at := range a.attemptsOfKeys(f.Keys) {
+		f.Attempts = append(f.Attempts, at.N)
+		f.Steps = append(f.Steps, at.Steps...)
+		var did []string
+		if at.CommitStep != 0 {
+			did = append(did, fmt.Sprintf("committed at step %d", at.CommitStep))
+		} else if at.Wrote {
+			did = append(did, "wrote but never committed")
+		}
+		if len(at.Published) > 0 {
+			did = append(did, fmt.Sprintf("published at step %s", joinInts(at.Published)))
+		}
+		if at.CrashStep != 0 {
+			did = append(did, fmt.Sprintf("crashed at step %d (%s)", at.CrashStep, at.CrashPoint))
+		}
+		if at.AckLost {
+			did = append(did, "its ack was lost")
+		} else if at.Acked {
+			did = append(did, "acked")
+		}
+		if len(did) == 0 {
+			did = append(did, "did nothing visible")
+		}
+		parts = append(parts, fmt.Sprintf("attempt #%d (%s, from step %d): %s", at.N, at.Key, at.Start, strings.Join(did, ", ")))
+	}
+	slices.Sort(f.Steps)
+	f.Steps = slices.Compact(f.Steps)
+	f.Evidence = strings.Join(parts, "; ")
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
 }

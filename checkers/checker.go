@@ -89,6 +89,11 @@ type Finding struct {
 	Aggregate string `json:"aggregate,omitempty"`
 	// Text explains the finding in one sentence.
 	Text string `json:"text"`
+	// Attempts and Steps are the attempts at the messages involved and
+	// the steps of their events; Evidence tells what each attempt did.
+	Attempts []int  `json:"attempts,omitempty"`
+	Steps    []int  `json:"steps,omitempty"`
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // Result is the outcome of a check.
@@ -127,7 +132,7 @@ var ErrMalformed = errors.New("malformed history")
 // Check decides whether the history is exactly-once with respect to m.
 // An error means the history cannot be checked (it contradicts itself or
 // carries messages the model rejects); it wraps ErrMalformed.
-func Check(h *histories.History, m model.Model, o Options) (Result, error) {
+func Check(h *histories.History, m model.Model, o Options) (res Result, err error) {
 	if o.Downstream == "" {
 		o.Downstream = DownstreamDedupByID
 	}
@@ -139,9 +144,13 @@ func Check(h *histories.History, m model.Model, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	var res Result
+	defer func() {
+		for i := range res.Findings {
+			a.evidence(&res.Findings[i])
+		}
+	}()
 	for _, s := range a.stuck {
-		res.add(Finding{Anomaly: Stuck, Text: "the run did not drain: " + s})
+		res.add(Finding{Anomaly: Stuck, Text: "the run did not drain: " + s, Steps: a.stuckSteps})
 	}
 	for _, f := range a.problems {
 		res.add(f)

@@ -236,3 +236,47 @@ func TestCheckStateOfAnUntargetedAggregate(t *testing.T) {
 	require.Equal(t, []Anomaly{Inconsistent}, res.Anomalies)
 	require.Contains(t, res.Findings[0].Text, "no message targets it")
 }
+
+func TestExplainOutOfOrder(t *testing.T) {
+	// UserCreated(ann) then UserRenamed(bob), sent in that order, applied
+	// the other way round: the final name is ann.
+	created, renamed := `{"name":"ann"}`, `{"name":"bob"}`
+	b := (&builder{}).send("m1", "k1", "u1", model.UserCreated, created).
+		send("m2", "k2", "u1", model.UserRenamed, renamed).
+		deliver(1, "m2", "k2", "u1", model.UserRenamed, renamed).at(histories.Commit, 1).at(histories.Ack, 1).at(histories.Done, 1).
+		deliver(2, "m1", "k1", "u1", model.UserCreated, created).at(histories.Commit, 2).at(histories.Ack, 2).at(histories.Done, 2).
+		observe("u1", `{"created":true,"name":"ann"}`)
+	res, err := Check(&b.h, model.Profiles{}, Options{})
+	require.NoError(t, err)
+	require.Equal(t, Violation, res.Verdict)
+	require.Equal(t, []Anomaly{OutOfOrder}, res.Anomalies)
+	f := res.Findings[0]
+	require.Equal(t, `k2 (UserRenamed{"name":"bob"} to u1) took effect before k1 (UserCreated{"name":"ann"} to u1), which was sent before it; the effects on u1 match the order k2, k1`, f.Text)
+	require.Equal(t, []int{1, 2}, f.Attempts)
+	require.Equal(t, "attempt #1 (k2, from step 3): committed at step 4, acked; attempt #2 (k1, from step 7): committed at step 8, acked", f.Evidence)
+	require.Contains(t, res.Expected, "  the observation first departs from it at the final state of u1")
+
+	// Unordered, the same effects would be fine.
+	_, err = Check(&b.h, model.Orders{}, Options{})
+	require.Error(t, err, "profiles messages are no orders messages")
+}
+
+func TestExplanationsNameAttemptsAndSteps(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).
+		deliver(1, "m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 1).
+		add(histories.Event{Kind: histories.Crash, Attempt: 1, Point: "after-commit"}).
+		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Ack, 2).at(histories.Done, 2).
+		observe("o1", oneA)
+	res := check(t, b, Options{})
+	require.Equal(t, []Anomaly{Lost}, res.Anomalies)
+	f := res.Findings[0]
+	require.Equal(t, []int{1, 2}, f.Attempts)
+	require.Equal(t, []int{2, 3, 4, 5, 6, 7}, f.Steps)
+	require.Equal(t, "attempt #1 (k1, from step 2): committed at step 3, crashed at step 4 (after-commit); attempt #2 (k1, from step 5): acked", f.Evidence)
+	require.Equal(t, []string{
+		"o1: closest exactly-once order k1",
+		`  k1 AddItem{"qty":1,"sku":"a"}: expected [FirstItemAdded{"sku":"a"}, ItemAdded{"qty":1,"sku":"a"}], observed [] [DIFFERS]`,
+		`  final state: expected {"confirmed":false,"lines":{"a":1}}, observed {"confirmed":false,"lines":{"a":1}} [ok]`,
+		`  the observation first departs from it at the outputs of k1 (AddItem{"qty":1,"sku":"a"} to o1)`,
+	}, res.Expected)
+}

@@ -308,13 +308,20 @@ func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
 	}
 }
 
+// describeClosest renders the closest exactly-once execution: each message
+// in order with its expected and observed outputs, the final state, and
+// where the observation first departs from it.
 func describeClosest(a *analysis, agg string, order []string, ev evaluation) []string {
 	lines := []string{fmt.Sprintf("%s: closest exactly-once order %s", agg, strings.Join(order, ", "))}
+	first := ""
 	for _, k := range order {
 		obs := a.logicals[k].contents()
 		mark := "ok"
 		if !ev.outputs[k].Equal(obs) {
 			mark = "DIFFERS"
+			if first == "" {
+				first = fmt.Sprintf("the outputs of %s", a.logicals[k].describe())
+			}
 		}
 		lines = append(lines, fmt.Sprintf("  %s %s: expected %s, observed %s [%s]", k, a.logicals[k].Msg.Output(), ev.outputs[k], obs, mark))
 	}
@@ -322,8 +329,16 @@ func describeClosest(a *analysis, agg string, order []string, ev evaluation) []s
 	mark := "ok"
 	if !obs.Equal(ev.state) {
 		mark = "DIFFERS"
+		if first == "" {
+			first = "the final state of " + agg
+		}
 	}
 	lines = append(lines, fmt.Sprintf("  final state: expected %s, observed %s [%s]", ev.state, obs, mark))
+	if first != "" {
+		lines = append(lines, "  the observation first departs from it at "+first)
+	} else {
+		lines = append(lines, "  the observation matches it, but real time or send order forbids it")
+	}
 	return lines
 }
 

@@ -2,6 +2,7 @@ package checkers
 
 import (
 	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -25,18 +26,33 @@ type oracleCase struct {
 	final    map[string]model.State
 	history  *histories.History
 	mutation string
+	// aborted is an output published by an extra attempt at message
+	// abortedOf that wrote, published and crashed without committing.
+	aborted   *model.Message
+	abortedOf int
 }
 
 // oracle reports whether some serial order respecting real time explains
-// the observation.
+// the observation. It tries the orders one message at a time, applying the
+// model as it goes and abandoning an order as soon as a message's outputs
+// differ from the observed ones (the orders it abandons cannot explain
+// anything); it shares nothing with the checker but the model.
 func oracle(m model.Model, c *oracleCase) bool {
 	n := len(c.msgs)
 	used := make([]bool, n)
-	order := make([]int, 0, n)
-	var try func() bool
-	try = func() bool {
-		if len(order) == n {
-			return explains(m, c, order)
+	var try func(states map[string]model.State, last map[string]int64, placed int) bool
+	try = func(states map[string]model.State, last map[string]int64, placed int) bool {
+		if placed == n {
+			for agg, st := range c.final {
+				want, ok := states[agg]
+				if !ok {
+					want = m.Initial(agg)
+				}
+				if !want.Equal(st) {
+					return false
+				}
+			}
+			return true
 		}
 		for i := 0; i < n; i++ {
 			if used[i] {
@@ -48,67 +64,53 @@ func oracle(m model.Model, c *oracleCase) bool {
 					ok = false // j ended before i began: j must come first
 				}
 			}
-			if !ok {
+			msg := c.msgs[i]
+			if !ok || m.Ordered() && msg.Position <= last[msg.Aggregate] {
 				continue
 			}
+			st, seen := states[msg.Aggregate]
+			if !seen {
+				st = m.Initial(msg.Aggregate)
+			}
+			next, outs, err := m.Apply(st, msg)
+			if err != nil || !outs.Equal(observedOutputs(c, i)) {
+				continue
+			}
+			ns := maps.Clone(states)
+			ns[msg.Aggregate] = next
+			nl := maps.Clone(last)
+			nl[msg.Aggregate] = msg.Position
 			used[i] = true
-			order = append(order, i)
-			if try() {
+			found := try(ns, nl, placed+1)
+			used[i] = false
+			if found {
 				return true
 			}
-			order = order[:len(order)-1]
-			used[i] = false
 		}
 		return false
 	}
-	return try()
+	return try(map[string]model.State{}, map[string]int64{}, 0)
 }
 
-func explains(m model.Model, c *oracleCase, order []int) bool {
-	states := map[string]model.State{}
-	last := map[string]int64{}
-	for _, i := range order {
-		msg := c.msgs[i]
-		if m.Ordered() {
-			if msg.Position <= last[msg.Aggregate] {
-				return false
-			}
-			last[msg.Aggregate] = msg.Position
-		}
-		st, ok := states[msg.Aggregate]
-		if !ok {
-			st = m.Initial(msg.Aggregate)
-		}
-		next, outs, err := m.Apply(st, msg)
-		if err != nil {
-			return false
-		}
-		states[msg.Aggregate] = next
-		var obs model.Outputs
-		for _, o := range c.outputs[i] {
+// observedOutputs returns the outputs observed for message i, one per
+// distinct id (what downstream deduplication by id lets through).
+func observedOutputs(c *oracleCase, i int) model.Outputs {
+	seen := map[string]bool{}
+	var obs model.Outputs
+	for _, o := range c.outputs[i] {
+		if !seen[o.ID] {
+			seen[o.ID] = true
 			obs = append(obs, o.Output())
 		}
-		if !outs.Equal(obs) {
-			return false
-		}
 	}
-	for agg, st := range c.final {
-		want, ok := states[agg]
-		if !ok {
-			want = m.Initial(agg)
-		}
-		if !want.Equal(st) {
-			return false
-		}
-	}
-	return true
+	return obs
 }
 
 // genOracleCase draws a small history: messages with random overlapping
 // attempts, observations produced by some serial execution (not necessarily
 // one that respects real time), then possibly corrupted.
 func genOracleCase(t *rapid.T, m model.Model) *oracleCase {
-	w := m.Workload(5).Draw(t, "workload")
+	w := m.Workload(7).Draw(t, "workload")
 	n := len(w)
 	c := &oracleCase{msgs: w, deliver: make([]int, n), end: make([]int, n), outputs: make([][]model.Message, n), final: map[string]model.State{}}
 	// Observed effects: a random serial order.
@@ -133,7 +135,7 @@ func genOracleCase(t *rapid.T, m model.Model) *oracleCase {
 		c.final[agg] = states[agg]
 	}
 	// Corruptions.
-	c.mutation = rapid.SampledFrom([]string{"none", "none", "drop-output", "double-output", "swap-outputs", "apply-twice", "drop-state"}).Draw(t, "mutation")
+	c.mutation = rapid.SampledFrom([]string{"none", "none", "drop-output", "double-output", "swap-outputs", "apply-twice", "drop-state", "aborted-output"}).Draw(t, "mutation")
 	pick := rapid.IntRange(0, n-1).Draw(t, "victim")
 	switch c.mutation {
 	case "drop-output":
@@ -162,6 +164,14 @@ func genOracleCase(t *rapid.T, m model.Model) *oracleCase {
 	case "drop-state":
 		agg := w[pick].Aggregate
 		c.final[agg] = m.Initial(agg)
+	case "aborted-output":
+		// An attempt that never committed published what the message
+		// would produce on the initial state.
+		if _, outs, err := m.Apply(m.Initial(w[pick].Aggregate), w[pick]); err == nil && len(outs) > 0 {
+			c.aborted = &model.Message{ID: w[pick].ID + "/ghost", Aggregate: w[pick].Aggregate, Type: outs[0].Type,
+				Payload: outs[0].Payload, Causation: w[pick].Key}
+			c.abortedOf = pick
+		}
 	}
 	// Timing: 2n slots; each message gets a delivery slot and a later end
 	// slot.
@@ -202,6 +212,18 @@ func buildOracleHistory(c *oracleCase) *histories.History {
 				c.end[i] = len(b.h.Events)
 			}
 		}
+	}
+	if c.aborted != nil {
+		// The extra attempt runs entirely after the message's own attempt,
+		// so it changes no real-time constraint.
+		m := c.msgs[c.abortedOf]
+		attempt := n + 1
+		b.add(histories.Event{Kind: histories.Deliver, Process: "consumer", Attempt: attempt, Message: &m})
+		b.add(histories.Event{Kind: histories.Write, Process: "consumer", Attempt: attempt})
+		b.add(histories.Event{Kind: histories.Publish, Process: "consumer", Attempt: attempt, Message: c.aborted})
+		b.add(histories.Event{Kind: histories.Crash, Process: "consumer", Attempt: attempt, Point: "before-commit"})
+		c.outputs[c.abortedOf] = append(c.outputs[c.abortedOf], *c.aborted)
+		c.end[c.abortedOf] = len(b.h.Events)
 	}
 	for _, agg := range model.Workload(c.msgs).Aggregates() {
 		b.observe(agg, string(c.final[agg]))

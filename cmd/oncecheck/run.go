@@ -180,6 +180,9 @@ func printExplanation(w io.Writer, h *histories.History, res checkers.Result) {
 	fmt.Fprintln(w, "\nWhat went wrong:")
 	for _, f := range res.Findings {
 		fmt.Fprintf(w, "  %s: %s\n", f.Anomaly, f.Text)
+		if f.Evidence != "" {
+			fmt.Fprintf(w, "    evidence: %s\n", f.Evidence)
+		}
 	}
 	fmt.Fprintf(w, "\nWorkload (%s):\n", plural(len(h.Header.Workload), "logical message"))
 	for _, m := range h.Header.Workload {
