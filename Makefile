@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test lint bench soak corpus fuzz
+.PHONY: all test test-deps lint bench soak corpus fuzz
 
 all: lint test
 
@@ -11,8 +11,16 @@ all: lint test
 ## tests again without -race and -short, heavy ones included. Tests that
 ## need PostgreSQL get it through scripts/with-postgres.sh (ONCECHECK_PG,
 ## the server on 127.0.0.1:5432, or a throwaway server).
-test: lint
+test: lint test-deps
 	./scripts/with-postgres.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && $(GO) test -count=1 . ./checkers'
+
+## test-deps: what the tests need beyond Go and PostgreSQL: Debian's
+## Chromium for the HTML report test, installed when missing.
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the HTML report test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 ## lint: formatting and go vet.
 lint:
@@ -23,9 +31,11 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-## soak: the expected matrix with 20,000 runs in every safe cell.
+## soak: the expected matrix with 20,000 runs in every safe cell, and the
+## checker against the brute-force oracle on 100,000 histories.
 soak:
 	$(GO) test -count=1 -timeout 2h -run 'TestMatrixMatchesExpectation' . -oncecheck.soak
+	$(GO) test -count=1 -timeout 1h -run 'TestCheckerAgreesWithBruteForce' ./checkers -rapid.checks=100000
 
 ## corpus: regenerate the regression corpus of saved histories: a shrunk
 ## counterexample for every unsafe matrix cell of every model, and passing

@@ -183,6 +183,11 @@ func (a *analysis) collectOutputs(events []histories.Event, policy Downstream) {
 					Text: fmt.Sprintf("output id %q was published with two contents: %s (step %d) and %s (step %d)",
 						m.ID, prev.Msg.Output(), prev.Step, m.Output(), ev.Step),
 				}
+				if prev.Ghostly && !ghostly {
+					// The committed attempt's content is the message's
+					// output; the ghost's is reported here.
+					a.replaceOutput(m)
+				}
 				if prev.Ghostly != ghostly {
 					f.Anomaly = Ghost
 					f.Text += fmt.Sprintf("; the first was published by attempt %d, whose state change never committed", prev.Attempt)
@@ -351,4 +356,18 @@ func joinInts(xs []int) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, ", ")
+}
+
+// replaceOutput makes m the observed content of the output with m's id.
+func (a *analysis) replaceOutput(m model.Message) {
+	l := a.logicals[m.Causation]
+	if l == nil {
+		return
+	}
+	for i := range l.Outputs {
+		if l.Outputs[i].Msg.ID == m.ID {
+			l.Outputs[i].Msg = m
+			l.Outputs[i].Ghostly = false
+		}
+	}
 }

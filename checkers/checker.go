@@ -125,6 +125,9 @@ func (r *Result) add(f Finding) {
 	}
 }
 
+// defaultTimeout bounds a check when Options.Timeout is zero.
+const defaultTimeout = 30 * time.Second
+
 // ErrMalformed wraps errors about histories that contradict themselves or the
 // model.
 var ErrMalformed = errors.New("malformed history")
@@ -137,7 +140,7 @@ func Check(h *histories.History, m model.Model, o Options) (res Result, err erro
 		o.Downstream = DownstreamDedupByID
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = defaultTimeout
 	}
 	m = canonicalModel{m}
 	a, err := analyze(h, o.Downstream)

@@ -14,12 +14,14 @@ func (h *History) Timeline() []string {
 	}
 	lines := make([]string, 0, len(h.Events))
 	for _, ev := range h.Events {
-		lines = append(lines, fmt.Sprintf("%4d  %-*s  %-8s %s", ev.Step, width, ev.Process, scope(ev), describe(ev)))
+		lines = append(lines, fmt.Sprintf("%4d  %-*s  %-8s %s", ev.Step, width, ev.Process, Scope(ev), Describe(ev)))
 	}
 	return lines
 }
 
-func scope(ev Event) string {
+// Scope names the attempt ("#3") or dispatcher pass ("pass 2") of an
+// event, or "".
+func Scope(ev Event) string {
 	switch {
 	case ev.Attempt != 0:
 		return fmt.Sprintf("#%d", ev.Attempt)
@@ -29,7 +31,9 @@ func scope(ev Event) string {
 	return ""
 }
 
-func describe(ev Event) string {
+// Describe renders what an event did in a few words, for people; faults
+// start with "!!".
+func Describe(ev Event) string {
 	msg := func() string {
 		if ev.Message == nil {
 			return ""

@@ -1,21 +1,28 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/report"
 )
 
 func showCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
 	fs := newFlagSet("show", "show [flags] FILE", `  oncecheck show oncecheck-results/dedup-orders-crash-lost-42.jsonl
   oncecheck show --json oncecheck-results/dedup-orders-crash-lost-42.jsonl
+  oncecheck show --html report.html oncecheck-results/dedup-orders-crash-lost-42.jsonl
 `, stdout)
 	asJSON := fs.Bool("json", false, "print the history and its check as one JSON object")
+	htmlPath := fs.String("html", "", "also write a self-contained HTML report (timeline, verdict, explanation, porcupine's view) to this file")
 	files, err := parse(fs, args)
 	if err != nil {
 		return exitUsage, err
@@ -42,10 +49,23 @@ func showCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error)
 		}
 		return exitCode(res.Verdict), nil
 	}
-	hd := h.Header
-	fmt.Fprintf(stdout, "%s\n  strategy %s, model %s, backend %s, seed %d, saved by oncecheck %s (format %s)\n",
-		files[0], hd.Strategy, hd.Model, hd.Backend, hd.Seed, hd.Tool, hd.Version)
-	code := printVerdict(stdout, files[0], h, res, false)
-	printExplanation(stdout, h, res)
-	return code, nil
+	if *htmlPath != "" {
+		m, err := model.Lookup(h.Header.Model)
+		if err != nil {
+			return exitUsage, usagef("%s: %v", files[0], err)
+		}
+		var page bytes.Buffer
+		if err := report.HTML(&page, files[0], h, res, m, checkers.Options{Downstream: checkers.Downstream(h.Header.Downstream)}); err != nil {
+			return exitInconclusive, err
+		}
+		if err := os.WriteFile(*htmlPath, page.Bytes(), 0o644); err != nil {
+			return exitInconclusive, fmt.Errorf("write report: %w", err)
+		}
+		fmt.Fprintf(stdout, "report written to %s\n", *htmlPath)
+		return exitCode(res.Verdict), nil
+	}
+	if err := report.Text(stdout, files[0], h, res); err != nil {
+		return exitInconclusive, err
+	}
+	return exitCode(res.Verdict), nil
 }
