@@ -1,6 +1,7 @@
 package checkers
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -13,20 +14,23 @@ import (
 // logical is what the history tells about one logical message.
 type logical struct {
 	Key       string
-	Msg       model.Message // the first copy sent
+	Msg       *model.Message // the first copy sent
 	Copies    []string      // message ids of its copies, in send order
 	Call      int           // step of the first delivery of any copy (send step if never delivered)
 	Return    int           // step at which its last attempt ended
 	Delivered bool
-	Outputs   []output // distinct by message id
+	Outputs   []*output // distinct by message id
+	attempts  int       // deliveries of its copies
+	commits   int       // attempts that committed
 }
 
 // output is one distinct published output (by message id).
 type output struct {
-	Msg     model.Message
-	Step    int // first publication
-	Attempt int // attempt that published it, 0 for a dispatcher
-	Pass    int // dispatcher pass that published it
+	ID, Causation string
+	Content       model.Output // type and canonical payload
+	Step          int          // first publication
+	Attempt       int          // attempt that published it, 0 for a dispatcher
+	Pass          int          // dispatcher pass that published it
 	// Ghostly: published by an attempt that wrote state in a transaction
 	// and never committed one: the state change it was computed from
 	// never happened.
@@ -42,14 +46,6 @@ type attempt struct {
 	End       int // 0 while running
 	Committed bool
 	Wrote     bool
-	// What happened in the attempt, for explanations.
-	Steps      []int  // steps of its events
-	CommitStep int    // first commit
-	CrashStep  int    // crash, if it crashed
-	CrashPoint string // where
-	Acked      bool
-	AckLost    bool
-	Published  []int // steps of its publishes
 }
 
 // analysis is a history digested for checking.
@@ -58,50 +54,39 @@ type analysis struct {
 	order      []string // keys in send order
 	aggregates []string // sorted
 	observed   map[string]model.State
-	attempts   map[int]*attempt
+	attempts   attemptTable
 	end        int // last step
 	stuck      []string
 	stuckSteps []int
+	canon      canonicalizer
+	h          *histories.History
 	problems   []Finding // order-independent findings (id clashes, unknown causation)
 }
 
 // analyze digests a history. It returns an error when the history
 // contradicts itself.
 func analyze(h *histories.History, policy Downstream) (*analysis, error) {
+	guess := len(h.Events)/4 + 1 // logical messages, roughly
 	a := &analysis{
-		logicals: map[string]*logical{},
+		h:        h,
+		canon:    canonicalizer{},
+		logicals: make(map[string]*logical, guess),
 		observed: map[string]model.State{},
-		attempts: map[int]*attempt{},
+		attempts: newAttemptTable(len(h.Events)),
 		end:      len(h.Events),
 	}
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}
-	byID := map[string]*logical{} // copy id -> logical message
-	var outputs []histories.Event
+	byID := make(map[string]*logical, guess) // copy id -> logical message
+	var outputs []*histories.Event
 	for i := range h.Events {
-		ev, err := canonicalEvent(h.Events[i])
-		if err != nil {
-			return nil, err
-		}
-		if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil {
-			at.Steps = append(at.Steps, ev.Step)
-			switch ev.Kind {
-			case histories.Crash:
-				at.CrashStep, at.CrashPoint = ev.Step, ev.Point
-			case histories.Ack:
-				at.Acked = true
-			case histories.AckLost:
-				at.AckLost = true
-			case histories.Publish:
-				at.Published = append(at.Published, ev.Step)
-			}
-		}
+		ev := &h.Events[i]
 		switch ev.Kind {
 		case histories.Send:
 			l := a.logicals[ev.Message.Key]
 			if l == nil {
-				l = &logical{Key: ev.Message.Key, Msg: *ev.Message, Call: ev.Step}
+				l = &logical{Key: ev.Message.Key, Msg: ev.Message, Call: ev.Step}
 				a.logicals[l.Key] = l
 				a.order = append(a.order, l.Key)
 			} else if l.Msg.Aggregate != ev.Message.Aggregate || l.Msg.Type != ev.Message.Type || string(l.Msg.Payload) != string(ev.Message.Payload) {
@@ -111,42 +96,45 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 			byID[ev.Message.ID] = l
 		case histories.Deliver:
 			l := byID[ev.Message.ID]
-			a.attempts[ev.Attempt] = &attempt{N: ev.Attempt, Key: l.Key, Start: ev.Step, Steps: []int{ev.Step}}
+			a.attempts.set(ev.Attempt, &attempt{N: ev.Attempt, Key: l.Key, Start: ev.Step})
+			l.attempts++
 			if !l.Delivered {
 				l.Delivered = true
 				l.Call = ev.Step
 			}
 		case histories.Done, histories.Crash:
-			if at := a.attempts[ev.Attempt]; at != nil {
+			if at := a.attempts.get(ev.Attempt); at != nil {
 				at.End = ev.Step
 			}
 		case histories.Write:
-			if at := a.attempts[ev.Attempt]; at != nil {
+			if at := a.attempts.get(ev.Attempt); at != nil {
 				at.Wrote = true
 			}
 		case histories.Commit:
-			if at := a.attempts[ev.Attempt]; at != nil {
-				if !at.Committed {
-					at.CommitStep = ev.Step
-				}
+			if at := a.attempts.get(ev.Attempt); at != nil && !at.Committed {
 				at.Committed = true
+				a.logicals[at.Key].commits++
 			}
 		case histories.Publish:
 			outputs = append(outputs, ev)
 		case histories.Observe:
-			a.observed[ev.Aggregate] = ev.State
+			st, err := a.canon.state(ev.State)
+			if err != nil {
+				return nil, fmt.Errorf("step %d (observe): state is not JSON: %v", ev.Step, err)
+			}
+			a.observed[ev.Aggregate] = st
 		case histories.Stuck:
 			a.stuck = append(a.stuck, ev.Detail)
 			a.stuckSteps = append(a.stuckSteps, ev.Step)
 		}
 	}
-	for _, at := range a.attempts {
+	a.attempts.each(func(at *attempt) {
 		if at.End == 0 {
 			at.End = a.end + 1
 		}
 		l := a.logicals[at.Key]
 		l.Return = max(l.Return, at.End)
-	}
+	})
 	aggs := map[string]bool{}
 	for _, l := range a.logicals {
 		if !l.Delivered {
@@ -161,34 +149,42 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		}
 	}
 	sort.Strings(a.aggregates)
-	a.collectOutputs(outputs, policy)
+	if err := a.collectOutputs(outputs, policy); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
 // collectOutputs groups published outputs by message id and attaches them to
 // their logical message, recording order-independent problems.
-func (a *analysis) collectOutputs(events []histories.Event, policy Downstream) {
-	seen := map[string]*output{}
+func (a *analysis) collectOutputs(events []*histories.Event, policy Downstream) error {
+	seen := make(map[string]*output, len(events))
 	for _, ev := range events {
-		m := *ev.Message
+		m := ev.Message
+		payload, err := a.canon.payload(m.Payload)
+		if err != nil {
+			return fmt.Errorf("step %d (publish): payload is not JSON: %v", ev.Step, err)
+		}
+		content := model.Output{Type: m.Type, Payload: payload}
 		ghostly := false
-		if at := a.attempts[ev.Attempt]; ev.Attempt != 0 && at != nil && at.Wrote && !at.Committed {
+		if at := a.attempts.get(ev.Attempt); ev.Attempt != 0 && at != nil && at.Wrote && !at.Committed {
 			ghostly = true
 		}
 		if prev := seen[m.ID]; prev != nil {
 			prev.Copies++
-			if prev.Msg.Output().String() != m.Output().String() || prev.Msg.Causation != m.Causation {
+			if prev.Content.String() != content.String() || prev.Causation != m.Causation {
 				f := Finding{
-					Anomaly: Inconsistent, Keys: keysOf(prev.Msg.Causation, m.Causation),
+					Anomaly: Inconsistent, Keys: keysOf(prev.Causation, m.Causation),
 					Text: fmt.Sprintf("output id %q was published with two contents: %s (step %d) and %s (step %d)",
-						m.ID, prev.Msg.Output(), prev.Step, m.Output(), ev.Step),
+						m.ID, prev.Content, prev.Step, content, ev.Step),
 				}
-				if prev.Ghostly && !ghostly {
+				prevGhostly := prev.Ghostly
+				if prevGhostly && !ghostly {
 					// The committed attempt's content is the message's
 					// output; the ghost's is reported here.
-					a.replaceOutput(m)
+					a.replaceOutput(m.Causation, m.ID, content)
 				}
-				if prev.Ghostly != ghostly {
+				if prevGhostly != ghostly {
 					f.Anomaly = Ghost
 					f.Text += fmt.Sprintf("; the first was published by attempt %d, whose state change never committed", prev.Attempt)
 					if ghostly {
@@ -201,23 +197,26 @@ func (a *analysis) collectOutputs(events []histories.Event, policy Downstream) {
 				a.problems = append(a.problems, Finding{
 					Anomaly: Duplicate, Keys: keysOf(m.Causation),
 					Text: fmt.Sprintf("output %s (id %q) was published more than once (steps %d and %d); --downstream=none allows one copy",
-						m.Output(), m.ID, prev.Step, ev.Step),
+						content, m.ID, prev.Step, ev.Step),
 				})
 			}
 			continue
 		}
-		o := &output{Msg: m, Step: ev.Step, Attempt: ev.Attempt, Pass: ev.Pass, Copies: 1, Ghostly: ghostly}
-		seen[m.ID] = o
 		l := a.logicals[m.Causation]
 		if l == nil {
+			seen[m.ID] = &output{ID: m.ID, Causation: m.Causation, Content: content, Step: ev.Step, Attempt: ev.Attempt, Copies: 1, Ghostly: ghostly}
 			a.problems = append(a.problems, Finding{
 				Anomaly: Ghost,
-				Text:    fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", m.Output(), m.ID, ev.Step, m.Causation),
+				Text:    fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", content, m.ID, ev.Step, m.Causation),
 			})
 			continue
 		}
-		l.Outputs = append(l.Outputs, *o)
+		o := &output{ID: m.ID, Causation: m.Causation, Content: content, Step: ev.Step,
+			Attempt: ev.Attempt, Pass: ev.Pass, Copies: 1, Ghostly: ghostly}
+		l.Outputs = append(l.Outputs, o)
+		seen[m.ID] = o
 	}
+	return nil
 }
 
 func keysOf(keys ...string) []string {
@@ -234,7 +233,7 @@ func keysOf(keys ...string) []string {
 func (l *logical) contents() model.Outputs {
 	outs := make(model.Outputs, len(l.Outputs))
 	for i, o := range l.Outputs {
-		outs[i] = o.Msg.Output()
+		outs[i] = o.Content
 	}
 	return outs.Sorted()
 }
@@ -256,88 +255,83 @@ func (l *logical) describe() string {
 }
 
 // attemptsOf counts the deliveries of a logical message's copies.
-func (a *analysis) attemptsOf(key string) int {
-	n := 0
-	for _, at := range a.attempts {
-		if at.Key == key {
-			n++
-		}
-	}
-	return n
-}
+func (a *analysis) attemptsOf(key string) int { return a.logicals[key].attempts }
 
 // commitsOf counts the attempts at a logical message that committed a
 // transaction: how many times its effect is likely to have been applied.
-func (a *analysis) commitsOf(key string) int {
-	n := 0
-	for _, at := range a.attempts {
-		if at.Key == key && at.Committed {
-			n++
-		}
-	}
-	return n
-}
-
-// canonicalEvent returns ev with its message payload and state in canonical
-// JSON form.
-func canonicalEvent(ev histories.Event) (histories.Event, error) {
-	if ev.Message != nil && len(ev.Message.Payload) > 0 {
-		m := *ev.Message
-		p, err := model.Canonical(m.Payload)
-		if err != nil {
-			return ev, fmt.Errorf("step %d (%s): payload is not JSON: %v", ev.Step, ev.Kind, err)
-		}
-		m.Payload = p
-		ev.Message = &m
-	}
-	if len(ev.State) > 0 {
-		st, err := model.Canonical(ev.State)
-		if err != nil {
-			return ev, fmt.Errorf("step %d (%s): state is not JSON: %v", ev.Step, ev.Kind, err)
-		}
-		ev.State = st
-	}
-	return ev, nil
-}
+func (a *analysis) commitsOf(key string) int { return a.logicals[key].commits }
 
 // attemptsOfKeys returns the attempts at the given logical messages, by
 // attempt number.
 func (a *analysis) attemptsOfKeys(keys []string) []*attempt {
 	var out []*attempt
-	for _, at := range a.attempts {
+	a.attempts.each(func(at *attempt) {
 		if slices.Contains(keys, at.Key) {
 			out = append(out, at)
 		}
-	}
+	})
 	slices.SortFunc(out, func(x, y *attempt) int { return x.N - y.N })
 	return out
 }
 
 // evidence fills in the attempts and steps behind a finding, and a line
-// that tells what each attempt did.
+// that tells what each attempt did. It reads the events again: it runs only
+// for findings, so the check of a passing history keeps nothing per event.
 func (a *analysis) evidence(f *Finding) {
 	if len(f.Keys) == 0 {
 		return
 	}
+	type story struct {
+		commit, crash  int
+		point          string
+		published      []int
+		acked, ackLost bool
+	}
+	involved := a.attemptsOfKeys(f.Keys)
+	stories := map[int]*story{}
+	for _, at := range involved {
+		stories[at.N] = &story{}
+	}
+	for _, ev := range a.h.Events {
+		st := stories[ev.Attempt]
+		if ev.Attempt == 0 || st == nil {
+			continue
+		}
+		f.Steps = append(f.Steps, ev.Step)
+		switch ev.Kind {
+		case histories.Commit:
+			if st.commit == 0 {
+				st.commit = ev.Step
+			}
+		case histories.Crash:
+			st.crash, st.point = ev.Step, ev.Point
+		case histories.Publish:
+			st.published = append(st.published, ev.Step)
+		case histories.Ack:
+			st.acked = true
+		case histories.AckLost:
+			st.ackLost = true
+		}
+	}
 	var parts []string
-	for _, at := range a.attemptsOfKeys(f.Keys) {
+	for _, at := range involved {
+		st := stories[at.N]
 		f.Attempts = append(f.Attempts, at.N)
-		f.Steps = append(f.Steps, at.Steps...)
 		var did []string
-		if at.CommitStep != 0 {
-			did = append(did, fmt.Sprintf("committed at step %d", at.CommitStep))
+		if st.commit != 0 {
+			did = append(did, fmt.Sprintf("committed at step %d", st.commit))
 		} else if at.Wrote {
 			did = append(did, "wrote but never committed")
 		}
-		if len(at.Published) > 0 {
-			did = append(did, fmt.Sprintf("published at step %s", joinInts(at.Published)))
+		if len(st.published) > 0 {
+			did = append(did, fmt.Sprintf("published at step %s", joinInts(st.published)))
 		}
-		if at.CrashStep != 0 {
-			did = append(did, fmt.Sprintf("crashed at step %d (%s)", at.CrashStep, at.CrashPoint))
+		if st.crash != 0 {
+			did = append(did, fmt.Sprintf("crashed at step %d (%s)", st.crash, st.point))
 		}
-		if at.AckLost {
+		if st.ackLost {
 			did = append(did, "its ack was lost")
-		} else if at.Acked {
+		} else if st.acked {
 			did = append(did, "acked")
 		}
 		if len(did) == 0 {
@@ -345,8 +339,6 @@ func (a *analysis) evidence(f *Finding) {
 		}
 		parts = append(parts, fmt.Sprintf("attempt #%d (%s, from step %d): %s", at.N, at.Key, at.Start, strings.Join(did, ", ")))
 	}
-	slices.Sort(f.Steps)
-	f.Steps = slices.Compact(f.Steps)
 	f.Evidence = strings.Join(parts, "; ")
 }
 
@@ -358,16 +350,80 @@ func joinInts(xs []int) string {
 	return strings.Join(s, ", ")
 }
 
-// replaceOutput makes m the observed content of the output with m's id.
-func (a *analysis) replaceOutput(m model.Message) {
-	l := a.logicals[m.Causation]
+// replaceOutput makes content the observed content of output id of the
+// logical message key.
+func (a *analysis) replaceOutput(key, id string, content model.Output) {
+	l := a.logicals[key]
 	if l == nil {
 		return
 	}
-	for i := range l.Outputs {
-		if l.Outputs[i].Msg.ID == m.ID {
-			l.Outputs[i].Msg = m
-			l.Outputs[i].Ghostly = false
+	for _, o := range l.Outputs {
+		if o.ID == id {
+			o.Content, o.Ghostly = content, false
 		}
+	}
+}
+
+// canonicalizer interns the canonical JSON form of payloads and states:
+// a history repeats a few distinct payloads many times.
+type canonicalizer map[string][]byte
+
+func (c canonicalizer) form(raw []byte) ([]byte, error) {
+	if len(raw) == 0 {
+		return raw, nil
+	}
+	if v, ok := c[string(raw)]; ok {
+		return v, nil
+	}
+	v, err := model.Canonical(raw)
+	if err != nil {
+		return nil, err
+	}
+	c[string(raw)] = v
+	return v, nil
+}
+
+func (c canonicalizer) payload(raw json.RawMessage) (json.RawMessage, error) { return c.form(raw) }
+
+func (c canonicalizer) state(raw model.State) (model.State, error) { return c.form(raw) }
+
+// attemptTable finds attempts by number: in a slice when the numbers are
+// dense (as oncecheck writes them), in a map otherwise.
+type attemptTable struct {
+	dense  []*attempt
+	sparse map[int]*attempt
+}
+
+func newAttemptTable(events int) attemptTable {
+	return attemptTable{dense: make([]*attempt, 0, events/4+1), sparse: map[int]*attempt{}}
+}
+
+func (t *attemptTable) get(n int) *attempt {
+	if n > 0 && n < len(t.dense) {
+		return t.dense[n]
+	}
+	return t.sparse[n]
+}
+
+func (t *attemptTable) set(n int, at *attempt) {
+	if n > 0 && n <= 2*len(t.dense)+1024 {
+		for len(t.dense) <= n {
+			t.dense = append(t.dense, nil)
+		}
+		t.dense[n] = at
+		return
+	}
+	t.sparse[n] = at
+}
+
+// each calls f for every attempt, in no particular order.
+func (t *attemptTable) each(f func(*attempt)) {
+	for _, at := range t.dense {
+		if at != nil {
+			f(at)
+		}
+	}
+	for _, at := range t.sparse {
+		f(at)
 	}
 }

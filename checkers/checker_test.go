@@ -275,8 +275,8 @@ func TestExplanationsNameAttemptsAndSteps(t *testing.T) {
 	require.Equal(t, "attempt #1 (k1, from step 2): committed at step 3, crashed at step 4 (after-commit); attempt #2 (k1, from step 5): acked", f.Evidence)
 	require.Equal(t, []string{
 		"o1: closest exactly-once order k1",
-		`  k1 AddItem{"qty":1,"sku":"a"}: expected [FirstItemAdded{"sku":"a"}, ItemAdded{"qty":1,"sku":"a"}], observed [] [DIFFERS]`,
+		`  k1 AddItem{"sku":"a","qty":1}: expected [FirstItemAdded{"sku":"a"}, ItemAdded{"qty":1,"sku":"a"}], observed [] [DIFFERS]`,
 		`  final state: expected {"confirmed":false,"lines":{"a":1}}, observed {"confirmed":false,"lines":{"a":1}} [ok]`,
-		`  the observation first departs from it at the outputs of k1 (AddItem{"qty":1,"sku":"a"} to o1)`,
+		`  the observation first departs from it at the outputs of k1 (AddItem{"sku":"a","qty":1} to o1)`,
 	}, res.Expected)
 }

@@ -61,7 +61,7 @@ func (c *applyCache) apply(s model.State, l *logical) (model.State, model.Output
 	if r, ok := c.memo[k]; ok {
 		return r.next, r.outs, r.err
 	}
-	next, outs, err := c.m.Apply(s, l.Msg)
+	next, outs, err := c.m.Apply(s, *l.Msg)
 	c.memo[k] = applyResult{next, outs, err}
 	return next, outs, err
 }
@@ -380,7 +380,7 @@ func subset(xs, of model.Outputs) bool {
 	return true
 }
 
-func allUncommitted(outs []output) bool {
+func allUncommitted(outs []*output) bool {
 	for _, o := range outs {
 		if !o.Ghostly {
 			return false
@@ -391,11 +391,11 @@ func allUncommitted(outs []output) bool {
 
 // extraUncommitted reports whether every extra output was published by an
 // attempt that never committed.
-func extraUncommitted(outs []output, extra model.Outputs) bool {
+func extraUncommitted(outs []*output, extra model.Outputs) bool {
 	for _, x := range extra {
 		found := false
 		for _, o := range outs {
-			if o.Msg.Output().String() == x.String() && o.Ghostly {
+			if o.Content.String() == x.String() && o.Ghostly {
 				found = true
 				break
 			}

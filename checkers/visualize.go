@@ -22,7 +22,6 @@ func Visualize(h *histories.History, m model.Model, o Options, w io.Writer) erro
 	if o.Timeout == 0 {
 		o.Timeout = defaultTimeout
 	}
-	m = canonicalModel{m}
 	a, err := analyze(h, o.Downstream)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)

@@ -75,14 +75,25 @@ func (os Outputs) Sorted() Outputs {
 	return c
 }
 
-// Equal reports whether two output lists are equal as multisets.
+// Equal reports whether two output lists are equal as multisets, payloads
+// compared as JSON values (SameJSON).
 func (os Outputs) Equal(other Outputs) bool {
 	if len(os) != len(other) {
 		return false
 	}
-	a, b := os.Sorted(), other.Sorted()
-	for i := range a {
-		if a[i].Type != b[i].Type || !bytes.Equal(a[i].Payload, b[i].Payload) {
+	if len(os) == 1 {
+		return os[0].Type == other[0].Type && SameJSON(os[0].Payload, other[0].Payload)
+	}
+	used := make([]bool, len(other))
+	for _, o := range os {
+		found := false
+		for j, p := range other {
+			if !used[j] && o.Type == p.Type && SameJSON(o.Payload, p.Payload) {
+				used[j], found = true, true
+				break
+			}
+		}
+		if !found {
 			return false
 		}
 	}
@@ -103,10 +114,11 @@ func (os Outputs) String() string {
 // byte operations.
 type State json.RawMessage
 
-// Equal reports whether two states are the same.
-func (s State) Equal(other State) bool { return bytes.Equal(s, other) }
+// Equal reports whether two states are the same JSON value (SameJSON).
+func (s State) Equal(other State) bool { return SameJSON(s, other) }
 
-// Hash returns a 64-bit FNV-1a hash of the state.
+// Hash returns a 64-bit FNV-1a hash of the state's bytes. Equal states of
+// one model hash alike: a model writes its states in one form.
 func (s State) Hash() uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write(s)
@@ -166,4 +178,131 @@ func Canonical(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// IsCanonical reports whether raw is a JSON value in the canonical form of
+// Canonical: no insignificant space, object keys in increasing order. It
+// does not allocate; on a false answer, compare Canonical forms. (It does
+// not check numbers or string escapes, which Canonical keeps as written.)
+func IsCanonical(raw []byte) bool {
+	c := canonScanner{b: raw}
+	return c.value() && c.i == len(raw)
+}
+
+type canonScanner struct {
+	b []byte
+	i int
+}
+
+func (c *canonScanner) value() bool {
+	if c.i >= len(c.b) {
+		return false
+	}
+	switch c.b[c.i] {
+	case '{':
+		c.i++
+		var last []byte
+		first := true
+		for {
+			if c.i >= len(c.b) {
+				return false
+			}
+			if c.b[c.i] == '}' {
+				c.i++
+				return true
+			}
+			if !first {
+				if c.b[c.i] != ',' {
+					return false
+				}
+				c.i++
+			}
+			start := c.i
+			if !c.str() {
+				return false
+			}
+			key := c.b[start:c.i]
+			if !first && bytes.Compare(last, key) >= 0 {
+				return false
+			}
+			last, first = key, false
+			if c.i >= len(c.b) || c.b[c.i] != ':' {
+				return false
+			}
+			c.i++
+			if !c.value() {
+				return false
+			}
+		}
+	case '[':
+		c.i++
+		first := true
+		for {
+			if c.i >= len(c.b) {
+				return false
+			}
+			if c.b[c.i] == ']' {
+				c.i++
+				return true
+			}
+			if !first {
+				if c.b[c.i] != ',' {
+					return false
+				}
+				c.i++
+			}
+			first = false
+			if !c.value() {
+				return false
+			}
+		}
+	case '"':
+		return c.str()
+	default:
+		start := c.i
+		for c.i < len(c.b) && strings.IndexByte("-+.0123456789eEtruefalsn", c.b[c.i]) >= 0 {
+			c.i++
+		}
+		return c.i > start
+	}
+}
+
+// str scans a string; keys compare by their raw bytes, which orders them
+// as encoding/json does for the keys our models and payloads use.
+func (c *canonScanner) str() bool {
+	if c.i >= len(c.b) || c.b[c.i] != '"' {
+		return false
+	}
+	c.i++
+	for c.i < len(c.b) {
+		switch c.b[c.i] {
+		case '\\':
+			c.i += 2
+		case '"':
+			c.i++
+			return true
+		default:
+			if c.b[c.i] < 0x20 {
+				return false
+			}
+			c.i++
+		}
+	}
+	return false
+}
+
+// SameJSON reports whether two JSON texts are the same value, ignoring key
+// order and insignificant space. Equal bytes answer at once; two canonical
+// texts that differ are different; otherwise their canonical forms are
+// compared.
+func SameJSON(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	if IsCanonical(a) && IsCanonical(b) {
+		return false
+	}
+	ca, errA := Canonical(a)
+	cb, errB := Canonical(b)
+	return errA == nil && errB == nil && bytes.Equal(ca, cb)
 }

@@ -22,10 +22,11 @@ type Orders struct{}
 
 func init() { Register(Orders{}) }
 
-// OrderState is the state of one order.
+// OrderState is the state of one order. Fields are in the order of their
+// JSON names, so that the encoding is canonical (see Canonical).
 type OrderState struct {
-	Lines     map[string]int `json:"lines"`
 	Confirmed bool           `json:"confirmed"`
+	Lines     map[string]int `json:"lines"`
 }
 
 // Orders message and output types.
@@ -42,8 +43,8 @@ const (
 )
 
 type itemPayload struct {
-	SKU string `json:"sku"`
 	Qty int    `json:"qty,omitempty"`
+	SKU string `json:"sku"`
 }
 
 // Name implements Model.

@@ -17,12 +17,12 @@ func apply(t *testing.T, s State, typ, payload string) (State, Outputs) {
 
 func TestOrdersStory(t *testing.T) {
 	s := Orders{}.Initial("o1")
-	require.Equal(t, `{"lines":{},"confirmed":false}`, s.String())
+	require.Equal(t, `{"confirmed":false,"lines":{}}`, s.String())
 
 	s, outs := apply(t, s, AddItem, `{"sku":"a","qty":2}`)
-	require.Equal(t, `[FirstItemAdded{"sku":"a"}, ItemAdded{"sku":"a","qty":2}]`, outs.String())
+	require.Equal(t, `[FirstItemAdded{"sku":"a"}, ItemAdded{"qty":2,"sku":"a"}]`, outs.String())
 	s, outs = apply(t, s, AddItem, `{"sku":"a","qty":1}`)
-	require.Equal(t, `[ItemAdded{"sku":"a","qty":3}]`, outs.String(), "ItemAdded carries the line's resulting quantity")
+	require.Equal(t, `[ItemAdded{"qty":3,"sku":"a"}]`, outs.String(), "ItemAdded carries the line's resulting quantity")
 	s, outs = apply(t, s, RemoveItem, `{"sku":"b"}`)
 	require.Empty(t, outs, "removing a missing line is a no-op")
 	s, outs = apply(t, s, Confirm, `{}`)
@@ -82,4 +82,40 @@ func TestOutputsEqualIsMultisetEquality(t *testing.T) {
 	require.False(t, Outputs{a, a}.Equal(Outputs{a, b}))
 	require.False(t, Outputs{a}.Equal(Outputs{a, a}))
 	require.True(t, Outputs{}.Equal(nil))
+}
+
+func TestBuiltInModelsWriteCanonicalJSON(t *testing.T) {
+	for _, m := range []Model{Orders{}, Accounts{}, Profiles{}} {
+		rapid.Check(t, func(t *rapid.T) {
+			w := m.Workload(6).Draw(t, "workload")
+			states := map[string]State{}
+			for _, msg := range w {
+				require.True(t, IsCanonical(msg.Payload), "%s payload %s", m.Name(), msg.Payload)
+				st, ok := states[msg.Aggregate]
+				if !ok {
+					st = m.Initial(msg.Aggregate)
+				}
+				next, outs, err := m.Apply(st, msg)
+				require.NoError(t, err)
+				require.True(t, IsCanonical(next), "%s state %s", m.Name(), next)
+				for _, o := range outs {
+					require.True(t, IsCanonical(o.Payload), "%s output %s", m.Name(), o)
+				}
+				states[msg.Aggregate] = next
+			}
+		})
+	}
+}
+
+func TestCanonicalAndSameJSON(t *testing.T) {
+	c, err := Canonical([]byte(` { "b" : [1, {"y":2,"x":1}], "a": "s" } `))
+	require.NoError(t, err)
+	require.Equal(t, `{"a":"s","b":[1,{"x":1,"y":2}]}`, string(c))
+	require.True(t, IsCanonical(c))
+	for _, nc := range []string{`{"b":1,"a":2}`, `{ "a":1}`, `[1, 2]`, `{"a":1,"a":2}`, ``, `{"a":`} {
+		require.False(t, IsCanonical([]byte(nc)), nc)
+	}
+	require.True(t, SameJSON([]byte(`{"qty":1,"sku":"a"}`), []byte(`{"sku":"a", "qty":1}`)))
+	require.False(t, SameJSON([]byte(`{"qty":1,"sku":"a"}`), []byte(`{"qty":2,"sku":"a"}`)))
+	require.False(t, SameJSON([]byte(`{"qty":1}`), []byte(`not json`)))
 }

@@ -59,8 +59,8 @@ func TestCrashAfterCommitRedelivers(t *testing.T) {
 		histories.Deliver, histories.Begin, histories.Write, histories.Commit, histories.Publish, histories.Ack, histories.Done,
 		histories.Observe,
 	}, kinds(evs))
-	require.Equal(t, `{"lines":{"a":2},"confirmed":false}`, evs[len(evs)-1].State.String(), "naive applied the message twice")
-	require.Equal(t, `ItemAdded{"sku":"a","qty":2}`, evs[12].Message.Output().String(), "the second application sees the first")
+	require.Equal(t, `{"confirmed":false,"lines":{"a":2}}`, evs[len(evs)-1].State.String(), "naive applied the message twice")
+	require.Equal(t, `ItemAdded{"qty":2,"sku":"a"}`, evs[12].Message.Output().String(), "the second application sees the first")
 }
 
 func TestCrashBeforeCommitAbortsTheTransaction(t *testing.T) {
@@ -70,7 +70,7 @@ func TestCrashBeforeCommitAbortsTheTransaction(t *testing.T) {
 	require.Equal(t, histories.Crash, evs[4].Kind)
 	require.Equal(t, histories.Abort, evs[5].Kind)
 	require.Equal(t, "process crashed", evs[5].Detail)
-	require.Equal(t, `{"lines":{"a":1},"confirmed":false}`, evs[len(evs)-1].State.String(), "the aborted write left no trace")
+	require.Equal(t, `{"confirmed":false,"lines":{"a":1}}`, evs[len(evs)-1].State.String(), "the aborted write left no trace")
 }
 
 func TestDispatcherCrashRepublishesTheSameID(t *testing.T) {
@@ -127,7 +127,7 @@ func TestAdapterNamedCrashPoint(t *testing.T) {
 		}
 	}
 	require.Equal(t, "before-remember", crash.Point)
-	require.Equal(t, `{"lines":{"a":2},"confirmed":false}`, evs[len(evs)-1].State.String(), "the restarted process forgot the id")
+	require.Equal(t, `{"confirmed":false,"lines":{"a":2}}`, evs[len(evs)-1].State.String(), "the restarted process forgot the id")
 }
 
 func TestCompetingConsumersInterleave(t *testing.T) {
@@ -153,5 +153,5 @@ func TestCompetingConsumersInterleave(t *testing.T) {
 		"consumer-1 deliver", "consumer-1 switch", "consumer-2 deliver", "consumer-2 commit",
 		"consumer-1 abort", "consumer-1 nack", "consumer-2 deliver", "consumer-2 commit",
 	}, seq)
-	require.Equal(t, `{"lines":{"a":1,"b":1},"confirmed":false}`, evs[len(evs)-1].State.String())
+	require.Equal(t, `{"confirmed":false,"lines":{"a":1,"b":1}}`, evs[len(evs)-1].State.String())
 }

@@ -1,0 +1,165 @@
+package checkers
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// synthetic builds a correct (exactly-once) history of n logical messages of
+// the orders model over aggs aggregates. Messages are handled four at a
+// time by four consumers, each attempt overlapping the next three, and
+// groups of four consecutive messages target the same aggregate, so up to
+// four attempts overlap within a partition. Every tenth message first gets
+// an attempt that writes and crashes before its commit.
+func synthetic(n, aggs int) *histories.History {
+	m := model.Orders{}
+	skus := []string{"a", "b", "c"}
+	msgs := make([]*model.Message, n)
+	for i := range msgs {
+		typ, pl := model.AddItem, fmt.Sprintf(`{"sku":%q,"qty":1}`, skus[i%3])
+		if i%7 == 6 {
+			typ, pl = model.RemoveItem, fmt.Sprintf(`{"sku":%q}`, skus[(i+1)%3])
+		}
+		msgs[i] = &model.Message{ID: "m" + strconv.Itoa(i+1), Key: "k" + strconv.Itoa(i+1),
+			Aggregate: "o" + strconv.Itoa((i/4)%aggs+1), Type: typ, Payload: json.RawMessage(pl), Position: int64(i + 1)}
+	}
+	h := &histories.History{Header: histories.Header{Format: histories.Format, Version: histories.Version, Model: "orders"}}
+	h.Events = make([]histories.Event, 0, 7*n)
+	add := func(ev histories.Event) {
+		ev.Step = len(h.Events) + 1
+		h.Events = append(h.Events, ev)
+	}
+	for _, msg := range msgs {
+		add(histories.Event{Kind: histories.Send, Message: msg})
+	}
+	states := map[string]model.State{}
+	attempt := 0
+	finish := func(i int) {
+		msg := msgs[i]
+		st, ok := states[msg.Aggregate]
+		if !ok {
+			st = m.Initial(msg.Aggregate)
+		}
+		next, outs, err := m.Apply(st, *msg)
+		if err != nil {
+			panic(err)
+		}
+		states[msg.Aggregate] = next
+		add(histories.Event{Kind: histories.Commit, Attempt: i + 1})
+		for j, o := range outs {
+			add(histories.Event{Kind: histories.Publish, Attempt: i + 1, Message: &model.Message{
+				ID: msg.ID + "/" + strconv.Itoa(j), Type: o.Type, Payload: o.Payload, Causation: msg.Key}})
+		}
+		add(histories.Event{Kind: histories.Done, Attempt: i + 1})
+	}
+	crashed := n // attempt numbers of crashed first attempts come after n
+	for i := range msgs {
+		if i%10 == 9 {
+			crashed++
+			add(histories.Event{Kind: histories.Deliver, Attempt: crashed, Message: msgs[i]})
+			add(histories.Event{Kind: histories.Write, Attempt: crashed})
+			add(histories.Event{Kind: histories.Crash, Attempt: crashed})
+		}
+		attempt = i + 1
+		add(histories.Event{Kind: histories.Deliver, Attempt: attempt, Message: msgs[i]})
+		if i >= 3 {
+			finish(i - 3)
+		}
+	}
+	for i := max(0, n-3); i < n; i++ {
+		finish(i)
+	}
+	for agg, st := range states {
+		add(histories.Event{Kind: histories.Observe, Aggregate: agg, State: st})
+	}
+	return h
+}
+
+func TestSyntheticHistoriesPass(t *testing.T) {
+	for _, n := range []int{1, 5, 1000} {
+		h := synthetic(n, 100)
+		require.NoError(t, h.Validate())
+		res, err := Check(h, model.Orders{}, Options{})
+		require.NoError(t, err)
+		require.Equal(t, Pass, res.Verdict, "n=%d: %v", n, res.Findings)
+	}
+}
+
+// BenchmarkCheck measures the exactly-once check on histories of 1,000 to
+// 1,000,000 logical messages over 1,000 aggregates (up to four overlapping
+// attempts), beside raw porcupine on the same operations with the same
+// model in the same run. Metrics: ns per logical message, and the process's
+// peak resident memory (VmHWM; run one size alone to attribute it).
+func BenchmarkCheck(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
+		var h *histories.History // built on first use: only for the sizes selected
+		history := func() *histories.History {
+			if h == nil {
+				h = synthetic(n, 1000)
+			}
+			return h
+		}
+		m := model.Orders{}
+		b.Run(fmt.Sprintf("ours/%d", n), func(b *testing.B) {
+			h := history()
+			b.ResetTimer()
+			for b.Loop() {
+				res, err := Check(h, m, Options{Timeout: time.Hour})
+				if err != nil || res.Verdict != Pass {
+					b.Fatalf("%v %v", err, res.Verdict)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/msg")
+			b.ReportMetric(peakMiB(), "MiB-peak")
+		})
+		b.Run(fmt.Sprintf("porcupine/%d", n), func(b *testing.B) {
+			a, err := analyze(history(), DownstreamDedupByID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ops, err := operations(a, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pm := porcupineModel(m)
+			a = nil
+			b.ResetTimer()
+			for b.Loop() {
+				if porcupine.CheckOperationsTimeout(pm, ops, time.Hour) != porcupine.Ok {
+					b.Fatal("porcupine does not find the history linearizable")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/msg")
+			b.ReportMetric(peakMiB(), "MiB-peak")
+		})
+	}
+}
+
+// peakMiB reads the process's peak resident set size (Linux), 0 elsewhere.
+func peakMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
