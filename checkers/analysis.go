@@ -15,9 +15,9 @@ import (
 type logical struct {
 	Key       string
 	Msg       *model.Message // the first copy sent
-	Copies    []string      // message ids of its copies, in send order
-	Call      int           // step of the first delivery of any copy (send step if never delivered)
-	Return    int           // step at which its last attempt ended
+	Copies    []string       // message ids of its copies, in send order
+	Call      int            // step of the first delivery of any copy (send step if never delivered)
+	Return    int            // step at which its last attempt ended
 	Delivered bool
 	Outputs   []*output // distinct by message id
 	attempts  int       // deliveries of its copies
