@@ -159,7 +159,8 @@ func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumer
 				return rep
 			}
 			c := Case{Workload: w, Plan: n.plan}
-			events, opps, err := sim.Explore(sim.Config{Model: t.model, Strategy: t.strategy, Workload: w, Plan: n.plan, Explore: t.cfg.Faults})
+			var opps []sim.Opportunity
+			events, err := t.simulate(sim.Config{Model: t.model, Strategy: t.strategy, Workload: w, Plan: n.plan, Explore: t.cfg.Faults}, &opps)
 			rep.Schedules++
 			h := &histories.History{Header: t.header(c, 0), Events: events}
 			if err != nil {

@@ -72,7 +72,9 @@ type MatrixOptions struct {
 	Runs int
 	// MaxMessages bounds the logical messages per run (default 8).
 	MaxMessages int
-	Seed        uint64
+	// Postgres is the pg backend's DSN (default: $ONCECHECK_PG).
+	Postgres string
+	Seed     uint64
 	// Out is where counterexamples are saved; Shrink enables shrinking
 	// them (otherwise the failing run is saved as found).
 	Out        string
@@ -220,7 +222,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 
 func runCell(ctx context.Context, o MatrixOptions, strategy, column string, kinds []faults.Kind) (Cell, error) {
 	c := Cell{Strategy: strategy, Fault: column, Anomalies: []string{}}
-	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages})
+	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages, Postgres: o.Postgres})
 	if err != nil {
 		var unsupported *adapters.UnsupportedError
 		if errors.As(err, &unsupported) {
@@ -229,6 +231,7 @@ func runCell(ctx context.Context, o MatrixOptions, strategy, column string, kind
 		}
 		return c, err
 	}
+	defer t.Close()
 	rep, err := t.Search(ctx, SearchOptions{Runs: o.Runs, Seed: o.Seed, Out: o.Out, NoShrink: !o.Shrink, ShrinkTime: o.ShrinkTime})
 	if err != nil {
 		return c, err

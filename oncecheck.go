@@ -13,10 +13,12 @@
 package oncecheck
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	_ "github.com/oncecheck/oncecheck/adapters/all" // built-in strategies
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
@@ -37,7 +40,11 @@ import (
 const ToolVersion = "0.1.0"
 
 // Backends this build supports.
-var Backends = []string{"mem"}
+var Backends = []string{"mem", "pg"}
+
+// PostgresEnv is the environment variable that gives the PostgreSQL DSN of
+// the pg backend when Config.Postgres is empty.
+const PostgresEnv = "ONCECHECK_PG"
 
 // Case is one generated test case: a workload and a fault plan.
 type Case struct {
@@ -63,6 +70,10 @@ type Config struct {
 	Downstream checkers.Downstream
 	// CheckTimeout bounds each check (default 30s); expiry is inconclusive.
 	CheckTimeout time.Duration
+	// Postgres is the DSN of the pg backend (default: $ONCECHECK_PG).
+	Postgres string
+	// KeepDB leaves the pg backend's schema in place after Close.
+	KeepDB bool
 	// NoSwarm turns off swarm plans: with several fault kinds, each plan
 	// then draws every fault from all of them uniformly, instead of from a
 	// random subset with random weights.
@@ -95,6 +106,8 @@ type Tester struct {
 	cfg      Config
 	model    model.Model
 	strategy adapters.Strategy
+	store    adapters.Store // the pg backend's store; nil for mem
+	storeMu  sync.Mutex     // one run at a time on store
 	gen      *rapid.Generator[Case]
 }
 
@@ -122,6 +135,20 @@ func New(cfg Config) (*Tester, error) {
 		return nil, fmt.Errorf("%w: --max-messages must be at least 1 and --max-faults at least 0", ErrUsage)
 	}
 	t := &Tester{cfg: cfg, model: m, strategy: s}
+	if cfg.Backend == "pg" {
+		dsn := cfg.Postgres
+		if dsn == "" {
+			dsn = os.Getenv(PostgresEnv)
+		}
+		if dsn == "" {
+			return nil, fmt.Errorf("%w: the pg backend needs a PostgreSQL DSN: --pg or $%s", ErrUsage, PostgresEnv)
+		}
+		store, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Keep: cfg.KeepDB})
+		if err != nil {
+			return nil, err
+		}
+		t.store = store
+	}
 	t.gen = rapid.Custom(func(rt *rapid.T) Case {
 		w := m.Workload(cfg.MaxMessages).Draw(rt, "workload")
 		p := faults.Generator(faults.Options{
@@ -132,6 +159,35 @@ func New(cfg Config) (*Tester, error) {
 		return Case{Workload: w, Plan: p}
 	})
 	return t, nil
+}
+
+// Close releases the tester's backend: the pg backend drops its schema
+// (unless KeepDB).
+func (t *Tester) Close() error {
+	if t.store == nil {
+		return nil
+	}
+	return t.store.Close()
+}
+
+// simulate runs one case on the tester's backend: a fresh in-memory store,
+// or the pg store emptied first. With opps set it also collects the fault
+// opportunities (sim.Explore).
+func (t *Tester) simulate(cfg sim.Config, opps *[]sim.Opportunity) ([]histories.Event, error) {
+	if t.store != nil {
+		t.storeMu.Lock()
+		defer t.storeMu.Unlock()
+		if err := t.store.Reset(); err != nil {
+			return nil, fmt.Errorf("%w: %v", sim.ErrInfrastructure, err)
+		}
+		cfg.Store = t.store
+	}
+	if opps != nil {
+		events, found, err := sim.Explore(cfg)
+		*opps = found
+		return events, err
+	}
+	return sim.Run(cfg)
 }
 
 // Config returns the tester's configuration with defaults filled in.
@@ -151,7 +207,7 @@ func (t *Tester) Generate(seed uint64) Case {
 // check could not be carried out (the outcome is inconclusive); the history
 // recorded so far is returned with it.
 func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Result, error) {
-	events, err := sim.Run(sim.Config{Model: t.model, Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan})
+	events, err := t.simulate(sim.Config{Model: t.model, Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
@@ -345,21 +401,32 @@ func Check(h *histories.History, downstream checkers.Downstream, timeout time.Du
 }
 
 // Replay re-runs the plan of a saved history, on strategy (the history's own
-// when empty), and checks the new history.
+// when empty), and checks the new history. It uses the history's backend;
+// see ReplayOn to choose another.
 func Replay(h *histories.History, strategy string) (*histories.History, checkers.Result, error) {
+	return ReplayOn(h, strategy, "")
+}
+
+// ReplayOn is Replay on a given backend ("" for the history's own); the pg
+// backend takes its DSN from $ONCECHECK_PG.
+func ReplayOn(h *histories.History, strategy, backend string) (*histories.History, checkers.Result, error) {
 	if strategy == "" {
 		strategy = h.Header.Strategy
+	}
+	if backend == "" {
+		backend = h.Header.Backend
 	}
 	var kinds []faults.Kind
 	for _, k := range h.Header.Faults {
 		kinds = append(kinds, faults.Kind(k))
 	}
 	t, err := New(Config{
-		Model: h.Header.Model, Strategy: strategy, Backend: h.Header.Backend, Faults: kinds,
+		Model: h.Header.Model, Strategy: strategy, Backend: backend, Faults: kinds,
 		Downstream: checkers.Downstream(h.Header.Downstream),
 	})
 	if err != nil {
 		return nil, checkers.Result{}, err
 	}
+	defer t.Close()
 	return t.Execute(Case{Workload: h.Header.Workload, Plan: h.Header.Plan}, h.Header.Seed)
 }

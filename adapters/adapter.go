@@ -32,6 +32,34 @@ var ErrExists = errors.New("key already exists")
 // the delivery is nacked and retried.
 var ErrConflict = errors.New("transaction conflict")
 
+// ErrBackend wraps failures of the store itself (a database that cannot be
+// reached or fails mid-run), as opposed to the conflicts and unique
+// violations a handler deals with. The harness makes such a run
+// inconclusive.
+var ErrBackend = errors.New("backend failure")
+
+// Store is a backend as the harness uses it: it hands out transactions
+// (which it wraps before adapters see them) and is emptied between runs.
+type Store interface {
+	// Begin opens a transaction.
+	Begin() (StoreTx, error)
+	// Reset empties the store for the next run.
+	Reset() error
+	// Close releases the store (and drops what it created).
+	Close() error
+}
+
+// StoreTx is a transaction of a Store.
+type StoreTx interface {
+	Tx
+	// Writes returns the keys written so far, as "table/key", in order.
+	Writes() []string
+	// Abort ends the transaction as a crash does: the process is gone, so
+	// nothing of it may commit (a database connection is closed and the
+	// server aborts what was open).
+	Abort() error
+}
+
 // Row is one key and value of a table.
 type Row struct {
 	Key   string

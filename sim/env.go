@@ -8,11 +8,28 @@ import (
 	"strings"
 
 	"github.com/oncecheck/oncecheck/adapters"
-	"github.com/oncecheck/oncecheck/adapters/memstore"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
+
+// backendFailed stops the run: the store failed (it cannot be reached, or
+// restarted), so nothing this run observes from now on can be trusted.
+func (e *env) backendFailed(err error) {
+	if e.r.failure == nil {
+		e.r.failure = fmt.Errorf("%s in %s: %w", e.proc.name, e.where(), err)
+	}
+	runtime.Goexit()
+}
+
+// check passes a store error on to the adapter, unless it is a backend
+// failure, which stops the run.
+func (e *env) check(err error) error {
+	if errors.Is(err, adapters.ErrBackend) {
+		e.backendFailed(err)
+	}
+	return err
+}
 
 // ErrPublishFailed is returned by Env.Publish when the broker rejects a
 // publish or its confirmation is lost.
@@ -34,6 +51,7 @@ type env struct {
 	msg     model.Message
 
 	acked, nacked, leaseExpired bool
+	passStart                   int // runner.finished when a dispatcher pass began
 	publishes, writes           int
 	open                        []*tx
 }
@@ -93,7 +111,7 @@ func (e *env) crash(point string) {
 	for _, t := range e.open {
 		if !t.finished {
 			t.finished = true
-			_ = t.inner.Rollback()
+			_ = t.inner.Abort()
 			ab := e.base(histories.Abort)
 			ab.Tx, ab.Detail = t.n, "process crashed"
 			e.r.record(ab)
@@ -130,8 +148,12 @@ func (e *env) finishTxs() {
 func (e *env) Model() model.Model { return e.r.cfg.Model }
 
 func (e *env) Begin() (adapters.Tx, error) {
-	e.r.txs++
-	t := &tx{env: e, inner: e.r.store.Begin(), n: e.r.txs}
+	inner, err := e.r.store.Begin()
+	if err != nil {
+		e.backendFailed(err)
+	}
+	t := &tx{env: e, inner: inner, n: len(e.r.txs) + 1}
+	e.r.txs = append(e.r.txs, t)
 	e.open = append(e.open, t)
 	ev := e.base(histories.Begin)
 	ev.Tx = t.n
@@ -250,18 +272,24 @@ func (e *env) Point(name string) { e.boundary(faults.Point(name), 0) }
 // tx wraps a store transaction with events and boundaries.
 type tx struct {
 	env      *env
-	inner    *memstore.Tx
+	inner    adapters.StoreTx
 	n        int
 	finished bool
 }
 
-func (t *tx) Get(table, key string) ([]byte, bool, error) { return t.inner.Get(table, key) }
+func (t *tx) Get(table, key string) ([]byte, bool, error) {
+	v, ok, err := t.inner.Get(table, key)
+	return v, ok, t.env.check(err)
+}
 
-func (t *tx) Scan(table string) ([]adapters.Row, error) { return t.inner.Scan(table) }
+func (t *tx) Scan(table string) ([]adapters.Row, error) {
+	rows, err := t.inner.Scan(table)
+	return rows, t.env.check(err)
+}
 
 func (t *tx) wrote(table, key string, err error) error {
 	if err != nil {
-		return err
+		return t.env.check(err)
 	}
 	ev := t.env.base(histories.Write)
 	ev.Tx, ev.Detail = t.n, table+"/"+key
@@ -286,11 +314,12 @@ func (t *tx) Delete(table, key string) error {
 
 func (t *tx) Commit() error {
 	if t.finished {
-		return memstore.ErrDone
+		return errors.New("transaction already finished")
 	}
 	t.env.boundary(faults.BeforeCommit, 0)
 	t.finished = true
 	if err := t.inner.Commit(); err != nil {
+		err = t.env.check(err)
 		ev := t.env.base(histories.Abort)
 		ev.Tx, ev.Detail = t.n, err.Error()
 		t.env.r.record(ev)
@@ -312,7 +341,7 @@ func (t *tx) Rollback() error {
 	ev := t.env.base(histories.Abort)
 	ev.Tx, ev.Detail = t.n, "rolled back"
 	t.env.r.record(ev)
-	return t.inner.Rollback()
+	return t.env.check(t.inner.Rollback())
 }
 
 func sortedCopy(s []string) []string {

@@ -38,6 +38,9 @@ type Config struct {
 	MaxDeliveries int
 	// Explore lists the fault kinds whose opportunities Explore records.
 	Explore []faults.Kind
+	// Store is the backend; nil means a fresh in-memory store. A store
+	// passed in must be empty (see adapters.Store.Reset).
+	Store adapters.Store
 }
 
 // Opportunity is a fault that could have been injected during a run: the
@@ -83,9 +86,13 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 	if bound == 0 {
 		bound = 10*len(cfg.Workload) + 10*len(cfg.Plan.Faults) + 20
 	}
+	store := cfg.Store
+	if store == nil {
+		store = memstore.NewBackend()
+	}
 	r := &runner{
 		cfg:      cfg,
-		store:    memstore.New(),
+		store:    store,
 		inflight: map[int]model.Message{},
 		explore:  map[faults.Kind]bool{},
 		bound:    bound,
@@ -99,6 +106,11 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 	r.horizonDeliveries, r.horizonPasses, r.horizonBoundaries = cfg.Plan.Horizon()
 	err := r.run()
 	r.shutdown()
+	for _, t := range r.txs {
+		if !t.finished {
+			_ = t.inner.Abort() // a parked task's transaction, of a stuck run
+		}
+	}
 	if err != nil {
 		return r.events, fmt.Errorf("%w: %v", ErrInfrastructure, err)
 	}
@@ -130,22 +142,28 @@ type task struct {
 
 type runner struct {
 	cfg      Config
-	store    *memstore.Store
+	store    adapters.Store
+	failure  error // the backend failed: the run stops
 	events   []histories.Event
 	queue    []model.Message       // copies waiting for delivery, in order
 	inflight map[int]model.Message // unacked copy of each running attempt
 
-	procs    []*process
-	current  *process
-	preempt  bool
-	due      bool // a dispatcher pass is due
+	procs   []*process
+	current *process
+	preempt bool
+	due     bool // a dispatcher pass is due
+	// finished counts consumer attempts that ended; a dispatcher pass
+	// that began before the last of them may not have seen its outbox
+	// rows (its snapshot is older), so another pass is due.
+	finished int
 	position int64
 	reissues int
 
 	deliveries, passes, boundaries                      int
 	horizonDeliveries, horizonPasses, horizonBoundaries int
 	bound                                               int
-	ids, txs                                            int
+	ids                                                 int
+	txs                                                 []*tx
 	drained                                             bool
 
 	kill   chan struct{}
@@ -326,6 +344,9 @@ func (r *runner) advance(p *process) error {
 	t := p.task
 	t.resume <- struct{}{}
 	<-t.parked
+	if r.failure != nil {
+		return r.failure
+	}
 	if !t.done {
 		return nil
 	}
@@ -391,7 +412,7 @@ func (r *runner) dispatch(p *process) {
 	at := r.passes
 	r.passes++
 	r.due = false
-	e := &env{r: r, proc: p, kind: faults.Dispatcher, at: at, pass: at + 1}
+	e := &env{r: r, proc: p, kind: faults.Dispatcher, at: at, pass: at + 1, passStart: r.finished}
 	r.record(histories.Event{Kind: histories.Dispatch, Process: p.name, Pass: at + 1})
 	r.spawn(p, e, func(t *task) error {
 		busy, err := p.dispatcher.Pass(e)
@@ -439,9 +460,10 @@ func (r *runner) finish(p *process, t *task) error {
 		return fmt.Errorf("%s panicked in %s: %v", r.cfg.Strategy.Name, e.where(), t.panicked)
 	}
 	if p.kind == faults.Dispatcher {
-		r.due = t.busy || !t.returned
+		r.due = t.busy || !t.returned || r.finished != e.passStart
 	} else {
 		r.due = r.cfg.Strategy.NewDispatcher != nil
+		r.finished++
 	}
 	if !t.returned {
 		return nil // crashed: recorded by env.crash
@@ -475,7 +497,10 @@ func (r *runner) observe() error {
 	p := r.procs[0]
 	r.start(p)
 	for _, agg := range r.cfg.Workload.Aggregates() {
-		tx := r.store.Begin()
+		tx, err := r.store.Begin()
+		if err != nil {
+			return fmt.Errorf("observe %s: %w", agg, err)
+		}
 		st, err := p.handler.Observe(tx, r.cfg.Model, agg)
 		_ = tx.Rollback()
 		if err != nil {

@@ -1,16 +1,27 @@
 // Package memstore is the embedded in-memory transactional store: tables of
-// keys and values with atomic commits and optimistic concurrency control.
+// keys and values with atomic commits, snapshot isolation and
+// first-updater-wins, the semantics of PostgreSQL's REPEATABLE READ that
+// the pg backend uses too, so that a plan gives the same verdict on both.
 //
-// A transaction records the version of every key it reads and buffers its
-// writes. Commit checks that no key it read or wrote has changed since (first
-// committer wins, like PostgreSQL's serializable snapshot for these access
-// patterns) and applies the writes at once; otherwise it fails with
-// adapters.ErrConflict. A transaction that is never committed leaves no trace:
-// that is what a crash does to uncommitted work.
+//   - A transaction reads the committed state as of its start (its
+//     snapshot), plus its own writes.
+//   - Writing a key (put, insert, delete) takes the key's lock. If another
+//     open transaction holds it, the write fails at once with
+//     adapters.ErrConflict (PostgreSQL waits, then fails on its lock
+//     timeout). If the key was committed by another transaction after the
+//     snapshot, the write fails with adapters.ErrConflict too (PostgreSQL:
+//     "could not serialize access due to concurrent update").
+//   - Commit applies every write at once; a transaction that is never
+//     committed leaves no trace: that is what a crash does to uncommitted
+//     work.
+//
+// Lost updates are thus impossible, and the loser of a race nacks and
+// retries, as a real consumer does.
 package memstore
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 
@@ -21,28 +32,55 @@ import (
 // transaction.
 var ErrDone = errors.New("transaction already finished")
 
-type entry struct {
+type tableKey struct{ table, key string }
+
+// version is one committed value of a key; deleted marks a deletion.
+type version struct {
+	commit  uint64
 	value   []byte
-	version uint64
+	deleted bool
 }
 
 // Store is an in-memory transactional store. The zero value is not usable;
 // call New.
 type Store struct {
 	mu      sync.Mutex
-	tables  map[string]map[string]entry
-	version uint64 // bumped by every committed write
+	keys    map[tableKey][]version // committed versions, oldest first
+	locks   map[tableKey]*Tx       // write locks of open transactions
+	commits uint64                 // number of the last commit
 }
 
 // New returns an empty store.
-func New() *Store { return &Store{tables: map[string]map[string]entry{}} }
+func New() *Store {
+	return &Store{keys: map[tableKey][]version{}, locks: map[tableKey]*Tx{}}
+}
 
 // Begin opens a transaction.
 func (s *Store) Begin() *Tx {
-	return &Tx{store: s, reads: map[tableKey]uint64{}, writes: map[tableKey]*write{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &Tx{store: s, snapshot: s.commits, writes: map[tableKey]*write{}}
 }
 
-type tableKey struct{ table, key string }
+// Backend adapts a Store to adapters.Store.
+type Backend struct{ *Store }
+
+// NewBackend returns an empty in-memory backend.
+func NewBackend() Backend { return Backend{New()} }
+
+// Begin implements adapters.Store.
+func (b Backend) Begin() (adapters.StoreTx, error) { return b.Store.Begin(), nil }
+
+// Reset implements adapters.Store.
+func (b Backend) Reset() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.keys, b.locks, b.commits = map[tableKey][]version{}, map[tableKey]*Tx{}, 0
+	return nil
+}
+
+// Close implements adapters.Store.
+func (b Backend) Close() error { return nil }
 
 type write struct {
 	value   []byte
@@ -51,20 +89,33 @@ type write struct {
 
 // Tx is a transaction on a Store. It is not safe for concurrent use.
 type Tx struct {
-	store  *Store
-	reads  map[tableKey]uint64 // version seen (0 = absent)
-	writes map[tableKey]*write
-	order  []tableKey // writes in first-write order
-	done   bool
+	store    *Store
+	snapshot uint64
+	writes   map[tableKey]*write
+	order    []tableKey // writes in first-write order
+	locked   []tableKey // keys whose lock it holds
+	done     bool
 }
 
-var _ adapters.Tx = (*Tx)(nil)
+var (
+	_ adapters.StoreTx = (*Tx)(nil)
+	_ adapters.Store   = Backend{}
+)
 
-func (t *Tx) committed(k tableKey) (entry, bool) {
+// visible returns the value of k in the transaction's snapshot.
+func (t *Tx) visible(k tableKey) ([]byte, bool) {
 	t.store.mu.Lock()
 	defer t.store.mu.Unlock()
-	e, ok := t.store.tables[k.table][k.key]
-	return e, ok
+	vs := t.store.keys[k]
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].commit <= t.snapshot {
+			if vs[i].deleted {
+				return nil, false
+			}
+			return vs[i].value, true
+		}
+	}
+	return nil, false
 }
 
 // Get implements adapters.Tx.
@@ -79,25 +130,37 @@ func (t *Tx) Get(table, key string) ([]byte, bool, error) {
 		}
 		return clone(w.value), true, nil
 	}
-	e, ok := t.committed(k)
-	if _, seen := t.reads[k]; !seen {
-		t.reads[k] = e.version
-	}
-	if !ok {
-		return nil, false, nil
-	}
-	return clone(e.value), true, nil
+	v, ok := t.visible(k)
+	return clone(v), ok, nil
 }
 
-func (t *Tx) set(k tableKey, w *write) {
+// lock takes the write lock of k, or says why it cannot.
+func (t *Tx) lock(k tableKey) error {
+	s := t.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if holder := s.locks[k]; holder != nil && holder != t {
+		return fmt.Errorf("%w: %s/%s is locked by another open transaction", adapters.ErrConflict, k.table, k.key)
+	}
+	if vs := s.keys[k]; len(vs) > 0 && vs[len(vs)-1].commit > t.snapshot {
+		return fmt.Errorf("%w: %s/%s changed since the transaction began", adapters.ErrConflict, k.table, k.key)
+	}
+	if s.locks[k] != t {
+		s.locks[k] = t
+		t.locked = append(t.locked, k)
+	}
+	return nil
+}
+
+func (t *Tx) set(k tableKey, w *write) error {
+	if err := t.lock(k); err != nil {
+		return err
+	}
 	if _, ok := t.writes[k]; !ok {
 		t.order = append(t.order, k)
 	}
-	if _, seen := t.reads[k]; !seen {
-		e, _ := t.committed(k)
-		t.reads[k] = e.version
-	}
 	t.writes[k] = w
+	return nil
 }
 
 // Put implements adapters.Tx.
@@ -105,20 +168,18 @@ func (t *Tx) Put(table, key string, value []byte) error {
 	if t.done {
 		return ErrDone
 	}
-	t.set(tableKey{table, key}, &write{value: clone(value)})
-	return nil
+	return t.set(tableKey{table, key}, &write{value: clone(value)})
 }
 
 // Insert implements adapters.Tx.
 func (t *Tx) Insert(table, key string, value []byte) error {
-	_, ok, err := t.Get(table, key)
-	if err != nil {
-		return err
+	if t.done {
+		return ErrDone
 	}
-	if ok {
+	if _, ok, _ := t.Get(table, key); ok {
 		return adapters.ErrExists
 	}
-	return t.Put(table, key, value)
+	return t.set(tableKey{table, key}, &write{value: clone(value)})
 }
 
 // Delete implements adapters.Tx.
@@ -126,20 +187,21 @@ func (t *Tx) Delete(table, key string) error {
 	if t.done {
 		return ErrDone
 	}
-	t.set(tableKey{table, key}, &write{deleted: true})
-	return nil
+	return t.set(tableKey{table, key}, &write{deleted: true})
 }
 
-// Scan implements adapters.Tx. Every scanned key counts as read; rows
-// inserted by others are not detected (no predicate locks).
+// Scan implements adapters.Tx: the snapshot's rows and the transaction's
+// own writes, sorted by key.
 func (t *Tx) Scan(table string) ([]adapters.Row, error) {
 	if t.done {
 		return nil, ErrDone
 	}
 	t.store.mu.Lock()
-	keys := make([]string, 0, len(t.store.tables[table]))
-	for k := range t.store.tables[table] {
-		keys = append(keys, k)
+	var keys []string
+	for k := range t.store.keys {
+		if k.table == table {
+			keys = append(keys, k.key)
+		}
 	}
 	t.store.mu.Unlock()
 	for k, w := range t.writes {
@@ -173,7 +235,16 @@ func (t *Tx) Writes() []string {
 	return out
 }
 
-// Commit implements adapters.Tx.
+// release drops the transaction's locks; the caller holds the store's mutex.
+func (t *Tx) release() {
+	for _, k := range t.locked {
+		if t.store.locks[k] == t {
+			delete(t.store.locks, k)
+		}
+	}
+}
+
+// Commit implements adapters.Tx: every write becomes visible at once.
 func (t *Tx) Commit() error {
 	if t.done {
 		return ErrDone
@@ -182,35 +253,36 @@ func (t *Tx) Commit() error {
 	s := t.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, v := range t.reads {
-		if s.tables[k.table][k.key].version != v {
-			return adapters.ErrConflict
-		}
-	}
+	defer t.release()
 	if len(t.order) == 0 {
 		return nil
 	}
-	s.version++
+	s.commits++
 	for _, k := range t.order {
 		w := t.writes[k]
-		tbl := s.tables[k.table]
-		if tbl == nil {
-			tbl = map[string]entry{}
-			s.tables[k.table] = tbl
-		}
-		if w.deleted {
-			delete(tbl, k.key)
-		} else {
-			tbl[k.key] = entry{value: w.value, version: s.version}
-		}
+		s.keys[k] = append(s.keys[k], version{commit: s.commits, value: w.value, deleted: w.deleted})
 	}
 	return nil
 }
 
 // Rollback implements adapters.Tx.
 func (t *Tx) Rollback() error {
+	if t.done {
+		return nil
+	}
 	t.done = true
+	t.store.mu.Lock()
+	defer t.store.mu.Unlock()
+	t.release()
 	return nil
 }
 
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
+// Abort implements adapters.StoreTx: in memory, a crash is a rollback.
+func (t *Tx) Abort() error { return t.Rollback() }
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}

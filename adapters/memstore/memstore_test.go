@@ -38,26 +38,39 @@ func TestUncommittedWorkLeavesNoTrace(t *testing.T) {
 	require.ErrorIs(t, tx.Commit(), ErrDone)
 }
 
-func TestConflictingWritesAreDetectedAtCommit(t *testing.T) {
+func TestFirstUpdaterWins(t *testing.T) {
 	s := New()
 	first, second := s.Begin(), s.Begin()
-	_, _, _ = first.Get("t", "counter")
-	_, _, _ = second.Get("t", "counter")
 	require.NoError(t, first.Put("t", "counter", []byte("1")))
-	require.NoError(t, second.Put("t", "counter", []byte("1")))
+	require.ErrorIs(t, second.Put("t", "counter", []byte("1")), adapters.ErrConflict, "the key is locked by an open transaction")
 	require.NoError(t, first.Commit())
-	require.ErrorIs(t, second.Commit(), adapters.ErrConflict, "a lost update is refused")
-	v, _, _ := s.Begin().Get("t", "counter")
-	require.Equal(t, "1", string(v))
+	require.ErrorIs(t, second.Put("t", "counter", []byte("2")), adapters.ErrConflict, "the key changed since second began")
+	v, ok, err := second.Get("t", "counter")
+	require.NoError(t, err)
+	require.False(t, ok, "second reads its snapshot: %s", v)
+	third := s.Begin()
+	require.NoError(t, third.Put("t", "counter", []byte("2")), "a transaction begun after the commit may write")
+	require.NoError(t, third.Commit())
+	v, _, _ = s.Begin().Get("t", "counter")
+	require.Equal(t, "2", string(v))
+}
+
+func TestRollbackReleasesLocks(t *testing.T) {
+	s := New()
+	a, b := s.Begin(), s.Begin()
+	require.NoError(t, a.Put("t", "k", []byte("1")))
+	require.NoError(t, a.Abort())
+	require.NoError(t, b.Put("t", "k", []byte("2")), "the crashed transaction's lock is gone")
+	require.NoError(t, b.Commit())
 }
 
 func TestInsertIsAUniqueConstraint(t *testing.T) {
 	s := New()
 	a, b := s.Begin(), s.Begin()
 	require.NoError(t, a.Insert("processed", "m1", nil))
-	require.NoError(t, b.Insert("processed", "m1", nil))
+	require.ErrorIs(t, b.Insert("processed", "m1", nil), adapters.ErrConflict, "two racing inserts cannot both proceed")
 	require.NoError(t, a.Commit())
-	require.ErrorIs(t, b.Commit(), adapters.ErrConflict, "two racing inserts cannot both commit")
+	require.ErrorIs(t, b.Insert("processed", "m1", nil), adapters.ErrConflict, "inserted since b began")
 	c := s.Begin()
 	require.ErrorIs(t, c.Insert("processed", "m1", nil), adapters.ErrExists)
 }
@@ -74,4 +87,17 @@ func TestDeleteAndScanSeeOwnWrites(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []adapters.Row{{Key: "c", Value: []byte("3")}}, rows)
 	require.Equal(t, []string{"t/a", "t/c"}, tx.Writes())
+}
+
+func TestAnInsertThatFindsItsKeyTakesNoLock(t *testing.T) {
+	s := New()
+	seed := s.Begin()
+	require.NoError(t, seed.Insert("processed", "m1", nil))
+	require.NoError(t, seed.Commit())
+	a := s.Begin()
+	require.ErrorIs(t, a.Insert("processed", "m1", nil), adapters.ErrExists)
+	require.NoError(t, a.Rollback())
+	b := s.Begin()
+	require.NoError(t, b.Delete("processed", "m1"), "no lock was left behind")
+	require.NoError(t, b.Commit())
 }

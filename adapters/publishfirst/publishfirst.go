@@ -7,12 +7,18 @@
 //
 // It survives redeliveries and a crash after the commit (the copy is
 // recognised as processed). When the commit does not happen after the
-// publish (a crash, or a conflict with a competing consumer), the outputs
-// are already out for a state change that never committed. The retry
-// recomputes them from the state it then finds: if another message changed
-// the aggregate in between, the first outputs belong to no exactly-once
-// execution: ghost. It keys on the message id, so a re-issue is applied
-// again: duplicate.
+// publish (a crash, or a publish failure), the outputs are already out for
+// a state change that never committed. The retry recomputes them from the
+// state it then finds: if another message changed the aggregate in between,
+// the first outputs belong to no exactly-once execution: ghost. It keys on
+// the message id, so a re-issue is applied again: duplicate.
+//
+// What the harness adds: competing consumers alone do not break it. Both
+// backends give snapshot isolation where the first updater of a row wins,
+// so a consumer that races another for an order fails at its state write,
+// before it publishes anything. It takes a redelivery during the attempt
+// (a lease that expires, in the "all" column) for the processed-id insert,
+// which comes after the publish, to fail.
 package publishfirst
 
 import (

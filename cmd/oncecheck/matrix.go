@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -21,7 +22,8 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 `, stdout)
 	var (
 		modelName  = fs.String("model", "", "model to test (default: every model)")
-		backend    = fs.String("backend", "mem", "store backend (mem)")
+		backend    = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
+		pgDSN      = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 		runs       = fs.Int("runs", 200, "runs per cell")
 		seed       = fs.Uint64("seed", 1, "seed of every cell (run i of a cell uses seed+i)")
 		out        = fs.String("out", "oncecheck-results", "directory for saved counterexamples")
@@ -61,12 +63,16 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	var results []*oncecheck.Matrix
 	for _, name := range models {
 		mx, err := oncecheck.RunMatrix(ctx, oncecheck.MatrixOptions{
-			Model: name, Backend: *backend, Runs: *runs, Seed: *seed, Out: *out,
+			Model: name, Backend: *backend, Postgres: *pgDSN, Runs: *runs, Seed: *seed, Out: *out,
 			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel,
 			Progress: matrixProgress(stderr, name),
 		})
+		if errors.Is(err, oncecheck.ErrUsage) {
+			return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+		}
 		if err != nil {
-			return exitInconclusive, err
+			fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
+			return exitInconclusive, nil
 		}
 		results = append(results, mx)
 		if ctx.Err() != nil {

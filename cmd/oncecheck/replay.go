@@ -16,6 +16,7 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
   oncecheck replay --strategy outbox oncecheck-results/dedup-orders-crash-lost-42.jsonl
 `, stdout)
 	strategy := fs.String("strategy", "", "run the plan on another strategy (default: the history's own)")
+	backend := fs.String("backend", "", "run on another backend: mem, or pg with $ONCECHECK_PG (default: the history's own)")
 	verbose := fs.Bool("v", false, "print the explanation and timeline of a failing replay")
 	asJSON := fs.Bool("json", false, "print the outcome as one JSON object")
 	files, err := parse(fs, args)
@@ -29,14 +30,14 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 	if err != nil {
 		return exitUsage, err
 	}
-	replayed, res, err := oncecheck.Replay(h, *strategy)
+	replayed, res, err := oncecheck.ReplayOn(h, *strategy, *backend)
 	if errors.Is(err, oncecheck.ErrUsage) {
 		return exitUsage, usagef("%s: %v", files[0], err)
 	}
 	if err != nil {
 		return exitInconclusive, fmt.Errorf("%s: %w", files[0], err)
 	}
-	same := *strategy == "" || *strategy == h.Header.Strategy
+	same := (*strategy == "" || *strategy == h.Header.Strategy) && (*backend == "" || *backend == h.Header.Backend)
 	step := histories.FirstDifference(h.Events, replayed.Events)
 	if *asJSON {
 		v := newVerdictJSON(files[0], res)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,7 +26,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	var (
 		strategy     = fs.String("strategy", "", "strategy under test (one of: "+strings.Join(adapters.Names(), ", ")+")")
 		modelName    = fs.String("model", "orders", "reference model")
-		backend      = fs.String("backend", "mem", "store backend (mem)")
+		backend      = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
+		pgDSN        = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
+		keepDB       = fs.Bool("keep-db", false, "keep the pg backend's schema after the run, for inspection")
 		faultList    = fs.String("faults", "all", "comma-separated fault kinds: crash, redelivery, or all")
 		runs         = fs.Int("runs", 100, "number of runs")
 		seed         = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
@@ -74,11 +77,16 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	tester, err := oncecheck.New(oncecheck.Config{
 		Model: *modelName, Strategy: *strategy, Backend: *backend, Faults: kinds,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
-		NoSwarm: !*swarm,
+		NoSwarm: !*swarm, Postgres: *pgDSN, KeepDB: *keepDB,
 	})
 	if err != nil {
-		return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+		if errors.Is(err, oncecheck.ErrUsage) {
+			return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+		}
+		fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
+		return exitInconclusive, nil
 	}
+	defer tester.Close()
 	if *exhaustive {
 		return runExhaustive(ctx, stdout, stderr, tester, *faultList, *out, *maxMessages, *maxFaults)
 	}
