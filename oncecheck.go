@@ -210,6 +210,7 @@ func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Resu
 	events, err := t.simulate(sim.Config{Model: t.model, Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
+		h.Header.Verdict = string(checkers.Inconclusive)
 		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
 	}
 	res, err := checkers.Check(h, t.model, checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout})

@@ -1,0 +1,102 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/storetest"
+)
+
+// dsn returns the PostgreSQL to test against. make test provides one
+// (scripts/with-postgres.sh); without it the test fails: PostgreSQL is part
+// of the product, never skipped.
+func dsn(t *testing.T) string {
+	t.Helper()
+	d := os.Getenv("ONCECHECK_PG")
+	if d == "" {
+		t.Fatal("ONCECHECK_PG is not set: run the tests through make test, which provides a PostgreSQL (or set it to a DSN)")
+	}
+	return d
+}
+
+func open(t *testing.T, o Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn(t), o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) adapters.Store { return open(t, Options{}) })
+}
+
+func schemaExists(t *testing.T, name string) bool {
+	conn, err := pgx.Connect(context.Background(), dsn(t))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var n int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", name).Scan(&n))
+	return n == 1
+}
+
+func TestEachStoreHasItsOwnSchemaDroppedOnClose(t *testing.T) {
+	a, err := Open(context.Background(), dsn(t), Options{})
+	require.NoError(t, err)
+	b := open(t, Options{})
+	require.NotEqual(t, a.Schema(), b.Schema())
+	tx, err := a.Begin()
+	require.NoError(t, err)
+	require.NoError(t, tx.Put("t", "k", []byte("a's")))
+	require.NoError(t, tx.Commit())
+	tx, err = b.Begin()
+	require.NoError(t, err)
+	_, ok, err := tx.Get("t", "k")
+	require.NoError(t, err)
+	require.False(t, ok, "parallel stores never see each other")
+	require.NoError(t, tx.Rollback())
+
+	require.True(t, schemaExists(t, a.Schema()))
+	require.NoError(t, a.Close())
+	require.False(t, schemaExists(t, a.Schema()), "dropped on close")
+
+	kept, err := Open(context.Background(), dsn(t), Options{Keep: true, Schema: "oncecheck test \"quoted\""})
+	require.NoError(t, err)
+	require.NoError(t, kept.Close())
+	require.True(t, schemaExists(t, "oncecheck test \"quoted\""), "kept, and the odd name was quoted")
+	cleanup, err := Open(context.Background(), dsn(t), Options{Schema: "oncecheck test \"quoted\""})
+	require.NoError(t, err)
+	require.NoError(t, cleanup.Close())
+}
+
+func TestUnreachableServerIsABackendFailure(t *testing.T) {
+	_, err := Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", Options{})
+	require.Error(t, err)
+	require.True(t, errors.Is(err, adapters.ErrBackend), "%v", err)
+}
+
+func TestAbortClosesTheConnection(t *testing.T) {
+	s := open(t, Options{})
+	tx, err := s.Begin()
+	require.NoError(t, err)
+	require.NoError(t, tx.Put("t", "k", []byte("v")))
+	pid := tx.(*Tx).conn.Conn().PgConn().PID()
+	require.NoError(t, tx.Abort())
+	conn, err := pgx.Connect(context.Background(), dsn(t))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	// The server notices the closed socket at once, but reports it a
+	// moment later.
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n))
+		return n == 0
+	}, 5*time.Second, 20*time.Millisecond, "the crashed transaction's connection is gone")
+}

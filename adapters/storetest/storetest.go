@@ -1,0 +1,158 @@
+// Package storetest is the conformance suite of adapters.Store: the
+// semantics every backend must share (snapshot isolation, first updater
+// wins, atomic commits, unique inserts, crashes that leave no trace), so
+// that a plan gives the same verdict on every backend. Backends run it from
+// their tests.
+package storetest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/adapters"
+)
+
+// Run runs the suite against fresh, empty stores made by open.
+func Run(t *testing.T, open func(t *testing.T) adapters.Store) {
+	tests := map[string]func(*testing.T, adapters.Store){
+		"commit is atomic and visible":           commitIsAtomic,
+		"uncommitted work leaves no trace":       uncommittedLeavesNoTrace,
+		"reads see the snapshot":                 readsSeeTheSnapshot,
+		"first updater wins":                     firstUpdaterWins,
+		"a crash releases what it held":          crashReleases,
+		"insert is a unique constraint":          insertIsUnique,
+		"an insert that finds its key waits not": insertThatFindsItsKey,
+		"scan sees own writes in key order":      scanSeesOwnWrites,
+		"reset empties the store":                resetEmpties,
+	}
+	for name, test := range tests {
+		t.Run(name, func(t *testing.T) { test(t, open(t)) })
+	}
+}
+
+func begin(t *testing.T, s adapters.Store) adapters.StoreTx {
+	t.Helper()
+	tx, err := s.Begin()
+	require.NoError(t, err)
+	return tx
+}
+
+func get(t *testing.T, s adapters.Store, table, key string) (string, bool) {
+	t.Helper()
+	tx := begin(t, s)
+	defer tx.Rollback()
+	v, ok, err := tx.Get(table, key)
+	require.NoError(t, err)
+	return string(v), ok
+}
+
+func commitIsAtomic(t *testing.T, s adapters.Store) {
+	tx := begin(t, s)
+	require.NoError(t, tx.Put("t", "a", []byte("1")))
+	require.NoError(t, tx.Put("t", "b", []byte("2")))
+	v, ok, err := tx.Get("t", "a")
+	require.NoError(t, err)
+	require.True(t, ok, "a transaction reads its own writes")
+	require.Equal(t, "1", string(v))
+	_, ok = get(t, s, "t", "a")
+	require.False(t, ok, "uncommitted writes are invisible")
+	require.Equal(t, []string{"t/a", "t/b"}, tx.Writes())
+	require.NoError(t, tx.Commit())
+	v2, _ := get(t, s, "t", "b")
+	require.Equal(t, "2", v2)
+}
+
+func uncommittedLeavesNoTrace(t *testing.T, s adapters.Store) {
+	tx := begin(t, s)
+	require.NoError(t, tx.Put("t", "a", []byte("1")))
+	require.NoError(t, tx.Rollback())
+	_, ok := get(t, s, "t", "a")
+	require.False(t, ok)
+	require.Error(t, tx.Commit(), "a finished transaction cannot commit")
+}
+
+func readsSeeTheSnapshot(t *testing.T, s adapters.Store) {
+	old := begin(t, s)
+	defer old.Rollback()
+	w := begin(t, s)
+	require.NoError(t, w.Put("t", "a", []byte("new")))
+	require.NoError(t, w.Commit())
+	_, ok, err := old.Get("t", "a")
+	require.NoError(t, err)
+	require.False(t, ok, "a transaction sees the state as of its beginning")
+}
+
+func firstUpdaterWins(t *testing.T, s adapters.Store) {
+	first, second := begin(t, s), begin(t, s)
+	defer second.Rollback()
+	require.NoError(t, first.Put("t", "counter", []byte("1")))
+	require.ErrorIs(t, second.Put("t", "counter", []byte("1")), adapters.ErrConflict, "the key is locked by an open transaction")
+	require.NoError(t, first.Commit())
+	late := begin(t, s)
+	defer late.Rollback()
+	third := begin(t, s)
+	require.NoError(t, third.Put("t", "counter", []byte("3")))
+	require.NoError(t, third.Commit())
+	require.ErrorIs(t, late.Put("t", "counter", []byte("2")), adapters.ErrConflict, "the key changed since the transaction began")
+	v, _ := get(t, s, "t", "counter")
+	require.Equal(t, "3", v, "no lost update")
+}
+
+func crashReleases(t *testing.T, s adapters.Store) {
+	a := begin(t, s)
+	require.NoError(t, a.Put("t", "k", []byte("1")))
+	require.NoError(t, a.Abort())
+	b := begin(t, s)
+	require.NoError(t, b.Put("t", "k", []byte("2")), "the crashed transaction's lock is gone")
+	require.NoError(t, b.Commit())
+	v, _ := get(t, s, "t", "k")
+	require.Equal(t, "2", v, "and its write with it")
+}
+
+func insertIsUnique(t *testing.T, s adapters.Store) {
+	a, b := begin(t, s), begin(t, s)
+	defer b.Rollback()
+	require.NoError(t, a.Insert("processed", "m1", nil))
+	require.ErrorIs(t, b.Insert("processed", "m1", nil), adapters.ErrConflict, "two racing inserts cannot both proceed")
+	require.NoError(t, a.Commit())
+	c := begin(t, s)
+	defer c.Rollback()
+	require.ErrorIs(t, c.Insert("processed", "m1", nil), adapters.ErrExists)
+}
+
+func insertThatFindsItsKey(t *testing.T, s adapters.Store) {
+	seed := begin(t, s)
+	require.NoError(t, seed.Insert("processed", "m1", nil))
+	require.NoError(t, seed.Commit())
+	a := begin(t, s)
+	require.ErrorIs(t, a.Insert("processed", "m1", nil), adapters.ErrExists)
+	b := begin(t, s)
+	require.NoError(t, b.Delete("processed", "m1"), "the insert that found its key holds no lock")
+	require.NoError(t, b.Commit())
+	require.NoError(t, a.Rollback())
+}
+
+func scanSeesOwnWrites(t *testing.T, s adapters.Store) {
+	seed := begin(t, s)
+	require.NoError(t, seed.Put("t", "b", []byte("2")))
+	require.NoError(t, seed.Put("t", "a", []byte("1")))
+	require.NoError(t, seed.Put("other", "z", []byte("9")))
+	require.NoError(t, seed.Commit())
+	tx := begin(t, s)
+	defer tx.Rollback()
+	require.NoError(t, tx.Delete("t", "a"))
+	require.NoError(t, tx.Put("t", "c", []byte("3")))
+	rows, err := tx.Scan("t")
+	require.NoError(t, err)
+	require.Equal(t, []adapters.Row{{Key: "b", Value: []byte("2")}, {Key: "c", Value: []byte("3")}}, rows)
+}
+
+func resetEmpties(t *testing.T, s adapters.Store) {
+	tx := begin(t, s)
+	require.NoError(t, tx.Put("t", "a", []byte("1")))
+	require.NoError(t, tx.Commit())
+	require.NoError(t, s.Reset())
+	_, ok := get(t, s, "t", "a")
+	require.False(t, ok)
+}

@@ -1,0 +1,98 @@
+package oncecheck
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/sim"
+)
+
+// requirePostgres fails the test when no PostgreSQL is configured: make
+// test provides one (scripts/with-postgres.sh). Never skipped.
+func requirePostgres(t *testing.T) {
+	t.Helper()
+	if os.Getenv(PostgresEnv) == "" {
+		t.Fatalf("%s is not set: run the tests through make test, which provides a PostgreSQL (or set it to a DSN)", PostgresEnv)
+	}
+}
+
+// TestPostgresGivesTheVerdictsOfMemory runs the whole matrix of every
+// model on both backends, with the same seeds and fewer runs per cell, and
+// requires the same cells: verdict, anomalies and the run that found them.
+func TestPostgresGivesTheVerdictsOfMemory(t *testing.T) {
+	requirePostgres(t)
+	if testing.Short() {
+		t.Skip("heavy: make test runs it in its second step, without -race and -short")
+	}
+	for _, name := range Models() {
+		t.Run(name, func(t *testing.T) {
+			o := MatrixOptions{Model: name, Runs: 12, Seed: 1, Out: t.TempDir()}
+			mem, err := RunMatrix(context.Background(), o)
+			require.NoError(t, err)
+			o.Backend = "pg"
+			pg, err := RunMatrix(context.Background(), o)
+			require.NoError(t, err)
+			require.Equal(t, len(mem.Cells), len(pg.Cells))
+			for i, m := range mem.Cells {
+				p := pg.Cells[i]
+				require.Equal(t, m.Summary(), p.Summary(), "%s/%s", m.Strategy, m.Fault)
+				require.Equal(t, m.RunsToFailure, p.RunsToFailure, "%s/%s", m.Strategy, m.Fault)
+				require.NotEqual(t, checkers.Inconclusive, p.Verdict, p.Reason)
+			}
+		})
+	}
+}
+
+// TestEveryCrashPointOnPostgres crashes each strategy at every point its
+// runs offer (two messages to one order), on Postgres and in memory: each
+// crash must happen, leave a checkable history, and give the same events
+// and verdict on both backends.
+func TestEveryCrashPointOnPostgres(t *testing.T) {
+	requirePostgres(t)
+	w := model.Workload{
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+		{Aggregate: "o1", Type: model.Confirm, Payload: []byte(`{}`)},
+	}.Number()
+	for _, name := range Catalogue() {
+		t.Run(name, func(t *testing.T) {
+			mem, err := New(Config{Strategy: name, Faults: []faults.Kind{faults.Crash}})
+			require.NoError(t, err)
+			pg, err := New(Config{Strategy: name, Faults: []faults.Kind{faults.Crash}, Backend: "pg"})
+			require.NoError(t, err)
+			defer pg.Close()
+			var opps []sim.Opportunity
+			_, err = mem.simulate(sim.Config{Model: mem.model, Strategy: mem.strategy, Workload: w, Explore: []faults.Kind{faults.Crash}}, &opps)
+			require.NoError(t, err)
+			var points []faults.Point
+			for _, op := range opps {
+				c := Case{Workload: w, Plan: faults.Plan{Faults: []faults.Fault{op.Fault}}}
+				hm, rm, err := mem.Execute(c, 0)
+				require.NoError(t, err)
+				hp, rp, err := pg.Execute(c, 0)
+				require.NoError(t, err, "%s on postgres", op.Fault)
+				require.Equal(t, hm.Hash(), hp.Hash(), "%s: same events on both backends", op.Fault)
+				require.Equal(t, rm.Signature(), rp.Signature(), op.Fault.String())
+				if !slices.Contains(points, op.Fault.Point) {
+					points = append(points, op.Fault.Point)
+				}
+			}
+			for _, p := range []faults.Point{faults.BeforeHandle, faults.AfterBegin, faults.AfterWrite, faults.BeforeCommit, faults.AfterCommit, faults.BeforeAck} {
+				require.Contains(t, points, p, "%s never reaches %s", name, p)
+			}
+		})
+	}
+}
+
+func TestPostgresNeedsADSN(t *testing.T) {
+	t.Setenv(PostgresEnv, "")
+	_, err := New(Config{Strategy: "naive", Backend: "pg"})
+	require.ErrorIs(t, err, ErrUsage)
+	require.ErrorContains(t, err, "needs a PostgreSQL DSN")
+}
