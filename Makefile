@@ -27,9 +27,10 @@ lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: Go benchmarks (ratios are measured within one run).
+## bench: Go benchmarks (ratios are measured within one run); the
+## PostgreSQL ones get a server as the tests do.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
 ## soak: the expected matrix with 20,000 runs in every safe cell, and the
 ## checker against the brute-force oracle on 100,000 histories.
