@@ -56,7 +56,9 @@ func throwawayPostgres(t *testing.T) (dsn string, restart func()) {
 		_ = os.RemoveAll(dir)
 	})
 	dsn = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	return dsn, func() { run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts, "-m", "immediate", "-w", "restart") }
+	return dsn, func() {
+		run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts, "-m", "immediate", "-w", "restart")
+	}
 }
 
 // TestPostgresRestartMidRunIsInconclusive restarts the server while a long
