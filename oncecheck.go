@@ -54,8 +54,12 @@ type Case struct {
 
 // Config selects what to test and how.
 type Config struct {
-	// Model is the reference business logic (default "orders").
+	// Model is the reference business logic (default "orders"), by name.
 	Model string
+	// CustomModel, when set, is used instead of looking Model up.
+	CustomModel model.Model
+	// CustomStrategy, when set, is used instead of looking Strategy up.
+	CustomStrategy *adapters.Strategy
 	// Strategy is the adapter under test.
 	Strategy string
 	// Backend is the store backend (default "mem").
@@ -116,14 +120,30 @@ var ErrUsage = errors.New("usage error")
 
 // New validates the configuration and returns a Tester.
 func New(cfg Config) (*Tester, error) {
-	cfg.defaults()
-	m, err := model.Lookup(cfg.Model)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	if cfg.CustomModel != nil {
+		cfg.Model = cfg.CustomModel.Name()
 	}
-	s, err := adapters.Lookup(cfg.Strategy)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	if cfg.CustomStrategy != nil {
+		cfg.Strategy = cfg.CustomStrategy.Name
+	}
+	cfg.defaults()
+	m, s := cfg.CustomModel, adapters.Strategy{}
+	if m == nil {
+		var err error
+		if m, err = model.Lookup(cfg.Model); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+	}
+	if cfg.CustomStrategy != nil {
+		s = *cfg.CustomStrategy
+		if s.Name == "" || s.NewHandler == nil {
+			return nil, fmt.Errorf("%w: a strategy needs a name and a NewHandler", ErrUsage)
+		}
+	} else {
+		var err error
+		if s, err = adapters.Lookup(cfg.Strategy); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
 	}
 	if err := s.Check(m); err != nil {
 		return nil, fmt.Errorf("%w: strategy %s does not apply to model %s: %w", ErrUsage, s.Name, m.Name(), err)

@@ -119,3 +119,41 @@ func TestCanonicalAndSameJSON(t *testing.T) {
 	require.False(t, SameJSON([]byte(`{"qty":1,"sku":"a"}`), []byte(`{"qty":2,"sku":"a"}`)))
 	require.False(t, SameJSON([]byte(`{"qty":1}`), []byte(`not json`)))
 }
+
+// counter is a user model written with Typed.
+var counter = Typed[map[string]int]{
+	Title: "counter",
+	Init:  func(string) map[string]int { return map[string]int{} },
+	Step: func(s map[string]int, m Message) (map[string]int, Outputs, error) {
+		p, err := Payload[struct{ By int }](m)
+		if err != nil {
+			return nil, nil, err
+		}
+		s["n"] += p.By
+		return s, Outputs{Emit("Counted", map[string]int{"n": s["n"]})}, nil
+	},
+	Generate: func(max int) *rapid.Generator[Workload] {
+		return rapid.Custom(func(t *rapid.T) Workload {
+			n := rapid.IntRange(1, max).Draw(t, "n")
+			var w Workload
+			for range n {
+				w = append(w, Send("c1", "Add", map[string]int{"By": rapid.IntRange(1, 3).Draw(t, "by")}))
+			}
+			return w.Number()
+		})
+	},
+}
+
+func TestTypedModel(t *testing.T) {
+	s := counter.Initial("c1")
+	require.Equal(t, `{}`, s.String())
+	s, outs, err := counter.Apply(s, Send("c1", "Add", map[string]int{"By": 2}))
+	require.NoError(t, err)
+	require.Equal(t, `{"n":2}`, s.String())
+	require.Equal(t, `[Counted{"n":2}]`, outs.String())
+	_, _, err = counter.Apply(s, Message{Type: "Add", Payload: []byte(`"x"`)})
+	require.Error(t, err)
+	w := counter.Workload(3).Example(1)
+	require.NotEmpty(t, w)
+	require.Equal(t, "m1", w[0].ID)
+}

@@ -1,0 +1,210 @@
+package oncecheck
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// ReplayEnv names the environment variable that makes Verify replay a saved
+// history instead of searching: ONCECHECK_REPLAY=path/to/history.jsonl.
+const ReplayEnv = "ONCECHECK_REPLAY"
+
+// SeedEnv names the environment variable that sets Verify's seed.
+const SeedEnv = "ONCECHECK_SEED"
+
+// TB is the part of testing.TB that Verify uses; *testing.T is one.
+type TB interface {
+	Helper()
+	Name() string
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+}
+
+// Spec says what Verify verifies: the handler as a strategy and the
+// business logic it must be equivalent to.
+type Spec struct {
+	// Model is the reference business logic.
+	Model model.Model
+	// Strategy is the handler under test: a name and its factories.
+	Strategy adapters.Strategy
+	// Faults are the fault kinds to inject (default: all).
+	Faults []faults.Kind
+	// Runs is the number of generated cases (default 300; 60 with -short).
+	Runs int
+	// Seed is the campaign's seed (default: from $ONCECHECK_SEED, else
+	// derived from the test's name, so that a test is reproducible and
+	// -count=N repeats the same cases).
+	Seed uint64
+	// MaxMessages and MaxFaults bound each case (defaults 8 and 3).
+	MaxMessages, MaxFaults int
+	// Backend is "mem" (default) or "pg"; Postgres is the pg DSN (default
+	// $ONCECHECK_PG).
+	Backend, Postgres string
+	// Out is where counterexamples are saved (default
+	// "oncecheck-results", in the package's directory).
+	Out string
+	// Downstream is the output-copy policy (default dedup-by-id).
+	Downstream checkers.Downstream
+}
+
+// Verify checks, in a test, that a handler is exactly-once: it generates
+// cases, runs them with faults, and on the first violation shrinks it,
+// saves it, and fails t with the explanation, the saved file and the
+// command that replays it. With $ONCECHECK_REPLAY set to a saved history it
+// replays that history instead of searching.
+//
+//	func TestShopIsExactlyOnce(t *testing.T) {
+//		t.Parallel()
+//		oncecheck.Verify(t, oncecheck.Spec{Model: shop.Model, Strategy: shop.Strategy})
+//	}
+func Verify(t TB, spec Spec) {
+	t.Helper()
+	if spec.Model == nil || spec.Strategy.NewHandler == nil || spec.Strategy.Name == "" {
+		t.Errorf("oncecheck: Spec needs a Model and a Strategy with a name and a NewHandler")
+		return
+	}
+	// Checks and replays of saved histories find the model and the
+	// strategy by name.
+	model.Register(spec.Model)
+	adapters.Register(spec.Strategy)
+	if path := os.Getenv(ReplayEnv); path != "" {
+		verifyReplay(t, spec, path)
+		return
+	}
+	if spec.Runs == 0 {
+		spec.Runs = 300
+		if testing.Short() {
+			spec.Runs = 60
+		}
+	}
+	if spec.Seed == 0 {
+		spec.Seed = seedFor(t.Name())
+	}
+	if spec.Out == "" {
+		spec.Out = "oncecheck-results"
+	}
+	strategy := spec.Strategy
+	tester, err := New(Config{
+		CustomModel: spec.Model, CustomStrategy: &strategy, Faults: spec.Faults,
+		MaxMessages: spec.MaxMessages, MaxFaults: spec.MaxFaults, Backend: spec.Backend,
+		Postgres: spec.Postgres, Downstream: spec.Downstream,
+	})
+	if err != nil {
+		t.Errorf("oncecheck: %v", err)
+		return
+	}
+	defer tester.Close()
+	start := time.Now()
+	rep, err := tester.Search(context.Background(), SearchOptions{Runs: spec.Runs, Seed: spec.Seed, Out: spec.Out})
+	if err != nil {
+		t.Errorf("oncecheck: %v", err)
+		return
+	}
+	switch rep.Verdict {
+	case checkers.Pass:
+		t.Logf("oncecheck: %s is exactly-once over %d runs (seed %d, %s; faults injected: %s)",
+			spec.Strategy.Name, rep.Runs, spec.Seed, time.Since(start).Round(time.Millisecond), injectedSummary(rep.Injected))
+	case checkers.Inconclusive:
+		t.Errorf("oncecheck: inconclusive after %d runs: %s", rep.Runs, rep.Reason)
+	default:
+		t.Errorf("%s", failureText(t, spec, rep.Minimal, rep.Result, rep.Path, rep.RunsToFailure))
+	}
+}
+
+func verifyReplay(t TB, spec Spec, path string) {
+	t.Helper()
+	h, err := histories.Load(path)
+	if err != nil {
+		t.Errorf("oncecheck: %s: %v", ReplayEnv, err)
+		return
+	}
+	replayed, res, err := ReplayOn(h, spec.Strategy.Name, spec.Backend)
+	if err != nil {
+		t.Errorf("oncecheck: replay %s: %v", path, err)
+		return
+	}
+	same := histories.FirstDifference(h.Events, replayed.Events) == 0
+	t.Logf("oncecheck: replayed %s (events identical to the saved ones: %v)", path, same)
+	if res.Verdict != checkers.Pass {
+		t.Errorf("%s", failureText(t, spec, replayed, res, path, 0))
+	}
+}
+
+// failureText explains a failure for a test log.
+func failureText(t TB, spec Spec, h *histories.History, res checkers.Result, path string, runs int) string {
+	var b strings.Builder
+	if runs > 0 {
+		fmt.Fprintf(&b, "oncecheck: %s is not exactly-once: %s (found in run %d)\n", spec.Strategy.Name, names(res), runs)
+	} else {
+		fmt.Fprintf(&b, "oncecheck: %s is not exactly-once: %s\n", spec.Strategy.Name, names(res))
+	}
+	for _, f := range res.Findings {
+		fmt.Fprintf(&b, "  %s: %s\n", f.Anomaly, f.Text)
+		if f.Evidence != "" {
+			fmt.Fprintf(&b, "    evidence: %s\n", f.Evidence)
+		}
+	}
+	fmt.Fprintf(&b, "workload:\n")
+	for _, m := range h.Header.Workload {
+		fmt.Fprintf(&b, "  %s %s to %s\n", m.Key, m.Output(), m.Aggregate)
+	}
+	fmt.Fprintf(&b, "faults:\n")
+	for _, f := range h.Header.Plan.Faults {
+		fmt.Fprintf(&b, "  %s\n", f)
+	}
+	for _, l := range res.Expected {
+		fmt.Fprintf(&b, "%s\n", l)
+	}
+	fmt.Fprintf(&b, "timeline:\n%s\n", strings.Join(h.Timeline(), "\n"))
+	if path != "" {
+		fmt.Fprintf(&b, "saved: %s\n", path)
+		fmt.Fprintf(&b, "replay: %s=%s go test -run '^%s$' .\n", ReplayEnv, path, t.Name())
+		fmt.Fprintf(&b, "report: go run github.com/oncecheck/oncecheck/cmd/oncecheck show --html report.html %s", path)
+	}
+	return b.String()
+}
+
+func names(res checkers.Result) string {
+	s := make([]string, len(res.Anomalies))
+	for i, a := range res.Anomalies {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
+
+func injectedSummary(m map[faults.Kind]int) string {
+	var parts []string
+	for _, k := range faults.AllKinds {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// seedFor returns $ONCECHECK_SEED, or a seed derived from a test name.
+func seedFor(name string) uint64 {
+	if s := os.Getenv(SeedEnv); s != "" {
+		var seed uint64
+		if _, err := fmt.Sscan(s, &seed); err == nil && seed != 0 {
+			return seed
+		}
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return h.Sum64()>>1 | 1
+}

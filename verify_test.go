@@ -1,0 +1,74 @@
+package oncecheck
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// recorder is a TB that keeps what Verify reports.
+type recorder struct {
+	name   string
+	logs   []string
+	errors []string
+}
+
+func (r *recorder) Helper()                           {}
+func (r *recorder) Name() string                      { return r.name }
+func (r *recorder) Logf(format string, args ...any)   { r.logs = append(r.logs, fmt.Sprintf(format, args...)) }
+func (r *recorder) Errorf(format string, args ...any) { r.errors = append(r.errors, fmt.Sprintf(format, args...)) }
+
+func strategyNamed(t *testing.T, name string) adapters.Strategy {
+	s, err := adapters.Lookup(name)
+	require.NoError(t, err)
+	return s
+}
+
+func TestVerifyPassesAnExactlyOnceHandler(t *testing.T) {
+	t.Parallel()
+	r := &recorder{name: "TestShop"}
+	Verify(r, Spec{Model: model.Orders{}, Strategy: strategyNamed(t, "reservation"), Runs: 100, Out: t.TempDir()})
+	require.Empty(t, r.errors)
+	require.Len(t, r.logs, 1)
+	require.Regexp(t, `oncecheck: reservation is exactly-once over 100 runs \(seed \d+, .*; faults injected: crash=\d+`, r.logs[0])
+}
+
+func TestVerifyExplainsAFailureAndReplaysIt(t *testing.T) {
+	out := t.TempDir()
+	r := &recorder{name: "TestDedup"}
+	spec := Spec{Model: model.Orders{}, Strategy: strategyNamed(t, "dedup"), Faults: []faults.Kind{faults.Crash}, Runs: 300, Out: out}
+	Verify(r, spec)
+	require.Len(t, r.errors, 1)
+	msg := r.errors[0]
+	require.Contains(t, msg, "oncecheck: dedup is not exactly-once: lost")
+	require.Contains(t, msg, "evidence: attempt #1")
+	require.Contains(t, msg, "timeline:")
+	require.Regexp(t, `replay: ONCECHECK_REPLAY=\S+\.jsonl go test -run '\^TestDedup\$' \.`, msg)
+
+	// The same test name gives the same seed: the failure reproduces.
+	again := &recorder{name: "TestDedup"}
+	Verify(again, spec)
+	require.Equal(t, r.errors, again.errors)
+
+	// With ONCECHECK_REPLAY, Verify replays the saved history.
+	path := strings.Fields(msg[strings.Index(msg, "saved: "):])[1]
+	t.Setenv(ReplayEnv, path)
+	replayed := &recorder{name: "TestDedup"}
+	Verify(replayed, spec)
+	require.Len(t, replayed.errors, 1)
+	require.Contains(t, replayed.errors[0], "not exactly-once: lost")
+	require.Contains(t, replayed.logs[0], "events identical to the saved ones: true")
+}
+
+func TestVerifyRejectsAnIncompleteSpec(t *testing.T) {
+	r := &recorder{name: "TestBad"}
+	Verify(r, Spec{Model: model.Orders{}})
+	require.Len(t, r.errors, 1)
+	require.Contains(t, r.errors[0], "Spec needs a Model and a Strategy")
+}
