@@ -74,7 +74,9 @@ func (t Typed[S]) Apply(s State, m Message) (State, Outputs, error) {
 }
 
 // Workload implements Model.
-func (t Typed[S]) Workload(maxMessages int) *rapid.Generator[Workload] { return t.Generate(maxMessages) }
+func (t Typed[S]) Workload(maxMessages int) *rapid.Generator[Workload] {
+	return t.Generate(maxMessages)
+}
 
 func encodeCanonical(v any) (State, error) {
 	b, err := json.Marshal(v)
