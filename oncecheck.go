@@ -154,6 +154,9 @@ func New(cfg Config) (*Tester, error) {
 	if cfg.MaxMessages < 1 || cfg.MaxFaults < 0 {
 		return nil, fmt.Errorf("%w: --max-messages must be at least 1 and --max-faults at least 0", ErrUsage)
 	}
+	if s.SQLSchema != "" && cfg.Backend != "pg" {
+		return nil, fmt.Errorf("%w: strategy %s writes SQL: run it with the pg backend", ErrUsage, s.Name)
+	}
 	t := &Tester{cfg: cfg, model: m, strategy: s}
 	if cfg.Backend == "pg" {
 		dsn := cfg.Postgres
@@ -163,7 +166,7 @@ func New(cfg Config) (*Tester, error) {
 		if dsn == "" {
 			return nil, fmt.Errorf("%w: the pg backend needs a PostgreSQL DSN: --pg or $%s", ErrUsage, PostgresEnv)
 		}
-		store, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Keep: cfg.KeepDB})
+		store, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Keep: cfg.KeepDB, DDL: s.SQLSchema})
 		if err != nil {
 			return nil, err
 		}

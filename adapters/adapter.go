@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -108,6 +110,25 @@ type Env interface {
 	Point(name string)
 }
 
+// SQLEnv is implemented by the Env of the pg backend: a handler (or a
+// dispatcher) that writes SQL asks it for a transaction. The harness wraps
+// the pgx.Tx it returns: Exec is a write (a crash point after it), Commit is
+// preceded and followed by crash points, and a crash closes the connection
+// so the server aborts the transaction. Unqualified table names resolve to
+// the run's schema. On the mem backend, the Env does not implement it.
+type SQLEnv interface {
+	BeginSQL() (pgx.Tx, error)
+}
+
+// SQL returns the pgx transaction behind a Tx of the pg backend (the one
+// Observe receives), or an error on another backend.
+func SQL(tx Tx) (pgx.Tx, error) {
+	if p, ok := tx.(interface{ PGX() pgx.Tx }); ok {
+		return p.PGX(), nil
+	}
+	return nil, errors.New("this handler writes SQL: run it on the pg backend")
+}
+
 // Handler handles deliveries. A handler instance lives as long as its
 // consumer process: a crash throws it away and a restart builds a new one.
 type Handler interface {
@@ -138,6 +159,10 @@ type Strategy struct {
 	// NewDispatcher builds a fresh dispatcher; nil when the strategy has
 	// none.
 	NewDispatcher func() Dispatcher
+	// SQLSchema is the DDL of the adapter's own tables, for handlers that
+	// write SQL (see SQLEnv): the pg backend runs it in the run's schema
+	// and empties the tables between runs.
+	SQLSchema string
 	// Points names the adapter's own crash points (see Env.Point), so that
 	// plans place crashes there too.
 	Points []faults.Point

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,9 @@ type Options struct {
 	Keep bool
 	// Timeout bounds each statement (default 10s).
 	Timeout time.Duration
+	// DDL creates the tables of handlers that write SQL, in the schema
+	// (see adapters.Strategy.SQLSchema).
+	DDL string
 }
 
 // Store is a PostgreSQL backend in a schema of its own.
@@ -89,6 +93,22 @@ CREATE TABLE IF NOT EXISTS %s (tbl text NOT NULL, key text NOT NULL, value bytea
 		pool.Close()
 		return nil, fmt.Errorf("%w: cannot use postgres at %s: %v", adapters.ErrBackend, describe(cfg.ConnConfig), err)
 	}
+	if o.DDL != "" {
+		tx, err := pool.Begin(ctx)
+		if err == nil {
+			_, err = tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{o.Schema}.Sanitize())
+		}
+		if err == nil {
+			_, err = tx.Exec(ctx, o.DDL)
+		}
+		if err == nil {
+			err = tx.Commit(ctx)
+		}
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("create the handler's tables: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -121,8 +141,9 @@ func (s *Store) Begin() (adapters.StoreTx, error) {
 		return nil, classify(err)
 	}
 	// SET takes no snapshot; the SELECT pins it at the beginning, as the
-	// in-memory store does.
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'; SELECT 1", LockTimeout.Milliseconds())); err != nil {
+	// in-memory store does. Unqualified names resolve to the schema.
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'; SET LOCAL search_path TO %s; SELECT 1",
+		LockTimeout.Milliseconds(), pgx.Identifier{s.schema}.Sanitize())); err != nil {
 		_ = tx.Rollback(ctx)
 		conn.Release()
 		return nil, classify(err)
@@ -130,11 +151,23 @@ func (s *Store) Begin() (adapters.StoreTx, error) {
 	return &Tx{s: s, conn: conn, tx: tx}, nil
 }
 
-// Reset implements adapters.Store.
+// Reset implements adapters.Store: it empties every table of the schema.
 func (s *Store) Reset() error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, "TRUNCATE "+s.table); err != nil {
+	rows, err := s.pool.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename", s.schema)
+	if err != nil {
+		return classify(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return classify(err)
+	}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = pgx.Identifier{s.schema, n}.Sanitize()
+	}
+	if _, err := s.pool.Exec(ctx, "TRUNCATE "+strings.Join(quoted, ", ")+" RESTART IDENTITY"); err != nil {
 		return classify(err)
 	}
 	return nil
@@ -253,6 +286,18 @@ func (t *Tx) Scan(table string) ([]adapters.Row, error) {
 		return nil, classify(err)
 	}
 	return out, nil
+}
+
+// PGX returns the transaction itself, for handlers that write SQL.
+func (t *Tx) PGX() pgx.Tx { return t.tx }
+
+// Classify maps an error of a SQL handler's statement to the harness's
+// vocabulary: conflicts, unique violations, or backend failures.
+func Classify(err error) error {
+	if err == nil || errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	return classify(err)
 }
 
 // Writes implements adapters.StoreTx.

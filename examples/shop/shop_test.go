@@ -1,0 +1,66 @@
+package shop_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/examples/shop"
+	"github.com/oncecheck/oncecheck/faults"
+)
+
+func requirePostgres(t *testing.T) {
+	if os.Getenv(oncecheck.PostgresEnv) == "" {
+		t.Fatalf("%s is not set: run through make test, which provides a PostgreSQL", oncecheck.PostgresEnv)
+	}
+}
+
+// This is all a team needs to keep its handler honest in CI.
+func TestShopIsExactlyOnce(t *testing.T) {
+	requirePostgres(t)
+	oncecheck.Verify(t, oncecheck.Spec{
+		Model:    shop.Model,
+		Strategy: shop.Strategy,
+		Backend:  "pg",
+		Faults:   []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure, faults.Concurrent},
+		Runs:     80,
+		Out:      t.TempDir(),
+	})
+}
+
+// recorder stands in for *testing.T to show the broken variant failing
+// without failing this test.
+type recorder struct{ errors, logs []string }
+
+func (*recorder) Helper()      {}
+func (*recorder) Name() string { return "TestBrokenShop" }
+func (r *recorder) Logf(format string, args ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func TestBrokenShopIsCaughtWithAClearExplanation(t *testing.T) {
+	requirePostgres(t)
+	r := &recorder{}
+	oncecheck.Verify(r, oncecheck.Spec{
+		Model:    shop.Model,
+		Strategy: shop.Broken,
+		Backend:  "pg",
+		Faults:   []faults.Kind{faults.Crash},
+		Runs:     200,
+		Out:      t.TempDir(),
+	})
+	require.Len(t, r.errors, 1, "the broken variant must fail")
+	msg := r.errors[0]
+	t.Log(msg)
+	require.Contains(t, msg, "oncecheck: shop-broken is not exactly-once: lost")
+	require.Contains(t, msg, "had no effect at all")
+	require.Contains(t, msg, "crash consumer at delivery #1")
+	require.True(t, strings.Contains(msg, "sql: INSERT INTO inbox"), "the timeline shows the inbox insert")
+}

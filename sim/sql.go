@@ -1,0 +1,108 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+)
+
+var _ adapters.SQLEnv = (*env)(nil)
+
+// BeginSQL implements adapters.SQLEnv on the pg backend.
+func (e *env) BeginSQL() (pgx.Tx, error) {
+	inner, err := e.r.store.Begin()
+	if err != nil {
+		e.backendFailed(err)
+	}
+	p, ok := inner.(interface{ PGX() pgx.Tx })
+	if !ok {
+		_ = inner.Rollback()
+		return nil, errors.New("this handler writes SQL: run it on the pg backend (--backend pg)")
+	}
+	t := &tx{env: e, inner: inner, n: len(e.r.txs) + 1}
+	e.r.txs = append(e.r.txs, t)
+	e.open = append(e.open, t)
+	ev := e.base(histories.Begin)
+	ev.Tx = t.n
+	e.r.record(ev)
+	e.boundary(faults.AfterBegin, 0)
+	return &sqlTx{Tx: p.PGX(), t: t}, nil
+}
+
+// sqlTx is the pgx.Tx a SQL handler gets: statements pass through; Exec
+// records a write and is a crash point; Commit and Rollback go through the
+// harness's transaction (crash points before and after the commit). A
+// backend failure in any statement stops the run.
+type sqlTx struct {
+	pgx.Tx
+	t *tx
+}
+
+func (s *sqlTx) check(err error) error {
+	if err == nil || errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	classified := pgstore.Classify(err)
+	if errors.Is(classified, adapters.ErrBackend) {
+		s.t.env.backendFailed(classified)
+	}
+	return classified
+}
+
+// Exec implements pgx.Tx.
+func (s *sqlTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := s.Tx.Exec(ctx, sql, args...)
+	if err != nil {
+		return tag, s.check(err)
+	}
+	e := s.t.env
+	ev := e.base(histories.Write)
+	ev.Tx, ev.Detail = s.t.n, statement(sql)
+	e.r.record(ev)
+	n := e.writes
+	e.writes++
+	e.boundary(faults.AfterWrite, n)
+	return tag, nil
+}
+
+// Query implements pgx.Tx.
+func (s *sqlTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	rows, err := s.Tx.Query(ctx, sql, args...)
+	return rows, s.check(err)
+}
+
+// QueryRow implements pgx.Tx.
+func (s *sqlTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return checkedRow{s.Tx.QueryRow(ctx, sql, args...), s}
+}
+
+type checkedRow struct {
+	pgx.Row
+	s *sqlTx
+}
+
+func (r checkedRow) Scan(dest ...any) error { return r.s.check(r.Row.Scan(dest...)) }
+
+// Commit implements pgx.Tx through the harness.
+func (s *sqlTx) Commit(context.Context) error { return s.t.Commit() }
+
+// Rollback implements pgx.Tx through the harness.
+func (s *sqlTx) Rollback(context.Context) error { return s.t.Rollback() }
+
+// statement names a SQL statement for the timeline: its first words.
+func statement(sql string) string {
+	words := strings.Fields(sql)
+	if len(words) > 3 {
+		words = words[:3]
+	}
+	return fmt.Sprintf("sql: %s", strings.Join(words, " "))
+}
