@@ -50,6 +50,7 @@ func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) (int, 
 	verbose := fs.Bool("v", false, "print the explanation and timeline of failing histories")
 	asJSON := fs.Bool("json", false, "print one JSON object per file (JSON Lines)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
+	junit := fs.String("junit", "", "also write a JUnit XML report (one test case per file) to this file")
 	args, err := parse(fs, args)
 	if err != nil {
 		return exitUsage, err
@@ -68,9 +69,25 @@ func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) (int, 
 		return exitUsage, err
 	}
 	worst := exitPass
+	var cases []junitCase
 	for _, file := range files {
 		code := checkOne(stdout, stderr, file, policy, *timeout, *verbose, *asJSON, len(files) > 1)
 		worst = worse(worst, code)
+		c := junitCase{Name: file, Classname: "oncecheck.check"}
+		switch code {
+		case exitViolation:
+			c.failed("violation", "oncecheck show "+file)
+		case exitInconclusive:
+			c.inconclusive("inconclusive")
+		case exitUsage:
+			c.inconclusive("unreadable history")
+		}
+		cases = append(cases, c)
+	}
+	if *junit != "" {
+		if err := writeJUnit(*junit, "oncecheck check", cases); err != nil {
+			return exitInconclusive, err
+		}
 	}
 	if len(files) > 1 && !*asJSON {
 		fmt.Fprintf(stdout, "%d histories checked\n", len(files))

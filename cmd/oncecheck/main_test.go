@@ -226,3 +226,23 @@ func TestMatrixJSONAndExpect(t *testing.T) {
 	require.Contains(t, out, "| strategy | crash | redelivery |")
 	require.Contains(t, out, "| state-based | n/a |")
 }
+
+func TestJUnitReports(t *testing.T) {
+	dir := t.TempDir()
+	report := filepath.Join(dir, "run.xml")
+	code, _, _ := cli(t, "run", "--strategy", "dedup", "--faults", "crash", "--runs", "200", "--seed", "1", "--out", dir, "--junit", report)
+	require.Equal(t, exitViolation, code)
+	b, err := os.ReadFile(report)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `<testsuite name="oncecheck run" tests="1" failures="1"`)
+	require.Contains(t, string(b), `message="dedup is not exactly-once: lost`)
+
+	report = filepath.Join(dir, "matrix.xml")
+	code, _, _ = cli(t, "matrix", "--model", "accounts", "--runs", "20", "--shrink=false", "--out", dir, "--junit", report)
+	require.Equal(t, exitPass, code)
+	b, err = os.ReadFile(report)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `tests="91"`)
+	require.Contains(t, string(b), `skipped="7"`, "state-based does not apply to accounts")
+	require.Contains(t, string(b), `<testcase name="reservation/crash" classname="oncecheck.matrix.accounts"`)
+}

@@ -32,6 +32,7 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		shrinkTime = fs.Duration("shrink-time", 5*time.Second, "time budget for shrinking one counterexample")
 		parallel   = fs.Int("parallel", 0, "cells run at once (default: the number of CPUs)")
 		expect     = fs.String("expect", "", "JSON file of expected verdicts; exit 1 when a cell disagrees")
+		junit      = fs.String("junit", "", "also write a JUnit XML report (one test case per cell) to this file")
 	)
 	rest, err := parse(fs, args)
 	if err != nil {
@@ -95,6 +96,28 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 			writeText(stdout, mx)
 		}
 		fmt.Fprintf(stdout, "%d models in %s\n", len(results), time.Since(start).Round(100*time.Millisecond))
+	}
+	if *junit != "" {
+		var cases []junitCase
+		for _, mx := range results {
+			for _, cell := range mx.Cells {
+				c := junitCase{Name: cell.Strategy + "/" + cell.Fault, Classname: "oncecheck.matrix." + mx.Model}
+				switch {
+				case cell.NotApplicable != "":
+					c.Skipped, c.SystemOut = &struct{}{}, cell.NotApplicable
+				case cell.Verdict == checkers.Violation:
+					c.failed(fmt.Sprintf("%s @%d", strings.Join(cell.Anomalies, "+"), cell.RunsToFailure), "counterexample: "+cell.History)
+				case cell.Verdict == checkers.Inconclusive:
+					c.inconclusive(cell.Reason)
+				default:
+					c.SystemOut = fmt.Sprintf("%d runs passed", cell.Runs)
+				}
+				cases = append(cases, c)
+			}
+		}
+		if err := writeJUnit(*junit, "oncecheck matrix", cases); err != nil {
+			return exitInconclusive, err
+		}
 	}
 	code := exitPass
 	for _, mx := range results {

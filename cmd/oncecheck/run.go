@@ -41,6 +41,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		checkTimeout = fs.Duration("check-timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
 		swarm        = fs.Bool("swarm", true, "with several fault kinds, let each run enable a random subset with random weights")
 		determinism  = fs.Bool("check-determinism", false, "run every case twice and compare the histories")
+		junit        = fs.String("junit", "", "also write a JUnit XML report to this file")
 		exhaustive   = fs.Bool("exhaustive", false, "enumerate every placement of up to --max-faults faults over every workload of up to --max-messages messages (defaults 2 and 3) instead of sampling")
 	)
 	rest, err := parse(fs, args)
@@ -93,6 +94,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if *seed == 0 {
 		*seed = randomSeed()
 	}
+	started := time.Now()
 	fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d\n",
 		*strategy, *modelName, *backend, *faultList, *runs, *seed)
 	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
@@ -103,6 +105,24 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		return exitInconclusive, err
 	}
 	code := printReport(stdout, rep, ctx.Err() != nil)
+	if *junit != "" {
+		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", *strategy, *modelName, *faultList), Classname: "oncecheck.run",
+			Time: time.Since(started).Seconds()}
+		switch rep.Verdict {
+		case checkers.Violation:
+			var b strings.Builder
+			printExplanation(&b, rep.Minimal, rep.Result)
+			fmt.Fprintf(&b, "\nSaved: %s\nReplay: %s replay %s\n", rep.Path, self(), rep.Path)
+			c.failed(fmt.Sprintf("%s is not exactly-once: %s (run %d, seed %d)", *strategy, anomalyList(rep.Result), rep.RunsToFailure, rep.FailingSeed), b.String())
+		case checkers.Inconclusive:
+			c.inconclusive(rep.Reason)
+		default:
+			c.SystemOut = fmt.Sprintf("%d runs passed, seed %d", rep.Runs, *seed)
+		}
+		if err := writeJUnit(*junit, "oncecheck run", []junitCase{c}); err != nil {
+			return exitInconclusive, err
+		}
+	}
 	if ctx.Err() != nil && code != exitViolation {
 		return exitInterrupted, nil
 	}
