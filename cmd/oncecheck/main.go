@@ -58,6 +58,7 @@ func init() {
 		{"replay", "re-run the plan of a saved history and check the new history", replayCmd},
 		{"show", "print a saved history: verdict, explanation, workload, faults and timeline", showCmd},
 		{"list", "list the strategies, models, fault kinds and backends", listCmd},
+		{"completion", "print a shell completion script (bash, zsh or fish)", completionCmd},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -245,4 +246,25 @@ func TestJUnitReports(t *testing.T) {
 	require.Contains(t, string(b), `tests="91"`)
 	require.Contains(t, string(b), `skipped="7"`, "state-based does not apply to accounts")
 	require.Contains(t, string(b), `<testcase name="reservation/crash" classname="oncecheck.matrix.accounts"`)
+}
+
+func TestCompletion(t *testing.T) {
+	code, out, _ := cli(t, "completion", "bash")
+	require.Equal(t, exitPass, code)
+	require.Contains(t, out, "complete -F _oncecheck oncecheck")
+	require.Contains(t, out, "reservation")
+	script := filepath.Join(t.TempDir(), "c.bash")
+	require.NoError(t, os.WriteFile(script, []byte(out), 0o644))
+	// bash parses it and completes a strategy name.
+	check := exec.Command("bash", "-c", `source `+script+`; COMP_WORDS=(oncecheck run --strategy res); COMP_CWORD=3; _oncecheck; echo "${COMPREPLY[@]}"`)
+	got, err := check.CombinedOutput()
+	require.NoError(t, err, string(got))
+	require.Equal(t, "reservation\n", string(got))
+	for _, shell := range []string{"zsh", "fish"} {
+		code, out, _ = cli(t, "completion", shell)
+		require.Equal(t, exitPass, code)
+		require.Contains(t, out, "oncecheck")
+	}
+	code, _, _ = cli(t, "completion", "tcsh")
+	require.Equal(t, exitUsage, code)
 }

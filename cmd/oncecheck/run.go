@@ -97,10 +97,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	started := time.Now()
 	fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d\n",
 		*strategy, *modelName, *backend, *faultList, *runs, *seed)
+	bar := newProgress(stderr)
 	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
 		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime, CheckDeterminism: *determinism,
-		Progress: progressPrinter(stderr),
+		Progress: bar.update,
 	})
+	bar.done()
 	if err != nil {
 		return exitInconclusive, err
 	}
@@ -137,22 +139,6 @@ func randomSeed() uint64 {
 	return binary.LittleEndian.Uint64(b[:]) >> 1 // keep it positive as an int64
 }
 
-// progressPrinter reports progress on stderr at most once a second.
-func progressPrinter(w io.Writer) func(done, total int) {
-	start := time.Now()
-	last := start
-	return func(done, total int) {
-		now := time.Now()
-		if now.Sub(last) < time.Second || done == total {
-			return
-		}
-		last = now
-		rate := float64(done) / now.Sub(start).Seconds()
-		left := time.Duration(float64(total-done)/rate) * time.Second
-		fmt.Fprintf(w, "  %d/%d runs (%.0f runs/s, about %s left)\n", done, total, rate, left.Round(time.Second))
-	}
-}
-
 func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 	counts := make([]string, 0, len(faults.AllKinds))
 	for _, k := range faults.AllKinds {
@@ -169,17 +155,17 @@ func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 	}
 	switch rep.Verdict {
 	case checkers.Pass:
-		fmt.Fprintf(w, "PASS: %d runs, no violation (faults injected: %s)\n", rep.Runs, injected)
+		fmt.Fprintf(w, "%s: %d runs, no violation (faults injected: %s)\n", colour(w, green, "PASS"), rep.Runs, injected)
 		if rep.DeterminismChecked {
 			fmt.Fprintf(w, "determinism: every run gave the same history twice\n")
 		}
 		return exitPass
 	case checkers.Inconclusive:
-		fmt.Fprintf(w, "INCONCLUSIVE after %d runs (%d undecided): %s\n", rep.Runs, rep.Inconclusive, rep.Reason)
+		fmt.Fprintf(w, "%s after %d runs (%d undecided): %s\n", colour(w, amber, "INCONCLUSIVE"), rep.Runs, rep.Inconclusive, rep.Reason)
 		return exitInconclusive
 	}
 	h := rep.Minimal
-	fmt.Fprintf(w, "VIOLATION after %d runs (seed %d): %s\n", rep.RunsToFailure, rep.FailingSeed, anomalyList(rep.Result))
+	fmt.Fprintf(w, "%s after %d runs (seed %d): %s\n", colour(w, red, "VIOLATION"), rep.RunsToFailure, rep.FailingSeed, anomalyList(rep.Result))
 	fmt.Fprintf(w, "faults injected across the runs: %s\n", injected)
 	if rep.ShrinkError != nil {
 		fmt.Fprintf(w, "(not shrunk: %v)\n", rep.ShrinkError)
