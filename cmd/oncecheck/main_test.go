@@ -268,3 +268,19 @@ func TestCompletion(t *testing.T) {
 	code, _, _ = cli(t, "completion", "tcsh")
 	require.Equal(t, exitUsage, code)
 }
+
+func TestRunJSON(t *testing.T) {
+	code, out, _ := cli(t, "run", "--strategy", "dedup", "--faults", "crash", "--runs", "200", "--seed", "1", "--out", t.TempDir(), "--json")
+	require.Equal(t, exitViolation, code)
+	var v struct {
+		Verdict   string   `json:"verdict"`
+		Anomalies []string `json:"anomalies"`
+		History   string   `json:"history"`
+		Injected  map[string]int
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
+	require.Equal(t, "violation", v.Verdict)
+	require.Equal(t, []string{"lost"}, v.Anomalies)
+	require.FileExists(t, v.History)
+	require.NotZero(t, v.Injected["crash"])
+}

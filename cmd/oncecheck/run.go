@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,6 +43,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		swarm        = fs.Bool("swarm", true, "with several fault kinds, let each run enable a random subset with random weights")
 		determinism  = fs.Bool("check-determinism", false, "run every case twice and compare the histories")
 		junit        = fs.String("junit", "", "also write a JUnit XML report to this file")
+		asJSON       = fs.Bool("json", false, "print the outcome as one JSON object instead of text")
 		exhaustive   = fs.Bool("exhaustive", false, "enumerate every placement of up to --max-faults faults over every workload of up to --max-messages messages (defaults 2 and 3) instead of sampling")
 	)
 	rest, err := parse(fs, args)
@@ -95,8 +97,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		*seed = randomSeed()
 	}
 	started := time.Now()
-	fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d\n",
-		*strategy, *modelName, *backend, *faultList, *runs, *seed)
+	if !*asJSON {
+		fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d\n",
+			*strategy, *modelName, *backend, *faultList, *runs, *seed)
+	}
 	bar := newProgress(stderr)
 	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
 		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime, CheckDeterminism: *determinism,
@@ -106,7 +110,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return exitInconclusive, err
 	}
-	code := printReport(stdout, rep, ctx.Err() != nil)
+	var code int
+	if *asJSON {
+		if code, err = printReportJSON(stdout, rep, *strategy); err != nil {
+			return exitInconclusive, err
+		}
+	} else {
+		code = printReport(stdout, rep, ctx.Err() != nil)
+	}
 	if *junit != "" {
 		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", *strategy, *modelName, *faultList), Classname: "oncecheck.run",
 			Time: time.Since(started).Seconds()}
@@ -272,4 +283,39 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *oncech
 	fmt.Fprintf(stdout, "\nSaved:  %s\n", rep.Path)
 	fmt.Fprintf(stdout, "Replay: %s replay %s\n", self(), rep.Path)
 	return exitViolation, nil
+}
+
+// printReportJSON prints a campaign's outcome as one JSON object.
+func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, error) {
+	injected := map[string]int{}
+	for k, n := range rep.Injected {
+		injected[string(k)] = n
+	}
+	out := struct {
+		Strategy      string             `json:"strategy"`
+		Model         string             `json:"model"`
+		Backend       string             `json:"backend"`
+		Seed          uint64             `json:"seed"`
+		Verdict       string             `json:"verdict"`
+		Anomalies     []checkers.Anomaly `json:"anomalies"`
+		Findings      []checkers.Finding `json:"findings,omitempty"`
+		Runs          int                `json:"runs"`
+		RunsToFailure int                `json:"runs_to_failure,omitempty"`
+		FailingSeed   uint64             `json:"failing_seed,omitempty"`
+		History       string             `json:"history,omitempty"`
+		Injected      map[string]int     `json:"injected"`
+		Reason        string             `json:"reason,omitempty"`
+	}{
+		Strategy: strategy, Model: rep.Config.Model, Backend: rep.Config.Backend, Seed: rep.Seed,
+		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
+		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
+		Injected: injected, Reason: rep.Reason,
+	}
+	if out.Anomalies == nil {
+		out.Anomalies = []checkers.Anomaly{}
+	}
+	if err := json.NewEncoder(w).Encode(out); err != nil {
+		return exitInconclusive, err
+	}
+	return exitCode(rep.Verdict), nil
 }
