@@ -1,76 +1,166 @@
 package oncecheck
 
 import (
+	"context"
+	"flag"
+	"runtime"
 	"testing"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
-	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
-// BenchmarkExecute measures one run (simulation plus check) per strategy
-// with every fault kind, beside BenchmarkBare: the same workloads handled
-// by the same handler on a plain store with no harness. Their ratio is the
-// harness's cost.
-func BenchmarkExecute(b *testing.B) {
-	for _, name := range []string{"naive", "dedup", "outbox"} {
-		b.Run(name, func(b *testing.B) {
-			tester, err := New(Config{Strategy: name})
-			if err != nil {
-				b.Fatal(err)
-			}
-			cases := make([]Case, 64)
-			for i := range cases {
-				cases[i] = tester.Generate(uint64(i))
-			}
-			b.ResetTimer()
+var campaign = flag.Int("oncecheck.campaign", 100_000, "runs of BenchmarkCampaignMemory")
+
+// benchCases generates cases of 20 logical messages with every fault kind.
+func benchCases(b *testing.B, tester *Tester, n int) []Case {
+	var cases []Case
+	for seed := uint64(0); len(cases) < n; seed++ {
+		c := tester.Generate(seed)
+		if len(c.Workload) == 20 {
+			cases = append(cases, c)
+		}
+		if seed > 100_000 {
+			b.Fatal("too few workloads of 20 messages")
+		}
+	}
+	return cases
+}
+
+// BenchmarkHarness measures one run (simulation, history, check) per
+// strategy with every fault kind and 20 logical messages, beside
+// BenchmarkHarness/.../bare: the same handler calls (every delivered copy,
+// in the order the run delivered them, then the dispatcher until idle)
+// made directly on an in-memory store, with no simulation, no faults, no
+// history and no check. The ratio of the two is the harness's cost.
+func BenchmarkHarness(b *testing.B) {
+	for _, name := range Catalogue() {
+		tester, err := New(Config{Strategy: name, MaxMessages: 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cases := benchCases(b, tester, 16)
+		b.Run(name+"/harness", func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				if _, _, err := tester.Execute(cases[i%len(cases)], 0); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
+		deliveries := make([][]model.Message, len(cases))
+		for i, c := range cases {
+			h, _, _ := tester.Execute(c, 0)
+			for _, ev := range h.Events {
+				if ev.Kind == histories.Deliver {
+					deliveries[i] = append(deliveries[i], *ev.Message)
+				}
+			}
+		}
+		b.Run(name+"/bare", func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				bareRun(tester.strategy, tester.model, deliveries[i%len(deliveries)])
+			}
+		})
 	}
 }
 
-// BenchmarkBare applies the same workloads with the naive handler's logic
-// directly on the in-memory store: no simulation, no history, no check.
-func BenchmarkBare(b *testing.B) {
-	tester, err := New(Config{Strategy: "naive"})
-	if err != nil {
-		b.Fatal(err)
+// bareEnv is an Env without a harness: transactions straight on the store,
+// publishes into a slice, acks ignored.
+type bareEnv struct {
+	m         model.Model
+	store     *memstore.Store
+	published []model.Message
+	ids       int
+}
+
+func (e *bareEnv) Model() model.Model          { return e.m }
+func (e *bareEnv) Begin() (adapters.Tx, error) { return e.store.Begin(), nil }
+func (e *bareEnv) Publish(msgs ...model.Message) error {
+	e.published = append(e.published, msgs...)
+	return nil
+}
+func (e *bareEnv) Ack() error        { return nil }
+func (e *bareEnv) Nack(string) error { return nil }
+func (e *bareEnv) NewID() string     { e.ids++; return "id" }
+func (e *bareEnv) Point(string)      {}
+
+func bareRun(s adapters.Strategy, m model.Model, deliveries []model.Message) {
+	env := &bareEnv{m: m, store: memstore.New()}
+	h := s.NewHandler()
+	for _, msg := range deliveries {
+		_ = h.Handle(env, msg)
 	}
-	m := model.Orders{}
-	cases := make([]Case, 64)
-	for i := range cases {
-		cases[i] = tester.Generate(uint64(i))
-	}
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		store := memstore.New()
-		for _, msg := range cases[i%len(cases)].Workload {
-			tx := store.Begin()
-			st, err := adapters.LoadState(tx, m, msg.Aggregate)
-			if err != nil {
-				b.Fatal(err)
-			}
-			next, _, err := m.Apply(st, msg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := adapters.SaveState(tx, msg.Aggregate, next); err != nil {
-				b.Fatal(err)
-			}
-			if err := tx.Commit(); err != nil {
-				b.Fatal(err)
-			}
+	if s.NewDispatcher != nil {
+		d := s.NewDispatcher()
+		for busy := true; busy; {
+			busy, _ = d.Pass(env)
 		}
 	}
 }
 
-// BenchmarkCheck measures the exactly-once check of one recorded history.
-func BenchmarkCheck(b *testing.B) {
+// BenchmarkParallelRuns measures a campaign's rate (runs/s) with one and
+// with two workers, in the same run.
+func BenchmarkParallelRuns(b *testing.B) {
+	tester, err := New(Config{Strategy: "outbox", Faults: []faults.Kind{faults.Crash, faults.Redelivery}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range []int{1, 2} {
+		b.Run(map[int]string{1: "parallel-1", 2: "parallel-2"}[p], func(b *testing.B) {
+			runs := 0
+			for b.Loop() {
+				rep, err := tester.Search(context.Background(), SearchOptions{Runs: 500, Seed: 1, Out: b.TempDir(), Parallel: p})
+				if err != nil {
+					b.Fatal(err)
+				}
+				runs += rep.Runs
+			}
+			b.ReportMetric(float64(runs)/b.Elapsed().Seconds(), "runs/s")
+		})
+	}
+}
+
+// BenchmarkCampaignMemory runs one long campaign (-oncecheck.campaign runs,
+// 100,000 by default; 1,000,000 for the figure in docs/benchmarks.md) and
+// reports the live heap after a collection at the first and the last tenth
+// of it: a flat heap keeps nothing per run.
+func BenchmarkCampaignMemory(b *testing.B) {
+	tester, err := New(Config{Strategy: "outbox", Faults: []faults.Kind{faults.Crash, faults.Redelivery}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		var first, last uint64
+		heap := func() uint64 {
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			return ms.HeapAlloc
+		}
+		n := *campaign
+		rep, err := tester.Search(context.Background(), SearchOptions{Runs: n, Seed: 1, Out: b.TempDir(), Parallel: 2,
+			Progress: func(done, total int) {
+				switch done {
+				case total / 10:
+					first = heap()
+				case total - total/10:
+					last = heap()
+				}
+			}})
+		if err != nil || rep.Runs != n {
+			b.Fatalf("%v after %d runs", err, rep.Runs)
+		}
+		b.ReportMetric(float64(first)/(1<<20), "MiB-heap-at-10%")
+		b.ReportMetric(float64(last)/(1<<20), "MiB-heap-at-90%")
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "runs/s")
+	}
+}
+
+// BenchmarkCheckOneRun measures the check of one recorded history.
+func BenchmarkCheckOneRun(b *testing.B) {
 	tester, err := New(Config{Strategy: "outbox"})
 	if err != nil {
 		b.Fatal(err)
@@ -80,7 +170,7 @@ func BenchmarkCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := checkers.Check(h, model.Orders{}, checkers.Options{}); err != nil {
+		if _, err := Check(h, "", 0); err != nil {
 			b.Fatal(err)
 		}
 	}

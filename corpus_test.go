@@ -23,7 +23,7 @@ func corpus(t *testing.T) []string {
 	return files
 }
 
-func outcome(res checkers.Result) (string, []string) {
+func resultOutcome(res checkers.Result) (string, []string) {
 	anomalies := []string{}
 	for _, a := range res.Anomalies {
 		anomalies = append(anomalies, string(a))
@@ -46,7 +46,7 @@ func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
 		res, err := Check(h, "", 0)
 		require.NoError(t, err, file)
 		wantVerdict, wantAnomalies := recorded(h)
-		gotVerdict, gotAnomalies := outcome(res)
+		gotVerdict, gotAnomalies := resultOutcome(res)
 		require.Equal(t, wantVerdict, gotVerdict, file)
 		require.Equal(t, wantAnomalies, gotAnomalies, file)
 		verdicts[gotVerdict]++
@@ -66,7 +66,7 @@ func TestCorpusReplaysToItsRecordedVerdict(t *testing.T) {
 		replayed, res, err := Replay(h, "")
 		require.NoError(t, err, file)
 		wantVerdict, wantAnomalies := recorded(h)
-		gotVerdict, gotAnomalies := outcome(res)
+		gotVerdict, gotAnomalies := resultOutcome(res)
 		require.Equal(t, wantVerdict, gotVerdict, file)
 		require.Equal(t, wantAnomalies, gotAnomalies, file)
 		if histories.FirstDifference(h.Events, replayed.Events) == 0 {

@@ -84,3 +84,33 @@ func TestCancelledSearchStopsEarly(t *testing.T) {
 	require.Equal(t, 10, rep.Runs)
 	require.Equal(t, checkers.Pass, rep.Verdict)
 }
+
+// TestParallelSearchIsTheSerialSearch runs the same campaigns serially and
+// on four workers: same verdict, runs, failing seed, faults and saved
+// history.
+func TestParallelSearchIsTheSerialSearch(t *testing.T) {
+	for _, c := range []struct {
+		strategy string
+		kinds    []faults.Kind
+	}{
+		{"outbox", []faults.Kind{faults.Crash, faults.Redelivery}},
+		{"dedup", []faults.Kind{faults.Crash}},
+		{"sequence", faults.AllKinds},
+	} {
+		tester, err := New(Config{Strategy: c.strategy, Faults: c.kinds})
+		require.NoError(t, err)
+		search := func(parallel int) Report {
+			rep, err := tester.Search(context.Background(), SearchOptions{Runs: 400, Seed: 3, Out: t.TempDir(), Parallel: parallel, NoShrink: true})
+			require.NoError(t, err)
+			return rep
+		}
+		serial, parallel := search(1), search(4)
+		require.Equal(t, serial.Verdict, parallel.Verdict, c.strategy)
+		require.Equal(t, serial.Runs, parallel.Runs, c.strategy)
+		require.Equal(t, serial.FailingSeed, parallel.FailingSeed, c.strategy)
+		require.Equal(t, serial.Injected, parallel.Injected, c.strategy)
+		if serial.Minimal != nil {
+			require.Equal(t, serial.Minimal.Hash(), parallel.Minimal.Hash(), c.strategy)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oncecheck/oncecheck/checkers"
@@ -25,6 +26,9 @@ type SearchOptions struct {
 	ShrinkTime time.Duration
 	// NoShrink saves the first failing run as found.
 	NoShrink bool
+	// Parallel is the number of runs executed at once (default 1). The
+	// outcome is that of a serial search: runs are taken in seed order.
+	Parallel int
 	// CheckDeterminism runs every case twice and compares the histories;
 	// a difference makes the campaign inconclusive, with the seed and the
 	// first differing step.
@@ -75,22 +79,20 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		o.ShrinkTime = 20 * time.Second
 	}
 	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: checkers.Pass, Injected: map[faults.Kind]int{}}
+	next, stop := t.outcomes(o)
+	defer stop()
 	for i := 0; i < o.Runs; i++ {
 		if ctx.Err() != nil {
 			break
 		}
-		seed := o.Seed + uint64(i)
-		c := t.Generate(seed)
-		h, res, err := t.Execute(c, seed)
-		if o.CheckDeterminism && err == nil {
-			again, _, err2 := t.Execute(c, seed)
-			if err2 != nil || again.Hash() != h.Hash() {
-				rep.Runs++
-				rep.Verdict, rep.Inconclusive = checkers.Inconclusive, rep.Inconclusive+1
-				rep.Reason = fmt.Sprintf("not deterministic: seed %d gave two different histories (first difference at step %d)",
-					seed, histories.FirstDifference(h.Events, again.Events))
-				return rep, nil
-			}
+		out := next()
+		seed, h, res, err := out.seed, out.h, out.res, out.err
+		if out.nondeterministic != nil {
+			rep.Runs++
+			rep.Verdict, rep.Inconclusive = checkers.Inconclusive, rep.Inconclusive+1
+			rep.Reason = fmt.Sprintf("not deterministic: seed %d gave two different histories (first difference at step %d)",
+				seed, histories.FirstDifference(h.Events, out.nondeterministic.Events))
+			return rep, nil
 		}
 		for k, n := range h.InjectedFaults() {
 			rep.Injected[faults.Kind(k)] += n
@@ -156,4 +158,102 @@ func fileName(h *histories.History, seed uint64) string {
 		kinds = "all"
 	}
 	return fmt.Sprintf("%s-%s-%s-%s-%d.jsonl", h.Header.Strategy, h.Header.Model, kinds, outcome, seed)
+}
+
+// outcome is what one run gave.
+type outcome struct {
+	seed             uint64
+	h                *histories.History
+	res              checkers.Result
+	err              error
+	nondeterministic *histories.History // the second history, when it differs
+}
+
+func (t *Tester) runOne(seed uint64, checkDeterminism bool) outcome {
+	c := t.Generate(seed)
+	h, res, err := t.Execute(c, seed)
+	out := outcome{seed: seed, h: h, res: res, err: err}
+	if checkDeterminism && err == nil {
+		again, _, err2 := t.Execute(c, seed)
+		if err2 != nil || again.Hash() != h.Hash() {
+			out.nondeterministic = again
+		}
+	}
+	return out
+}
+
+// outcomes returns the runs' outcomes in seed order, computed by
+// o.Parallel workers ahead of the consumer (at most a window of runs
+// ahead), and a function that stops the workers.
+func (t *Tester) outcomes(o SearchOptions) (next func() outcome, stop func()) {
+	seedOf := func(i int) uint64 { return o.Seed + uint64(i) }
+	if o.Parallel <= 1 {
+		i := 0
+		return func() outcome {
+			out := t.runOne(seedOf(i), o.CheckDeterminism)
+			i++
+			return out
+		}, func() {}
+	}
+	type indexed struct {
+		i   int
+		out outcome
+	}
+	window := 4 * o.Parallel
+	done := make(chan struct{})
+	tokens := make(chan struct{}, window)
+	indexes := make(chan int)
+	results := make(chan indexed, window)
+	var wg sync.WaitGroup
+	go func() {
+		defer close(indexes)
+		for i := 0; i < o.Runs; i++ {
+			select {
+			case tokens <- struct{}{}:
+			case <-done:
+				return
+			}
+			select {
+			case indexes <- i:
+			case <-done:
+				return
+			}
+		}
+	}()
+	for range o.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range indexes {
+				out := t.runOne(seedOf(i), o.CheckDeterminism)
+				select {
+				case results <- indexed{i, out}:
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	pending := map[int]outcome{}
+	want := 0
+	next = func() outcome {
+		for {
+			if out, ok := pending[want]; ok {
+				delete(pending, want)
+				want++
+				<-tokens
+				return out
+			}
+			r := <-results
+			pending[r.i] = r.out
+		}
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+	return next, stop
 }

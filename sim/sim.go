@@ -166,9 +166,10 @@ type runner struct {
 	txs                                                 []*tx
 	drained                                             bool
 
-	kill   chan struct{}
-	killed bool
-	wg     sync.WaitGroup
+	kill    chan struct{}
+	killed  bool
+	wg      sync.WaitGroup
+	workers []*worker // idle workers, waiting for a task
 
 	opps    *[]Opportunity // nil unless exploring
 	explore map[faults.Kind]bool
@@ -421,34 +422,71 @@ func (r *runner) dispatch(p *process) {
 	})
 }
 
-// spawn starts a task goroutine that waits for its first resume.
+// spawn hands a task to a worker goroutine, which waits for the task's
+// first resume. Workers are reused from task to task (a goroutine's stack
+// stays grown); a task that crashes ends its worker with runtime.Goexit.
 func (r *runner) spawn(p *process, e *env, fn func(*task) error) {
 	t := &task{env: e, resume: make(chan struct{}), parked: make(chan struct{})}
 	e.task = t
 	p.task = t
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer func() {
-			t.done = true
-			select {
-			case t.parked <- struct{}{}:
-			case <-r.kill:
-			}
-		}()
-		defer func() {
-			if x := recover(); x != nil {
-				t.panicked = x
-			}
-		}()
+	var w *worker
+	if n := len(r.workers); n > 0 {
+		w, r.workers = r.workers[n-1], r.workers[:n-1]
+	} else {
+		w = &worker{jobs: make(chan job)}
+		r.wg.Add(1)
+		go r.work(w)
+	}
+	w.jobs <- job{t, fn}
+}
+
+type job struct {
+	t  *task
+	fn func(*task) error
+}
+
+type worker struct{ jobs chan job }
+
+func (r *runner) work(w *worker) {
+	defer r.wg.Done()
+	for {
+		var j job
 		select {
-		case <-t.resume:
+		case j = <-w.jobs:
 		case <-r.kill:
 			return
 		}
-		t.err = fn(t)
-		t.returned = true
+		r.runJob(w, j)
+	}
+}
+
+// runJob runs one task. If the task crashes (runtime.Goexit), the deferred
+// calls still tell the scheduler, and the worker ends with it.
+func (r *runner) runJob(w *worker, j job) {
+	t := j.t
+	completed := false
+	defer func() {
+		if completed {
+			r.workers = append(r.workers, w) // before the scheduler runs again
+		}
+		t.done = true
+		select {
+		case t.parked <- struct{}{}:
+		case <-r.kill:
+		}
 	}()
+	defer func() {
+		if x := recover(); x != nil {
+			t.panicked, completed = x, true
+		}
+	}()
+	select {
+	case <-t.resume:
+	case <-r.kill:
+		return
+	}
+	t.err = j.fn(t)
+	t.returned, completed = true, true
 }
 
 // finish handles the end of a task: a panic is an infrastructure failure; a

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		determinism  = fs.Bool("check-determinism", false, "run every case twice and compare the histories")
 		junit        = fs.String("junit", "", "also write a JUnit XML report to this file")
 		asJSON       = fs.Bool("json", false, "print the outcome as one JSON object instead of text")
+		parallel     = fs.Int("parallel", runtime.NumCPU(), "runs executed at once (the outcome is that of a serial run)")
 		exhaustive   = fs.Bool("exhaustive", false, "enumerate every placement of up to --max-faults faults over every workload of up to --max-messages messages (defaults 2 and 3) instead of sampling")
 	)
 	rest, err := parse(fs, args)
@@ -104,7 +106,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	bar := newProgress(stderr)
 	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
 		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime, CheckDeterminism: *determinism,
-		Progress: bar.update,
+		Progress: bar.update, Parallel: *parallel,
 	})
 	bar.done()
 	if err != nil {
