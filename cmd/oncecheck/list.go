@@ -44,7 +44,8 @@ func listCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error)
 	}
 	fmt.Fprintf(stdout, "  %-17s %s\n", "all", "every kind above")
 	fmt.Fprintln(stdout, "Backends:")
-	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "embedded in-memory transactional store (optimistic: conflicting writes fail at commit)")
+	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "embedded in-memory store: snapshot isolation, the first updater of a key wins")
+	fmt.Fprintf(stdout, "  %-17s %s\n", "pg", "PostgreSQL through pgx (--pg DSN or $ONCECHECK_PG): REPEATABLE READ, the same semantics")
 	var na []string
 	for _, name := range oncecheck.Catalogue() {
 		s, _ := adapters.Lookup(name)
