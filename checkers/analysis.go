@@ -22,6 +22,7 @@ type logical struct {
 	Outputs   []*output // distinct by message id
 	attempts  int       // deliveries of its copies
 	commits   int       // attempts that committed
+	committed int       // step of its first commit, 0 if none
 }
 
 // output is one distinct published output (by message id).
@@ -50,17 +51,18 @@ type attempt struct {
 
 // analysis is a history digested for checking.
 type analysis struct {
-	logicals   map[string]*logical
-	order      []string // keys in send order
-	aggregates []string // sorted
-	observed   map[string]model.State
-	attempts   attemptTable
-	end        int // last step
-	stuck      []string
-	stuckSteps []int
-	canon      canonicalizer
-	h          *histories.History
-	problems   []Finding // order-independent findings (id clashes, unknown causation)
+	logicals    map[string]*logical
+	order       []string // keys in send order
+	aggregates  []string // sorted
+	observed    map[string]model.State
+	attempts    attemptTable
+	end         int // last step
+	stuck       []string
+	stuckSteps  []int
+	canon       canonicalizer
+	byAggregate map[string][]string // keys of each aggregate, in send order
+	h           *histories.History
+	problems    []Finding // order-independent findings (id clashes, unknown causation)
 }
 
 // analyze digests a history. It returns an error when the history
@@ -113,7 +115,11 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		case histories.Commit:
 			if at := a.attempts.get(ev.Attempt); at != nil && !at.Committed {
 				at.Committed = true
-				a.logicals[at.Key].commits++
+				l := a.logicals[at.Key]
+				l.commits++
+				if l.committed == 0 {
+					l.committed = ev.Step
+				}
 			}
 		case histories.Publish:
 			outputs = append(outputs, ev)
@@ -240,13 +246,14 @@ func (l *logical) contents() model.Outputs {
 
 // keysOfAggregate returns the keys of an aggregate in send order.
 func (a *analysis) keysOfAggregate(agg string) []string {
-	var out []string
-	for _, k := range a.order {
-		if a.logicals[k].Msg.Aggregate == agg {
-			out = append(out, k)
+	if a.byAggregate == nil {
+		a.byAggregate = map[string][]string{}
+		for _, k := range a.order {
+			agg := a.logicals[k].Msg.Aggregate
+			a.byAggregate[agg] = append(a.byAggregate[agg], k)
 		}
 	}
-	return out
+	return a.byAggregate[agg]
 }
 
 // describe names a logical message for people: k1 (AddItem{"sku":"a"} to o1).
@@ -426,4 +433,13 @@ func (t *attemptTable) each(f func(*attempt)) {
 	for _, at := range t.sparse {
 		f(at)
 	}
+}
+
+// effect is the step at which a logical message took effect: its first
+// commit, else the end of its last attempt.
+func (l *logical) effect() int {
+	if l.committed != 0 {
+		return l.committed
+	}
+	return l.Return
 }

@@ -129,7 +129,7 @@ func BenchmarkCheck(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ops, err := operations(a, m)
+			ops, err := operations(a, m, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

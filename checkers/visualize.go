@@ -26,7 +26,7 @@ func Visualize(h *histories.History, m model.Model, o Options, w io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	ops, err := operations(a, m)
+	ops, err := operations(a, m, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
