@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -68,33 +66,11 @@ func TestPostgresRestartMidRunIsInconclusive(t *testing.T) {
 	dsn, restart := throwawayPostgres(t)
 	bin := buildTool(t)
 	out := filepath.Join(t.TempDir(), "results")
-	cmd := exec.Command(bin, "run", "--backend", "pg", "--pg", dsn, "--strategy", "outbox", "--faults", "crash",
+	cmd, stdout, stderr := startTool(t, bin, "run", "--backend", "pg", "--pg", dsn, "--strategy", "outbox", "--faults", "crash",
 		"--runs", "100000000", "--seed", "1", "--keep-all", "--out", out)
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Start())
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		entries, _ := os.ReadDir(out)
-		if len(entries) >= 5 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "no run finished within a minute: %s", stderr.String())
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForFiles(t, out, 5, stderr)
 	restart()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("still running a minute after the restart: %s", stdout.String())
-	}
-	var exit *exec.ExitError
-	require.True(t, errors.As(err, &exit), "exit status: %v; stdout: %s", err, stdout.String())
-	require.Equal(t, exitInconclusive, exit.ExitCode(), "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+	require.Equal(t, exitInconclusive, waitExit(t, cmd, stdout), "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
 	require.Regexp(t, `INCONCLUSIVE after \d+ runs \(1 undecided\): run with seed \d+: infrastructure failure: .*postgres`, stdout.String())
 	require.NotContains(t, stdout.String(), "VIOLATION")
 	require.NotContains(t, stderr.String(), "goroutine", "no stack trace")

@@ -44,6 +44,49 @@ func buildTool(t *testing.T) string {
 	return bin
 }
 
+// startTool starts the built tool with args, its output in buffers that
+// are safe to read while it runs.
+func startTool(t *testing.T, bin string, args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	return cmd, &stdout, &stderr
+}
+
+// waitForFiles waits (a minute at most) until dir holds n files.
+func waitForFiles(t *testing.T, dir string, n int, stderr *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		entries, _ := os.ReadDir(dir)
+		if len(entries) >= n {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "no file saved within a minute: %s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitExit waits (a minute at most) for the tool to end and returns its
+// exit code.
+func waitExit(t *testing.T, cmd *exec.Cmd, stdout *syncBuffer) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		require.True(t, errors.As(err, &exit), "exit status: %v; stdout: %s", err, stdout.String())
+		return exit.ExitCode()
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("still running a minute later: %s", stdout.String())
+		return 0
+	}
+}
+
 // TestInterruptKeepsEverySavedCounterexample runs the real tool on a long
 // matrix, sends it SIGINT once it has saved counterexamples, and checks that
 // it stops within seconds with exit code 130, prints the table so far, and
@@ -51,34 +94,10 @@ func buildTool(t *testing.T) string {
 func TestInterruptKeepsEverySavedCounterexample(t *testing.T) {
 	bin := buildTool(t)
 	out := filepath.Join(t.TempDir(), "results")
-	cmd := exec.Command(bin, "matrix", "--runs", "100000", "--out", out, "--parallel", "2")
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Start())
-
-	// Wait until some counterexamples are on disk.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		entries, _ := os.ReadDir(out)
-		if len(entries) >= 3 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "no counterexample saved within a minute: %s", stderr.String())
-		time.Sleep(50 * time.Millisecond)
-	}
+	cmd, stdout, stderr := startTool(t, bin, "matrix", "--runs", "100000", "--out", out, "--parallel", "2")
+	waitForFiles(t, out, 3, stderr)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("still running a minute after SIGINT")
-	}
-	var exit *exec.ExitError
-	require.True(t, errors.As(err, &exit), "exit status: %v", err)
-	require.Equal(t, 130, exit.ExitCode(), "stderr: %s", stderr.String())
+	require.Equal(t, 130, waitExit(t, cmd, stdout), "stderr: %s", stderr.String())
 	require.Contains(t, stderr.String(), "interrupted")
 	require.Contains(t, stdout.String(), "strategy", "the table of the cells done is printed")
 
@@ -95,16 +114,10 @@ func TestInterruptKeepsEverySavedCounterexample(t *testing.T) {
 
 func TestInterruptedRunPrintsItsSummary(t *testing.T) {
 	bin := buildTool(t)
-	cmd := exec.Command(bin, "run", "--strategy", "outbox", "--faults", "crash", "--runs", "100000000", "--seed", "1", "--out", t.TempDir())
-	var stdout syncBuffer
-	cmd.Stdout = &stdout
-	require.NoError(t, cmd.Start())
+	cmd, stdout, stderr := startTool(t, bin, "run", "--strategy", "outbox", "--faults", "crash", "--runs", "100000000", "--seed", "1", "--out", t.TempDir())
 	time.Sleep(time.Second)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	require.True(t, errors.As(err, &exit), "exit status: %v", err)
-	require.Equal(t, 130, exit.ExitCode())
+	require.Equal(t, 130, waitExit(t, cmd, stdout), "stderr: %s", stderr.String())
 	require.Regexp(t, `interrupted after \d+ of the runs`, stdout.String())
 	require.Regexp(t, `PASS: \d+ runs, no violation`, stdout.String())
 }
