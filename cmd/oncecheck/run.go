@@ -183,8 +183,9 @@ func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 	if rep.ShrinkError != nil {
 		fmt.Fprintf(w, "(not shrunk: %v)\n", rep.ShrinkError)
 	} else {
-		fmt.Fprintf(w, "shrunk from %d messages and %d faults to %d and %d\n",
-			len(rep.Original.Header.Workload), len(rep.Original.Header.Plan.Faults), len(h.Header.Workload), len(h.Header.Plan.Faults))
+		fmt.Fprintf(w, "shrunk from %s and %s to %s and %s\n",
+			plural(len(rep.Original.Header.Workload), "message"), plural(len(rep.Original.Header.Plan.Faults), "fault"),
+			plural(len(h.Header.Workload), "message"), plural(len(h.Header.Plan.Faults), "fault"))
 	}
 	printExplanation(w, h, rep.Result)
 	fmt.Fprintf(w, "\nSaved:  %s\n", rep.Path)
