@@ -421,6 +421,13 @@ func Check(h *histories.History, downstream checkers.Downstream, timeout time.Du
 	if downstream == "" {
 		downstream = checkers.Downstream(h.Header.Downstream)
 	}
+	if h.Header.Verdict == string(checkers.Inconclusive) && !slices.ContainsFunc(h.Events, func(ev histories.Event) bool {
+		return ev.Kind == histories.Observe || ev.Kind == histories.Stuck
+	}) {
+		// Saved by a run cut short (its backend failed): nothing to judge.
+		return checkers.Result{Verdict: checkers.Inconclusive,
+			Reason: "the run that saved this history was cut short (its backend failed) before the final states were read"}, nil
+	}
 	return checkers.Check(h, m, checkers.Options{Downstream: downstream, Timeout: timeout})
 }
 

@@ -82,6 +82,8 @@ func TestPostgresRestartMidRunIsInconclusive(t *testing.T) {
 		h, err := histories.Load(filepath.Join(out, e.Name()))
 		require.NoError(t, err, e.Name())
 		require.Contains(t, []string{"pass", "inconclusive"}, h.Header.Verdict, e.Name())
+		code, _, _ := cli(t, "check", filepath.Join(out, e.Name()))
+		require.Equal(t, map[string]int{"pass": exitPass, "inconclusive": exitInconclusive}[h.Header.Verdict], code, e.Name())
 	}
 }
 
