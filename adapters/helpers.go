@@ -132,3 +132,23 @@ func (OutboxDispatcher) Pass(env Env) (bool, error) {
 	}
 	return true, tx.Commit()
 }
+
+// DerivedMessages is OutputMessages with ids derived from the cause's message
+// id (DerivedID): the same on every attempt at that copy.
+func DerivedMessages(outs model.Outputs, cause model.Message) []model.Message {
+	return OutputMessages(outs, cause, func(i int) string { return DerivedID(cause, i) })
+}
+
+// SkipIfSeen handles a duplicate the way the deduplicating strategies do:
+// when key is in table, it rolls tx back and acks the delivery. It reports
+// whether the message was seen (and the delivery is done with).
+func SkipIfSeen(env Env, tx Tx, table, key string) (bool, error) {
+	_, seen, err := tx.Get(table, key)
+	if err != nil || !seen {
+		return false, err
+	}
+	if err := tx.Rollback(); err != nil {
+		return true, err
+	}
+	return true, env.Ack()
+}

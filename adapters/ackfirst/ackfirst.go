@@ -46,5 +46,5 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	return env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...)
+	return env.Publish(adapters.DerivedMessages(outs, msg)...)
 }

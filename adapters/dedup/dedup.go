@@ -39,13 +39,8 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, seen, err := tx.Get(ProcessedTable, msg.ID); err != nil {
+	if seen, err := adapters.SkipIfSeen(env, tx, ProcessedTable, msg.ID); seen || err != nil {
 		return err
-	} else if seen {
-		if err := tx.Rollback(); err != nil {
-			return err
-		}
-		return env.Ack()
 	}
 	outs, err := adapters.Apply(tx, env.Model(), msg)
 	if err != nil {
@@ -57,7 +52,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 	return env.Ack()

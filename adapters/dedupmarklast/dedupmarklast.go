@@ -41,13 +41,8 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer work.Rollback()
-	if _, seen, err := work.Get(ProcessedTable, msg.ID); err != nil {
+	if seen, err := adapters.SkipIfSeen(env, work, ProcessedTable, msg.ID); seen || err != nil {
 		return err
-	} else if seen {
-		if err := work.Rollback(); err != nil {
-			return err
-		}
-		return env.Ack()
 	}
 	outs, err := adapters.Apply(work, env.Model(), msg)
 	if err != nil {
@@ -56,7 +51,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := work.Commit(); err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 

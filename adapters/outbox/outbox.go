@@ -50,13 +50,8 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, seen, err := tx.Get(ProcessedTable, msg.ID); err != nil {
+	if seen, err := adapters.SkipIfSeen(env, tx, ProcessedTable, msg.ID); seen || err != nil {
 		return err
-	} else if seen {
-		if err := tx.Rollback(); err != nil {
-			return err
-		}
-		return env.Ack()
 	}
 	outs, err := adapters.Apply(tx, env.Model(), msg)
 	if err != nil {
@@ -65,7 +60,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := tx.Insert(ProcessedTable, msg.ID, nil); err != nil {
 		return err
 	}
-	msgs := adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })
+	msgs := adapters.DerivedMessages(outs, msg)
 	if err := adapters.StoreOutbox(tx, msg.ID, msgs); err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := tx.Put(PositionTable, msg.Aggregate, pos); err != nil {
 		return err
 	}
-	msgs := adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })
+	msgs := adapters.DerivedMessages(outs, msg)
 	if err := adapters.StoreOutbox(tx, msg.ID, msgs); err != nil {
 		return err
 	}

@@ -76,7 +76,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })...); err != nil {
+	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 	return env.Ack()
