@@ -152,3 +152,23 @@ func SkipIfSeen(env Env, tx Tx, table, key string) (bool, error) {
 	}
 	return true, env.Ack()
 }
+
+// GetCounter reads a number kept per key in table (0 when absent), as the
+// sequence and version strategies keep a position or a version per
+// aggregate.
+func GetCounter(tx Tx, table, key string) (int64, error) {
+	v, ok, err := tx.Get(table, key)
+	if err != nil || !ok {
+		return 0, err
+	}
+	var n int64
+	if err := json.Unmarshal(v, &n); err != nil {
+		return 0, fmt.Errorf("decode %s/%s: %w", table, key, err)
+	}
+	return n, nil
+}
+
+// PutCounter writes a number kept per key in table.
+func PutCounter(tx Tx, table, key string, n int64) error {
+	return tx.Put(table, key, []byte(fmt.Sprint(n)))
+}

@@ -22,8 +22,6 @@
 package sequence
 
 import (
-	"encoding/json"
-	"fmt"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/model"
@@ -52,13 +50,9 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	var processed int64
-	if v, ok, err := tx.Get(PositionTable, msg.Aggregate); err != nil {
+	processed, err := adapters.GetCounter(tx, PositionTable, msg.Aggregate)
+	if err != nil {
 		return err
-	} else if ok {
-		if err := json.Unmarshal(v, &processed); err != nil {
-			return fmt.Errorf("decode position of %s: %w", msg.Aggregate, err)
-		}
 	}
 	if msg.Position <= processed {
 		if err := tx.Rollback(); err != nil {
@@ -70,11 +64,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err != nil {
 		return err
 	}
-	pos, err := json.Marshal(msg.Position)
-	if err != nil {
-		return err
-	}
-	if err := tx.Put(PositionTable, msg.Aggregate, pos); err != nil {
+	if err := adapters.PutCounter(tx, PositionTable, msg.Aggregate, msg.Position); err != nil {
 		return err
 	}
 	msgs := adapters.DerivedMessages(outs, msg)

@@ -18,7 +18,6 @@
 package version
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/oncecheck/oncecheck/adapters"
@@ -47,13 +46,9 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	var current int64
-	if v, ok, err := tx.Get(VersionTable, msg.Aggregate); err != nil {
+	current, err := adapters.GetCounter(tx, VersionTable, msg.Aggregate)
+	if err != nil {
 		return err
-	} else if ok {
-		if err := json.Unmarshal(v, &current); err != nil {
-			return fmt.Errorf("decode version of %s: %w", msg.Aggregate, err)
-		}
 	}
 	switch {
 	case msg.Version < current:
@@ -71,11 +66,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err != nil {
 		return err
 	}
-	next, err := json.Marshal(current + 1)
-	if err != nil {
-		return err
-	}
-	if err := tx.Put(VersionTable, msg.Aggregate, next); err != nil {
+	if err := adapters.PutCounter(tx, VersionTable, msg.Aggregate, current + 1); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
