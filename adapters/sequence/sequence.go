@@ -22,7 +22,6 @@
 package sequence
 
 import (
-
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/model"
 )

@@ -66,7 +66,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err != nil {
 		return err
 	}
-	if err := adapters.PutCounter(tx, VersionTable, msg.Aggregate, current + 1); err != nil {
+	if err := adapters.PutCounter(tx, VersionTable, msg.Aggregate, current+1); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
