@@ -23,6 +23,7 @@ package pgstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -80,7 +81,9 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: connect to postgres: %v", adapters.ErrBackend, err)
 	}
 	if o.Schema == "" {
-		o.Schema = fmt.Sprintf("oncecheck_%d_%d", time.Now().UnixNano(), schemas.Add(1))
+		var b [6]byte
+		_, _ = rand.Read(b[:]) // a name unique across processes; it never reaches a run
+		o.Schema = fmt.Sprintf("oncecheck_%x_%d", b, schemas.Add(1))
 	}
 	s := &Store{pool: pool, schema: o.Schema, keep: o.Keep, timeout: o.Timeout}
 	s.table = pgx.Identifier{o.Schema, "kv"}.Sanitize()
