@@ -230,13 +230,16 @@ func (t *Tester) Generate(seed uint64) Case {
 // check could not be carried out (the outcome is inconclusive); the history
 // recorded so far is returned with it.
 func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Result, error) {
-	events, err := t.simulate(sim.Config{Model: t.model, Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan}, nil)
+	// The handlers and the check share the model's steps: the check
+	// replays the steps the handlers made.
+	memo := model.NewMemo(t.model)
+	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = string(checkers.Inconclusive)
 		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
 	}
-	res, err := checkers.Check(h, t.model, checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout})
+	res, err := checkers.Check(h, memo.Shared(), checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout})
 	if err != nil {
 		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
 	}

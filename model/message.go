@@ -162,9 +162,14 @@ func EncodeState(v any) (State, error) {
 // payloads written by hand, or by another system, compare equal to the
 // model's.
 func Canonical(raw []byte) ([]byte, error) {
-	if len(raw) == 0 {
+	if len(raw) == 0 || IsCanonical(raw) {
 		return raw, nil
 	}
+	return reencode(raw)
+}
+
+// reencode decodes and encodes a JSON value: encoding/json sorts the keys.
+func reencode(raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -180,10 +185,10 @@ func Canonical(raw []byte) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// IsCanonical reports whether raw is a JSON value in the canonical form of
-// Canonical: no insignificant space, object keys in increasing order. It
-// does not allocate; on a false answer, compare Canonical forms. (It does
-// not check numbers or string escapes, which Canonical keeps as written.)
+// IsCanonical reports whether raw is a valid JSON value already in the
+// canonical form of Canonical: no insignificant space, object keys in
+// increasing order, no escape sequences in strings (Canonical may rewrite
+// those). It does not allocate; on a false answer, compare Canonical forms.
 func IsCanonical(raw []byte) bool {
 	c := canonScanner{b: raw}
 	return c.value() && c.i == len(raw)
@@ -221,7 +226,7 @@ func (c *canonScanner) value() bool {
 			if !c.str() {
 				return false
 			}
-			key := c.b[start:c.i]
+			key := c.b[start+1 : c.i-1] // without the quotes: Go orders keys as strings
 			if !first && bytes.Compare(last, key) >= 0 {
 				return false
 			}
@@ -263,12 +268,54 @@ func (c *canonScanner) value() bool {
 		for c.i < len(c.b) && strings.IndexByte("-+.0123456789eEtruefalsn", c.b[c.i]) >= 0 {
 			c.i++
 		}
-		return c.i > start
+		switch tok := string(c.b[start:c.i]); tok {
+		case "true", "false", "null":
+			return true
+		default:
+			return isNumber(c.b[start:c.i])
+		}
 	}
 }
 
-// str scans a string; keys compare by their raw bytes, which orders them
-// as encoding/json does for the keys our models and payloads use.
+// isNumber reports whether b is a JSON number:
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func isNumber(b []byte) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
+}
+
+// str scans a string without escape sequences.
 func (c *canonScanner) str() bool {
 	if c.i >= len(c.b) || c.b[c.i] != '"' {
 		return false
@@ -277,7 +324,7 @@ func (c *canonScanner) str() bool {
 	for c.i < len(c.b) {
 		switch c.b[c.i] {
 		case '\\':
-			c.i += 2
+			return false // an escape: Canonical may write it otherwise
 		case '"':
 			c.i++
 			return true

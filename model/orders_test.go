@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -156,4 +157,53 @@ func TestTypedModel(t *testing.T) {
 	w := counter.Workload(3).Example(1)
 	require.NotEmpty(t, w)
 	require.Equal(t, "m1", w[0].ID)
+}
+
+// jsonish draws texts close to JSON: valid values with keys in any order,
+// spaces, escapes, keys that sort differently as strings and as quoted
+// bytes, numbers valid and not, and broken literals.
+func jsonish(t *rapid.T, depth int) string {
+	atoms := []string{`0`, `-0`, `1`, `01`, `1.5`, `1.`, `.5`, `1e5`, `1E+2`, `1e`, `-`, `--1`, `true`, `tru`, `null`, `nul`, `false`,
+		`"a"`, `"a!"`, `"a "`, `"\u00e9"`, `"\/"`, `"é"`, `""`, `"`}
+	if depth == 0 {
+		return rapid.SampledFrom(atoms).Draw(t, "atom")
+	}
+	switch rapid.IntRange(0, 2).Draw(t, "kind") {
+	case 0:
+		return rapid.SampledFrom(atoms).Draw(t, "atom")
+	case 1:
+		n := rapid.IntRange(0, 3).Draw(t, "len")
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = jsonish(t, depth-1)
+		}
+		return "[" + strings.Join(parts, rapid.SampledFrom([]string{",", ", "}).Draw(t, "sep")) + "]"
+	default:
+		n := rapid.IntRange(0, 3).Draw(t, "len")
+		parts := make([]string, n)
+		for i := range parts {
+			key := rapid.SampledFrom([]string{`"a"`, `"a!"`, `"a "`, `"b"`, `"ab"`, `"\u0061"`, `"A"`}).Draw(t, "key")
+			parts[i] = key + rapid.SampledFrom([]string{":", " : "}).Draw(t, "colon") + jsonish(t, depth-1)
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+}
+
+// TestIsCanonicalIsExact: whatever IsCanonical accepts is valid JSON that
+// decoding and encoding leaves byte for byte as it is, which is what lets
+// Canonical return it untouched.
+func TestIsCanonicalIsExact(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		raw := []byte(jsonish(t, 3))
+		if !IsCanonical(raw) {
+			return
+		}
+		require.True(t, json.Valid(raw), "%s", raw)
+		again, err := reencode(raw)
+		require.NoError(t, err)
+		require.Equal(t, string(raw), string(again))
+	})
+	require.False(t, IsCanonical([]byte(`{"a!":1,"a":2}`)), "Go orders the key a before a!")
+	require.True(t, IsCanonical([]byte(`{"a":2,"a!":1}`)))
+	require.True(t, SameJSON([]byte(`{"a!":1,"a":2}`), []byte(`{"a":2,"a!":1}`)))
 }

@@ -17,6 +17,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -98,6 +99,8 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		bound:    bound,
 		kill:     make(chan struct{}),
 		position: int64(len(cfg.Workload)),
+		// Runs record about ten events per message, rarely over forty.
+		events: make([]histories.Event, 0, 16*len(cfg.Workload)+32),
 		opps:     opps,
 	}
 	for _, k := range cfg.Explore {
@@ -380,7 +383,7 @@ func (r *runner) deliver(p *process) {
 	}
 	idx := min(r.cfg.Plan.ReorderAt(at), len(r.queue)-1)
 	msg := r.queue[idx]
-	r.queue = append(r.queue[:idx:idx], r.queue[idx+1:]...)
+	r.queue = slices.Delete(r.queue, idx, idx+1)
 	attempt := at + 1
 	r.inflight[attempt] = msg
 	ev := histories.Event{Kind: histories.Deliver, Process: p.name, Attempt: attempt, Message: &msg}
