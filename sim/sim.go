@@ -101,7 +101,7 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		position: int64(len(cfg.Workload)),
 		// Runs record about ten events per message, rarely over forty.
 		events: make([]histories.Event, 0, 16*len(cfg.Workload)+32),
-		opps:     opps,
+		opps:   opps,
 	}
 	for _, k := range cfg.Explore {
 		r.explore[k] = true
