@@ -27,10 +27,11 @@ lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: Go benchmarks (ratios are measured within one run); the
-## PostgreSQL ones get a server as the tests do.
+## bench: every benchmark family (scripts/bench.sh; raw output in
+## bench-latest.txt), then the summary tables. Ratios are measured within
+## one run; the PostgreSQL family gets a server as the tests do.
 bench:
-	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+	GO=$(GO) ./scripts/with-postgres.sh ./scripts/bench.sh
 
 ## soak: the expected matrix with 20,000 runs in every safe cell, and the
 ## checker against the brute-force oracle on 100,000 histories.

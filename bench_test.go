@@ -5,9 +5,11 @@ import (
 	"flag"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
+	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -172,6 +174,46 @@ func BenchmarkCheckOneRun(b *testing.B) {
 	for b.Loop() {
 		if _, err := Check(h, "", 0); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnsafeCells measures, for every cell of expected/matrix.json
+// that expects a violation, the runs and the wall time to the first
+// violation and the time shrinking took (one campaign of up to 500 runs,
+// seed 1, one worker, 10 s of shrinking at most). Run it with -benchtime 1x.
+func BenchmarkUnsafeCells(b *testing.B) {
+	want, err := LoadExpectedMatrix("expected/matrix.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range Models() {
+		for _, s := range Catalogue() {
+			for _, col := range MatrixColumns() {
+				if e := want[m][s][col]; e == "pass" || e == "n/a" || e == "" {
+					continue
+				}
+				kinds, err := faults.ParseKinds(col)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Run(m+"/"+s+"/"+col, func(b *testing.B) {
+					tester, err := New(Config{Model: m, Strategy: s, Faults: kinds})
+					if err != nil {
+						b.Fatal(err)
+					}
+					var rep Report
+					for b.Loop() {
+						rep, err = tester.Search(context.Background(), SearchOptions{Runs: 500, Seed: 1, Out: b.TempDir(), ShrinkTime: 10 * time.Second})
+						if err != nil || rep.Verdict != checkers.Violation {
+							b.Fatalf("expected a violation within 500 runs, got %s (%v)", rep.Verdict, err)
+						}
+					}
+					b.ReportMetric(float64(rep.RunsToFailure), "runs-to-failure")
+					b.ReportMetric(float64(rep.TimeToFailure.Microseconds())/1000, "ms-to-failure")
+					b.ReportMetric(float64(rep.ShrinkTime.Microseconds())/1000, "ms-shrink")
+				})
+			}
 		}
 	}
 }

@@ -98,6 +98,10 @@ type Cell struct {
 	Runs int `json:"runs"`
 	// RunsToFailure is the number of runs it took to find the violation.
 	RunsToFailure int `json:"runs_to_failure,omitempty"`
+	// MillisToFailure and ShrinkMillis are the wall time to the failing
+	// run's verdict and the time shrinking took, in milliseconds.
+	MillisToFailure float64 `json:"ms_to_failure,omitempty"`
+	ShrinkMillis    float64 `json:"shrink_ms,omitempty"`
 	// History is the path of the saved counterexample.
 	History string `json:"history,omitempty"`
 	// NotApplicable says why the strategy makes no sense with the model;
@@ -239,6 +243,8 @@ func runCell(ctx context.Context, o MatrixOptions, strategy, column string, kind
 	c.Verdict, c.Runs, c.Reason = rep.Verdict, rep.Runs, rep.Reason
 	if rep.Verdict == checkers.Violation {
 		c.RunsToFailure, c.History = rep.RunsToFailure, rep.Path
+		c.MillisToFailure = float64(rep.TimeToFailure.Microseconds()) / 1000
+		c.ShrinkMillis = float64(rep.ShrinkTime.Microseconds()) / 1000
 		for _, a := range rep.Result.Anomalies {
 			c.Anomalies = append(c.Anomalies, string(a))
 		}

@@ -63,6 +63,9 @@ type Report struct {
 	Result        checkers.Result    // the minimal history's check
 	Path          string             // where Minimal was saved
 	ShrinkError   error              // why shrinking failed, if it did
+	// TimeToFailure is the wall time from the campaign's start to the
+	// failing run's verdict; ShrinkTime is the time shrinking took.
+	TimeToFailure, ShrinkTime time.Duration
 }
 
 // Search runs up to o.Runs cases, stops at the first violation, shrinks it,
@@ -79,6 +82,7 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		o.ShrinkTime = 20 * time.Second
 	}
 	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: checkers.Pass, Injected: map[faults.Kind]int{}}
+	started := time.Now()
 	next, stop := t.outcomes(o)
 	defer stop()
 	for i := 0; i < o.Runs; i++ {
@@ -124,12 +128,15 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		rep.Verdict = checkers.Violation
 		rep.RunsToFailure, rep.FailingSeed, rep.Original = rep.Runs, seed, h
 		rep.Minimal, rep.Result = h, res
+		rep.TimeToFailure = time.Since(started)
 		if !o.NoShrink {
+			shrinkStart := time.Now()
 			if min, minRes, err := t.Shrink(seed, PrimaryAnomaly(res), o.ShrinkTime); err != nil {
 				rep.ShrinkError = err
 			} else {
 				rep.Minimal, rep.Result = min, minRes
 			}
+			rep.ShrinkTime = time.Since(shrinkStart)
 		}
 		path, err := histories.Save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
 		if err != nil {

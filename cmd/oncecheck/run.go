@@ -178,14 +178,14 @@ func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 		return exitInconclusive
 	}
 	h := rep.Minimal
-	fmt.Fprintf(w, "%s after %d runs (seed %d): %s\n", colour(w, red, "VIOLATION"), rep.RunsToFailure, rep.FailingSeed, anomalyList(rep.Result))
+	fmt.Fprintf(w, "%s after %d runs (seed %d, %s): %s\n", colour(w, red, "VIOLATION"), rep.RunsToFailure, rep.FailingSeed, seconds(rep.TimeToFailure), anomalyList(rep.Result))
 	fmt.Fprintf(w, "faults injected across the runs: %s\n", injected)
 	if rep.ShrinkError != nil {
 		fmt.Fprintf(w, "(not shrunk: %v)\n", rep.ShrinkError)
 	} else {
-		fmt.Fprintf(w, "shrunk from %s and %s to %s and %s\n",
+		fmt.Fprintf(w, "shrunk from %s and %s to %s and %s in %s\n",
 			plural(len(rep.Original.Header.Workload), "message"), plural(len(rep.Original.Header.Plan.Faults), "fault"),
-			plural(len(h.Header.Workload), "message"), plural(len(h.Header.Plan.Faults), "fault"))
+			plural(len(h.Header.Workload), "message"), plural(len(h.Header.Plan.Faults), "fault"), seconds(rep.ShrinkTime))
 	}
 	printExplanation(w, h, rep.Result)
 	fmt.Fprintf(w, "\nSaved:  %s\n", rep.Path)
@@ -304,6 +304,8 @@ func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, e
 		Findings      []checkers.Finding `json:"findings,omitempty"`
 		Runs          int                `json:"runs"`
 		RunsToFailure int                `json:"runs_to_failure,omitempty"`
+		MsToFailure   float64            `json:"ms_to_failure,omitempty"`
+		ShrinkMs      float64            `json:"shrink_ms,omitempty"`
 		FailingSeed   uint64             `json:"failing_seed,omitempty"`
 		History       string             `json:"history,omitempty"`
 		Injected      map[string]int     `json:"injected"`
@@ -312,6 +314,7 @@ func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, e
 		Strategy: strategy, Model: rep.Config.Model, Backend: rep.Config.Backend, Seed: rep.Seed,
 		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
+		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
 		Injected: injected, Reason: rep.Reason,
 	}
 	if out.Anomalies == nil {
@@ -322,3 +325,14 @@ func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, e
 	}
 	return exitCode(rep.Verdict), nil
 }
+
+// seconds renders a duration for people: "0.04 s", "12.3 s".
+func seconds(d time.Duration) string {
+	if d < 10*time.Second {
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
+}
+
+// millis renders a duration in milliseconds for JSON.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

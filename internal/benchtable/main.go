@@ -1,0 +1,215 @@
+// Command benchtable prints the summary tables of `make bench` from the
+// output of `go test -bench` (files named on the command line, or standard
+// input): the harness against bare handler calls, parallel scaling, the
+// heap over a long campaign, the checker against raw porcupine, PostgreSQL
+// transaction rates, and the time to the first violation and the shrink time
+// of every unsafe matrix cell. Every ratio it prints is between two
+// benchmarks of the same input, which `make bench` produces in one run.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// results maps a benchmark's name (without "Benchmark" and the -N suffix)
+// to its metrics by unit ("ns/op", "runs/s", ...).
+type results map[string]map[string]float64
+
+var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func parse(r io.Reader, into results, order *[]string) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := line.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		name, fields := m[1], strings.Fields(m[2])
+		if into[name] == nil {
+			into[name] = map[string]float64{}
+			*order = append(*order, name)
+		}
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				continue
+			}
+			into[name][fields[i+1]] = v
+		}
+	}
+	return sc.Err()
+}
+
+func main() {
+	res, order := results{}, []string{}
+	if len(os.Args) == 1 {
+		if err := parse(os.Stdin, res, &order); err != nil {
+			fail(err)
+		}
+	}
+	for _, path := range os.Args[1:] {
+		f, err := os.Open(path)
+		if err != nil {
+			fail(err)
+		}
+		err = parse(f, res, &order)
+		f.Close()
+		if err != nil {
+			fail(err)
+		}
+	}
+	if len(res) == 0 {
+		fail(fmt.Errorf("no benchmark results in the input"))
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	harness(w, res, order)
+	parallel(w, res)
+	campaign(w, res)
+	checker(w, res)
+	postgres(w, res)
+	unsafeCells(w, res, order)
+	w.Flush()
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "benchtable:", err)
+	os.Exit(1)
+}
+
+// verdict marks a figure against its target.
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT MET"
+}
+
+func title(w *tabwriter.Writer, s string) {
+	w.Flush()
+	fmt.Fprintf(w, "\n%s\n", s)
+}
+
+func harness(w *tabwriter.Writer, res results, order []string) {
+	var names []string
+	for _, n := range order {
+		if s, ok := strings.CutPrefix(n, "Harness/"); ok && strings.HasSuffix(s, "/harness") {
+			names = append(names, strings.TrimSuffix(s, "/harness"))
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	title(w, "Harness against bare handler calls (every fault kind, 20 messages; target: at most 3x)")
+	fmt.Fprintln(w, "strategy\tharness µs/run\tbare µs/run\tharness/bare\ttarget\t")
+	worst := 0.0
+	for _, s := range names {
+		h, b := res["Harness/"+s+"/harness"]["ns/op"], res["Harness/"+s+"/bare"]["ns/op"]
+		if b == 0 {
+			continue
+		}
+		worst = max(worst, h/b)
+		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.2f\t\t\n", s, h/1e3, b/1e3, h/b)
+	}
+	fmt.Fprintf(w, "worst\t\t\t%.2f\t%s\t\n", worst, verdict(worst <= 3))
+}
+
+func parallel(w *tabwriter.Writer, res results) {
+	one, two := res["ParallelRuns/parallel-1"]["runs/s"], res["ParallelRuns/parallel-2"]["runs/s"]
+	if one == 0 || two == 0 {
+		return
+	}
+	title(w, "Parallel runs (target: --parallel 2 at least 1.8x --parallel 1)")
+	fmt.Fprintln(w, "--parallel 1 runs/s\t--parallel 2 runs/s\tspeed-up\ttarget\t")
+	fmt.Fprintf(w, "%.0f\t%.0f\t%.2f\t%s\t\n", one, two, two/one, verdict(two/one >= 1.8))
+}
+
+func campaign(w *tabwriter.Writer, res results) {
+	c := res["CampaignMemory"]
+	if c == nil {
+		return
+	}
+	title(w, "A long campaign: live heap after a collection (flat: nothing kept per run)")
+	fmt.Fprintln(w, "heap at 10% MiB\theap at 90% MiB\truns/s\t")
+	fmt.Fprintf(w, "%.2f\t%.2f\t%.0f\t\n", c["MiB-heap-at-10%"], c["MiB-heap-at-90%"], c["runs/s"])
+}
+
+func checker(w *tabwriter.Writer, res results) {
+	var sizes []int
+	for n := range res {
+		if s, ok := strings.CutPrefix(n, "Check/ours/"); ok {
+			if v, err := strconv.Atoi(s); err == nil {
+				sizes = append(sizes, v)
+			}
+		}
+	}
+	if len(sizes) == 0 {
+		return
+	}
+	slices.Sort(sizes)
+	title(w, "The checker against raw porcupine (targets: at most 1.5x; ns/msg at 1,000,000 within 1.5x of 10,000; 1,000,000 in under 2 GiB)")
+	fmt.Fprintln(w, "messages\tours ns/msg\tporcupine ns/msg\tours/porcupine\tours peak MiB\ttarget\t")
+	worst := 0.0
+	for _, n := range sizes {
+		o, p := res[fmt.Sprintf("Check/ours/%d", n)], res[fmt.Sprintf("Check/porcupine/%d", n)]
+		ratio := "-"
+		if p["ns/msg"] > 0 {
+			worst = max(worst, o["ns/msg"]/p["ns/msg"])
+			ratio = fmt.Sprintf("%.2f", o["ns/msg"]/p["ns/msg"])
+		}
+		fmt.Fprintf(w, "%d\t%.0f\t%.0f\t%s\t%.0f\t\t\n", n, o["ns/msg"], p["ns/msg"], ratio, o["MiB-peak"])
+	}
+	fmt.Fprintf(w, "worst ratio\t\t\t%.2f\t\t%s\t\n", worst, verdict(worst <= 1.5))
+	small, large := res["Check/ours/10000"]["ns/msg"], res["Check/ours/1000000"]["ns/msg"]
+	if small > 0 && large > 0 {
+		fmt.Fprintf(w, "ns/msg 1,000,000 / 10,000\t\t\t%.2f\t\t%s\t\n", large/small, verdict(large/small <= 1.5))
+		peak := res["Check/ours/1000000"]["MiB-peak"]
+		fmt.Fprintf(w, "peak at 1,000,000\t\t\t\t%.0f\t%s\t\n", peak, verdict(peak < 2048))
+	}
+}
+
+func postgres(w *tabwriter.Writer, res results) {
+	h, b, pg := res["PostgresTransactions/harness"]["tx/s"], res["PostgresTransactions/bare"]["tx/s"], res["PostgresTransactions/pgbench"]["tx/s"]
+	if h == 0 || b == 0 {
+		return
+	}
+	title(w, "PostgreSQL transactions (target: harness at least 0.7x the bare loop)")
+	fmt.Fprintln(w, "harness tx/s\tbare tx/s\tpgbench tx/s\tharness/bare\ttarget\t")
+	fmt.Fprintf(w, "%.0f\t%.0f\t%.0f\t%.2f\t%s\t\n", h, b, pg, h/b, verdict(h/b >= 0.7))
+}
+
+func unsafeCells(w *tabwriter.Writer, res results, order []string) {
+	var cells []string
+	for _, n := range order {
+		if c, ok := strings.CutPrefix(n, "UnsafeCells/"); ok {
+			cells = append(cells, c)
+		}
+	}
+	if len(cells) == 0 {
+		return
+	}
+	title(w, "Unsafe matrix cells: runs and time to the first violation, shrink time (seed 1, one worker)")
+	fmt.Fprintln(w, "model/strategy/faults\truns\tms to failure\tshrink ms\t")
+	var runs, find, shrink []float64
+	for _, c := range cells {
+		r := res["UnsafeCells/"+c]
+		runs, find, shrink = append(runs, r["runs-to-failure"]), append(find, r["ms-to-failure"]), append(shrink, r["ms-shrink"])
+		fmt.Fprintf(w, "%s\t%.0f\t%.1f\t%.0f\t\n", c, r["runs-to-failure"], r["ms-to-failure"], r["ms-shrink"])
+	}
+	fmt.Fprintf(w, "median of %d cells\t%.0f\t%.1f\t%.0f\t\n", len(cells), median(runs), median(find), median(shrink))
+	fmt.Fprintf(w, "worst\t%.0f\t%.1f\t%.0f\t\n", slices.Max(runs), slices.Max(find), slices.Max(shrink))
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# bench.sh: every benchmark family of docs/benchmarks.md, each with the
+# iteration count its figures need, into bench-latest.txt (or $BENCH_OUT),
+# then the summary tables (internal/benchtable). Run it through
+# scripts/with-postgres.sh (make bench does) for the PostgreSQL family.
+# Every ratio printed is between two benchmarks of this one run.
+set -euo pipefail
+out=${BENCH_OUT:-bench-latest.txt}
+go=${GO:-go}
+: >"$out"
+family() {
+	# $1: package, $2: -bench pattern, $3: -benchtime, then extra flags
+	local pkg=$1 pattern=$2 benchtime=$3
+	shift 3
+	echo "== $pkg -bench '$pattern' -benchtime $benchtime $*" >&2
+	"$go" test -run '^$' -bench "$pattern" -benchtime "$benchtime" -benchmem -timeout 30m "$pkg" "$@" | tee -a "$out" | grep '^Benchmark' >&2 || {
+		echo "bench.sh: the family $pattern failed (its output is in $out)" >&2
+		exit 1
+	}
+}
+family . '^BenchmarkHarness$' 300x
+family . '^BenchmarkParallelRuns$' 4x
+family . '^BenchmarkCampaignMemory$' 1x
+family . '^BenchmarkCheckOneRun$' 1000x
+family . '^BenchmarkUnsafeCells$' 1x
+family . '^BenchmarkPostgresTransactions$' 2s
+family ./checkers '^BenchmarkCheck$/(ours|porcupine)/(1000|10000|100000)$' 3x
+# One size per process, so that the peak memory belongs to one check.
+family ./checkers '^BenchmarkCheck$/ours/1000000$' 1x
+family ./checkers '^BenchmarkCheck$/porcupine/1000000$' 1x
+echo >&2
+"$go" run ./internal/benchtable "$out"
