@@ -222,17 +222,35 @@ func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
 		closest  []string // best exactly-once order
 		closeEv  evaluation
 	)
-	for _, base := range baseOrders(a, keys, m.Ordered()) {
+	bases := baseOrders(a, keys, m.Ordered())
+	perfect := 2 * (len(keys) + 1)
+	perfectBase := false // some exactly-once order explains everything
+	for _, base := range bases {
+		ev := evaluate(a, cache, agg, base)
+		if !ev.ok {
+			continue
+		}
+		if closest == nil || ev.score > closeEv.score {
+			closest, closeEv = base, ev
+		}
+		perfectBase = perfectBase || ev.score == perfect && ev.deviation == 0
+	}
+	// Candidates in order (each base, then its perturbations); the first
+	// best wins ties. Nothing beats a candidate that explains everything
+	// with no deviation and the fewest perturbations any remaining
+	// candidate can have, so the search stops there.
+search:
+	for _, base := range bases {
 		for _, c := range perturbations(a, base) {
 			ev := evaluate(a, cache, agg, c.seq)
 			if !ev.ok {
 				continue
 			}
-			if c.perturbed == 0 && (closest == nil || ev.score > closeEv.score) {
-				closest, closeEv = c.seq, ev
-			}
 			if !found || better(ev, c, bestEval, best) {
 				best, bestEval, found = c, ev, true
+				if ev.score == perfect && ev.deviation == 0 && (c.perturbed == 0 || c.perturbed == 1 && !perfectBase) {
+					break search
+				}
 			}
 		}
 	}
