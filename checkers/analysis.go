@@ -43,6 +43,7 @@ type output struct {
 type attempt struct {
 	N         int
 	Key       string
+	l         *logical
 	Start     int
 	End       int // 0 while running
 	Committed bool
@@ -52,7 +53,8 @@ type attempt struct {
 // analysis is a history digested for checking.
 type analysis struct {
 	logicals    map[string]*logical
-	order       []string // keys in send order
+	order       []string   // keys in send order
+	list        []*logical // the logical messages in send order
 	aggregates  []string // sorted
 	observed    map[string]model.State
 	attempts    attemptTable
@@ -60,7 +62,8 @@ type analysis struct {
 	stuck       []string
 	stuckSteps  []int
 	canon       canonicalizer
-	byAggregate map[string][]string // keys of each aggregate, in send order
+	byAggregate map[string][]string   // keys of each aggregate, in send order
+	perAgg      map[string][]*logical // logical messages of each aggregate, in send order
 	h           *histories.History
 	problems    []Finding // order-independent findings (id clashes, unknown causation)
 }
@@ -77,28 +80,68 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		attempts: newAttemptTable(len(h.Events)),
 		end:      len(h.Events),
 	}
-	if err := h.Validate(); err != nil {
+	// Validation runs beside the analysis on large histories; the
+	// analysis does not trust the history, and validation's error, with its
+	// line, wins over the analysis's.
+	validated := make(chan error, 1)
+	if len(h.Events) >= 4096 {
+		go func() { validated <- h.Validate() }()
+	} else {
+		validated <- h.Validate()
+	}
+	err := a.digest(h, policy, guess)
+	if verr := <-validated; verr != nil {
+		return nil, verr
+	}
+	if err != nil {
 		return nil, err
 	}
+	return a, nil
+}
+
+// digest is the analysis proper. It reads the events once.
+func (a *analysis) digest(h *histories.History, policy Downstream, guess int) error {
 	byID := make(map[string]*logical, guess) // copy id -> logical message
 	var outputs []*histories.Event
+	var logicalSlab []logical
+	var attemptSlab []attempt
 	for i := range h.Events {
 		ev := &h.Events[i]
 		switch ev.Kind {
 		case histories.Send:
+			if ev.Message == nil {
+				return fmt.Errorf("step %d (send): no message", ev.Step)
+			}
 			l := a.logicals[ev.Message.Key]
 			if l == nil {
-				l = &logical{Key: ev.Message.Key, Msg: ev.Message, Call: ev.Step}
+				if len(logicalSlab) == 0 {
+					logicalSlab = make([]logical, 256)
+				}
+				l, logicalSlab = &logicalSlab[0], logicalSlab[1:]
+				*l = logical{Key: ev.Message.Key, Msg: ev.Message, Call: ev.Step}
 				a.logicals[l.Key] = l
 				a.order = append(a.order, l.Key)
+				a.list = append(a.list, l)
 			} else if l.Msg.Aggregate != ev.Message.Aggregate || l.Msg.Type != ev.Message.Type || string(l.Msg.Payload) != string(ev.Message.Payload) {
-				return nil, fmt.Errorf("step %d (send): copy %q of key %q differs from the first copy in aggregate, type or payload", ev.Step, ev.Message.ID, l.Key)
+				return fmt.Errorf("step %d (send): copy %q of key %q differs from the first copy in aggregate, type or payload", ev.Step, ev.Message.ID, l.Key)
 			}
 			l.Copies = append(l.Copies, ev.Message.ID)
 			byID[ev.Message.ID] = l
 		case histories.Deliver:
+			if ev.Message == nil {
+				return fmt.Errorf("step %d (deliver): no message", ev.Step)
+			}
 			l := byID[ev.Message.ID]
-			a.attempts.set(ev.Attempt, &attempt{N: ev.Attempt, Key: l.Key, Start: ev.Step})
+			if l == nil {
+				return fmt.Errorf("step %d (deliver): message %q was never sent", ev.Step, ev.Message.ID)
+			}
+			if len(attemptSlab) == 0 {
+				attemptSlab = make([]attempt, 256)
+			}
+			at := &attemptSlab[0]
+			attemptSlab = attemptSlab[1:]
+			*at = attempt{N: ev.Attempt, Key: l.Key, l: l, Start: ev.Step}
+			a.attempts.set(ev.Attempt, at)
 			l.attempts++
 			if !l.Delivered {
 				l.Delivered = true
@@ -115,18 +158,21 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		case histories.Commit:
 			if at := a.attempts.get(ev.Attempt); at != nil && !at.Committed {
 				at.Committed = true
-				l := a.logicals[at.Key]
+				l := at.l
 				l.commits++
 				if l.committed == 0 {
 					l.committed = ev.Step
 				}
 			}
 		case histories.Publish:
+			if ev.Message == nil {
+				return fmt.Errorf("step %d (publish): no message", ev.Step)
+			}
 			outputs = append(outputs, ev)
 		case histories.Observe:
 			st, err := a.canon.state(ev.State)
 			if err != nil {
-				return nil, fmt.Errorf("step %d (observe): state is not JSON: %v", ev.Step, err)
+				return fmt.Errorf("step %d (observe): state is not JSON: %v", ev.Step, err)
 			}
 			a.observed[ev.Aggregate] = st
 		case histories.Stuck:
@@ -138,27 +184,24 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		if at.End == 0 {
 			at.End = a.end + 1
 		}
-		l := a.logicals[at.Key]
-		l.Return = max(l.Return, at.End)
+		at.l.Return = max(at.l.Return, at.End)
 	})
-	aggs := map[string]bool{}
-	for _, l := range a.logicals {
+	a.perAgg = map[string][]*logical{}
+	for _, l := range a.list {
 		if !l.Delivered {
 			l.Return = a.end + 1
 		}
-		aggs[l.Msg.Aggregate] = true
-	}
-	for agg := range aggs {
-		a.aggregates = append(a.aggregates, agg)
-		if _, ok := a.observed[agg]; !ok && len(a.stuck) == 0 {
-			return nil, fmt.Errorf("aggregate %q has messages but no observe event", agg)
+		agg := l.Msg.Aggregate
+		if _, seen := a.perAgg[agg]; !seen {
+			a.aggregates = append(a.aggregates, agg)
+			if _, ok := a.observed[agg]; !ok && len(a.stuck) == 0 {
+				return fmt.Errorf("aggregate %q has messages but no observe event", agg)
+			}
 		}
+		a.perAgg[agg] = append(a.perAgg[agg], l)
 	}
 	sort.Strings(a.aggregates)
-	if err := a.collectOutputs(outputs, policy); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return a.collectOutputs(outputs, policy)
 }
 
 // collectOutputs groups published outputs by message id and attaches them to
@@ -244,13 +287,31 @@ func (l *logical) contents() model.Outputs {
 	return outs.Sorted()
 }
 
+// published reports whether the message's observed outputs are outs, as
+// a multiset (without allocating for the usual zero or one output).
+func (l *logical) published(outs model.Outputs) bool {
+	switch {
+	case len(outs) != len(l.Outputs):
+		return false
+	case len(outs) == 0:
+		return true
+	case len(outs) == 1:
+		c := l.Outputs[0].Content
+		return outs[0].Type == c.Type && model.SameJSON(outs[0].Payload, c.Payload)
+	}
+	return outs.Equal(l.contents())
+}
+
 // keysOfAggregate returns the keys of an aggregate in send order.
 func (a *analysis) keysOfAggregate(agg string) []string {
 	if a.byAggregate == nil {
-		a.byAggregate = map[string][]string{}
-		for _, k := range a.order {
-			agg := a.logicals[k].Msg.Aggregate
-			a.byAggregate[agg] = append(a.byAggregate[agg], k)
+		a.byAggregate = make(map[string][]string, len(a.perAgg))
+		for agg, ls := range a.perAgg {
+			keys := make([]string, len(ls))
+			for i, l := range ls {
+				keys[i] = l.Key
+			}
+			a.byAggregate[agg] = keys
 		}
 	}
 	return a.byAggregate[agg]

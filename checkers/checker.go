@@ -389,14 +389,12 @@ func porcupineModel(m model.Model) porcupine.Model {
 // aggregate exactly-once; a false one proves nothing, and the search
 // decides.
 func (a *analysis) witness(m model.Model, agg string) bool {
-	keys := a.keysOfAggregate(agg)
-	order := slices.Clone(keys)
-	slices.SortStableFunc(order, func(x, y string) int { return a.logicals[x].effect() - a.logicals[y].effect() })
+	order := slices.Clone(a.perAgg[agg])
+	slices.SortStableFunc(order, func(x, y *logical) int { return x.effect() - y.effect() })
 	latestCall := 0
 	var lastPos int64
 	st := m.Initial(agg)
-	for _, k := range order {
-		l := a.logicals[k]
+	for _, l := range order {
 		if l.Return < latestCall {
 			return false // it ended before a message placed earlier began
 		}
@@ -408,7 +406,7 @@ func (a *analysis) witness(m model.Model, agg string) bool {
 			lastPos = l.Msg.Position
 		}
 		next, outs, err := m.Apply(st, *l.Msg)
-		if err != nil || !outs.Equal(l.contents()) {
+		if err != nil || !l.published(outs) {
 			return false
 		}
 		st = next
@@ -420,7 +418,6 @@ func (a *analysis) witness(m model.Model, agg string) bool {
 // unwitnessed returns the aggregates the witness does not explain, trying
 // the witness of the aggregates on every CPU.
 func (a *analysis) unwitnessed(m model.Model) []string {
-	a.keysOfAggregate("") // built before the workers share it
 	explained := make([]bool, len(a.aggregates))
 	workers := min(runtime.GOMAXPROCS(0), len(a.aggregates))
 	if len(a.order) < 1000 {
