@@ -55,7 +55,7 @@ type analysis struct {
 	logicals    map[string]*logical
 	order       []string   // keys in send order
 	list        []*logical // the logical messages in send order
-	aggregates  []string // sorted
+	aggregates  []string   // sorted
 	observed    map[string]model.State
 	attempts    attemptTable
 	end         int // last step
