@@ -113,6 +113,7 @@ type Tester struct {
 	store    adapters.Store // the pg backend's store; nil for mem
 	storeMu  sync.Mutex     // one run at a time on store
 	gen      *rapid.Generator[Case]
+	buffers  sync.Pool // of *[]histories.Event: buffers of dropped histories
 }
 
 // ErrUsage wraps configuration mistakes (unknown names, bad values).
@@ -233,7 +234,11 @@ func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Resu
 	// The handlers and the check share the model's steps: the check
 	// replays the steps the handlers made.
 	memo := model.NewMemo(t.model)
-	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan}, nil)
+	var buffer []histories.Event
+	if b, ok := t.buffers.Get().(*[]histories.Event); ok {
+		buffer = *b
+	}
+	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = string(checkers.Inconclusive)
@@ -248,6 +253,17 @@ func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Resu
 		h.Header.Anomalies = append(h.Header.Anomalies, string(a))
 	}
 	return h, res, nil
+}
+
+// recycle takes back the history of a run that nobody keeps: the next
+// run records into its buffer. h must not be used afterwards.
+func (t *Tester) recycle(h *histories.History) {
+	if h == nil || cap(h.Events) == 0 {
+		return
+	}
+	events := h.Events[:0]
+	h.Events = nil
+	t.buffers.Put(&events)
 }
 
 func (t *Tester) header(c Case, seed uint64) histories.Header {

@@ -123,6 +123,9 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 			continue
 		}
 		if res.Verdict != checkers.Violation {
+			if !o.KeepAll {
+				t.recycle(h)
+			}
 			continue
 		}
 		rep.Verdict = checkers.Violation
@@ -184,6 +187,8 @@ func (t *Tester) runOne(seed uint64, checkDeterminism bool) outcome {
 		again, _, err2 := t.Execute(c, seed)
 		if err2 != nil || again.Hash() != h.Hash() {
 			out.nondeterministic = again
+		} else {
+			t.recycle(again)
 		}
 	}
 	return out

@@ -103,6 +103,8 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 func (a *analysis) digest(h *histories.History, policy Downstream, guess int) error {
 	byID := make(map[string]*logical, guess) // copy id -> logical message
 	var outputs []*histories.Event
+	// Messages and attempts are allocated in slabs of up to 256.
+	slab := min(256, guess)
 	var logicalSlab []logical
 	var attemptSlab []attempt
 	for i := range h.Events {
@@ -115,7 +117,7 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 			l := a.logicals[ev.Message.Key]
 			if l == nil {
 				if len(logicalSlab) == 0 {
-					logicalSlab = make([]logical, 256)
+					logicalSlab = make([]logical, slab)
 				}
 				l, logicalSlab = &logicalSlab[0], logicalSlab[1:]
 				*l = logical{Key: ev.Message.Key, Msg: ev.Message, Call: ev.Step}
@@ -136,7 +138,7 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 				return fmt.Errorf("step %d (deliver): message %q was never sent", ev.Step, ev.Message.ID)
 			}
 			if len(attemptSlab) == 0 {
-				attemptSlab = make([]attempt, 256)
+				attemptSlab = make([]attempt, slab)
 			}
 			at := &attemptSlab[0]
 			attemptSlab = attemptSlab[1:]

@@ -42,6 +42,10 @@ type Config struct {
 	// Store is the backend; nil means a fresh in-memory store. A store
 	// passed in must be empty (see adapters.Store.Reset).
 	Store adapters.Store
+	// Events, when it has capacity, is the buffer the run records into
+	// (from its start; what it held is overwritten), so that a campaign
+	// can reuse the buffer of a history it dropped.
+	Events []histories.Event
 }
 
 // Opportunity is a fault that could have been injected during a run: the
@@ -99,9 +103,12 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		bound:    bound,
 		kill:     make(chan struct{}),
 		position: int64(len(cfg.Workload)),
-		// Runs record about ten events per message, rarely over forty.
-		events: make([]histories.Event, 0, 16*len(cfg.Workload)+32),
+		events:   cfg.Events[:0],
 		opps:   opps,
+	}
+	if r.events == nil {
+		// Runs record about ten events per message, rarely over forty.
+		r.events = make([]histories.Event, 0, 12*len(cfg.Workload)+32)
 	}
 	for _, k := range cfg.Explore {
 		r.explore[k] = true
