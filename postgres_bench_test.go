@@ -92,10 +92,10 @@ func BenchmarkPostgresTransactions(b *testing.B) {
 		sql := fmt.Sprintf(`BEGIN ISOLATION LEVEL REPEATABLE READ;
 SET LOCAL lock_timeout = '100ms';
 SELECT 1;
-SELECT value FROM %[1]s WHERE tbl = 'state' AND key = 'o1';
-INSERT INTO %[1]s (tbl, key, value) VALUES ('state', 'o1', '{"confirmed":false,"lines":{"a":1}}') ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value;
+SELECT state::text FROM %[1]s WHERE aggregate_id = 'o1' FOR UPDATE;
+INSERT INTO %[1]s (aggregate_id, state) VALUES ('o1', '{"confirmed":false,"lines":{"a":1}}'::text::text) ON CONFLICT (aggregate_id) DO UPDATE SET state = excluded.state;
 COMMIT;
-`, store.Table())
+`, store.Table(adapters.StateTable))
 		if err := os.WriteFile(script, []byte(sql), 0o644); err != nil {
 			b.Fatal(err)
 		}

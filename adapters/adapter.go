@@ -73,6 +73,12 @@ type Row struct {
 type Tx interface {
 	// Get reads a key; ok is false when it is absent.
 	Get(table, key string) (value []byte, ok bool, err error)
+	// GetForUpdate reads a key the transaction means to write, and takes
+	// its write lock as SELECT ... FOR UPDATE does: ErrConflict when
+	// another open transaction holds the lock or the key changed since
+	// this transaction's snapshot. (On PostgreSQL a key that does not
+	// exist yet has no row to lock: the conflict comes at the write.)
+	GetForUpdate(table, key string) (value []byte, ok bool, err error)
 	// Put writes a key, creating or replacing it.
 	Put(table, key string, value []byte) error
 	// Insert writes a key that must not exist yet; otherwise ErrExists.

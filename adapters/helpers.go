@@ -16,9 +16,10 @@ const StateTable = "state"
 const OutboxTable = "outbox"
 
 // LoadState reads an aggregate's state from StateTable, or the model's
-// initial state when the aggregate has none yet.
+// initial state when the aggregate has none yet. The read takes the row's
+// write lock (GetForUpdate): the state is read to be changed.
 func LoadState(tx Tx, m model.Model, aggregate string) (model.State, error) {
-	v, ok, err := tx.Get(StateTable, aggregate)
+	v, ok, err := tx.GetForUpdate(StateTable, aggregate)
 	if err != nil {
 		return nil, fmt.Errorf("load state of %s: %w", aggregate, err)
 	}
@@ -155,9 +156,10 @@ func SkipIfSeen(env Env, tx Tx, table, key string) (bool, error) {
 
 // GetCounter reads a number kept per key in table (0 when absent), as the
 // sequence and version strategies keep a position or a version per
-// aggregate.
+// aggregate. The read takes the row's write lock (GetForUpdate): a counter
+// is read to be moved on.
 func GetCounter(tx Tx, table, key string) (int64, error) {
-	v, ok, err := tx.Get(table, key)
+	v, ok, err := tx.GetForUpdate(table, key)
 	if err != nil || !ok {
 		return 0, err
 	}

@@ -287,6 +287,11 @@ func (t *tx) Get(table, key string) ([]byte, bool, error) {
 	return v, ok, t.env.check(err)
 }
 
+func (t *tx) GetForUpdate(table, key string) ([]byte, bool, error) {
+	v, ok, err := t.inner.GetForUpdate(table, key)
+	return v, ok, t.env.check(err)
+}
+
 func (t *tx) Scan(table string) ([]adapters.Row, error) {
 	rows, err := t.inner.Scan(table)
 	return rows, t.env.check(err)

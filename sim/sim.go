@@ -104,7 +104,7 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		kill:     make(chan struct{}),
 		position: int64(len(cfg.Workload)),
 		events:   cfg.Events[:0],
-		opps:   opps,
+		opps:     opps,
 	}
 	if r.events == nil {
 		// Runs record about ten events per message, rarely over forty.

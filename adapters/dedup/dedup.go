@@ -21,7 +21,7 @@ import (
 const Name = "dedup"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = "processed"
+const ProcessedTable = adapters.ProcessedTable
 
 func init() {
 	adapters.Register(adapters.Strategy{

@@ -23,7 +23,7 @@ import (
 const Name = "dedup-republish"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = "processed"
+const ProcessedTable = adapters.ProcessedTable
 
 func init() {
 	adapters.Register(adapters.Strategy{

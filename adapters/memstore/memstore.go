@@ -134,6 +134,17 @@ func (t *Tx) Get(table, key string) ([]byte, bool, error) {
 	return clone(v), ok, nil
 }
 
+// GetForUpdate implements adapters.Tx: the key's write lock, then a read.
+func (t *Tx) GetForUpdate(table, key string) ([]byte, bool, error) {
+	if t.done {
+		return nil, false, ErrDone
+	}
+	if err := t.lock(tableKey{table, key}); err != nil {
+		return nil, false, err
+	}
+	return t.Get(table, key)
+}
+
 // lock takes the write lock of k, or says why it cannot.
 func (t *Tx) lock(k tableKey) error {
 	s := t.store

@@ -31,7 +31,7 @@ import (
 const Name = "outbox"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = "processed"
+const ProcessedTable = adapters.ProcessedTable
 
 func init() {
 	adapters.Register(adapters.Strategy{

@@ -1,6 +1,13 @@
-// Package pgstore is the PostgreSQL backend, through pgx: the store the
-// strategies run on is a table of keys and values in a schema of its own,
-// and each transaction is a real PostgreSQL transaction.
+// Package pgstore is the PostgreSQL backend, through pgx. Each run works in
+// a schema of its own, and each transaction is a real PostgreSQL
+// transaction. Every table the strategies use is a SQL table of its own
+// (see adapters.Tables): the aggregates' states, the processed-message ids,
+// the outbox, the positions, versions and reservations, each with its key
+// as primary key. The key-value operations of adapters.Tx become the
+// statements a service would write: SELECT ... FOR UPDATE to read a row it
+// will change (GetForUpdate), INSERT ... ON CONFLICT DO NOTHING for a unique
+// insert, INSERT ... ON CONFLICT DO UPDATE for an upsert. A table no
+// declaration names lives in a generic table of keys and values.
 //
 // Transactions run at the REPEATABLE READ isolation level (snapshot
 // isolation; the snapshot is taken when the transaction begins), with a
@@ -50,7 +57,8 @@ type Options struct {
 	// Timeout bounds each statement (default 10s).
 	Timeout time.Duration
 	// DDL creates the tables of handlers that write SQL, in the schema
-	// (see adapters.Strategy.SQLSchema).
+	// (see adapters.Strategy.SQLSchema). With DDL, the declared tables of
+	// adapters.Tables are not created: every key-value table is generic.
 	DDL string
 }
 
@@ -58,9 +66,60 @@ type Options struct {
 type Store struct {
 	pool    *pgxpool.Pool
 	schema  string
-	table   string // quoted, schema-qualified
+	table   string // the generic table, quoted and schema-qualified
 	keep    bool
 	timeout time.Duration
+	tables  map[string]statements // of the declared tables
+}
+
+// statements are the SQL of one table's operations. The key is $1 and the
+// value $2; the generic table also takes the table's name, last.
+type statements struct {
+	get, getForUpdate, put, insert, delete, scan string
+	keysOnly                                     bool // the table has no value column
+	generic                                      bool
+}
+
+func declared(schema string, t adapters.TableSpec) statements {
+	name := pgx.Identifier{schema, t.Name}.Sanitize()
+	key := pgx.Identifier{t.Key}.Sanitize()
+	if t.Value == "" {
+		return statements{
+			get:          fmt.Sprintf("SELECT NULL::text FROM %s WHERE %s = $1", name, key),
+			put:          fmt.Sprintf("INSERT INTO %s AS t (%s) VALUES ($1) ON CONFLICT (%s) DO UPDATE SET %s = t.%s", name, key, key, key, key),
+			insert:       fmt.Sprintf("INSERT INTO %s (%s) VALUES ($1) ON CONFLICT (%s) DO NOTHING", name, key, key),
+			delete:       fmt.Sprintf("DELETE FROM %s WHERE %s = $1", name, key),
+			scan:         fmt.Sprintf("SELECT %s, NULL::text FROM %s ORDER BY %s", key, name, key),
+			getForUpdate: fmt.Sprintf("SELECT NULL::text FROM %s WHERE %s = $1 FOR UPDATE", name, key),
+			keysOnly:     true,
+		}
+	}
+	value := pgx.Identifier{t.Value}.Sanitize()
+	typ := "text"
+	if t.Type != "" {
+		typ = t.Type
+	}
+	return statements{
+		get:          fmt.Sprintf("SELECT %s::text FROM %s WHERE %s = $1", value, name, key),
+		getForUpdate: fmt.Sprintf("SELECT %s::text FROM %s WHERE %s = $1 FOR UPDATE", value, name, key),
+		put: fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2::text::%s) ON CONFLICT (%s) DO UPDATE SET %s = excluded.%s",
+			name, key, value, typ, key, value, value),
+		insert: fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2::text::%s) ON CONFLICT (%s) DO NOTHING", name, key, value, typ, key),
+		delete: fmt.Sprintf("DELETE FROM %s WHERE %s = $1", name, key),
+		scan:   fmt.Sprintf("SELECT %s, %s::text FROM %s ORDER BY %s", key, value, name, key),
+	}
+}
+
+func generic(table string) statements {
+	return statements{
+		get:          "SELECT value FROM " + table + " WHERE key = $1 AND tbl = $2",
+		getForUpdate: "SELECT value FROM " + table + " WHERE key = $1 AND tbl = $2 FOR UPDATE",
+		put:          "INSERT INTO " + table + " (key, value, tbl) VALUES ($1, $2, $3) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
+		insert:       "INSERT INTO " + table + " (key, value, tbl) VALUES ($1, $2, $3) ON CONFLICT (tbl, key) DO NOTHING",
+		delete:       "DELETE FROM " + table + " WHERE key = $1 AND tbl = $2",
+		scan:         "SELECT key, value FROM " + table + " WHERE tbl = $1 ORDER BY key",
+		generic:      true,
+	}
 }
 
 var schemas atomic.Int64
@@ -85,34 +144,62 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		_, _ = rand.Read(b[:]) // a name unique across processes; it never reaches a run
 		o.Schema = fmt.Sprintf("oncecheck_%x_%d", b, schemas.Add(1))
 	}
-	s := &Store{pool: pool, schema: o.Schema, keep: o.Keep, timeout: o.Timeout}
+	s := &Store{pool: pool, schema: o.Schema, keep: o.Keep, timeout: o.Timeout, tables: map[string]statements{}}
 	s.table = pgx.Identifier{o.Schema, "kv"}.Sanitize()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	ddl := fmt.Sprintf(`CREATE SCHEMA IF NOT EXISTS %s;
-CREATE TABLE IF NOT EXISTS %s (tbl text NOT NULL, key text NOT NULL, value bytea, PRIMARY KEY (tbl, key))`,
-		pgx.Identifier{o.Schema}.Sanitize(), s.table)
+CREATE TABLE IF NOT EXISTS %s (tbl text NOT NULL, key text COLLATE "C" NOT NULL, value bytea, PRIMARY KEY (tbl, key));
+COMMENT ON TABLE %s IS 'rows of the tables no declaration names, by table and key'`,
+		pgx.Identifier{o.Schema}.Sanitize(), s.table, s.table)
 	if _, err := pool.Exec(ctx, ddl); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("%w: cannot use postgres at %s: %v", adapters.ErrBackend, describe(cfg.ConnConfig), err)
 	}
-	if o.DDL != "" {
+	// The declared tables are the built-in strategies'. A handler that
+	// writes SQL brings its own tables (which may well be called outbox):
+	// its key-value rows, if any, go to the generic table.
+	var tables []string
+	if o.DDL == "" {
+		for _, t := range adapters.Tables() {
+			tables = append(tables, t.DDL())
+			s.tables[t.Name] = declared(o.Schema, t)
+		}
+	}
+	for _, step := range []struct{ what, ddl string }{
+		{"the strategies' tables", strings.Join(tables, "\n")},
+		{"the handler's tables", o.DDL},
+	} {
+		if step.ddl == "" {
+			continue
+		}
 		tx, err := pool.Begin(ctx)
 		if err == nil {
 			_, err = tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{o.Schema}.Sanitize())
 		}
 		if err == nil {
-			_, err = tx.Exec(ctx, o.DDL)
+			_, err = tx.Exec(ctx, step.ddl)
 		}
 		if err == nil {
 			err = tx.Commit(ctx)
 		}
 		if err != nil {
+			if tx != nil {
+				_ = tx.Rollback(ctx)
+			}
 			pool.Close()
-			return nil, fmt.Errorf("create the handler's tables: %w", err)
+			return nil, fmt.Errorf("create %s: %w", step.what, err)
 		}
 	}
 	return s, nil
+}
+
+// sql returns the statements of a table's operations.
+func (s *Store) sql(table string) statements {
+	if st, ok := s.tables[table]; ok {
+		return st
+	}
+	return generic(s.table)
 }
 
 func describe(c *pgx.ConnConfig) string { return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database) }
@@ -123,8 +210,14 @@ func (s *Store) Schema() string { return s.schema }
 // Pool returns the connection pool (for benchmarks and tests).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Table returns the quoted, schema-qualified name of the store's table.
-func (s *Store) Table() string { return s.table }
+// Table returns the quoted, schema-qualified name of a declared table (see
+// adapters.Tables), or of the generic table for any other name.
+func (s *Store) Table(name string) string {
+	if _, ok := s.tables[name]; ok {
+		return pgx.Identifier{s.schema, name}.Sanitize()
+	}
+	return s.table
+}
 
 func (s *Store) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.timeout)
@@ -207,15 +300,50 @@ var (
 // ErrDone is returned by operations on a finished transaction.
 var ErrDone = errors.New("transaction already finished")
 
+// args returns a statement's arguments: the key, the value (as text for a
+// declared table's typed column), and the table's name for the generic
+// table.
+func (st statements) args(table, key string, value []byte, withValue bool) ([]any, error) {
+	switch {
+	case st.generic && withValue:
+		return []any{key, value, table}, nil
+	case st.generic:
+		return []any{key, table}, nil
+	case st.keysOnly:
+		if withValue && value != nil {
+			return nil, fmt.Errorf("table %s records keys only: no value may be written", table)
+		}
+		return []any{key}, nil
+	case withValue:
+		return []any{key, string(value)}, nil
+	}
+	return []any{key}, nil
+}
+
 // Get implements adapters.Tx.
 func (t *Tx) Get(table, key string) ([]byte, bool, error) {
+	st := t.s.sql(table)
+	return t.get(table, key, st.get)
+}
+
+// GetForUpdate implements adapters.Tx with SELECT ... FOR UPDATE.
+func (t *Tx) GetForUpdate(table, key string) ([]byte, bool, error) {
+	st := t.s.sql(table)
+	return t.get(table, key, st.getForUpdate)
+}
+
+func (t *Tx) get(table, key, sql string) ([]byte, bool, error) {
 	if t.done {
 		return nil, false, ErrDone
 	}
 	ctx, cancel := t.s.ctx()
 	defer cancel()
+	args, err := t.s.sql(table).args(table, key, nil, false)
+	if err != nil {
+		return nil, false, err
+	}
 	var v []byte
-	err := t.tx.QueryRow(ctx, "SELECT value FROM "+t.s.table+" WHERE tbl = $1 AND key = $2", table, key).Scan(&v)
+	err = t.tx.QueryRow(ctx, sql, args...).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -225,9 +353,13 @@ func (t *Tx) Get(table, key string) ([]byte, bool, error) {
 	return v, true, nil
 }
 
-func (t *Tx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
+func (t *Tx) exec(table, key string, value []byte, withValue bool, sql string) (pgconn.CommandTag, error) {
 	if t.done {
 		return pgconn.CommandTag{}, ErrDone
+	}
+	args, err := t.s.sql(table).args(table, key, value, withValue)
+	if err != nil {
+		return pgconn.CommandTag{}, err
 	}
 	ctx, cancel := t.s.ctx()
 	defer cancel()
@@ -238,9 +370,9 @@ func (t *Tx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
 	return tag, nil
 }
 
-// Put implements adapters.Tx.
+// Put implements adapters.Tx: an upsert.
 func (t *Tx) Put(table, key string, value []byte) error {
-	_, err := t.exec("INSERT INTO "+t.s.table+" (tbl, key, value) VALUES ($1, $2, $3) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value", table, key, value)
+	_, err := t.exec(table, key, value, true, t.s.sql(table).put)
 	if err == nil {
 		t.writes = append(t.writes, table+"/"+key)
 	}
@@ -249,7 +381,7 @@ func (t *Tx) Put(table, key string, value []byte) error {
 
 // Insert implements adapters.Tx: a unique insert.
 func (t *Tx) Insert(table, key string, value []byte) error {
-	tag, err := t.exec("INSERT INTO "+t.s.table+" (tbl, key, value) VALUES ($1, $2, $3) ON CONFLICT (tbl, key) DO NOTHING", table, key, value)
+	tag, err := t.exec(table, key, value, true, t.s.sql(table).insert)
 	if err != nil {
 		return err
 	}
@@ -262,7 +394,7 @@ func (t *Tx) Insert(table, key string, value []byte) error {
 
 // Delete implements adapters.Tx.
 func (t *Tx) Delete(table, key string) error {
-	_, err := t.exec("DELETE FROM "+t.s.table+" WHERE tbl = $1 AND key = $2", table, key)
+	_, err := t.exec(table, key, nil, false, t.s.sql(table).delete)
 	if err == nil {
 		t.writes = append(t.writes, table+"/"+key)
 	}
@@ -276,7 +408,12 @@ func (t *Tx) Scan(table string) ([]adapters.Row, error) {
 	}
 	ctx, cancel := t.s.ctx()
 	defer cancel()
-	rows, err := t.tx.Query(ctx, "SELECT key, value FROM "+t.s.table+` WHERE tbl = $1 ORDER BY key COLLATE "C"`, table)
+	st := t.s.sql(table)
+	var args []any
+	if st.generic {
+		args = []any{table}
+	}
+	rows, err := t.tx.Query(ctx, st.scan, args...)
 	if err != nil {
 		return nil, classify(err)
 	}

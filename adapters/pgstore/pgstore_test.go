@@ -100,3 +100,40 @@ func TestAbortClosesTheConnection(t *testing.T) {
 		return n == 0
 	}, 5*time.Second, 20*time.Millisecond, "the crashed transaction's connection is gone")
 }
+
+// TestDeclaredTablesAreTablesOfTheirOwn: each declared table is a SQL table
+// with its key as primary key and its value column typed, and a write
+// through the key-value Tx lands there, readable with plain SQL.
+func TestDeclaredTablesAreTablesOfTheirOwn(t *testing.T) {
+	s := open(t, Options{})
+	ctx := context.Background()
+	for _, spec := range adapters.Tables() {
+		var pk string
+		err := s.Pool().QueryRow(ctx, `SELECT a.attname FROM pg_index i
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+			WHERE i.indrelid = $1::regclass AND i.indisprimary`, s.Table(spec.Name)).Scan(&pk)
+		require.NoError(t, err, spec.Name)
+		require.Equal(t, spec.Key, pk, spec.Name)
+		if spec.Value != "" {
+			var typ string
+			require.NoError(t, s.Pool().QueryRow(ctx, `SELECT data_type FROM information_schema.columns
+				WHERE table_schema = $1 AND table_name = $2 AND column_name = $3`, s.Schema(), spec.Name, spec.Value).Scan(&typ))
+			want := map[string]string{"": "text", "text": "text", "bigint": "bigint"}[spec.Type]
+			require.Equal(t, want, typ, spec.Name)
+		}
+	}
+	tx, err := s.Begin()
+	require.NoError(t, err)
+	require.NoError(t, adapters.PutCounter(tx, adapters.VersionTable, "o1", 7))
+	require.NoError(t, adapters.SaveState(tx, "o1", []byte(`{"lines":{}}`)))
+	require.NoError(t, tx.Commit())
+	var version int64
+	var state string
+	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT version FROM "+s.Table(adapters.VersionTable)+" WHERE aggregate_id = 'o1'").Scan(&version))
+	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT state FROM "+s.Table(adapters.StateTable)+" WHERE aggregate_id = 'o1'").Scan(&state))
+	require.Equal(t, int64(7), version)
+	require.Equal(t, `{"lines":{}}`, state)
+	var generic int
+	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT count(*) FROM "+s.Table("anything-else")).Scan(&generic))
+	require.Zero(t, generic, "declared tables do not go to the generic table")
+}

@@ -30,7 +30,7 @@ import (
 const Name = "publish-first"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = "processed"
+const ProcessedTable = adapters.ProcessedTable
 
 func init() {
 	adapters.Register(adapters.Strategy{

@@ -29,7 +29,7 @@ const Name = "reservation"
 
 // ReservationTable holds one row per idempotence key: the outputs its
 // processing produced.
-const ReservationTable = "reservation"
+const ReservationTable = adapters.ReservationTable
 
 func init() {
 	adapters.Register(adapters.Strategy{

@@ -30,7 +30,7 @@ import (
 const Name = "sequence"
 
 // PositionTable holds, per aggregate, the highest processed global position.
-const PositionTable = "position"
+const PositionTable = adapters.PositionTable
 
 func init() {
 	adapters.Register(adapters.Strategy{

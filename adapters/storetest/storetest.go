@@ -25,6 +25,9 @@ func Run(t *testing.T, open func(t *testing.T) adapters.Store) {
 		"an insert that finds its key waits not": insertThatFindsItsKey,
 		"scan sees own writes in key order":      scanSeesOwnWrites,
 		"reset empties the store":                resetEmpties,
+		"get for update takes the lock":          getForUpdateLocks,
+		"get for update sees later commits":      getForUpdateSeesLaterCommits,
+		"declared tables keep their values":      declaredTablesKeepTheirValues,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) { test(t, open(t)) })
@@ -155,4 +158,67 @@ func resetEmpties(t *testing.T, s adapters.Store) {
 	require.NoError(t, s.Reset())
 	_, ok := get(t, s, "t", "a")
 	require.False(t, ok)
+}
+
+func getForUpdateLocks(t *testing.T, s adapters.Store) {
+	seed := begin(t, s)
+	require.NoError(t, seed.Put("t", "k", []byte("1")))
+	require.NoError(t, seed.Commit())
+	a, b := begin(t, s), begin(t, s)
+	defer b.Rollback()
+	v, ok, err := a.GetForUpdate("t", "k")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "1", string(v))
+	_, _, err = b.GetForUpdate("t", "k")
+	require.ErrorIs(t, err, adapters.ErrConflict, "the row is locked by the first reader for update")
+	c := begin(t, s)
+	defer c.Rollback()
+	require.ErrorIs(t, c.Put("t", "k", []byte("3")), adapters.ErrConflict, "and so is a write")
+	require.NoError(t, a.Put("t", "k", []byte("2")))
+	require.NoError(t, a.Commit())
+	got, _ := get(t, s, "t", "k")
+	require.Equal(t, "2", got)
+}
+
+func getForUpdateSeesLaterCommits(t *testing.T, s adapters.Store) {
+	seed := begin(t, s)
+	require.NoError(t, seed.Put("t", "k", []byte("1")))
+	require.NoError(t, seed.Commit())
+	late := begin(t, s)
+	defer late.Rollback()
+	w := begin(t, s)
+	require.NoError(t, w.Put("t", "k", []byte("2")))
+	require.NoError(t, w.Commit())
+	_, _, err := late.GetForUpdate("t", "k")
+	require.ErrorIs(t, err, adapters.ErrConflict, "the row changed since the transaction began")
+}
+
+// declaredTablesKeepTheirValues writes, reads and scans a row of every
+// declared table, with a value of the column's type.
+func declaredTablesKeepTheirValues(t *testing.T, s adapters.Store) {
+	for _, spec := range adapters.Tables() {
+		var value []byte
+		switch {
+		case spec.Value == "":
+		case spec.Type == "bigint":
+			value = []byte("42")
+		default:
+			value = []byte(`{"a":[1,"x"]}`)
+		}
+		tx := begin(t, s)
+		require.NoError(t, tx.Insert(spec.Name, "k2", value), spec.Name)
+		require.NoError(t, tx.Put(spec.Name, "k1", value), spec.Name)
+		require.ErrorIs(t, tx.Insert(spec.Name, "k1", value), adapters.ErrExists, spec.Name)
+		rows, err := tx.Scan(spec.Name)
+		require.NoError(t, err)
+		require.Equal(t, []adapters.Row{{Key: "k1", Value: value}, {Key: "k2", Value: value}}, rows, spec.Name)
+		require.NoError(t, tx.Delete(spec.Name, "k2"), spec.Name)
+		require.NoError(t, tx.Commit())
+		v, ok := get(t, s, spec.Name, "k1")
+		require.True(t, ok, spec.Name)
+		require.Equal(t, string(value), v, spec.Name)
+		_, ok = get(t, s, spec.Name, "k2")
+		require.False(t, ok, spec.Name)
+	}
 }

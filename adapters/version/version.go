@@ -28,7 +28,7 @@ import (
 const Name = "version"
 
 // VersionTable holds, per aggregate, the number of messages applied.
-const VersionTable = "version"
+const VersionTable = adapters.VersionTable
 
 func init() {
 	adapters.Register(adapters.Strategy{
