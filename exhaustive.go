@@ -74,6 +74,9 @@ type ExhaustiveReport struct {
 //     increasing size, and faults by increasing number, so the first
 //     violation found is a smallest one.
 func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (ExhaustiveReport, error) {
+	if t.cfg.FreeRunning {
+		return ExhaustiveReport{}, fmt.Errorf("%w: exhaustive mode enumerates schedules: it needs the scheduler, not --free-running", ErrUsage)
+	}
 	if o.MaxMessages <= 0 {
 		o.MaxMessages = 3
 	}

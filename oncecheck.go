@@ -82,6 +82,14 @@ type Config struct {
 	// then draws every fault from all of them uniformly, instead of from a
 	// random subset with random weights.
 	NoSwarm bool
+	// FreeRunning runs the consumers truly in parallel instead of
+	// interleaving them with the deterministic scheduler (sim.Config.
+	// FreeRunning): on PostgreSQL their transactions meet as they happen.
+	// A run is then not a function of its seed; its saved history is the
+	// evidence, and the header says it ran free.
+	FreeRunning bool
+	// Consumers is the number of consumers of a free-running run (default 4).
+	Consumers int
 }
 
 func (c *Config) defaults() {
@@ -154,6 +162,9 @@ func New(cfg Config) (*Tester, error) {
 	}
 	if cfg.MaxMessages < 1 || cfg.MaxFaults < 0 {
 		return nil, fmt.Errorf("%w: --max-messages must be at least 1 and --max-faults at least 0", ErrUsage)
+	}
+	if cfg.Consumers < 0 || cfg.Consumers > 16 || cfg.Consumers != 0 && !cfg.FreeRunning {
+		return nil, fmt.Errorf("%w: --consumers (1 to 16) sets the consumers of a free-running run (--free-running)", ErrUsage)
 	}
 	if s.SQLSchema != "" && cfg.Backend != "pg" {
 		return nil, fmt.Errorf("%w: strategy %s writes SQL: run it with the pg backend", ErrUsage, s.Name)
@@ -238,7 +249,8 @@ func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Resu
 	if b, ok := t.buffers.Get().(*[]histories.Event); ok {
 		buffer = *b
 	}
-	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer}, nil)
+	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer,
+		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = string(checkers.Inconclusive)
@@ -271,6 +283,7 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 		Format: histories.Format, Version: histories.Version, Tool: ToolVersion, Seed: seed,
 		Model: t.model.Name(), Strategy: t.strategy.Name, Backend: t.cfg.Backend,
 		Downstream: string(t.cfg.Downstream), Faults: kindNames(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
+		FreeRunning: t.cfg.FreeRunning,
 	}
 }
 
@@ -458,7 +471,8 @@ func Replay(h *histories.History, strategy string) (*histories.History, checkers
 }
 
 // ReplayOn is Replay on a given backend ("" for the history's own); the pg
-// backend takes its DSN from $ONCECHECK_PG.
+// backend takes its DSN from $ONCECHECK_PG. A free-running history is
+// replayed free-running: the same plan, but its own interleaving.
 func ReplayOn(h *histories.History, strategy, backend string) (*histories.History, checkers.Result, error) {
 	if strategy == "" {
 		strategy = h.Header.Strategy
@@ -472,7 +486,7 @@ func ReplayOn(h *histories.History, strategy, backend string) (*histories.Histor
 	}
 	t, err := New(Config{
 		Model: h.Header.Model, Strategy: strategy, Backend: backend, Faults: kinds,
-		Downstream: checkers.Downstream(h.Header.Downstream),
+		Downstream: checkers.Downstream(h.Header.Downstream), FreeRunning: h.Header.FreeRunning,
 	})
 	if err != nil {
 		return nil, checkers.Result{}, err

@@ -81,6 +81,9 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 	if o.ShrinkTime == 0 {
 		o.ShrinkTime = 20 * time.Second
 	}
+	if o.CheckDeterminism && t.cfg.FreeRunning {
+		return Report{}, fmt.Errorf("%w: a free-running run is not deterministic: --check-determinism needs the scheduler", ErrUsage)
+	}
 	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: checkers.Pass, Injected: map[faults.Kind]int{}}
 	started := time.Now()
 	next, stop := t.outcomes(o)

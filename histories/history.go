@@ -28,7 +28,7 @@ const Format = "oncecheck-history"
 
 // Version is the history format version written by this build. Readers accept
 // any 1.x version.
-const Version = "1.0"
+const Version = "1.1"
 
 // MaxLineBytes bounds one line of a history file.
 const MaxLineBytes = 16 << 20
@@ -47,6 +47,9 @@ type Header struct {
 	Faults   []string       `json:"faults,omitempty"`
 	Workload model.Workload `json:"workload"`
 	Plan     faults.Plan    `json:"plan"`
+	// FreeRunning says the consumers ran truly in parallel: replaying the
+	// plan gives another interleaving (format 1.1; absent means false).
+	FreeRunning bool `json:"free_running,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   string   `json:"verdict,omitempty"`

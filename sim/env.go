@@ -39,7 +39,9 @@ var ErrPublishFailed = errors.New("publish failed")
 var ErrAckRefused = errors.New("ack refused: the lease expired and the copy was handed out again")
 
 // env is the adapters.Env of one attempt or dispatcher pass. Its methods run
-// on the task's goroutine while the scheduler waits.
+// on the task's goroutine: while the scheduler waits, or, in a free-running
+// run, in parallel with other tasks, each touching the runner's state only
+// inside runner.harness.
 type env struct {
 	r       *runner
 	proc    *process
@@ -83,9 +85,14 @@ func (e *env) boundary(p faults.Point, index int) {
 	e.yield()
 }
 
-// yield parks the task until the scheduler resumes it.
+// yield parks the task until the scheduler resumes it. In a free-running
+// run it only counts the boundary: tasks run in parallel.
 func (e *env) yield() {
 	r := e.r
+	if r.free {
+		r.boundaries++
+		return
+	}
 	if r.othersCanAct(e.proc) {
 		r.offer(faults.Fault{Kind: faults.Concurrent, At: r.boundaries})
 	}
@@ -154,9 +161,18 @@ func (e *env) Model() model.Model { return e.r.cfg.Model }
 
 func (e *env) Begin() (adapters.Tx, error) {
 	inner, err := e.r.store.Begin()
-	if err != nil {
-		e.backendFailed(err)
-	}
+	var t *tx
+	e.r.harness(func() {
+		if err != nil {
+			e.backendFailed(err)
+		}
+		t = e.opened(inner)
+	})
+	return t, nil
+}
+
+// opened records a transaction the store began; it is a crash point.
+func (e *env) opened(inner adapters.StoreTx) *tx {
 	t := &tx{env: e, inner: inner, n: len(e.r.txs) + 1}
 	e.r.txs = append(e.r.txs, t)
 	e.open = append(e.open, t)
@@ -164,13 +180,18 @@ func (e *env) Begin() (adapters.Tx, error) {
 	ev.Tx = t.n
 	e.r.record(ev)
 	e.boundary(faults.AfterBegin, 0)
-	return t, nil
+	return t
 }
 
 // Publish publishes msgs in order, one publish each. A "rejected" failure
 // refuses the whole call; "partial" accepts the messages before the failing
 // one; "lost-ack" accepts the message but reports a failure.
-func (e *env) Publish(msgs ...model.Message) error {
+func (e *env) Publish(msgs ...model.Message) (err error) {
+	e.r.harness(func() { err = e.publish(msgs) })
+	return err
+}
+
+func (e *env) publish(msgs []model.Message) error {
 	if len(msgs) > 0 {
 		e.r.offer(faults.Fault{Kind: faults.PublishFailure, Process: e.kind, At: e.at, Index: e.publishes, Variant: faults.Rejected})
 	}
@@ -218,7 +239,12 @@ func (e *env) Publish(msgs ...model.Message) error {
 	return nil
 }
 
-func (e *env) Ack() error {
+func (e *env) Ack() (err error) {
+	e.r.harness(func() { err = e.ack() })
+	return err
+}
+
+func (e *env) ack() error {
 	if e.attempt == 0 {
 		return errors.New("ack outside a delivery")
 	}
@@ -248,15 +274,18 @@ func (e *env) Ack() error {
 	return nil
 }
 
-func (e *env) Nack(reason string) error {
-	if e.attempt == 0 {
-		return errors.New("nack outside a delivery")
-	}
-	if e.acked || e.nacked {
-		return errors.New("delivery already acked or nacked")
-	}
-	e.nack(reason)
-	return nil
+func (e *env) Nack(reason string) (err error) {
+	e.r.harness(func() {
+		switch {
+		case e.attempt == 0:
+			err = errors.New("nack outside a delivery")
+		case e.acked || e.nacked:
+			err = errors.New("delivery already acked or nacked")
+		default:
+			e.nack(reason)
+		}
+	})
+	return err
 }
 
 func (e *env) nack(reason string) {
@@ -267,12 +296,15 @@ func (e *env) nack(reason string) {
 	e.requeue()
 }
 
-func (e *env) NewID() string {
-	e.r.ids++
-	return fmt.Sprintf("id%d", e.r.ids)
+func (e *env) NewID() (id string) {
+	e.r.harness(func() {
+		e.r.ids++
+		id = fmt.Sprintf("id%d", e.r.ids)
+	})
+	return id
 }
 
-func (e *env) Point(name string) { e.boundary(faults.Point(name), 0) }
+func (e *env) Point(name string) { e.r.harness(func() { e.boundary(faults.Point(name), 0) }) }
 
 // tx wraps a store transaction with events and boundaries.
 type tx struct {
@@ -282,32 +314,45 @@ type tx struct {
 	finished bool
 }
 
+// checked passes a store error on, in the harness (see env.check).
+func (t *tx) checked(err error) error {
+	if err != nil {
+		t.env.r.harness(func() { err = t.env.check(err) })
+	}
+	return err
+}
+
 func (t *tx) Get(table, key string) ([]byte, bool, error) {
 	v, ok, err := t.inner.Get(table, key)
-	return v, ok, t.env.check(err)
+	return v, ok, t.checked(err)
 }
 
 func (t *tx) GetForUpdate(table, key string) ([]byte, bool, error) {
 	v, ok, err := t.inner.GetForUpdate(table, key)
-	return v, ok, t.env.check(err)
+	return v, ok, t.checked(err)
 }
 
 func (t *tx) Scan(table string) ([]adapters.Row, error) {
 	rows, err := t.inner.Scan(table)
-	return rows, t.env.check(err)
+	return rows, t.checked(err)
 }
 
 func (t *tx) wrote(table, key string, err error) error {
 	if err != nil {
-		return t.env.check(err)
+		return t.checked(err)
 	}
-	ev := t.env.base(histories.Write)
-	ev.Tx, ev.Detail = t.n, table+"/"+key
-	t.env.r.record(ev)
-	n := t.env.writes
-	t.env.writes++
-	t.env.boundary(faults.AfterWrite, n)
+	t.env.r.harness(func() { t.env.wrote(t.n, table+"/"+key) })
 	return nil
+}
+
+// wrote records a write of transaction n; it is a crash point.
+func (e *env) wrote(n int, detail string) {
+	ev := e.base(histories.Write)
+	ev.Tx, ev.Detail = n, detail
+	e.r.record(ev)
+	w := e.writes
+	e.writes++
+	e.boundary(faults.AfterWrite, w)
 }
 
 func (t *tx) Put(table, key string, value []byte) error {
@@ -322,36 +367,52 @@ func (t *tx) Delete(table, key string) error {
 	return t.wrote(table, key, t.inner.Delete(table, key))
 }
 
-func (t *tx) Commit() error {
-	if t.finished {
-		return errors.New("transaction already finished")
-	}
-	t.env.boundary(faults.BeforeCommit, 0)
-	t.finished = true
-	if err := t.inner.Commit(); err != nil {
-		err = t.env.check(err)
-		ev := t.env.base(histories.Abort)
-		ev.Tx, ev.Detail = t.n, err.Error()
-		t.env.r.record(ev)
+func (t *tx) Commit() (err error) {
+	e := t.env
+	e.r.harness(func() {
+		if t.finished {
+			err = errors.New("transaction already finished")
+			return
+		}
+		e.boundary(faults.BeforeCommit, 0)
+		t.finished = true
+	})
+	if err != nil {
 		return err
 	}
-	ev := t.env.base(histories.Commit)
-	ev.Tx = t.n
-	ev.Detail = strings.Join(sortedCopy(t.inner.Writes()), ", ")
-	t.env.r.record(ev)
-	t.env.boundary(faults.AfterCommit, 0)
-	return nil
+	err = t.inner.Commit()
+	e.r.harness(func() {
+		if err != nil {
+			err = e.check(err)
+			ev := e.base(histories.Abort)
+			ev.Tx, ev.Detail = t.n, err.Error()
+			e.r.record(ev)
+			return
+		}
+		ev := e.base(histories.Commit)
+		ev.Tx = t.n
+		ev.Detail = strings.Join(sortedCopy(t.inner.Writes()), ", ")
+		e.r.record(ev)
+		e.boundary(faults.AfterCommit, 0)
+	})
+	return err
 }
 
 func (t *tx) Rollback() error {
-	if t.finished {
+	done := false
+	t.env.r.harness(func() {
+		if done = t.finished; done {
+			return
+		}
+		t.finished = true
+		ev := t.env.base(histories.Abort)
+		ev.Tx, ev.Detail = t.n, "rolled back"
+		t.env.r.record(ev)
+	})
+	if done {
 		return nil
 	}
-	t.finished = true
-	ev := t.env.base(histories.Abort)
-	ev.Tx, ev.Detail = t.n, "rolled back"
-	t.env.r.record(ev)
-	return t.env.check(t.inner.Rollback())
+	return t.checked(t.inner.Rollback())
 }
 
 func sortedCopy(s []string) []string {

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
@@ -42,6 +43,16 @@ type Config struct {
 	// Store is the backend; nil means a fresh in-memory store. A store
 	// passed in must be empty (see adapters.Store.Reset).
 	Store adapters.Store
+	// FreeRunning runs the processes truly in parallel, without the
+	// scheduler: Consumers consumers (default 4) and the dispatcher take
+	// deliveries and passes as they come, and their transactions meet in the
+	// store as they happen (on PostgreSQL: real lock waits, serialization
+	// failures and deadlocks, each a nack and a redelivery). The plan's
+	// crashes, redeliveries, reorders, publish failures and re-issues still
+	// apply, to the n-th delivery or pass; its preemptions do not. Such a run
+	// is not a function of its seed: the history it records is the evidence.
+	FreeRunning bool
+	Consumers   int
 	// Events, when it has capacity, is the buffer the run records into
 	// (from its start; what it held is overwritten), so that a campaign
 	// can reuse the buffer of a history it dropped.
@@ -93,7 +104,13 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 	}
 	store := cfg.Store
 	if store == nil {
-		store = memstore.NewBackend()
+		b := memstore.NewBackend()
+		if cfg.FreeRunning {
+			// Parallel transactions wait for each other's locks, as on
+			// PostgreSQL, rather than burning deliveries on conflicts.
+			b.WaitForLocks(100 * time.Millisecond)
+		}
+		store = b
 	}
 	r := &runner{
 		cfg:      cfg,
@@ -114,7 +131,13 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		r.explore[k] = true
 	}
 	r.horizonDeliveries, r.horizonPasses, r.horizonBoundaries = cfg.Plan.Horizon()
-	err := r.run()
+	var err error
+	if cfg.FreeRunning {
+		r.free, r.ended = true, make(chan *task)
+		err = r.runFree()
+	} else {
+		err = r.run()
+	}
 	r.shutdown()
 	for _, t := range r.txs {
 		if !t.finished {
@@ -183,6 +206,22 @@ type runner struct {
 
 	opps    *[]Opportunity // nil unless exploring
 	explore map[faults.Kind]bool
+
+	free  bool       // a free-running run (Config.FreeRunning)
+	mu    sync.Mutex // the runner's state, in a free-running run
+	ended chan *task // tasks that ended, in a free-running run
+}
+
+// harness runs f, which reads and writes the runner's state: under the
+// runner's mutex in a free-running run, where tasks run in parallel, and
+// directly otherwise, where one goroutine runs at a time. f may end the
+// goroutine (a crash): the mutex is released on the way out.
+func (r *runner) harness(f func()) {
+	if r.free {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+	}
+	f()
 }
 
 // offer records an opportunity for a fault of kind f.Kind, if exploring.
@@ -219,8 +258,9 @@ func (r *runner) shutdown() {
 	r.wg.Wait()
 }
 
-func (r *runner) run() error {
-	for i := 0; i < r.cfg.Plan.ConsumerCount(); i++ {
+// setUp creates the processes and sends the workload.
+func (r *runner) setUp(consumers int) {
+	for i := range consumers {
 		r.procs = append(r.procs, &process{name: fmt.Sprintf("consumer-%d", i+1), index: i, kind: faults.Consumer})
 	}
 	if r.cfg.Strategy.NewDispatcher != nil {
@@ -231,11 +271,78 @@ func (r *runner) run() error {
 		r.record(histories.Event{Kind: histories.Send, Process: "sender", Message: &m})
 		r.queue = append(r.queue, m)
 	}
-	for {
-		if !r.drained && r.idle() && r.deliveries >= r.horizonDeliveries && r.passes >= r.horizonPasses && r.boundaries >= r.horizonBoundaries {
-			r.drained = true
-			r.record(histories.Event{Kind: histories.Drain, Process: "broker"})
+}
+
+// drainDue records the drain once no task runs and the plan's faults are
+// behind.
+func (r *runner) drainDue() {
+	if !r.drained && r.idle() && r.deliveries >= r.horizonDeliveries && r.passes >= r.horizonPasses && r.boundaries >= r.horizonBoundaries {
+		r.drained = true
+		r.record(histories.Event{Kind: histories.Drain, Process: "broker"})
+	}
+}
+
+// runFree runs a free-running run: every process that can act gets a task
+// at once, the tasks run in parallel, and the loop waits for any of them to
+// end. The loop holds the runner's mutex except while it waits.
+func (r *runner) runFree() error {
+	consumers := r.cfg.Consumers
+	if consumers <= 0 {
+		consumers = 4
+	}
+	r.mu.Lock()
+	r.setUp(max(consumers, r.cfg.Plan.ConsumerCount()))
+	running := 0
+	for r.failure == nil {
+		exhausted := r.deliveries >= r.bound || r.passes >= r.bound
+		for _, p := range r.procs {
+			if exhausted || p.task != nil || !r.canAct(p) {
+				continue
+			}
+			r.start(p)
+			if p.kind == faults.Consumer {
+				r.deliver(p)
+			} else {
+				r.dispatch(p)
+			}
+			running++
+			p.task.resume <- struct{}{}
 		}
+		if running == 0 {
+			r.drainDue()
+			if exhausted && (len(r.queue) > 0 || r.due) {
+				r.stuck()
+				r.mu.Unlock()
+				return nil
+			}
+			if !slices.ContainsFunc(r.procs, r.canAct) {
+				break
+			}
+			continue
+		}
+		r.mu.Unlock()
+		t := <-r.ended
+		r.mu.Lock()
+		running--
+		p := t.env.proc
+		p.task = nil
+		if err := r.finish(p, t); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+	}
+	failure := r.failure
+	r.mu.Unlock()
+	if failure != nil {
+		return failure
+	}
+	return r.observe()
+}
+
+func (r *runner) run() error {
+	r.setUp(r.cfg.Plan.ConsumerCount())
+	for {
+		r.drainDue()
 		p := r.next()
 		if p == nil {
 			break
@@ -414,7 +521,7 @@ func (r *runner) deliver(p *process) {
 			Detail: "lease expires while the handler works: " + msg.ID + " is queued again", Fault: string(faults.Redelivery)})
 	}
 	r.spawn(p, e, func(t *task) error {
-		e.boundary(faults.BeforeHandle, 0)
+		r.harness(func() { e.boundary(faults.BeforeHandle, 0) })
 		return p.handler.Handle(e, msg)
 	})
 }
@@ -467,6 +574,9 @@ func (r *runner) work(w *worker) {
 			return
 		}
 		r.runJob(w, j)
+		if r.free {
+			return // a free-running run's tasks end with their goroutines
+		}
 	}
 }
 
@@ -476,10 +586,17 @@ func (r *runner) runJob(w *worker, j job) {
 	t := j.t
 	completed := false
 	defer func() {
-		if completed {
+		if completed && !r.free {
 			r.workers = append(r.workers, w) // before the scheduler runs again
 		}
 		t.done = true
+		if r.free {
+			select {
+			case r.ended <- t:
+			case <-r.kill:
+			}
+			return
+		}
 		select {
 		case t.parked <- struct{}{}:
 		case <-r.kill:

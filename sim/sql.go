@@ -11,8 +11,6 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
-	"github.com/oncecheck/oncecheck/faults"
-	"github.com/oncecheck/oncecheck/histories"
 )
 
 var _ adapters.SQLEnv = (*env)(nil)
@@ -21,20 +19,15 @@ var _ adapters.SQLEnv = (*env)(nil)
 func (e *env) BeginSQL() (pgx.Tx, error) {
 	inner, err := e.r.store.Begin()
 	if err != nil {
-		e.backendFailed(err)
+		e.r.harness(func() { e.backendFailed(err) })
 	}
 	p, ok := inner.(interface{ PGX() pgx.Tx })
 	if !ok {
 		_ = inner.Rollback()
 		return nil, errors.New("this handler writes SQL: run it on the pg backend (--backend pg)")
 	}
-	t := &tx{env: e, inner: inner, n: len(e.r.txs) + 1}
-	e.r.txs = append(e.r.txs, t)
-	e.open = append(e.open, t)
-	ev := e.base(histories.Begin)
-	ev.Tx = t.n
-	e.r.record(ev)
-	e.boundary(faults.AfterBegin, 0)
+	var t *tx
+	e.r.harness(func() { t = e.opened(inner) })
 	return &sqlTx{Tx: p.PGX(), t: t}, nil
 }
 
@@ -51,11 +44,7 @@ func (s *sqlTx) check(err error) error {
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
-	classified := pgstore.Classify(err)
-	if errors.Is(classified, adapters.ErrBackend) {
-		s.t.env.backendFailed(classified)
-	}
-	return classified
+	return s.t.checked(pgstore.Classify(err))
 }
 
 // Exec implements pgx.Tx.
@@ -65,12 +54,7 @@ func (s *sqlTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 		return tag, s.check(err)
 	}
 	e := s.t.env
-	ev := e.base(histories.Write)
-	ev.Tx, ev.Detail = s.t.n, statement(sql)
-	e.r.record(ev)
-	n := e.writes
-	e.writes++
-	e.boundary(faults.AfterWrite, n)
+	e.r.harness(func() { e.wrote(s.t.n, statement(sql)) })
 	return tag, nil
 }
 

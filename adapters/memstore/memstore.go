@@ -5,10 +5,10 @@
 //
 //   - A transaction reads the committed state as of its start (its
 //     snapshot), plus its own writes.
-//   - Writing a key (put, insert, delete) takes the key's lock. If another
-//     open transaction holds it, the write fails at once with
-//     adapters.ErrConflict (PostgreSQL waits, then fails on its lock
-//     timeout). If the key was committed by another transaction after the
+//   - Writing a key (put, insert, delete, or reading it for update) takes
+//     the key's lock. If another open transaction holds it, the write fails
+//     at once with adapters.ErrConflict (PostgreSQL waits, then fails on its
+//     lock timeout; Store.WaitForLocks makes it wait too). If the key was committed by another transaction after the
 //     snapshot, the write fails with adapters.ErrConflict too (PostgreSQL:
 //     "could not serialize access due to concurrent update").
 //   - Commit applies every write at once; a transaction that is never
@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
 )
@@ -48,6 +49,22 @@ type Store struct {
 	keys    map[tableKey][]version // committed versions, oldest first
 	locks   map[tableKey]*Tx       // write locks of open transactions
 	commits uint64                 // number of the last commit
+	// lockWait is how long a write waits for a lock another transaction
+	// holds (0: it fails at once); released is closed, and replaced, when
+	// a transaction releases its locks.
+	lockWait time.Duration
+	released chan struct{}
+}
+
+// WaitForLocks makes a write that finds its key locked wait, up to d, for
+// the lock's holder to end, as PostgreSQL waits up to its lock timeout,
+// instead of failing at once. Only for processes that truly run in
+// parallel (a free-running run): under the deterministic scheduler the
+// holder is parked and the wait would only delay the conflict.
+func (s *Store) WaitForLocks(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lockWait = d
 }
 
 // New returns an empty store.
@@ -150,8 +167,31 @@ func (t *Tx) lock(k tableKey) error {
 	s := t.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if holder := s.locks[k]; holder != nil && holder != t {
-		return fmt.Errorf("%w: %s/%s is locked by another open transaction", adapters.ErrConflict, k.table, k.key)
+	var deadline *time.Timer
+	for {
+		holder := s.locks[k]
+		if holder == nil || holder == t {
+			break
+		}
+		if s.lockWait == 0 {
+			return fmt.Errorf("%w: %s/%s is locked by another open transaction", adapters.ErrConflict, k.table, k.key)
+		}
+		if deadline == nil {
+			deadline = time.NewTimer(s.lockWait)
+			defer deadline.Stop()
+		}
+		if s.released == nil {
+			s.released = make(chan struct{})
+		}
+		released := s.released
+		s.mu.Unlock()
+		select {
+		case <-released:
+			s.mu.Lock()
+		case <-deadline.C:
+			s.mu.Lock()
+			return fmt.Errorf("%w: %s/%s stayed locked by another open transaction for %s", adapters.ErrConflict, k.table, k.key, s.lockWait)
+		}
 	}
 	if vs := s.keys[k]; len(vs) > 0 && vs[len(vs)-1].commit > t.snapshot {
 		return fmt.Errorf("%w: %s/%s changed since the transaction began", adapters.ErrConflict, k.table, k.key)
@@ -252,6 +292,10 @@ func (t *Tx) release() {
 		if t.store.locks[k] == t {
 			delete(t.store.locks, k)
 		}
+	}
+	if t.store.released != nil {
+		close(t.store.released)
+		t.store.released = nil
 	}
 }
 

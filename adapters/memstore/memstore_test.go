@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -100,4 +101,32 @@ func TestAnInsertThatFindsItsKeyTakesNoLock(t *testing.T) {
 	b := s.Begin()
 	require.NoError(t, b.Delete("processed", "m1"), "no lock was left behind")
 	require.NoError(t, b.Commit())
+}
+
+func TestWaitForLocksWaitsForTheHolder(t *testing.T) {
+	s := New()
+	s.WaitForLocks(5 * time.Second)
+	holder, waiter := s.Begin(), s.Begin()
+	require.NoError(t, holder.Put("t", "k", []byte("1")))
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_ = holder.Rollback()
+	}()
+	require.NoError(t, waiter.Put("t", "k", []byte("2")), "the lock is free once the holder rolls back")
+	require.NoError(t, waiter.Commit())
+
+	holder, waiter = s.Begin(), s.Begin()
+	require.NoError(t, holder.Put("t", "k", []byte("3")))
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_ = holder.Commit()
+	}()
+	require.ErrorIs(t, waiter.Put("t", "k", []byte("4")), adapters.ErrConflict, "the holder committed a change the waiter's snapshot does not have")
+
+	s.WaitForLocks(10 * time.Millisecond)
+	holder, waiter = s.Begin(), s.Begin()
+	require.NoError(t, holder.Put("t", "j", []byte("1")))
+	err := waiter.Put("t", "j", []byte("2"))
+	require.ErrorIs(t, err, adapters.ErrConflict)
+	require.Contains(t, err.Error(), "stayed locked")
 }

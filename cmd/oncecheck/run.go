@@ -46,6 +46,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		junit        = fs.String("junit", "", "also write a JUnit XML report to this file")
 		asJSON       = fs.Bool("json", false, "print the outcome as one JSON object instead of text")
 		parallel     = fs.Int("parallel", runtime.NumCPU(), "runs executed at once (the outcome is that of a serial run)")
+		freeRunning  = fs.Bool("free-running", false, "run the consumers truly in parallel instead of interleaving them deterministically (runs are then not reproducible by seed; each failing history is)")
+		consumers    = fs.Int("consumers", 0, "consumers of a --free-running run (default 4)")
 		exhaustive   = fs.Bool("exhaustive", false, "enumerate every placement of up to --max-faults faults over every workload of up to --max-messages messages (defaults 2 and 3) instead of sampling")
 	)
 	rest, err := parse(fs, args)
@@ -82,7 +84,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	tester, err := oncecheck.New(oncecheck.Config{
 		Model: *modelName, Strategy: *strategy, Backend: *backend, Faults: kinds,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
-		NoSwarm: !*swarm, Postgres: *pgDSN, KeepDB: *keepDB,
+		NoSwarm: !*swarm, Postgres: *pgDSN, KeepDB: *keepDB, FreeRunning: *freeRunning, Consumers: *consumers,
 	})
 	if err != nil {
 		if errors.Is(err, oncecheck.ErrUsage) {
@@ -100,8 +102,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	}
 	started := time.Now()
 	if !*asJSON {
-		fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d\n",
-			*strategy, *modelName, *backend, *faultList, *runs, *seed)
+		mode := ""
+		if *freeRunning {
+			mode = " free-running"
+		}
+		fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d%s\n",
+			*strategy, *modelName, *backend, *faultList, *runs, *seed, mode)
 	}
 	bar := newProgress(stderr)
 	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
@@ -109,6 +115,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		Progress: bar.update, Parallel: *parallel,
 	})
 	bar.done()
+	if errors.Is(err, oncecheck.ErrUsage) {
+		return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+	}
 	if err != nil {
 		return exitInconclusive, err
 	}
