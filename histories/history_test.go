@@ -63,7 +63,7 @@ func TestDecodeErrorsNameTheLine(t *testing.T) {
 		"empty":              {"", "x.jsonl:1: empty file"},
 		"not json":           {"hello\n", "x.jsonl:1: header:"},
 		"wrong format":       {`{"format":"other","version":"1.0","model":"orders"}` + "\n", `format is "other"`},
-		"newer major":        {strings.Replace(lines[0], `"version":"1.0"`, `"version":"2.0"`, 1) + "\n", "format version 2.0 is newer"},
+		"newer major":        {strings.Replace(lines[0], `"version":"`+Version+`"`, `"version":"2.0"`, 1) + "\n", "format version 2.0 is newer"},
 		"unknown kind":       {lines[0] + "\n" + `{"step":1,"kind":"teleport"}` + "\n", `x.jsonl:2: unknown event kind "teleport"`},
 		"wrong field type":   {lines[0] + "\n" + `{"step":"one","kind":"send"}` + "\n", "x.jsonl:2: event:"},
 		"unknown field":      {lines[0] + "\n" + `{"step":1,"kind":"send","colour":"red"}` + "\n", `x.jsonl:2: event: json: unknown field "colour"`},
