@@ -242,6 +242,12 @@ func (t *Tester) Generate(seed uint64) Case {
 // check could not be carried out (the outcome is inconclusive); the history
 // recorded so far is returned with it.
 func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Result, error) {
+	return t.execute(c, seed, false)
+}
+
+// execute is Execute; with verdictOnly, the check decides the verdict and
+// does not explain a violation (see judge).
+func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.History, checkers.Result, error) {
 	// The handlers and the check share the model's steps: the check
 	// replays the steps the handlers made.
 	memo := model.NewMemo(t.model)
@@ -256,15 +262,24 @@ func (t *Tester) Execute(c Case, seed uint64) (*histories.History, checkers.Resu
 		h.Header.Verdict = string(checkers.Inconclusive)
 		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
 	}
-	res, err := checkers.Check(h, memo.Shared(), checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout})
+	res, err := t.judge(h, memo.Shared(), verdictOnly)
+	return h, res, err
+}
+
+// judge checks a run's history with the model m and records the verdict in
+// its header. With verdictOnly, a violation is not explained: its anomalies
+// are left out (judge it again, fully, to have them).
+func (t *Tester) judge(h *histories.History, m model.Model, verdictOnly bool) (checkers.Result, error) {
+	res, err := checkers.Check(h, m, checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout, VerdictOnly: verdictOnly})
 	if err != nil {
-		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
+		return checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
 	}
 	h.Header.Verdict = string(res.Verdict)
+	h.Header.Anomalies = h.Header.Anomalies[:0]
 	for _, a := range res.Anomalies {
 		h.Header.Anomalies = append(h.Header.Anomalies, string(a))
 	}
-	return h, res, nil
+	return res, nil
 }
 
 // recycle takes back the history of a run that nobody keeps: the next

@@ -182,12 +182,18 @@ type outcome struct {
 	nondeterministic *histories.History // the second history, when it differs
 }
 
+// runOne runs the case of a seed. Its check decides the verdict only; a
+// run that fails is judged again, fully, for its explanation: a campaign
+// explains one run, not every run.
 func (t *Tester) runOne(seed uint64, checkDeterminism bool) outcome {
 	c := t.Generate(seed)
-	h, res, err := t.Execute(c, seed)
+	h, res, err := t.execute(c, seed, true)
+	if err == nil && res.Verdict == checkers.Violation {
+		res, err = t.judge(h, t.model, false)
+	}
 	out := outcome{seed: seed, h: h, res: res, err: err}
 	if checkDeterminism && err == nil {
-		again, _, err2 := t.Execute(c, seed)
+		again, _, err2 := t.execute(c, seed, true)
 		if err2 != nil || again.Hash() != h.Hash() {
 			out.nondeterministic = again
 		} else {

@@ -80,6 +80,11 @@ type Options struct {
 	// Timeout bounds the search; 0 means 30 seconds. Expiry gives
 	// Inconclusive, never Pass.
 	Timeout time.Duration
+	// VerdictOnly decides the verdict and stops there: a violation found
+	// by the search is not explained (no findings of its own, no closest
+	// execution). The verdict is the same as a full check's. A campaign
+	// decides each run this way and explains only the run that failed.
+	VerdictOnly bool
 }
 
 // Finding is one explained anomaly.
@@ -149,6 +154,9 @@ func Check(h *histories.History, m model.Model, o Options) (res Result, err erro
 		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	defer func() {
+		if o.VerdictOnly {
+			return
+		}
 		for i := range res.Findings {
 			a.evidence(&res.Findings[i])
 		}
@@ -218,6 +226,9 @@ func Check(h *histories.History, m model.Model, o Options) (res Result, err erro
 		return res, nil
 	}
 	res.Verdict = Violation
+	if o.VerdictOnly {
+		return res, nil
+	}
 	if outcome == porcupine.Illegal {
 		// Find the failing partitions (porcupine stops at the first).
 		for _, agg := range searched {

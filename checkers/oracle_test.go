@@ -260,6 +260,10 @@ func TestCheckerAgreesWithBruteForce(t *testing.T) {
 		if want == Violation && len(res.Findings) == 0 {
 			t.Fatalf("violation without findings")
 		}
+		quick, err := Check(c.history, m, Options{VerdictOnly: true})
+		if err != nil || quick.Verdict != want {
+			t.Fatalf("the verdict-only check says %s (%v), brute force says %s", quick.Verdict, err, want)
+		}
 	})
 	require.NotZero(t, verdicts[Pass])
 	require.NotZero(t, verdicts[Violation])
