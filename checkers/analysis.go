@@ -23,6 +23,10 @@ type logical struct {
 	attempts  int       // deliveries of its copies
 	commits   int       // attempts that committed
 	committed int       // step of its first commit, 0 if none
+	// Room for the usual single copy and single output, so that they take
+	// no allocation of their own.
+	copy0   [1]string
+	output0 [1]*output
 }
 
 // output is one distinct published output (by message id).
@@ -76,6 +80,8 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		h:        h,
 		canon:    canonicalizer{},
 		logicals: make(map[string]*logical, guess),
+		order:    make([]string, 0, guess),
+		list:     make([]*logical, 0, guess),
 		observed: map[string]model.State{},
 		attempts: newAttemptTable(len(h.Events)),
 		end:      len(h.Events),
@@ -121,6 +127,7 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 				}
 				l, logicalSlab = &logicalSlab[0], logicalSlab[1:]
 				*l = logical{Key: ev.Message.Key, Msg: ev.Message, Call: ev.Step}
+				l.Copies, l.Outputs = l.copy0[:0], l.output0[:0]
 				a.logicals[l.Key] = l
 				a.order = append(a.order, l.Key)
 				a.list = append(a.list, l)
@@ -210,6 +217,7 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 // their logical message, recording order-independent problems.
 func (a *analysis) collectOutputs(events []*histories.Event, policy Downstream) error {
 	seen := make(map[string]*output, len(events))
+	var slab []output // outputs are allocated in slabs of up to 256
 	for _, ev := range events {
 		m := ev.Message
 		payload, err := a.canon.payload(m.Payload)
@@ -262,7 +270,12 @@ func (a *analysis) collectOutputs(events []*histories.Event, policy Downstream) 
 			})
 			continue
 		}
-		o := &output{ID: m.ID, Causation: m.Causation, Content: content, Step: ev.Step,
+		if len(slab) == 0 {
+			slab = make([]output, min(256, len(events)))
+		}
+		o := &slab[0]
+		slab = slab[1:]
+		*o = output{ID: m.ID, Causation: m.Causation, Content: content, Step: ev.Step,
 			Attempt: ev.Attempt, Pass: ev.Pass, Copies: 1, Ghostly: ghostly}
 		l.Outputs = append(l.Outputs, o)
 		seen[m.ID] = o
@@ -469,10 +482,10 @@ func newAttemptTable(events int) attemptTable {
 }
 
 func (t *attemptTable) get(n int) *attempt {
-	if n > 0 && n < len(t.dense) {
+	if n > 0 && n < len(t.dense) && t.dense[n] != nil {
 		return t.dense[n]
 	}
-	return t.sparse[n]
+	return t.sparse[n] // also a number set before the slice reached it
 }
 
 func (t *attemptTable) set(n int, at *attempt) {

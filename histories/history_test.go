@@ -121,3 +121,20 @@ func TestTimelineMarksFaults(t *testing.T) {
 	require.Contains(t, tl, "!! CRASH at after-commit")
 	require.Contains(t, tl, "#1")
 }
+
+// TestAttemptNumbersFarApart: attempt numbers beyond the dense range, then
+// the range growing past them, are still found.
+func TestAttemptNumbersFarApart(t *testing.T) {
+	var x attemptIndex[bool]
+	x.add(5000)
+	for n := 1; n <= 6000; n++ {
+		if n != 5000 {
+			x.add(n)
+		}
+	}
+	for _, n := range []int{1, 4999, 5000, 5001, 6000} {
+		require.NotNil(t, x.get(n), n)
+	}
+	require.Nil(t, x.get(6001))
+	require.Nil(t, x.get(0))
+}

@@ -9,16 +9,16 @@ import "fmt"
 // *SyntaxError values naming the line (when the history was read from a
 // file) or the step.
 func (h *History) Validate() error {
-	sent := map[string]string{} // copy id -> key
+	sent := make(map[string]string, len(h.Events)/4) // copy id -> key
 	type attempt struct{ ended bool }
-	attempts := map[int]*attempt{}
+	attempts := attemptIndex[attempt]{}
 	for i := range h.Events {
 		ev := &h.Events[i]
 		fail := func(format string, args ...any) error {
 			return h.errorAt(i, fmt.Sprintf("%s event: ", ev.Kind)+fmt.Sprintf(format, args...))
 		}
 		needsAttempt := func() (*attempt, error) {
-			at := attempts[ev.Attempt]
+			at := attempts.get(ev.Attempt)
 			if ev.Attempt <= 0 || at == nil {
 				return nil, fail("attempt %d was never delivered", ev.Attempt)
 			}
@@ -45,10 +45,10 @@ func (h *History) Validate() error {
 			if ev.Message.Key != "" && ev.Message.Key != key {
 				return fail("message %q was sent with key %q, delivered with key %q", ev.Message.ID, key, ev.Message.Key)
 			}
-			if ev.Attempt <= 0 || attempts[ev.Attempt] != nil {
+			if ev.Attempt <= 0 || attempts.get(ev.Attempt) != nil {
 				return fail("attempt number %d is missing or used twice", ev.Attempt)
 			}
-			attempts[ev.Attempt] = &attempt{}
+			attempts.add(ev.Attempt)
 		case Done, Crash:
 			if ev.Attempt == 0 {
 				continue // a dispatcher's, or a crash between attempts
@@ -95,4 +95,37 @@ func (h *History) errorAt(i int, msg string) error {
 		return &SyntaxError{File: h.name, Line: h.lines[i], Msg: msg}
 	}
 	return &SyntaxError{Msg: fmt.Sprintf("step %d: %s", h.Events[i].Step, msg)}
+}
+
+// attemptIndex finds attempts by number: in a slice while the numbers are
+// dense (as oncecheck writes them), in a map beyond.
+type attemptIndex[T any] struct {
+	dense  []T
+	set    []bool
+	sparse map[int]*T
+}
+
+// get returns attempt n, nil if it was never added. The pointer is valid
+// until the next add.
+func (x *attemptIndex[T]) get(n int) *T {
+	if n > 0 && n < len(x.dense) && x.set[n] {
+		return &x.dense[n]
+	}
+	return x.sparse[n] // a number added before the slice reached it
+}
+
+// add makes attempt n, zero; n must be new.
+func (x *attemptIndex[T]) add(n int) {
+	if n > 0 && n <= 2*len(x.dense)+1024 {
+		for len(x.dense) <= n {
+			var zero T
+			x.dense, x.set = append(x.dense, zero), append(x.set, false)
+		}
+		x.set[n] = true
+		return
+	}
+	if x.sparse == nil {
+		x.sparse = map[int]*T{}
+	}
+	x.sparse[n] = new(T)
 }
