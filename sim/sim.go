@@ -305,8 +305,7 @@ func (r *runner) runFree() error {
 			} else {
 				r.dispatch(p)
 			}
-			running++
-			p.task.resume <- struct{}{}
+			running++ // started as its worker took it
 		}
 		if running == 0 {
 			r.drainDue()
@@ -454,13 +453,14 @@ func (r *runner) advance(p *process) error {
 	if p.task == nil {
 		r.start(p)
 		if p.kind == faults.Consumer {
-			r.deliver(p)
+			r.deliver(p) // the task starts as its worker takes it
 		} else {
 			r.dispatch(p)
 		}
+	} else {
+		p.task.resume <- struct{}{}
 	}
 	t := p.task
-	t.resume <- struct{}{}
 	<-t.parked
 	if r.failure != nil {
 		return r.failure
@@ -539,8 +539,8 @@ func (r *runner) dispatch(p *process) {
 	})
 }
 
-// spawn hands a task to a worker goroutine, which waits for the task's
-// first resume. Workers are reused from task to task (a goroutine's stack
+// spawn hands a task to a worker goroutine, which starts it at once (the
+// scheduler then waits for it to park). Workers are reused from task to task (a goroutine's stack
 // stays grown); a task that crashes ends its worker with runtime.Goexit.
 func (r *runner) spawn(p *process, e *env, fn func(*task) error) {
 	t := &task{env: e, resume: make(chan struct{}), parked: make(chan struct{})}
@@ -607,11 +607,6 @@ func (r *runner) runJob(w *worker, j job) {
 			t.panicked, completed = x, true
 		}
 	}()
-	select {
-	case <-t.resume:
-	case <-r.kill:
-		return
-	}
 	t.err = j.fn(t)
 	t.returned, completed = true, true
 }
