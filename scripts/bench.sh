@@ -18,7 +18,7 @@ family() {
 		exit 1
 	}
 }
-family . '^BenchmarkHarness$' 300x
+family . '^BenchmarkHarness$' 1000x
 family . '^BenchmarkParallelRuns$' 4x
 family . '^BenchmarkCampaignMemory$' 1x
 family . '^BenchmarkCheckOneRun$' 1000x
