@@ -24,11 +24,11 @@ family . '^BenchmarkCampaignMemory$' 1x
 family . '^BenchmarkCheckOneRun$' 1000x
 family . '^BenchmarkUnsafeCells$' 1x
 family . '^BenchmarkPostgresTransactions$' 2s
-family ./checkers '^BenchmarkCheck$/(ours|porcupine)/1000$' 50x
-family ./checkers '^BenchmarkCheck$/(ours|porcupine)/10000$' 10x
-family ./checkers '^BenchmarkCheck$/(ours|porcupine)/100000$' 3x
-# One size per process, so that the peak memory belongs to one check.
-family ./checkers '^BenchmarkCheck$/ours/1000000$' 1x
-family ./checkers '^BenchmarkCheck$/porcupine/1000000$' 1x
+family ./checkers '^BenchmarkCheck$/1000$' 50x
+family ./checkers '^BenchmarkCheck$/10000$' 10x
+family ./checkers '^BenchmarkCheck$/100000$' 3x
+family ./checkers '^BenchmarkCheck$/1000000$' 1x
+# Alone in its process, so that the peak memory belongs to one check.
+family ./checkers '^BenchmarkCheckPeakMemory$' 1x
 echo >&2
 "$go" run ./internal/benchtable "$out"
