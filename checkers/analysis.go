@@ -2,6 +2,7 @@ package checkers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -52,6 +53,7 @@ type attempt struct {
 	End       int // 0 while running
 	Committed bool
 	Wrote     bool
+	ended     bool // a done or crash event ended it
 }
 
 // analysis is a history digested for checking.
@@ -86,23 +88,39 @@ func analyze(h *histories.History, policy Downstream) (*analysis, error) {
 		attempts: newAttemptTable(len(h.Events)),
 		end:      len(h.Events),
 	}
-	// Validation runs beside the analysis on large histories; the
-	// analysis does not trust the history, and validation's error, with its
-	// line, wins over the analysis's.
-	validated := make(chan error, 1)
-	if len(h.Events) >= 4096 {
-		go func() { validated <- h.Validate() }()
-	} else {
-		validated <- h.Validate()
-	}
-	err := a.digest(h, policy, guess)
-	if verr := <-validated; verr != nil {
-		return nil, verr
-	}
-	if err != nil {
+	// The digest checks, as it goes, everything History.Validate checks
+	// (a property test holds them to it); when it finds anything wrong,
+	// Validate's error, with its line, comes first.
+	if err := a.digest(h, policy, guess); err != nil {
+		if verr := h.Validate(); verr != nil {
+			return nil, verr
+		}
 		return nil, err
 	}
 	return a, nil
+}
+
+// needsAttempt checks an event of a transaction or of a delivery's end:
+// an attempt's must name a delivered attempt; a dispatcher's (attempt 0)
+// cannot ack or nack.
+func (a *analysis) needsAttempt(ev *histories.Event) error {
+	if ev.Attempt == 0 {
+		if ev.Kind == histories.Ack || ev.Kind == histories.Nack || ev.Kind == histories.AckLost {
+			return invalid(ev, "an ack or nack needs its attempt")
+		}
+		return nil
+	}
+	if ev.Attempt < 0 || a.attempts.get(ev.Attempt) == nil {
+		return invalid(ev, "attempt never delivered")
+	}
+	return nil
+}
+
+// errInvalid marks what History.Validate also refuses.
+var errInvalid = errors.New("invalid history")
+
+func invalid(ev *histories.Event, what string) error {
+	return fmt.Errorf("%w: step %d (%s): %s", errInvalid, ev.Step, ev.Kind, what)
 }
 
 // digest is the analysis proper. It reads the events once.
@@ -117,8 +135,11 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 		ev := &h.Events[i]
 		switch ev.Kind {
 		case histories.Send:
-			if ev.Message == nil {
-				return fmt.Errorf("step %d (send): no message", ev.Step)
+			if m := ev.Message; m == nil || m.ID == "" || m.Key == "" || m.Aggregate == "" || m.Type == "" {
+				return invalid(ev, "a sent message needs an id, a key, an aggregate and a type")
+			}
+			if byID[ev.Message.ID] != nil {
+				return invalid(ev, "message id sent twice")
 			}
 			l := a.logicals[ev.Message.Key]
 			if l == nil {
@@ -138,11 +159,16 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 			byID[ev.Message.ID] = l
 		case histories.Deliver:
 			if ev.Message == nil {
-				return fmt.Errorf("step %d (deliver): no message", ev.Step)
+				return invalid(ev, "no message")
 			}
 			l := byID[ev.Message.ID]
-			if l == nil {
-				return fmt.Errorf("step %d (deliver): message %q was never sent", ev.Step, ev.Message.ID)
+			switch {
+			case l == nil:
+				return invalid(ev, "message never sent")
+			case ev.Message.Key != "" && ev.Message.Key != l.Key:
+				return invalid(ev, "delivered with another key")
+			case ev.Attempt <= 0 || a.attempts.get(ev.Attempt) != nil:
+				return invalid(ev, "attempt number missing or used twice")
 			}
 			if len(attemptSlab) == 0 {
 				attemptSlab = make([]attempt, slab)
@@ -157,14 +183,29 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 				l.Call = ev.Step
 			}
 		case histories.Done, histories.Crash:
-			if at := a.attempts.get(ev.Attempt); at != nil {
-				at.End = ev.Step
+			if ev.Attempt == 0 {
+				continue // a dispatcher's, or a crash between attempts
+			}
+			at := a.attempts.get(ev.Attempt)
+			if at == nil || at.ended {
+				return invalid(ev, "attempt never delivered, or already ended")
+			}
+			at.End, at.ended = ev.Step, true
+		case histories.Begin, histories.Abort, histories.Ack, histories.Nack, histories.AckLost:
+			if err := a.needsAttempt(ev); err != nil {
+				return err
 			}
 		case histories.Write:
+			if err := a.needsAttempt(ev); err != nil {
+				return err
+			}
 			if at := a.attempts.get(ev.Attempt); at != nil {
 				at.Wrote = true
 			}
 		case histories.Commit:
+			if err := a.needsAttempt(ev); err != nil {
+				return err
+			}
 			if at := a.attempts.get(ev.Attempt); at != nil && !at.Committed {
 				at.Committed = true
 				l := at.l
@@ -174,11 +215,17 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 				}
 			}
 		case histories.Publish:
-			if ev.Message == nil {
-				return fmt.Errorf("step %d (publish): no message", ev.Step)
+			if ev.Message == nil || ev.Message.ID == "" || ev.Message.Type == "" {
+				return invalid(ev, "a published output needs a message id and a type")
+			}
+			if ev.Attempt != 0 && a.attempts.get(ev.Attempt) == nil {
+				return invalid(ev, "attempt never delivered")
 			}
 			outputs = append(outputs, ev)
 		case histories.Observe:
+			if ev.Aggregate == "" || len(ev.State) == 0 {
+				return invalid(ev, "an observation needs an aggregate and a state")
+			}
 			st, err := a.canon.state(ev.State)
 			if err != nil {
 				return fmt.Errorf("step %d (observe): state is not JSON: %v", ev.Step, err)

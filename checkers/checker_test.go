@@ -2,9 +2,11 @@ package checkers
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -279,4 +281,77 @@ func TestExplanationsNameAttemptsAndSteps(t *testing.T) {
 		`  final state: expected {"confirmed":false,"lines":{"a":1}}, observed {"confirmed":false,"lines":{"a":1}} [ok]`,
 		`  the observation first departs from it at the outputs of k1 (AddItem{"sku":"a","qty":1} to o1)`,
 	}, res.Expected)
+}
+
+// TestAnalysisRefusesWhatValidateRefuses: the analysis checks, as it goes,
+// what History.Validate checks, and reports Validate's error. On histories
+// from the oracle's generator with a random corruption of their structure,
+// the analysis refuses exactly those Validate refuses, with its error.
+func TestAnalysisRefusesWhatValidateRefuses(t *testing.T) {
+	kinds := []histories.Kind{histories.Send, histories.Deliver, histories.Begin, histories.Write, histories.Commit,
+		histories.Abort, histories.Publish, histories.Ack, histories.AckLost, histories.Nack, histories.Done,
+		histories.Crash, histories.Observe, histories.Requeue}
+	refused := 0
+	rapid.Check(t, func(t *rapid.T) {
+		c := genOracleCase(t, model.Orders{})
+		h := c.history
+		for range rapid.IntRange(1, 3).Draw(t, "corruptions") {
+			if len(h.Events) == 0 {
+				break
+			}
+			i := rapid.IntRange(0, len(h.Events)-1).Draw(t, "event")
+			ev := &h.Events[i]
+			switch rapid.IntRange(0, 7).Draw(t, "corruption") {
+			case 0:
+				h.Events = append(h.Events[:i:i], h.Events[i+1:]...)
+			case 1:
+				h.Events = append(h.Events[:i+1:i+1], h.Events[i:]...)
+			case 2:
+				ev.Attempt = rapid.IntRange(-1, 12).Draw(t, "attempt")
+			case 3:
+				ev.Kind = rapid.SampledFrom(kinds).Draw(t, "kind")
+			case 4:
+				ev.Message = nil
+			case 5:
+				if ev.Message != nil {
+					m := *ev.Message
+					switch rapid.IntRange(0, 3).Draw(t, "field") {
+					case 0:
+						m.ID = ""
+					case 1:
+						m.Key = rapid.SampledFrom([]string{"", "k1", "k9"}).Draw(t, "key")
+					case 2:
+						m.Aggregate = ""
+					default:
+						m.Type = ""
+					}
+					ev.Message = &m
+				}
+			case 6:
+				ev.Aggregate, ev.State = "", nil
+			default:
+				if ev.Message != nil {
+					m := *ev.Message
+					m.ID = rapid.SampledFrom([]string{"m1", "m2", "m9"}).Draw(t, "id")
+					ev.Message = &m
+				}
+			}
+		}
+		for i := range h.Events {
+			h.Events[i].Step = i + 1
+		}
+		verr := h.Validate()
+		_, aerr := analyze(h, DownstreamDedupByID)
+		if verr != nil {
+			refused++
+			if aerr == nil || aerr.Error() != verr.Error() {
+				t.Fatalf("Validate refuses (%v) but the analysis says %v", verr, aerr)
+			}
+			return
+		}
+		if errors.Is(aerr, errInvalid) {
+			t.Fatalf("the analysis refuses (%v) what Validate accepts", aerr)
+		}
+	})
+	require.Positive(t, refused)
 }
