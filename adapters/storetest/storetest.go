@@ -160,10 +160,16 @@ func resetEmpties(t *testing.T, s adapters.Store) {
 	require.False(t, ok)
 }
 
+// put commits one write.
+func put(t *testing.T, s adapters.Store, table, key, value string) {
+	t.Helper()
+	tx := begin(t, s)
+	require.NoError(t, tx.Put(table, key, []byte(value)))
+	require.NoError(t, tx.Commit())
+}
+
 func getForUpdateLocks(t *testing.T, s adapters.Store) {
-	seed := begin(t, s)
-	require.NoError(t, seed.Put("t", "k", []byte("1")))
-	require.NoError(t, seed.Commit())
+	put(t, s, "t", "k", "1")
 	a, b := begin(t, s), begin(t, s)
 	defer b.Rollback()
 	v, ok, err := a.GetForUpdate("t", "k")
@@ -182,14 +188,10 @@ func getForUpdateLocks(t *testing.T, s adapters.Store) {
 }
 
 func getForUpdateSeesLaterCommits(t *testing.T, s adapters.Store) {
-	seed := begin(t, s)
-	require.NoError(t, seed.Put("t", "k", []byte("1")))
-	require.NoError(t, seed.Commit())
+	put(t, s, "t", "k", "1")
 	late := begin(t, s)
 	defer late.Rollback()
-	w := begin(t, s)
-	require.NoError(t, w.Put("t", "k", []byte("2")))
-	require.NoError(t, w.Commit())
+	put(t, s, "t", "k", "2")
 	_, _, err := late.GetForUpdate("t", "k")
 	require.ErrorIs(t, err, adapters.ErrConflict, "the row changed since the transaction began")
 }

@@ -98,13 +98,20 @@ func title(w *tabwriter.Writer, s string) {
 	fmt.Fprintf(w, "\n%s\n", s)
 }
 
-func harness(w *tabwriter.Writer, res results, order []string) {
+// under returns, in input order, the names of the sub-benchmarks of a
+// family, without the family's prefix.
+func under(order []string, family string) []string {
 	var names []string
 	for _, n := range order {
-		if s, ok := strings.CutPrefix(n, "Harness/"); ok {
+		if s, ok := strings.CutPrefix(n, family+"/"); ok {
 			names = append(names, s)
 		}
 	}
+	return names
+}
+
+func harness(w *tabwriter.Writer, res results, order []string) {
+	names := under(order, "Harness")
 	if len(names) == 0 {
 		return
 	}
@@ -182,12 +189,7 @@ func postgres(w *tabwriter.Writer, res results) {
 }
 
 func unsafeCells(w *tabwriter.Writer, res results, order []string) {
-	var cells []string
-	for _, n := range order {
-		if c, ok := strings.CutPrefix(n, "UnsafeCells/"); ok {
-			cells = append(cells, c)
-		}
-	}
+	cells := under(order, "UnsafeCells")
 	if len(cells) == 0 {
 		return
 	}
