@@ -87,6 +87,12 @@ type Tx interface {
 	Delete(table, key string) error
 	// Scan returns the rows of a table, sorted by key.
 	Scan(table string) ([]Row, error)
+	// Claim returns the rows of a table that no other open transaction
+	// holds, sorted by key, each now locked for this one, as SELECT ... FOR
+	// UPDATE SKIP LOCKED does: how a dispatcher takes outbox rows that a
+	// competing dispatcher is not already publishing. A row changed since
+	// the snapshot is a conflict (ErrConflict), as on PostgreSQL.
+	Claim(table string) ([]Row, error)
 	// Commit makes the writes durable, atomically.
 	Commit() error
 	// Rollback discards the writes. It is safe after Commit (no-op).

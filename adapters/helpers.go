@@ -100,9 +100,10 @@ func StoreOutbox(tx Tx, prefix string, msgs []model.Message) error {
 	return nil
 }
 
-// OutboxDispatcher publishes the rows of OutboxTable, then deletes them in
-// the same transaction it read them with. A crash between the publish and
-// the commit publishes the same messages (same ids) again.
+// OutboxDispatcher claims the rows of OutboxTable (Tx.Claim: SELECT ... FOR
+// UPDATE SKIP LOCKED on PostgreSQL), publishes them, then deletes them in
+// the same transaction. A crash between the publish and the commit
+// publishes the same messages (same ids) again.
 type OutboxDispatcher struct{}
 
 // Pass implements Dispatcher.
@@ -112,7 +113,7 @@ func (OutboxDispatcher) Pass(env Env) (bool, error) {
 		return false, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.Scan(OutboxTable)
+	rows, err := tx.Claim(OutboxTable)
 	if err != nil {
 		return false, err
 	}

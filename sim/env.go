@@ -337,6 +337,11 @@ func (t *tx) Scan(table string) ([]adapters.Row, error) {
 	return rows, t.checked(err)
 }
 
+func (t *tx) Claim(table string) ([]adapters.Row, error) {
+	rows, err := t.inner.Claim(table)
+	return rows, t.checked(err)
+}
+
 func (t *tx) wrote(table, key string, err error) error {
 	if err != nil {
 		return t.checked(err)

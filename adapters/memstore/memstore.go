@@ -277,6 +277,30 @@ func (t *Tx) Scan(table string) ([]adapters.Row, error) {
 	return rows, nil
 }
 
+// Claim implements adapters.Tx: the rows of Scan whose lock no other open
+// transaction holds, each locked for t.
+func (t *Tx) Claim(table string) ([]adapters.Row, error) {
+	rows, err := t.Scan(table)
+	if err != nil {
+		return nil, err
+	}
+	claimed := rows[:0]
+	for _, row := range rows {
+		k := tableKey{table, row.Key}
+		t.store.mu.Lock()
+		holder := t.store.locks[k]
+		t.store.mu.Unlock()
+		if holder != nil && holder != t {
+			continue // another transaction has it: skip it
+		}
+		if err := t.lock(k); err != nil {
+			return nil, err // changed since the snapshot
+		}
+		claimed = append(claimed, row)
+	}
+	return claimed, nil
+}
+
 // Writes returns the keys written so far, as "table/key", in order.
 func (t *Tx) Writes() []string {
 	out := make([]string, len(t.order))

@@ -75,9 +75,9 @@ type Store struct {
 // statements are the SQL of one table's operations. The key is $1 and the
 // value $2; the generic table also takes the table's name, last.
 type statements struct {
-	get, getForUpdate, put, insert, delete, scan string
-	keysOnly                                     bool // the table has no value column
-	generic                                      bool
+	get, getForUpdate, put, insert, delete, scan, claim string
+	keysOnly                                            bool // the table has no value column
+	generic                                             bool
 }
 
 func declared(schema string, t adapters.TableSpec) statements {
@@ -90,6 +90,7 @@ func declared(schema string, t adapters.TableSpec) statements {
 			insert:       fmt.Sprintf("INSERT INTO %s (%s) VALUES ($1) ON CONFLICT (%s) DO NOTHING", name, key, key),
 			delete:       fmt.Sprintf("DELETE FROM %s WHERE %s = $1", name, key),
 			scan:         fmt.Sprintf("SELECT %s, NULL::text FROM %s ORDER BY %s", key, name, key),
+			claim:        fmt.Sprintf("SELECT %s, NULL::text FROM %s ORDER BY %s FOR UPDATE SKIP LOCKED", key, name, key),
 			getForUpdate: fmt.Sprintf("SELECT NULL::text FROM %s WHERE %s = $1 FOR UPDATE", name, key),
 			keysOnly:     true,
 		}
@@ -107,6 +108,7 @@ func declared(schema string, t adapters.TableSpec) statements {
 		insert: fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES ($1, $2::text::%s) ON CONFLICT (%s) DO NOTHING", name, key, value, typ, key),
 		delete: fmt.Sprintf("DELETE FROM %s WHERE %s = $1", name, key),
 		scan:   fmt.Sprintf("SELECT %s, %s::text FROM %s ORDER BY %s", key, value, name, key),
+		claim:  fmt.Sprintf("SELECT %s, %s::text FROM %s ORDER BY %s FOR UPDATE SKIP LOCKED", key, value, name, key),
 	}
 }
 
@@ -118,6 +120,7 @@ func generic(table string) statements {
 		insert:       "INSERT INTO " + table + " (key, value, tbl) VALUES ($1, $2, $3) ON CONFLICT (tbl, key) DO NOTHING",
 		delete:       "DELETE FROM " + table + " WHERE key = $1 AND tbl = $2",
 		scan:         "SELECT key, value FROM " + table + " WHERE tbl = $1 ORDER BY key",
+		claim:        "SELECT key, value FROM " + table + " WHERE tbl = $1 ORDER BY key FOR UPDATE SKIP LOCKED",
 		generic:      true,
 	}
 }
@@ -414,17 +417,25 @@ func (t *Tx) Delete(table, key string) error {
 
 // Scan implements adapters.Tx, in byte order of the keys.
 func (t *Tx) Scan(table string) ([]adapters.Row, error) {
+	return t.rows(table, t.s.sql(table).scan)
+}
+
+// Claim implements adapters.Tx with SELECT ... FOR UPDATE SKIP LOCKED.
+func (t *Tx) Claim(table string) ([]adapters.Row, error) {
+	return t.rows(table, t.s.sql(table).claim)
+}
+
+func (t *Tx) rows(table, sql string) ([]adapters.Row, error) {
 	if t.done {
 		return nil, ErrDone
 	}
 	ctx, cancel := t.s.ctx()
 	defer cancel()
-	st := t.s.sql(table)
 	var args []any
-	if st.generic {
+	if t.s.sql(table).generic {
 		args = []any{table}
 	}
-	rows, err := t.tx.Query(ctx, st.scan, args...)
+	rows, err := t.tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -504,6 +515,10 @@ func (t *Tx) Abort() error {
 
 // classify maps a pgx error to the harness's vocabulary.
 func classify(err error) error {
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
+		// A commit of a transaction that a conflict had aborted.
+		return fmt.Errorf("%w: %v", adapters.ErrConflict, err)
+	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		switch pg.Code {

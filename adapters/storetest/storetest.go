@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) adapters.Store) {
 		"get for update takes the lock":          getForUpdateLocks,
 		"get for update sees later commits":      getForUpdateSeesLaterCommits,
 		"declared tables keep their values":      declaredTablesKeepTheirValues,
+		"claim skips what another holds":         claimSkipsWhatAnotherHolds,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) { test(t, open(t)) })
@@ -223,4 +224,25 @@ func declaredTablesKeepTheirValues(t *testing.T, s adapters.Store) {
 		_, ok = get(t, s, spec.Name, "k2")
 		require.False(t, ok, spec.Name)
 	}
+}
+
+func claimSkipsWhatAnotherHolds(t *testing.T, s adapters.Store) {
+	for _, k := range []string{"a", "b", "c"} {
+		put(t, s, "outbox", k, `"`+k+`"`)
+	}
+	first, second := begin(t, s), begin(t, s)
+	require.NoError(t, first.Delete("outbox", "b"), "the first dispatcher holds b")
+	rows, err := second.Claim("outbox")
+	require.NoError(t, err)
+	require.Equal(t, []adapters.Row{{Key: "a", Value: []byte(`"a"`)}, {Key: "c", Value: []byte(`"c"`)}}, rows, "the second skips it")
+	rows, err = first.Claim("outbox")
+	require.NoError(t, err)
+	require.Empty(t, rows, "the second holds what it claimed")
+	require.NoError(t, second.Rollback())
+	require.NoError(t, first.Commit())
+	late := begin(t, s)
+	defer late.Rollback()
+	put(t, s, "outbox", "c", `"c2"`)
+	_, err = late.Claim("outbox")
+	require.ErrorIs(t, err, adapters.ErrConflict, "a row changed since the snapshot is a conflict")
 }
