@@ -79,6 +79,9 @@ func TestUsageErrorsAreOneLineAndExit2(t *testing.T) {
 		{[]string{"check", filepath.Join(dir, "missing.jsonl")}, "no such file"},
 		{[]string{"replay"}, "want exactly one history file"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"run", "--strategy", "outbox", "--free-running", "--exhaustive"}, "need the scheduler"},
+		{[]string{"run", "--strategy", "outbox", "--free-running", "--check-determinism"}, "need the scheduler"},
+		{[]string{"run", "--strategy", "outbox", "--consumers", "3"}, "--consumers (1 to 16) sets the consumers of a free-running run"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

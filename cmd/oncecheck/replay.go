@@ -57,6 +57,8 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 			files[0], h.Header.Strategy, *strategy, plural(len(replayed.Events), "event"))
 	case step == 0:
 		fmt.Fprintf(stdout, "replayed %s: identical to the saved history\n", plural(len(replayed.Events), "event"))
+	case h.Header.FreeRunning:
+		fmt.Fprintf(stdout, "replayed the plan free-running, as the saved run was: its own interleaving differs from the saved history at step %d\n", step)
 	default:
 		fmt.Fprintf(stdout, "replay DIFFERS from the saved history at step %d: the run is not deterministic, or the strategy's code changed since it was saved\n", step)
 	}

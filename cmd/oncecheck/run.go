@@ -70,6 +70,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if *strategy == "" {
 		return exitUsage, usagef("--strategy is required (one of: %s)", strings.Join(adapters.Names(), ", "))
 	}
+	if *freeRunning && (*determinism || *exhaustive) {
+		return exitUsage, usagef("--free-running runs are not deterministic: --check-determinism and --exhaustive need the scheduler")
+	}
 	kinds, err := faults.ParseKinds(*faultList)
 	if err != nil {
 		return exitUsage, usagef("--faults: %v", err)
