@@ -56,6 +56,10 @@ type Spec struct {
 	Out string
 	// Downstream is the output-copy policy (default dedup-by-id).
 	Downstream checkers.Downstream
+	// FreeRunning runs the consumers truly in parallel (Config.FreeRunning):
+	// on PostgreSQL, their transactions meet as in production. A failure
+	// is then not reproducible by seed; its saved history is the evidence.
+	FreeRunning bool
 }
 
 // Verify checks, in a test, that a handler is exactly-once: it generates
@@ -98,7 +102,7 @@ func Verify(t TB, spec Spec) {
 	tester, err := New(Config{
 		CustomModel: spec.Model, CustomStrategy: &strategy, Faults: spec.Faults,
 		MaxMessages: spec.MaxMessages, MaxFaults: spec.MaxFaults, Backend: spec.Backend,
-		Postgres: spec.Postgres, Downstream: spec.Downstream,
+		Postgres: spec.Postgres, Downstream: spec.Downstream, FreeRunning: spec.FreeRunning,
 	})
 	if err != nil {
 		t.Errorf("oncecheck: %v", err)

@@ -32,6 +32,21 @@ func TestShopIsExactlyOnce(t *testing.T) {
 	})
 }
 
+// The same with the consumers truly in parallel on PostgreSQL: the inbox's
+// primary key and the cart's row lock keep them apart.
+func TestShopIsExactlyOnceWithParallelConsumers(t *testing.T) {
+	requirePostgres(t)
+	oncecheck.Verify(t, oncecheck.Spec{
+		Model:       shop.Model,
+		Strategy:    shop.Strategy,
+		Backend:     "pg",
+		Faults:      []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure},
+		Runs:        40,
+		Out:         t.TempDir(),
+		FreeRunning: true,
+	})
+}
+
 // recorder stands in for *testing.T to show the broken variant failing
 // without failing this test.
 type recorder struct{ errors, logs []string }
