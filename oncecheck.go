@@ -178,7 +178,9 @@ func New(cfg Config) (*Tester, error) {
 		if dsn == "" {
 			return nil, fmt.Errorf("%w: the pg backend needs a PostgreSQL DSN: --pg or $%s", ErrUsage, PostgresEnv)
 		}
-		store, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Keep: cfg.KeepDB, DDL: s.SQLSchema})
+		// A free-running run's processes each hold a transaction at once.
+		conns := int32(2 * (max(cfg.Consumers, 4) + 1))
+		store, err := pgstore.Open(context.Background(), dsn, pgstore.Options{Keep: cfg.KeepDB, DDL: s.SQLSchema, MaxConns: conns})
 		if err != nil {
 			return nil, err
 		}

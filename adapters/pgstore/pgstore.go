@@ -56,6 +56,9 @@ type Options struct {
 	Keep bool
 	// Timeout bounds each statement (default 10s).
 	Timeout time.Duration
+	// MaxConns bounds the pool's connections (default 8): at least one per
+	// process that may hold a transaction at once.
+	MaxConns int32
 	// DDL creates the tables of handlers that write SQL, in the schema
 	// (see adapters.Strategy.SQLSchema). With DDL, the declared tables of
 	// adapters.Tables are not created: every key-value table is generic.
@@ -137,7 +140,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres DSN %q: %w", dsn, err)
 	}
-	cfg.MaxConns = 8
+	cfg.MaxConns = max(8, o.MaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: connect to postgres: %v", adapters.ErrBackend, err)
