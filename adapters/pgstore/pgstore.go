@@ -500,7 +500,11 @@ func (t *Tx) Rollback() error {
 }
 
 // Abort implements adapters.StoreTx: it closes the connection, as a process
-// that dies does; the server aborts the open transaction.
+// that dies does; the server aborts the open transaction. The server
+// notices a closed connection on its own time, so Abort then waits until
+// the backend is gone: until then it still holds the transaction's locks,
+// and the next process (a dispatcher claiming outbox rows with SKIP LOCKED)
+// would find rows that a crash left behind locked, not there to retry.
 func (t *Tx) Abort() error {
 	if t.done {
 		return nil
@@ -508,12 +512,26 @@ func (t *Tx) Abort() error {
 	t.done = true
 	ctx, cancel := t.s.ctx()
 	defer cancel()
+	pid := t.conn.Conn().PgConn().PID()
 	err := t.conn.Conn().Close(ctx)
 	t.conn.Release() // the pool drops a closed connection
 	if err != nil {
 		return classify(err)
 	}
-	return nil
+	for {
+		var alive bool
+		if err := t.s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", pid).Scan(&alive); err != nil {
+			return classify(err)
+		}
+		if !alive {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the server kept the backend of a closed connection (pid %d) for %s", adapters.ErrBackend, pid, t.s.timeout)
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // classify maps a pgx error to the harness's vocabulary.

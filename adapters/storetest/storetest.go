@@ -6,6 +6,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) adapters.Store) {
 		"get for update sees later commits":      getForUpdateSeesLaterCommits,
 		"declared tables keep their values":      declaredTablesKeepTheirValues,
 		"claim skips what another holds":         claimSkipsWhatAnotherHolds,
+		"a crash releases what it claimed":       crashReleasesClaims,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) { test(t, open(t)) })
@@ -101,6 +103,26 @@ func firstUpdaterWins(t *testing.T, s adapters.Store) {
 	require.ErrorIs(t, late.Put("t", "counter", []byte("2")), adapters.ErrConflict, "the key changed since the transaction began")
 	v, _ := get(t, s, "t", "counter")
 	require.Equal(t, "3", v, "no lost update")
+}
+
+// crashReleasesClaims: rows claimed by a transaction that crashed are
+// there for the next claim at once (a dispatcher that crashed mid-pass
+// leaves its rows to the next pass, not locked).
+func crashReleasesClaims(t *testing.T, s adapters.Store) {
+	for round := range 20 {
+		put(t, s, "outbox", "r", fmt.Sprint(round))
+		a := begin(t, s)
+		rows, err := a.Claim("outbox")
+		require.NoError(t, err)
+		require.Len(t, rows, 1)
+		require.NoError(t, a.Delete("outbox", "r"))
+		require.NoError(t, a.Abort())
+		b := begin(t, s)
+		rows, err = b.Claim("outbox")
+		require.NoError(t, err)
+		require.Len(t, rows, 1, "round %d: the crashed claim's row is free", round)
+		require.NoError(t, b.Rollback())
+	}
 }
 
 func crashReleases(t *testing.T, s adapters.Store) {
