@@ -209,18 +209,8 @@ func (c *canonScanner) value() bool {
 		var last []byte
 		first := true
 		for {
-			if c.i >= len(c.b) {
-				return false
-			}
-			if c.b[c.i] == '}' {
-				c.i++
-				return true
-			}
-			if !first {
-				if c.b[c.i] != ',' {
-					return false
-				}
-				c.i++
+			if more, ok := c.next('}', first); !more {
+				return ok
 			}
 			start := c.i
 			if !c.str() {
@@ -243,18 +233,8 @@ func (c *canonScanner) value() bool {
 		c.i++
 		first := true
 		for {
-			if c.i >= len(c.b) {
-				return false
-			}
-			if c.b[c.i] == ']' {
-				c.i++
-				return true
-			}
-			if !first {
-				if c.b[c.i] != ',' {
-					return false
-				}
-				c.i++
+			if more, ok := c.next(']', first); !more {
+				return ok
 			}
 			first = false
 			if !c.value() {
@@ -313,6 +293,25 @@ func isNumber(b []byte) bool {
 		}
 	}
 	return i == len(b)
+}
+
+// next moves to the next member of an object or array: more is false at
+// its end (ok: the closing byte was there) or at a malformed separator.
+func (c *canonScanner) next(closing byte, first bool) (more, ok bool) {
+	if c.i >= len(c.b) {
+		return false, false
+	}
+	if c.b[c.i] == closing {
+		c.i++
+		return false, true
+	}
+	if !first {
+		if c.b[c.i] != ',' {
+			return false, false
+		}
+		c.i++
+	}
+	return true, true
 }
 
 // str scans a string without escape sequences.
