@@ -50,6 +50,14 @@ func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
 		require.Equal(t, wantVerdict, gotVerdict, file)
 		require.Equal(t, wantAnomalies, gotAnomalies, file)
 		verdicts[gotVerdict]++
+
+		// Streamed from the file, the check says the same, word for word.
+		f, err := histories.Open(file)
+		require.NoError(t, err, file)
+		streamed, err := CheckFile(f, "", 0)
+		require.NoError(t, err, file)
+		require.Equal(t, res, streamed, file)
+		require.Equal(t, len(h.Events), f.Len(), file)
 	}
 	require.NotZero(t, verdicts["pass"])
 	require.NotZero(t, verdicts["violation"])

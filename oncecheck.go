@@ -463,21 +463,47 @@ func (tb *quietTB) Failed() bool          { return tb.failed }
 // Check re-checks a saved history offline. The model is the one its header
 // names; downstream overrides the header's policy when not empty.
 func Check(h *histories.History, downstream checkers.Downstream, timeout time.Duration) (checkers.Result, error) {
-	m, err := model.Lookup(h.Header.Model)
+	return CheckStream(h.Header, h, downstream, timeout)
+}
+
+// CheckFile is Check on a history file, read as a stream: the file is not
+// held in memory, so a history of millions of events is checked in the
+// memory its check needs (see histories.File).
+func CheckFile(f *histories.File, downstream checkers.Downstream, timeout time.Duration) (checkers.Result, error) {
+	return CheckStream(f.Header, f, downstream, timeout)
+}
+
+// CheckStream is Check on a history given as its header and its events.
+func CheckStream(hd histories.Header, src histories.Stream, downstream checkers.Downstream, timeout time.Duration) (checkers.Result, error) {
+	m, err := model.Lookup(hd.Model)
 	if err != nil {
 		return checkers.Result{}, fmt.Errorf("%w: %v", checkers.ErrMalformed, err)
 	}
 	if downstream == "" {
-		downstream = checkers.Downstream(h.Header.Downstream)
+		downstream = checkers.Downstream(hd.Downstream)
 	}
-	if h.Header.Verdict == string(checkers.Inconclusive) && !slices.ContainsFunc(h.Events, func(ev histories.Event) bool {
-		return ev.Kind == histories.Observe || ev.Kind == histories.Stuck
-	}) {
-		// Saved by a run cut short (its backend failed): nothing to judge.
-		return checkers.Result{Verdict: checkers.Inconclusive,
-			Reason: "the run that saved this history was cut short (its backend failed) before the final states were read"}, nil
+	if hd.Verdict == string(checkers.Inconclusive) {
+		drained := errors.New("drained")
+		err := src.Each(func(ev *histories.Event) error {
+			if ev.Kind == histories.Observe || ev.Kind == histories.Stuck {
+				return drained
+			}
+			return nil
+		})
+		switch {
+		case err == nil:
+			// Saved by a run cut short (its backend failed): nothing to judge.
+			return checkers.Result{Verdict: checkers.Inconclusive,
+				Reason: "the run that saved this history was cut short (its backend failed) before the final states were read"}, nil
+		case !errors.Is(err, drained):
+			var se *histories.SyntaxError
+			if errors.As(err, &se) {
+				return checkers.Result{}, fmt.Errorf("%w: %w", checkers.ErrMalformed, err)
+			}
+			return checkers.Result{}, err
+		}
 	}
-	return checkers.Check(h, m, checkers.Options{Downstream: downstream, Timeout: timeout})
+	return checkers.CheckStream(src, m, checkers.Options{Downstream: downstream, Timeout: timeout})
 }
 
 // Replay re-runs the plan of a saved history, on strategy (the history's own

@@ -70,35 +70,50 @@ type analysis struct {
 	canon       canonicalizer
 	byAggregate map[string][]string   // keys of each aggregate, in send order
 	perAgg      map[string][]*logical // logical messages of each aggregate, in send order
-	h           *histories.History
+	src         histories.Stream
 	problems    []Finding // order-independent findings (id clashes, unknown causation)
 }
 
 // analyze digests a history. It returns an error when the history
 // contradicts itself.
-func analyze(h *histories.History, policy Downstream) (*analysis, error) {
-	guess := len(h.Events)/4 + 1 // logical messages, roughly
+func analyze(src histories.Stream, policy Downstream) (*analysis, error) {
+	events := 1024 // a guess, for the sizes of tables
+	if h, ok := src.(*histories.History); ok {
+		events = len(h.Events)
+	}
+	guess := events/4 + 1 // logical messages, roughly
 	a := &analysis{
-		h:        h,
+		src:      src,
 		canon:    canonicalizer{},
 		logicals: make(map[string]*logical, guess),
 		order:    make([]string, 0, guess),
 		list:     make([]*logical, 0, guess),
 		observed: map[string]model.State{},
-		attempts: newAttemptTable(len(h.Events)),
-		end:      len(h.Events),
+		attempts: newAttemptTable(events),
 	}
 	// The digest checks, as it goes, everything History.Validate checks
 	// (a property test holds them to it); when it finds anything wrong,
 	// Validate's error, with its line, comes first.
-	if err := a.digest(h, policy, guess); err != nil {
-		if verr := h.Validate(); verr != nil {
+	if err := a.digest(policy, guess); err != nil {
+		var se *histories.SyntaxError
+		var unread *readError
+		if errors.As(err, &se) || errors.As(err, &unread) {
+			return nil, err // a line that is no event, or no line at all
+		}
+		if verr := src.Validate(); verr != nil {
 			return nil, verr
 		}
 		return nil, err
 	}
 	return a, nil
 }
+
+// readError is a stream that could not be read (as opposed to one that
+// was read and is wrong).
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // needsAttempt checks an event of a transaction or of a delivery's end:
 // an attempt's must name a delivered attempt; a dispatcher's (attempt 0)
@@ -123,16 +138,23 @@ func invalid(ev *histories.Event, what string) error {
 	return fmt.Errorf("%w: step %d (%s): %s", errInvalid, ev.Step, ev.Kind, what)
 }
 
+// publication is a publish event, as much of it as the analysis needs
+// once the event itself is gone.
+type publication struct {
+	msg                 *model.Message
+	Step, Attempt, Pass int
+}
+
 // digest is the analysis proper. It reads the events once.
-func (a *analysis) digest(h *histories.History, policy Downstream, guess int) error {
+func (a *analysis) digest(policy Downstream, guess int) error {
 	byID := make(map[string]*logical, guess) // copy id -> logical message
-	var outputs []*histories.Event
+	var outputs []publication
 	// Messages and attempts are allocated in slabs of up to 256.
 	slab := min(256, guess)
 	var logicalSlab []logical
 	var attemptSlab []attempt
-	for i := range h.Events {
-		ev := &h.Events[i]
+	digestOne := func(ev *histories.Event) error {
+		a.end = ev.Step
 		switch ev.Kind {
 		case histories.Send:
 			if m := ev.Message; m == nil || m.ID == "" || m.Key == "" || m.Aggregate == "" || m.Type == "" {
@@ -184,7 +206,7 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 			}
 		case histories.Done, histories.Crash:
 			if ev.Attempt == 0 {
-				continue // a dispatcher's, or a crash between attempts
+				return nil // a dispatcher's, or a crash between attempts
 			}
 			at := a.attempts.get(ev.Attempt)
 			if at == nil || at.ended {
@@ -221,7 +243,7 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 			if ev.Attempt != 0 && a.attempts.get(ev.Attempt) == nil {
 				return invalid(ev, "attempt never delivered")
 			}
-			outputs = append(outputs, ev)
+			outputs = append(outputs, publication{msg: ev.Message, Step: ev.Step, Attempt: ev.Attempt, Pass: ev.Pass})
 		case histories.Observe:
 			if ev.Aggregate == "" || len(ev.State) == 0 {
 				return invalid(ev, "an observation needs an aggregate and a state")
@@ -235,6 +257,20 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 			a.stuck = append(a.stuck, ev.Detail)
 			a.stuckSteps = append(a.stuckSteps, ev.Step)
 		}
+		return nil
+	}
+	var wrong error // what the digest found wrong, as opposed to a reading error
+	err := a.src.Each(func(ev *histories.Event) error {
+		wrong = digestOne(ev)
+		return wrong
+	})
+	var se *histories.SyntaxError
+	switch {
+	case err == nil:
+	case err == wrong || errors.As(err, &se):
+		return err
+	default:
+		return &readError{fmt.Errorf("read the history: %w", err)}
 	}
 	a.attempts.each(func(at *attempt) {
 		if at.End == 0 {
@@ -262,11 +298,12 @@ func (a *analysis) digest(h *histories.History, policy Downstream, guess int) er
 
 // collectOutputs groups published outputs by message id and attaches them to
 // their logical message, recording order-independent problems.
-func (a *analysis) collectOutputs(events []*histories.Event, policy Downstream) error {
+func (a *analysis) collectOutputs(events []publication, policy Downstream) error {
 	seen := make(map[string]*output, len(events))
 	var slab []output // outputs are allocated in slabs of up to 256
-	for _, ev := range events {
-		m := ev.Message
+	for i := range events {
+		ev := &events[i]
+		m := ev.msg
 		payload, err := a.canon.payload(m.Payload)
 		if err != nil {
 			return fmt.Errorf("step %d (publish): payload is not JSON: %v", ev.Step, err)
@@ -404,30 +441,38 @@ func (a *analysis) attemptsOfKeys(keys []string) []*attempt {
 	return out
 }
 
-// evidence fills in the attempts and steps behind a finding, and a line
-// that tells what each attempt did. It reads the events again: it runs only
-// for findings, so the check of a passing history keeps nothing per event.
-func (a *analysis) evidence(f *Finding) {
-	if len(f.Keys) == 0 {
-		return
-	}
+// evidence fills in, for each finding, the attempts and steps behind it
+// and a line that tells what each attempt did. It reads the events again,
+// once for all findings: it runs only for findings, so the check of a
+// passing history keeps nothing per event.
+func (a *analysis) evidence(findings []Finding) error {
 	type story struct {
+		steps          []int
 		commit, crash  int
 		point          string
 		published      []int
 		acked, ackLost bool
 	}
-	involved := a.attemptsOfKeys(f.Keys)
 	stories := map[int]*story{}
-	for _, at := range involved {
-		stories[at.N] = &story{}
-	}
-	for _, ev := range a.h.Events {
-		st := stories[ev.Attempt]
-		if ev.Attempt == 0 || st == nil {
+	involved := make([][]*attempt, len(findings))
+	for i, f := range findings {
+		if len(f.Keys) == 0 {
 			continue
 		}
-		f.Steps = append(f.Steps, ev.Step)
+		involved[i] = a.attemptsOfKeys(f.Keys)
+		for _, at := range involved[i] {
+			stories[at.N] = &story{}
+		}
+	}
+	if len(stories) == 0 {
+		return nil
+	}
+	err := a.src.Each(func(ev *histories.Event) error {
+		st := stories[ev.Attempt]
+		if ev.Attempt == 0 || st == nil {
+			return nil
+		}
+		st.steps = append(st.steps, ev.Step)
 		switch ev.Kind {
 		case histories.Commit:
 			if st.commit == 0 {
@@ -442,34 +487,46 @@ func (a *analysis) evidence(f *Finding) {
 		case histories.AckLost:
 			st.ackLost = true
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read the history again for the evidence: %w", err)
 	}
-	var parts []string
-	for _, at := range involved {
-		st := stories[at.N]
-		f.Attempts = append(f.Attempts, at.N)
-		var did []string
-		if st.commit != 0 {
-			did = append(did, fmt.Sprintf("committed at step %d", st.commit))
-		} else if at.Wrote {
-			did = append(did, "wrote but never committed")
+	for i := range findings {
+		f := &findings[i]
+		var parts []string
+		for _, at := range involved[i] {
+			st := stories[at.N]
+			f.Steps = append(f.Steps, st.steps...)
+			f.Attempts = append(f.Attempts, at.N)
+			var did []string
+			if st.commit != 0 {
+				did = append(did, fmt.Sprintf("committed at step %d", st.commit))
+			} else if at.Wrote {
+				did = append(did, "wrote but never committed")
+			}
+			if len(st.published) > 0 {
+				did = append(did, fmt.Sprintf("published at step %s", joinInts(st.published)))
+			}
+			if st.crash != 0 {
+				did = append(did, fmt.Sprintf("crashed at step %d (%s)", st.crash, st.point))
+			}
+			if st.ackLost {
+				did = append(did, "its ack was lost")
+			} else if st.acked {
+				did = append(did, "acked")
+			}
+			if len(did) == 0 {
+				did = append(did, "did nothing visible")
+			}
+			parts = append(parts, fmt.Sprintf("attempt #%d (%s, from step %d): %s", at.N, at.Key, at.Start, strings.Join(did, ", ")))
 		}
-		if len(st.published) > 0 {
-			did = append(did, fmt.Sprintf("published at step %s", joinInts(st.published)))
+		if len(involved[i]) > 0 {
+			slices.Sort(f.Steps)
+			f.Evidence = strings.Join(parts, "; ")
 		}
-		if st.crash != 0 {
-			did = append(did, fmt.Sprintf("crashed at step %d (%s)", st.crash, st.point))
-		}
-		if st.ackLost {
-			did = append(did, "its ack was lost")
-		} else if st.acked {
-			did = append(did, "acked")
-		}
-		if len(did) == 0 {
-			did = append(did, "did nothing visible")
-		}
-		parts = append(parts, fmt.Sprintf("attempt #%d (%s, from step %d): %s", at.N, at.Key, at.Start, strings.Join(did, ", ")))
 	}
-	f.Evidence = strings.Join(parts, "; ")
+	return nil
 }
 
 func joinInts(xs []int) string {

@@ -142,23 +142,37 @@ var ErrMalformed = errors.New("malformed history")
 // Check decides whether the history is exactly-once with respect to m.
 // An error means the history cannot be checked (it contradicts itself or
 // carries messages the model rejects); it wraps ErrMalformed.
-func Check(h *histories.History, m model.Model, o Options) (res Result, err error) {
+func Check(h *histories.History, m model.Model, o Options) (Result, error) {
+	return CheckStream(h, m, o)
+}
+
+// CheckStream is Check on a history read as a stream: a *histories.File
+// is checked without being held in memory (the check keeps what it needs
+// of each logical message, not the events), reading the file once, and
+// once more for the evidence of a violation. An error that is not about
+// the history's content (the file cannot be read) does not wrap
+// ErrMalformed.
+func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, err error) {
 	if o.Downstream == "" {
 		o.Downstream = DownstreamDedupByID
 	}
 	if o.Timeout == 0 {
 		o.Timeout = defaultTimeout
 	}
-	a, err := analyze(h, o.Downstream)
+	a, err := analyze(src, o.Downstream)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		var unread *readError
+		if errors.As(err, &unread) {
+			return Result{}, unread.err
+		}
+		return Result{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	defer func() {
-		if o.VerdictOnly {
+		if o.VerdictOnly || err != nil {
 			return
 		}
-		for i := range res.Findings {
-			a.evidence(&res.Findings[i])
+		if eerr := a.evidence(res.Findings); eerr != nil {
+			res, err = Result{}, eerr
 		}
 	}()
 	for _, s := range a.stuck {

@@ -1,8 +1,11 @@
 package checkers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -228,6 +231,45 @@ func TestCheckMalformed(t *testing.T) {
 			require.ErrorIs(t, err, ErrMalformed)
 		})
 	}
+}
+
+// TestCheckStreamFromAFile: a history file checked as a stream gets the
+// in-memory check's result, evidence included; a line that is no event is
+// malformed, with its line; a file that cannot be read is not.
+func TestCheckStreamFromAFile(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
+	processedA(b, 1).
+		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 2).
+		publish(2, "id9", "k1", model.ItemAdded, `{"sku":"a","qty":2}`).
+		at(histories.Ack, 2).at(histories.Done, 2).
+		observe("o1", `{"lines":{"a":2},"confirmed":false}`)
+	b.h.Header = histories.Header{Format: histories.Format, Version: histories.Version, Model: "orders"}
+	dir := t.TempDir()
+	path, err := histories.Save(&b.h, dir, "dup.jsonl")
+	require.NoError(t, err)
+	f, err := histories.Open(path)
+	require.NoError(t, err)
+	want := check(t, b, Options{})
+	require.Equal(t, Violation, want.Verdict)
+	require.NotEmpty(t, want.Findings[0].Evidence)
+	got, err := CheckStream(f, model.Orders{}, Options{})
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+
+	text, err := os.ReadFile(path)
+	require.NoError(t, err)
+	broken := filepath.Join(dir, "broken.jsonl")
+	require.NoError(t, os.WriteFile(broken, bytes.Replace(text, []byte(`"kind":"commit"`), []byte(`"kind":"comit"`), 1), 0o644))
+	bf, err := histories.Open(broken)
+	require.NoError(t, err)
+	_, err = CheckStream(bf, model.Orders{}, Options{})
+	require.ErrorIs(t, err, ErrMalformed)
+	require.ErrorContains(t, err, "broken.jsonl:4: unknown event kind")
+
+	require.NoError(t, os.Remove(path))
+	_, err = CheckStream(f, model.Orders{}, Options{})
+	require.ErrorIs(t, err, os.ErrNotExist)
+	require.NotErrorIs(t, err, ErrMalformed)
 }
 
 func TestCheckStateOfAnUntargetedAggregate(t *testing.T) {

@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -248,64 +247,25 @@ func (e *SyntaxError) Error() string {
 // Decode reads a history. name labels errors (a file name); errors are
 // *SyntaxError values naming the line.
 func Decode(r io.Reader, name string) (*History, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
-	fail := func(line int, format string, args ...any) error {
-		return &SyntaxError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)}
+	rd, err := NewReader(r, name)
+	if err != nil {
+		return nil, err
 	}
-	h := &History{}
-	line := 0
-	haveHeader := false
-	for sc.Scan() {
-		line++
-		raw := bytes.TrimSpace(sc.Bytes())
-		if len(raw) == 0 {
-			continue
-		}
-		if !haveHeader {
-			haveHeader = true
-			if err := strictUnmarshal(raw, &h.Header); err != nil {
-				return nil, fail(line, "header: %v", err)
-			}
-			if err := checkHeader(&h.Header); err != nil {
-				return nil, fail(line, "header: %v", err)
-			}
-			continue
-		}
+	h := &History{Header: rd.Header, name: name}
+	for {
 		var ev Event
-		if err := strictUnmarshal(raw, &ev); err != nil {
-			return nil, fail(line, "event: %v", err)
-		}
-		if !slices.Contains(knownKinds, ev.Kind) {
-			return nil, fail(line, "unknown event kind %q", ev.Kind)
-		}
-		if last := lastStep(h.Events); ev.Step <= last {
-			return nil, fail(line, "event step %d after step %d (steps increase from line to line)", ev.Step, last)
+		if err := rd.Next(&ev); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, err
 		}
 		h.Events = append(h.Events, ev)
-		h.lines = append(h.lines, line)
+		h.lines = append(h.lines, rd.Line())
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fail(line+1, "line longer than %d bytes", MaxLineBytes)
-		}
-		return nil, fmt.Errorf("%s: read: %w", name, err)
-	}
-	if !haveHeader {
-		return nil, fail(max(line, 1), "empty file: no header")
-	}
-	h.name = name
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}
 	return h, nil
-}
-
-func lastStep(evs []Event) int {
-	if len(evs) == 0 {
-		return 0
-	}
-	return evs[len(evs)-1].Step
 }
 
 func strictUnmarshal(raw []byte, v any) error {

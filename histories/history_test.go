@@ -3,6 +3,7 @@ package histories
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,7 +53,9 @@ func TestRoundTrip(t *testing.T) {
 	})
 }
 
-func TestDecodeErrorsNameTheLine(t *testing.T) {
+// brokenHistories are history files with something wrong, each with the
+// words its error must contain.
+func brokenHistories(t *testing.T) map[string]struct{ text, want string } {
 	var good bytes.Buffer
 	require.NoError(t, sample().Encode(&good))
 	lines := strings.Split(strings.TrimSpace(good.String()), "\n")
@@ -79,7 +82,11 @@ func TestDecodeErrorsNameTheLine(t *testing.T) {
 		"an attempt that ends twice": {lines[0] + "\n" + lines[1] + "\n" + lines[2] + "\n" + `{"step":3,"kind":"done","attempt":1}` + "\n" + `{"step":4,"kind":"crash","attempt":1}` + "\n",
 			`x.jsonl:5: crash event: attempt 1 has already ended`},
 	}
-	for name, c := range cases {
+	return cases
+}
+
+func TestDecodeErrorsNameTheLine(t *testing.T) {
+	for name, c := range brokenHistories(t) {
 		t.Run(name, func(t *testing.T) {
 			_, err := Decode(strings.NewReader(c.text), "x.jsonl")
 			require.ErrorContains(t, err, c.want)
@@ -87,6 +94,65 @@ func TestDecodeErrorsNameTheLine(t *testing.T) {
 			require.ErrorAs(t, err, &se)
 		})
 	}
+}
+
+// TestFileRefusesWhatDecodeRefuses: a history file read as a stream gives,
+// at the first of Open, a pass over its events, or Validate that fails,
+// the very error Decode gives.
+func TestFileRefusesWhatDecodeRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for name, c := range brokenHistories(t) {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, "x.jsonl")
+			require.NoError(t, os.WriteFile(path, []byte(c.text), 0o644))
+			_, want := Decode(strings.NewReader(c.text), path)
+			require.Error(t, want)
+			f, err := Open(path)
+			if err == nil {
+				err = f.Each(func(*Event) error { return nil })
+			}
+			if err == nil {
+				err = f.Validate()
+			}
+			require.Equal(t, want, err)
+		})
+	}
+}
+
+// TestFileReadsWhatDecodeReads: on every history of the corpus, a pass
+// over the file gives Decode's events, each a new one, and Len counts them.
+func TestFileReadsWhatDecodeReads(t *testing.T) {
+	files, err := filepath.Glob("testdata/corpus/*.jsonl")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, file := range files {
+		h, err := Load(file)
+		require.NoError(t, err)
+		f, err := Open(file)
+		require.NoError(t, err)
+		require.Equal(t, h.Header, f.Header)
+		require.Zero(t, f.Len())
+		var events []Event
+		var kept []*Event
+		require.NoError(t, f.Each(func(ev *Event) error {
+			events = append(events, *ev)
+			kept = append(kept, ev)
+			return nil
+		}))
+		require.Equal(t, h.Events, events, file)
+		for i := range kept { // what a reader kept was not overwritten
+			require.Equal(t, h.Events[i], *kept[i], file)
+		}
+		require.Equal(t, len(h.Events), f.Len())
+		require.NoError(t, f.Validate())
+
+		stop := errors.New("stop")
+		calls := 0
+		require.ErrorIs(t, f.Each(func(*Event) error { calls++; return stop }), stop)
+		require.Equal(t, 1, calls, "Each stops at its function's first error")
+	}
+	_, err = Open(filepath.Join(t.TempDir(), "missing.jsonl"))
+	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
 func TestDecodeRefusesEnormousLines(t *testing.T) {

@@ -9,84 +9,101 @@ import "fmt"
 // *SyntaxError values naming the line (when the history was read from a
 // file) or the step.
 func (h *History) Validate() error {
-	sent := make(map[string]string, len(h.Events)/4) // copy id -> key
-	type attempt struct{ ended bool }
-	attempts := attemptIndex[attempt]{}
+	v := validator{sent: make(map[string]string, len(h.Events)/4)}
 	for i := range h.Events {
-		ev := &h.Events[i]
-		fail := func(format string, args ...any) error {
-			return h.errorAt(i, fmt.Sprintf("%s event: ", ev.Kind)+fmt.Sprintf(format, args...))
-		}
-		needsAttempt := func() (*attempt, error) {
-			at := attempts.get(ev.Attempt)
-			if ev.Attempt <= 0 || at == nil {
-				return nil, fail("attempt %d was never delivered", ev.Attempt)
-			}
-			return at, nil
-		}
-		switch ev.Kind {
-		case Send:
-			m := ev.Message
-			if m == nil || m.ID == "" || m.Key == "" || m.Aggregate == "" || m.Type == "" {
-				return fail("a sent message needs an id, a key, an aggregate and a type")
-			}
-			if _, dup := sent[m.ID]; dup {
-				return fail("message id %q is sent twice (a redelivery is not a send)", m.ID)
-			}
-			sent[m.ID] = m.Key
-		case Deliver:
-			if ev.Message == nil {
-				return fail("no message")
-			}
-			key, ok := sent[ev.Message.ID]
-			if !ok {
-				return fail("message %q was never sent", ev.Message.ID)
-			}
-			if ev.Message.Key != "" && ev.Message.Key != key {
-				return fail("message %q was sent with key %q, delivered with key %q", ev.Message.ID, key, ev.Message.Key)
-			}
-			if ev.Attempt <= 0 || attempts.get(ev.Attempt) != nil {
-				return fail("attempt number %d is missing or used twice", ev.Attempt)
-			}
-			attempts.add(ev.Attempt)
-		case Done, Crash:
-			if ev.Attempt == 0 {
-				continue // a dispatcher's, or a crash between attempts
-			}
-			at, err := needsAttempt()
-			if err != nil {
-				return err
-			}
-			if at.ended {
-				return fail("attempt %d has already ended", ev.Attempt)
-			}
-			at.ended = true
-		case Commit, Write, Begin, Abort, Ack, Nack, AckLost:
-			if ev.Attempt == 0 {
-				if ev.Kind == Ack || ev.Kind == Nack || ev.Kind == AckLost {
-					return fail("an %s needs the attempt it belongs to", ev.Kind)
-				}
-				continue // a dispatcher's transaction
-			}
-			if _, err := needsAttempt(); err != nil {
-				return err
-			}
-		case Publish:
-			if ev.Message == nil || ev.Message.ID == "" || ev.Message.Type == "" {
-				return fail("a published output needs a message id and a type")
-			}
-			if ev.Attempt != 0 {
-				if _, err := needsAttempt(); err != nil {
-					return err
-				}
-			}
-		case Observe:
-			if ev.Aggregate == "" || len(ev.State) == 0 {
-				return fail("an observation needs an aggregate and a state")
-			}
+		if msg := v.check(&h.Events[i]); msg != "" {
+			return h.errorAt(i, msg)
 		}
 	}
 	return nil
+}
+
+// validator checks events one at a time, in order, against those before.
+type validator struct {
+	sent     map[string]string // copy id -> key
+	attempts attemptIndex[validatedAttempt]
+}
+
+type validatedAttempt struct{ ended bool }
+
+// check returns what is wrong with ev given the events before it, "" if
+// nothing.
+func (v *validator) check(ev *Event) string {
+	if v.sent == nil {
+		v.sent = map[string]string{}
+	}
+	fail := func(format string, args ...any) string {
+		return fmt.Sprintf("%s event: ", ev.Kind) + fmt.Sprintf(format, args...)
+	}
+	needsAttempt := func() (*validatedAttempt, string) {
+		at := v.attempts.get(ev.Attempt)
+		if ev.Attempt <= 0 || at == nil {
+			return nil, fail("attempt %d was never delivered", ev.Attempt)
+		}
+		return at, ""
+	}
+	switch ev.Kind {
+	case Send:
+		m := ev.Message
+		if m == nil || m.ID == "" || m.Key == "" || m.Aggregate == "" || m.Type == "" {
+			return fail("a sent message needs an id, a key, an aggregate and a type")
+		}
+		if _, dup := v.sent[m.ID]; dup {
+			return fail("message id %q is sent twice (a redelivery is not a send)", m.ID)
+		}
+		v.sent[m.ID] = m.Key
+	case Deliver:
+		if ev.Message == nil {
+			return fail("no message")
+		}
+		key, ok := v.sent[ev.Message.ID]
+		if !ok {
+			return fail("message %q was never sent", ev.Message.ID)
+		}
+		if ev.Message.Key != "" && ev.Message.Key != key {
+			return fail("message %q was sent with key %q, delivered with key %q", ev.Message.ID, key, ev.Message.Key)
+		}
+		if ev.Attempt <= 0 || v.attempts.get(ev.Attempt) != nil {
+			return fail("attempt number %d is missing or used twice", ev.Attempt)
+		}
+		v.attempts.add(ev.Attempt)
+	case Done, Crash:
+		if ev.Attempt == 0 {
+			return "" // a dispatcher's, or a crash between attempts
+		}
+		at, msg := needsAttempt()
+		if msg != "" {
+			return msg
+		}
+		if at.ended {
+			return fail("attempt %d has already ended", ev.Attempt)
+		}
+		at.ended = true
+	case Commit, Write, Begin, Abort, Ack, Nack, AckLost:
+		if ev.Attempt == 0 {
+			if ev.Kind == Ack || ev.Kind == Nack || ev.Kind == AckLost {
+				return fail("an %s needs the attempt it belongs to", ev.Kind)
+			}
+			return "" // a dispatcher's transaction
+		}
+		if _, msg := needsAttempt(); msg != "" {
+			return msg
+		}
+	case Publish:
+		if ev.Message == nil || ev.Message.ID == "" || ev.Message.Type == "" {
+			return fail("a published output needs a message id and a type")
+		}
+		if ev.Attempt != 0 {
+			if _, msg := needsAttempt(); msg != "" {
+				return msg
+			}
+		}
+	case Observe:
+		if ev.Aggregate == "" || len(ev.State) == 0 {
+			return fail("an observation needs an aggregate and a state")
+		}
+	}
+	return ""
 }
 
 // errorAt builds the error for event i.

@@ -95,15 +95,16 @@ func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) (int, 
 	return worst, nil
 }
 
-// checkOne checks one file and prints its verdict line; a file that cannot
-// be read gets one line on stderr (or a JSON object with "error").
+// checkOne checks one file, streamed from disk (a history of millions of
+// events is not held in memory), and prints its verdict line; a file that
+// cannot be read gets one line on stderr (or a JSON object with "error").
 func checkOne(stdout, stderr io.Writer, file string, policy checkers.Downstream, timeout time.Duration, verbose, asJSON, several bool) int {
-	h, err := loadHistory(file)
+	f, err := openHistory(file)
 	var res checkers.Result
 	if err == nil {
-		res, err = oncecheck.Check(h, policy, timeout)
+		res, err = oncecheck.CheckFile(f, policy, timeout)
 		if err != nil {
-			err = usagef("%s: %v", file, err)
+			err = usagef("%s", historyError(file, err))
 		}
 	}
 	if err != nil {
@@ -118,7 +119,16 @@ func checkOne(stdout, stderr io.Writer, file string, policy checkers.Downstream,
 		_ = json.NewEncoder(stdout).Encode(newVerdictJSON(file, res))
 		return exitCode(res.Verdict)
 	}
-	return printVerdict(stdout, file, h, res, verbose)
+	if res.Verdict == checkers.Violation && verbose {
+		// The explanation and timeline need the whole history.
+		h, err := loadHistory(file)
+		if err != nil {
+			fmt.Fprintf(stderr, "oncecheck check: %v\n", err)
+			return exitUsage
+		}
+		return printVerdict(stdout, file, h.Header, len(h.Events), h, res, verbose)
+	}
+	return printVerdict(stdout, file, f.Header, f.Len(), nil, res, verbose)
 }
 
 // worse orders exit codes by severity: unreadable input, then a violation,
@@ -154,25 +164,42 @@ func expand(args []string) ([]string, error) {
 
 func loadHistory(path string) (*histories.History, error) {
 	h, err := histories.Load(path)
-	if err == nil {
-		return h, nil
+	if err != nil {
+		return nil, usagef("%s", historyError(path, err))
 	}
+	return h, nil
+}
+
+func openHistory(path string) (*histories.File, error) {
+	f, err := histories.Open(path)
+	if err != nil {
+		return nil, usagef("%s", historyError(path, err))
+	}
+	return f, nil
+}
+
+// historyError says what is wrong with a history file: its own words for a
+// syntax error (they name the file and line), the path otherwise.
+func historyError(path string, err error) string {
 	var se *histories.SyntaxError
-	if errors.As(err, &se) {
-		return nil, usagef("%v", err)
+	switch {
+	case errors.As(err, &se) && se.File != "":
+		return err.Error()
+	case errors.Is(err, os.ErrNotExist):
+		return path + ": no such file"
+	case strings.Contains(err.Error(), path):
+		return err.Error()
 	}
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, usagef("%s: no such file", path)
-	}
-	return nil, usagef("%v", err)
+	return path + ": " + err.Error()
 }
 
 // printVerdict prints one verdict line (and the explanation when asked or
 // when failing) and returns the exit code.
-func printVerdict(w io.Writer, name string, h *histories.History, res checkers.Result, verbose bool) int {
+// h is needed only for a verbose violation.
+func printVerdict(w io.Writer, name string, hd histories.Header, events int, h *histories.History, res checkers.Result, verbose bool) int {
 	switch res.Verdict {
 	case checkers.Pass:
-		fmt.Fprintf(w, "%s: PASS (%s, %s)\n", name, plural(len(h.Header.Workload), "logical message"), plural(len(h.Events), "event"))
+		fmt.Fprintf(w, "%s: PASS (%s, %s)\n", name, plural(len(hd.Workload), "logical message"), plural(events, "event"))
 	case checkers.Inconclusive:
 		fmt.Fprintf(w, "%s: INCONCLUSIVE: %s\n", name, res.Reason)
 	default:
@@ -184,8 +211,8 @@ func printVerdict(w io.Writer, name string, h *histories.History, res checkers.R
 			printExplanation(w, h, res)
 		}
 	}
-	if h.Header.Verdict != "" && !sameOutcome(h.Header, res) {
-		fmt.Fprintf(w, "note: the run that saved this history concluded %s %v\n", h.Header.Verdict, h.Header.Anomalies)
+	if hd.Verdict != "" && !sameOutcome(hd, res) {
+		fmt.Fprintf(w, "note: the run that saved this history concluded %s %v\n", hd.Verdict, hd.Anomalies)
 	}
 	return exitCode(res.Verdict)
 }

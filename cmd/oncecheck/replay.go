@@ -62,5 +62,5 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 	default:
 		fmt.Fprintf(stdout, "replay DIFFERS from the saved history at step %d: the run is not deterministic, or the strategy's code changed since it was saved\n", step)
 	}
-	return printVerdict(stdout, files[0], replayed, res, *verbose), nil
+	return printVerdict(stdout, files[0], replayed.Header, len(replayed.Events), replayed, res, *verbose), nil
 }
