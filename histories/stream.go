@@ -42,6 +42,7 @@ type Reader struct {
 	Header Header
 
 	sc   *bufio.Scanner
+	fast fastDecoder
 	name string
 	line int // line of the last thing read
 	last int // step of the last event
@@ -77,8 +78,11 @@ func (rd *Reader) Next(ev *Event) error {
 		return err
 	}
 	*ev = Event{}
-	if err := strictUnmarshal(raw, ev); err != nil {
-		return rd.fail(rd.line, "event: %v", err)
+	if !rd.fast.decode(raw, ev) {
+		*ev = Event{}
+		if err := strictUnmarshal(raw, ev); err != nil {
+			return rd.fail(rd.line, "event: %v", err)
+		}
 	}
 	if !slices.Contains(knownKinds, ev.Kind) {
 		return rd.fail(rd.line, "unknown event kind %q", ev.Kind)
