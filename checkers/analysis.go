@@ -138,17 +138,10 @@ func invalid(ev *histories.Event, what string) error {
 	return fmt.Errorf("%w: step %d (%s): %s", errInvalid, ev.Step, ev.Kind, what)
 }
 
-// publication is a publish event, as much of it as the analysis needs
-// once the event itself is gone.
-type publication struct {
-	msg                 *model.Message
-	Step, Attempt, Pass int
-}
-
 // digest is the analysis proper. It reads the events once.
 func (a *analysis) digest(policy Downstream, guess int) error {
 	byID := make(map[string]*logical, guess) // copy id -> logical message
-	var outputs []publication
+	outputs := newOutputCollector(guess)
 	// Messages and attempts are allocated in slabs of up to 256.
 	slab := min(256, guess)
 	var logicalSlab []logical
@@ -243,7 +236,7 @@ func (a *analysis) digest(policy Downstream, guess int) error {
 			if ev.Attempt != 0 && a.attempts.get(ev.Attempt) == nil {
 				return invalid(ev, "attempt never delivered")
 			}
-			outputs = append(outputs, publication{msg: ev.Message, Step: ev.Step, Attempt: ev.Attempt, Pass: ev.Pass})
+			outputs.add(a, ev)
 		case histories.Observe:
 			if ev.Aggregate == "" || len(ev.State) == 0 {
 				return invalid(ev, "an observation needs an aggregate and a state")
@@ -293,78 +286,144 @@ func (a *analysis) digest(policy Downstream, guess int) error {
 		a.perAgg[agg] = append(a.perAgg[agg], l)
 	}
 	sort.Strings(a.aggregates)
-	return a.collectOutputs(outputs, policy)
+	return outputs.finish(a, policy)
 }
 
-// collectOutputs groups published outputs by message id and attaches them to
-// their logical message, recording order-independent problems.
-func (a *analysis) collectOutputs(events []publication, policy Downstream) error {
-	seen := make(map[string]*output, len(events))
-	var slab []output // outputs are allocated in slabs of up to 256
-	for i := range events {
-		ev := &events[i]
-		m := ev.msg
-		payload, err := a.canon.payload(m.Payload)
-		if err != nil {
-			return fmt.Errorf("step %d (publish): payload is not JSON: %v", ev.Step, err)
+// outputCollector groups published outputs by message id, as the events
+// come, and attaches each to its logical message. The usual publication,
+// the first copy of an output whose cause was sent before it, is settled
+// at once and its event let go; the others (further copies of an id, an
+// unknown cause), whose findings depend on how attempts ended, are settled
+// after the last event, in the order they were published.
+type outputCollector struct {
+	seen       map[string]*output
+	later      []publication
+	laterIDs   map[string]bool
+	slab       []output // outputs are allocated in slabs of up to 256
+	badPayload error    // the first payload that is not JSON
+}
+
+// publication is a publish event, as much of it as the analysis needs
+// once the event is gone.
+type publication struct {
+	ID, Causation       string
+	Content             model.Output // type and canonical payload
+	Step, Attempt, Pass int
+}
+
+func newOutputCollector(guess int) *outputCollector {
+	return &outputCollector{seen: make(map[string]*output, guess), laterIDs: map[string]bool{}}
+}
+
+// add takes a publish event.
+func (c *outputCollector) add(a *analysis, ev *histories.Event) {
+	m := ev.Message
+	payload, err := a.canon.payload(m.Payload)
+	if err != nil {
+		if c.badPayload == nil {
+			c.badPayload = fmt.Errorf("step %d (publish): payload is not JSON: %v", ev.Step, err)
 		}
-		content := model.Output{Type: m.Type, Payload: payload}
-		ghostly := false
-		if at := a.attempts.get(ev.Attempt); ev.Attempt != 0 && at != nil && at.Wrote && !at.Committed {
-			ghostly = true
+		return
+	}
+	p := publication{ID: m.ID, Causation: m.Causation, Content: model.Output{Type: m.Type, Payload: payload},
+		Step: ev.Step, Attempt: ev.Attempt, Pass: ev.Pass}
+	l := a.logicals[m.Causation]
+	if l == nil || c.seen[m.ID] != nil || c.laterIDs[m.ID] {
+		c.later = append(c.later, p)
+		c.laterIDs[m.ID] = true
+		return
+	}
+	if len(c.slab) == 0 {
+		c.slab = make([]output, min(256, cap(a.list)))
+	}
+	o := &c.slab[0]
+	c.slab = c.slab[1:]
+	*o = output{ID: p.ID, Causation: p.Causation, Content: p.Content, Step: p.Step, Attempt: p.Attempt, Pass: p.Pass, Copies: 1}
+	l.Outputs = append(l.Outputs, o)
+	c.seen[m.ID] = o
+}
+
+// finish settles, once every attempt has ended, whether each output is a
+// ghost's, then the publications left for later, recording the problems
+// they show.
+func (c *outputCollector) finish(a *analysis, policy Downstream) error {
+	if c.badPayload != nil {
+		return c.badPayload
+	}
+	for _, l := range a.list {
+		for _, o := range l.Outputs {
+			o.Ghostly = a.ghostly(o.Attempt)
 		}
-		if prev := seen[m.ID]; prev != nil {
-			prev.Copies++
-			if prev.Content.String() != content.String() || prev.Causation != m.Causation {
-				f := Finding{
-					Anomaly: Inconsistent, Keys: keysOf(prev.Causation, m.Causation),
-					Text: fmt.Sprintf("output id %q was published with two contents: %s (step %d) and %s (step %d)",
-						m.ID, prev.Content, prev.Step, content, ev.Step),
-				}
-				prevGhostly := prev.Ghostly
-				if prevGhostly && !ghostly {
-					// The committed attempt's content is the message's
-					// output; the ghost's is reported here.
-					a.replaceOutput(m.Causation, m.ID, content)
-				}
-				if prevGhostly != ghostly {
-					f.Anomaly = Ghost
-					f.Text += fmt.Sprintf("; the first was published by attempt %d, whose state change never committed", prev.Attempt)
-					if ghostly {
-						f.Text = strings.Replace(f.Text, "the first", "the second", 1)
-						f.Text = strings.Replace(f.Text, fmt.Sprintf("attempt %d,", prev.Attempt), fmt.Sprintf("attempt %d,", ev.Attempt), 1)
-					}
-				}
-				a.problems = append(a.problems, f)
-			} else if policy == DownstreamNone && prev.Copies == 2 {
-				a.problems = append(a.problems, Finding{
-					Anomaly: Duplicate, Keys: keysOf(m.Causation),
-					Text: fmt.Sprintf("output %s (id %q) was published more than once (steps %d and %d); --downstream=none allows one copy",
-						content, m.ID, prev.Step, ev.Step),
-				})
-			}
-			continue
+	}
+	reordered := map[*logical]bool{}
+	for i := range c.later {
+		if l := c.settle(a, &c.later[i], policy); l != nil {
+			reordered[l] = true
 		}
-		l := a.logicals[m.Causation]
-		if l == nil {
-			seen[m.ID] = &output{ID: m.ID, Causation: m.Causation, Content: content, Step: ev.Step, Attempt: ev.Attempt, Copies: 1, Ghostly: ghostly}
-			a.problems = append(a.problems, Finding{
-				Anomaly: Ghost,
-				Text:    fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", content, m.ID, ev.Step, m.Causation),
-			})
-			continue
-		}
-		if len(slab) == 0 {
-			slab = make([]output, min(256, len(events)))
-		}
-		o := &slab[0]
-		slab = slab[1:]
-		*o = output{ID: m.ID, Causation: m.Causation, Content: content, Step: ev.Step,
-			Attempt: ev.Attempt, Pass: ev.Pass, Copies: 1, Ghostly: ghostly}
-		l.Outputs = append(l.Outputs, o)
-		seen[m.ID] = o
+	}
+	for l := range reordered { // outputs settled late go where their step puts them
+		slices.SortStableFunc(l.Outputs, func(x, y *output) int { return x.Step - y.Step })
 	}
 	return nil
+}
+
+// ghostly reports whether attempt n wrote state in a transaction and never
+// committed one: what it published was computed from a state change that
+// never happened.
+func (a *analysis) ghostly(n int) bool {
+	at := a.attempts.get(n)
+	return n != 0 && at != nil && at.Wrote && !at.Committed
+}
+
+// settle takes a publication left for later; it returns the logical
+// message it gave a new output to, if any.
+func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream) *logical {
+	content, ghostly := p.Content, a.ghostly(p.Attempt)
+	if prev := c.seen[p.ID]; prev != nil {
+		prev.Copies++
+		if prev.Content.String() != content.String() || prev.Causation != p.Causation {
+			f := Finding{
+				Anomaly: Inconsistent, Keys: keysOf(prev.Causation, p.Causation),
+				Text: fmt.Sprintf("output id %q was published with two contents: %s (step %d) and %s (step %d)",
+					p.ID, prev.Content, prev.Step, content, p.Step),
+			}
+			prevGhostly := prev.Ghostly
+			if prevGhostly && !ghostly {
+				// The committed attempt's content is the message's
+				// output; the ghost's is reported here.
+				a.replaceOutput(p.Causation, p.ID, content)
+			}
+			if prevGhostly != ghostly {
+				f.Anomaly = Ghost
+				f.Text += fmt.Sprintf("; the first was published by attempt %d, whose state change never committed", prev.Attempt)
+				if ghostly {
+					f.Text = strings.Replace(f.Text, "the first", "the second", 1)
+					f.Text = strings.Replace(f.Text, fmt.Sprintf("attempt %d,", prev.Attempt), fmt.Sprintf("attempt %d,", p.Attempt), 1)
+				}
+			}
+			a.problems = append(a.problems, f)
+		} else if policy == DownstreamNone && prev.Copies == 2 {
+			a.problems = append(a.problems, Finding{
+				Anomaly: Duplicate, Keys: keysOf(p.Causation),
+				Text: fmt.Sprintf("output %s (id %q) was published more than once (steps %d and %d); --downstream=none allows one copy",
+					content, p.ID, prev.Step, p.Step),
+			})
+		}
+		return nil
+	}
+	o := &output{ID: p.ID, Causation: p.Causation, Content: content, Step: p.Step, Attempt: p.Attempt, Copies: 1, Ghostly: ghostly}
+	c.seen[p.ID] = o
+	l := a.logicals[p.Causation]
+	if l == nil {
+		a.problems = append(a.problems, Finding{
+			Anomaly: Ghost,
+			Text:    fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", content, p.ID, p.Step, p.Causation),
+		})
+		return nil
+	}
+	o.Pass = p.Pass
+	l.Outputs = append(l.Outputs, o)
+	return l
 }
 
 func keysOf(keys ...string) []string {

@@ -28,7 +28,8 @@ family ./checkers '^BenchmarkCheck$/1000$' 50x
 family ./checkers '^BenchmarkCheck$/10000$' 10x
 family ./checkers '^BenchmarkCheck$/100000$' 3x
 family ./checkers '^BenchmarkCheck$/1000000$' 2x
-# Alone in its process, so that the peak memory belongs to one check.
-family ./checkers '^BenchmarkCheckPeakMemory$' 1x
+# Each alone in its process, so that the peak memory belongs to one check.
+family ./checkers '^BenchmarkCheckPeakMemory$/^file$' 1x
+family ./checkers '^BenchmarkCheckPeakMemory$/^in-memory$' 1x
 echo >&2
 "$go" run ./internal/benchtable "$out"
