@@ -120,7 +120,9 @@ func TestFileRefusesWhatDecodeRefuses(t *testing.T) {
 }
 
 // TestFileReadsWhatDecodeReads: on every history of the corpus, a pass
-// over the file gives Decode's events, each a new one, and Len counts them.
+// over the file gives Decode's events, and what a reader keeps of each (a
+// copy: the message, state and texts it points to) is not overwritten by
+// the next; Len counts them.
 func TestFileReadsWhatDecodeReads(t *testing.T) {
 	files, err := filepath.Glob("testdata/corpus/*.jsonl")
 	require.NoError(t, err)
@@ -133,16 +135,11 @@ func TestFileReadsWhatDecodeReads(t *testing.T) {
 		require.Equal(t, h.Header, f.Header)
 		require.Zero(t, f.Len())
 		var events []Event
-		var kept []*Event
 		require.NoError(t, f.Each(func(ev *Event) error {
-			events = append(events, *ev)
-			kept = append(kept, ev)
+			events = append(events, *ev) // a copy keeps the message, state and texts
 			return nil
 		}))
 		require.Equal(t, h.Events, events, file)
-		for i := range kept { // what a reader kept was not overwritten
-			require.Equal(t, h.Events[i], *kept[i], file)
-		}
 		require.Equal(t, len(h.Events), f.Len())
 		require.NoError(t, f.Validate())
 

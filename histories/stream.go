@@ -16,7 +16,9 @@ import (
 // still be checked.
 type Stream interface {
 	// Each calls fn with every event in step order and stops at the
-	// first error, which it returns. fn may keep the events it is given.
+	// first error, which it returns. fn may keep what an event points to
+	// (its message, state and texts, which are never overwritten) but not
+	// the event itself: a *File decodes every event into the same Event.
 	Each(fn func(ev *Event) error) error
 	// Validate checks the events as History.Validate does.
 	Validate() error
@@ -146,32 +148,34 @@ func Open(path string) (*File, error) {
 	return &File{Path: path, Header: rd.Header}, nil
 }
 
-// Each reads the file's events in order and calls fn with each, a new
-// Event every time (fn may keep it), stopping at the first error: fn's, or
-// a *SyntaxError for a line that is no event.
+// Each reads the file's events in order and calls fn with each, stopping
+// at the first error: fn's, or a *SyntaxError for a line that is no event.
+// Every event is decoded into the same Event, each into a new message,
+// state and texts: fn may keep those, not the event.
 func (f *File) Each(fn func(ev *Event) error) error {
-	return f.each(func(ev *Event, _ int) error { return fn(ev) }, nil)
+	var ev Event
+	return f.each(func(ev *Event, _ int) error { return fn(ev) }, &ev)
 }
 
 // Validate checks the file's events as History.Validate does (errors
 // name the line), in a pass of its own.
 func (f *File) Validate() error {
 	var v validator
+	var ev Event
 	return f.each(func(ev *Event, line int) error {
 		if msg := v.check(ev); msg != "" {
 			return &SyntaxError{File: f.Path, Line: line, Msg: msg}
 		}
 		return nil
-	}, new(Event))
+	}, &ev)
 }
 
 // Len returns the number of events the last complete pass over the file
 // read, 0 before one.
 func (f *File) Len() int { return f.events }
 
-// each reads the events, decoding each into reuse, or into a new Event
-// when reuse is nil.
-func (f *File) each(fn func(ev *Event, line int) error, reuse *Event) error {
+// each reads the events, decoding each into ev.
+func (f *File) each(fn func(ev *Event, line int) error, ev *Event) error {
 	file, err := os.Open(f.Path)
 	if err != nil {
 		return err
@@ -183,10 +187,6 @@ func (f *File) each(fn func(ev *Event, line int) error, reuse *Event) error {
 	}
 	n := 0
 	for {
-		ev := reuse
-		if ev == nil {
-			ev = new(Event)
-		}
 		if err := rd.Next(ev); err == io.EOF {
 			break
 		} else if err != nil {

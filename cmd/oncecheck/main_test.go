@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,10 +130,28 @@ func TestCheckSeveralFilesJSONAndShow(t *testing.T) {
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr, "bad.jsonl:1: header:")
 
+	// A file is streamed, and what is wrong deep in it is named by its line.
+	good, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	lines := strings.SplitAfter(strings.TrimSpace(string(good)), "\n")
+	last := len(lines) - 1 // an observation
+	require.Contains(t, lines[last], `"kind":"observe"`)
+	for what, want := range map[string]string{
+		`"kind":"teleport"`: `unknown event kind "teleport"`,
+		`"kind":"ack"`:      "ack event: an ack needs the attempt it belongs to",
+	} {
+		broken := filepath.Join(t.TempDir(), "broken.jsonl")
+		text := strings.Join(lines[:last], "") + strings.Replace(lines[last], `"kind":"observe"`, what, 1)
+		require.NoError(t, os.WriteFile(broken, []byte(text), 0o644))
+		code, _, stderr = cli(t, "check", broken)
+		require.Equal(t, exitUsage, code, stderr)
+		require.Contains(t, stderr, fmt.Sprintf("broken.jsonl:%d: %s", last+1, want))
+	}
+
 	// --json: one object per file.
 	code, out, _ = cli(t, "check", "--json", files[0], files[1], files[2], bad)
 	require.Equal(t, exitUsage, code)
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 4)
 	var verdicts []string
 	for _, l := range lines {
@@ -148,6 +167,13 @@ func TestCheckSeveralFilesJSONAndShow(t *testing.T) {
 			failing = f
 		}
 	}
+	// -v explains a violation from the whole history, evidence included.
+	code, out, _ = cli(t, "check", "-v", failing)
+	require.Equal(t, exitViolation, code)
+	require.Contains(t, out, "What went wrong:")
+	require.Contains(t, out, "evidence: attempt #")
+	require.Contains(t, out, "Workload (")
+
 	code, out, _ = cli(t, "replay", "--json", failing)
 	require.Equal(t, exitViolation, code)
 	var rv verdictJSON

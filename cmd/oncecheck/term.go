@@ -73,6 +73,27 @@ func (p *progress) update(done, total int) {
 	p.drawn = true
 }
 
+// count reports progress towards no known total: done things (what names
+// them) so far, on the same schedule as update.
+func (p *progress) count(done int, what string) {
+	now := time.Now()
+	every := 5 * time.Second
+	if p.terminal {
+		every = 100 * time.Millisecond
+	}
+	if now.Sub(p.last) < every {
+		return
+	}
+	p.last = now
+	rate := float64(done) / now.Sub(p.start).Seconds()
+	if !p.terminal {
+		fmt.Fprintf(p.w, "  %d %s (%.0f/s)\n", done, what, rate)
+		return
+	}
+	fmt.Fprintf(p.w, "\r  %d %s  %.0f/s ", done, what, rate)
+	p.drawn = true
+}
+
 func (p *progress) done() {
 	if p.drawn {
 		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 80))
