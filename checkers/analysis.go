@@ -16,7 +16,6 @@ import (
 type logical struct {
 	Key       string
 	Msg       *model.Message // the first copy sent
-	Copies    []string       // message ids of its copies, in send order
 	Call      int            // step of the first delivery of any copy (send step if never delivered)
 	Return    int            // step at which its last attempt ended
 	Delivered bool
@@ -24,9 +23,8 @@ type logical struct {
 	attempts  int       // deliveries of its copies
 	commits   int       // attempts that committed
 	committed int       // step of its first commit, 0 if none
-	// Room for the usual single copy and single output, so that they take
-	// no allocation of their own.
-	copy0   [1]string
+	// Room for the usual single output, so that it takes no allocation
+	// of its own.
 	output0 [1]*output
 }
 
@@ -59,7 +57,6 @@ type attempt struct {
 // analysis is a history digested for checking.
 type analysis struct {
 	logicals    map[string]*logical
-	order       []string   // keys in send order
 	list        []*logical // the logical messages in send order
 	aggregates  []string   // sorted
 	observed    map[string]model.State
@@ -86,7 +83,6 @@ func analyze(src histories.Stream, policy Downstream) (*analysis, error) {
 		src:      src,
 		canon:    canonicalizer{},
 		logicals: make(map[string]*logical, guess),
-		order:    make([]string, 0, guess),
 		list:     make([]*logical, 0, guess),
 		observed: map[string]model.State{},
 		attempts: newAttemptTable(events),
@@ -163,14 +159,12 @@ func (a *analysis) digest(policy Downstream, guess int) error {
 				}
 				l, logicalSlab = &logicalSlab[0], logicalSlab[1:]
 				*l = logical{Key: ev.Message.Key, Msg: ev.Message, Call: ev.Step}
-				l.Copies, l.Outputs = l.copy0[:0], l.output0[:0]
+				l.Outputs = l.output0[:0]
 				a.logicals[l.Key] = l
-				a.order = append(a.order, l.Key)
 				a.list = append(a.list, l)
 			} else if l.Msg.Aggregate != ev.Message.Aggregate || l.Msg.Type != ev.Message.Type || string(l.Msg.Payload) != string(ev.Message.Payload) {
 				return fmt.Errorf("step %d (send): copy %q of key %q differs from the first copy in aggregate, type or payload", ev.Step, ev.Message.ID, l.Key)
 			}
-			l.Copies = append(l.Copies, ev.Message.ID)
 			byID[ev.Message.ID] = l
 		case histories.Deliver:
 			if ev.Message == nil {

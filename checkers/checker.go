@@ -293,15 +293,14 @@ func operations(a *analysis, m model.Model, aggs []string) ([]porcupine.Operatio
 	for _, agg := range aggs {
 		wanted[agg] = true
 	}
-	ops := make([]porcupine.Operation, 0, len(a.order)+len(aggs))
-	for i, k := range a.order {
-		l := a.logicals[k]
+	ops := make([]porcupine.Operation, 0, len(a.list)+len(aggs))
+	for i, l := range a.list {
 		if !wanted[l.Msg.Aggregate] {
 			continue
 		}
 		msg := l.Msg
 		ops = append(ops, porcupine.Operation{
-			ClientId: i, Input: &opInput{Aggregate: msg.Aggregate, Key: k, Msg: msg},
+			ClientId: i, Input: &opInput{Aggregate: msg.Aggregate, Key: l.Key, Msg: msg},
 			Call: int64(l.Call), Output: &opOutput{Outputs: l.contents()}, Return: int64(l.Return),
 		})
 	}
@@ -312,7 +311,7 @@ func operations(a *analysis, m model.Model, aggs []string) ([]porcupine.Operatio
 			return nil, fmt.Errorf("no final state observed for aggregate %q", agg)
 		}
 		ops = append(ops, porcupine.Operation{
-			ClientId: len(a.order), Input: &opInput{Aggregate: agg}, Call: final,
+			ClientId: len(a.list), Input: &opInput{Aggregate: agg}, Call: final,
 			Output: &opOutput{State: st}, Return: final,
 		})
 	}
@@ -445,7 +444,7 @@ func (a *analysis) witness(m model.Model, agg string) bool {
 func (a *analysis) unwitnessed(m model.Model) []string {
 	explained := make([]bool, len(a.aggregates))
 	workers := min(runtime.GOMAXPROCS(0), len(a.aggregates))
-	if len(a.order) < 1000 {
+	if len(a.list) < 1000 {
 		// A goroutine costs more than a small history's witness.
 		for i, agg := range a.aggregates {
 			explained[i] = a.witness(m, agg)
