@@ -107,13 +107,19 @@ func TestCheckLostMessage(t *testing.T) {
 	require.Contains(t, res.Findings[0].Text, "had no effect")
 }
 
-func TestCheckDuplicate(t *testing.T) {
+// appliedTwice is a history in which m1 (k1) is delivered twice and its
+// effect applied twice.
+func appliedTwice() *builder {
 	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
-	processedA(b, 1).
+	return processedA(b, 1).
 		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 2).
 		publish(2, "id9", "k1", model.ItemAdded, `{"sku":"a","qty":2}`).
 		at(histories.Ack, 2).at(histories.Done, 2).
 		observe("o1", `{"lines":{"a":2},"confirmed":false}`)
+}
+
+func TestCheckDuplicate(t *testing.T) {
+	b := appliedTwice()
 	res := check(t, b, Options{})
 	require.Equal(t, Violation, res.Verdict)
 	require.Equal(t, []Anomaly{Duplicate}, res.Anomalies)
@@ -237,12 +243,7 @@ func TestCheckMalformed(t *testing.T) {
 // in-memory check's result, evidence included; a line that is no event is
 // malformed, with its line; a file that cannot be read is not.
 func TestCheckStreamFromAFile(t *testing.T) {
-	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
-	processedA(b, 1).
-		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 2).
-		publish(2, "id9", "k1", model.ItemAdded, `{"sku":"a","qty":2}`).
-		at(histories.Ack, 2).at(histories.Done, 2).
-		observe("o1", `{"lines":{"a":2},"confirmed":false}`)
+	b := appliedTwice()
 	b.h.Header = histories.Header{Format: histories.Format, Version: histories.Version, Model: "orders"}
 	dir := t.TempDir()
 	path, err := histories.Save(&b.h, dir, "dup.jsonl")

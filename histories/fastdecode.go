@@ -31,120 +31,108 @@ const internLimit = 1 << 14
 // did; when it did not, ev is to be reset and decoded again.
 func (d *fastDecoder) decode(line []byte, ev *Event) bool {
 	d.b, d.i = line, 0
-	if !d.eat('{') {
-		return false
-	}
-	var seen uint16
-	for first := true; ; first = false {
-		if d.eat('}') {
-			return d.i == len(d.b)
-		}
-		if !first && !d.eat(',') {
-			return false
-		}
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
-		bit := uint16(0)
-		switch string(key) {
-		case "step":
-			bit, ok = 1<<0, d.int(&ev.Step)
-		case "kind":
+	return d.object(eventFields[:], func(field int) (ok bool) {
+		switch field {
+		case 0:
+			return d.int(&ev.Step)
+		case 1:
 			var kind string
-			bit = 1 << 1
 			kind, ok = d.text(true)
 			ev.Kind = Kind(kind)
-		case "process":
-			bit = 1 << 2
+		case 2:
 			ev.Process, ok = d.text(true)
-		case "attempt":
-			bit, ok = 1<<3, d.int(&ev.Attempt)
-		case "pass":
-			bit, ok = 1<<4, d.int(&ev.Pass)
-		case "tx":
-			bit, ok = 1<<5, d.int(&ev.Tx)
-		case "message":
-			bit = 1 << 6
+		case 3:
+			return d.int(&ev.Attempt)
+		case 4:
+			return d.int(&ev.Pass)
+		case 5:
+			return d.int(&ev.Tx)
+		case 6:
 			ev.Message, ok = d.message()
-		case "point":
-			bit = 1 << 7
+		case 7:
 			ev.Point, ok = d.text(true)
-		case "aggregate":
-			bit = 1 << 8
+		case 8:
 			ev.Aggregate, ok = d.text(true)
-		case "detail":
-			bit = 1 << 9
+		case 9:
 			ev.Detail, ok = d.text(false)
-		case "fault":
-			bit = 1 << 10
+		case 10:
 			ev.Fault, ok = d.text(true)
-		case "state":
+		case 11:
 			// Without whitespace, the value is already in the compact
 			// form model.State's decoder makes of it.
 			var raw json.RawMessage
-			bit = 1 << 11
 			raw, ok = d.raw()
 			ev.State = model.State(raw)
-		default: // a key encoding/json is to judge
-			return false
 		}
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-	}
+		return ok
+	}) && d.i == len(d.b)
 }
+
+// The JSON names of the fields of an Event and of a model.Message.
+var (
+	eventFields   = [...]string{"step", "kind", "process", "attempt", "pass", "tx", "message", "point", "aggregate", "detail", "fault", "state"}
+	messageFields = [...]string{"id", "key", "aggregate", "type", "payload", "position", "version", "causation"}
+)
 
 // message decodes a message object.
 func (d *fastDecoder) message() (*model.Message, bool) {
-	if !d.eat('{') {
-		return nil, false
-	}
 	m := &model.Message{}
-	var seen uint8
+	return m, d.object(messageFields[:], func(field int) (ok bool) {
+		switch field {
+		case 0:
+			m.ID, ok = d.text(false)
+		case 1:
+			m.Key, ok = d.text(false)
+		case 2:
+			m.Aggregate, ok = d.text(true)
+		case 3:
+			m.Type, ok = d.text(true)
+		case 4:
+			m.Payload, ok = d.raw()
+		case 5:
+			return d.int64(&m.Position)
+		case 6:
+			return d.int64(&m.Version)
+		case 7:
+			m.Causation, ok = d.text(false)
+		}
+		return ok
+	})
+}
+
+// object scans an object whose keys are among fields, each at most once,
+// and has value scan the value of fields[i]. A key not in fields (one
+// encoding/json is to judge) gives up.
+func (d *fastDecoder) object(fields []string, value func(field int) bool) bool {
+	if !d.eat('{') {
+		return false
+	}
+	var seen uint32
+	next := 0
 	for first := true; ; first = false {
 		if d.eat('}') {
-			return m, true
+			return true
 		}
 		if !first && !d.eat(',') {
-			return nil, false
+			return false
 		}
 		key, ok := d.key()
 		if !ok {
-			return nil, false
+			return false
 		}
-		bit := uint8(0)
-		switch string(key) {
-		case "id":
-			bit = 1 << 0
-			m.ID, ok = d.text(false)
-		case "key":
-			bit = 1 << 1
-			m.Key, ok = d.text(false)
-		case "aggregate":
-			bit = 1 << 2
-			m.Aggregate, ok = d.text(true)
-		case "type":
-			bit = 1 << 3
-			m.Type, ok = d.text(true)
-		case "payload":
-			bit = 1 << 4
-			m.Payload, ok = d.raw()
-		case "position":
-			bit, ok = 1<<5, d.int64(&m.Position)
-		case "version":
-			bit, ok = 1<<6, d.int64(&m.Version)
-		case "causation":
-			bit = 1 << 7
-			m.Causation, ok = d.text(false)
-		default:
-			return nil, false
+		// Keys come in the order of the fields (as encoding/json writes
+		// them): the search starts after the last one found.
+		field := -1
+		for j := range fields {
+			if i := (next + j) % len(fields); string(key) == fields[i] {
+				field, next = i, i+1
+				break
+			}
 		}
-		if !ok || seen&bit != 0 {
-			return nil, false
+		if field < 0 || seen&(1<<field) != 0 || !value(field) {
+			return false
 		}
-		seen |= bit
+		seen |= 1 << field
 	}
 }
 

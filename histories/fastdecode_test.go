@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
@@ -129,4 +130,34 @@ func FuzzFastDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		sameAsEncodingJSON(t, line)
 	})
+}
+
+// BenchmarkDecodeEvent decodes every event line of the corpus, by the
+// fast decoder (as Reader does) and by encoding/json alone, alternating.
+func BenchmarkDecodeEvent(b *testing.B) {
+	lines := corpusLines(b)
+	var fast, slow time.Duration
+	var d fastDecoder
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		for _, line := range lines {
+			var ev Event
+			if !d.decode(line, &ev) {
+				b.Fatalf("the fast decoder gave up on %s", line)
+			}
+		}
+		fast += time.Since(start)
+		start = time.Now()
+		for _, line := range lines {
+			var ev Event
+			if err := strictUnmarshal(line, &ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		slow += time.Since(start)
+	}
+	perLine := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / float64(len(lines)) }
+	b.ReportMetric(perLine(fast), "fast-ns/line")
+	b.ReportMetric(perLine(slow), "encoding/json-ns/line")
+	b.ReportMetric(float64(slow)/float64(fast), "speed-up")
 }

@@ -172,6 +172,9 @@ func checker(w *tabwriter.Writer, res results) {
 	if small > 0 && large > 0 {
 		fmt.Fprintf(w, "ns/msg 1,000,000 / 10,000\t\t\t%.2f\t%s\t\n", large/small, verdict(large/small <= 1.5))
 	}
+	if d := res["DecodeEvent"]; d != nil {
+		fmt.Fprintf(w, "event lines decoded, speed-up on encoding/json\t\t\t%.1f\t\t\n", d["speed-up"])
+	}
 	if p := res["CheckPeakMemory/file"]; p != nil {
 		fmt.Fprintf(w, "peak MiB at 1,000,000, from the file\t\t\t%.0f\t%s\t\n", p["MiB-peak"], verdict(p["MiB-peak"] < 2048))
 	}
