@@ -198,6 +198,54 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckScaling measures how the check's time per logical message
+// grows from 10,000 to 1,000,000 messages, the two sizes alternating in one
+// benchmark so that the machine's drift weighs on both: an iteration
+// checks the 10,000-message history 100 times and one 1,000,000-message
+// history (built before its check and dropped after it, so that the small
+// checks run in a small heap, as they would alone), each first every
+// other time.
+func BenchmarkCheckScaling(b *testing.B) {
+	const small, large, reps = 10_000, 1_000_000, 100
+	m := model.Orders{}
+	hs := synthetic(small, 1000)
+	var tSmall, tLarge time.Duration
+	check := func(h *histories.History) {
+		res, err := Check(h, m, Options{Timeout: time.Hour})
+		if err != nil || res.Verdict != Pass {
+			b.Fatalf("%v %v", err, res.Verdict)
+		}
+	}
+	checkSmall := func() {
+		runtime.GC()
+		start := time.Now()
+		for range reps {
+			check(hs)
+		}
+		tSmall += time.Since(start)
+	}
+	checkLarge := func() {
+		hl := synthetic(large, 1000)
+		runtime.GC()
+		start := time.Now()
+		check(hl)
+		tLarge += time.Since(start)
+	}
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			checkSmall()
+			checkLarge()
+		} else {
+			checkLarge()
+			checkSmall()
+		}
+	}
+	perMsg := func(d time.Duration, n int) float64 { return float64(d.Nanoseconds()) / float64(b.N) / float64(n) }
+	b.ReportMetric(perMsg(tSmall, small*reps), "10k-ns/msg")
+	b.ReportMetric(perMsg(tLarge, large), "1M-ns/msg")
+	b.ReportMetric(perMsg(tLarge, large)/perMsg(tSmall, small*reps), "1M/10k")
+}
+
 // BenchmarkCheckPeakMemory checks one history of 1,000,000 messages and
 // reports the process's peak resident memory (VmHWM), so run each case
 // alone in its process: "file" checks the history as `oncecheck check`

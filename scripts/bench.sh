@@ -28,6 +28,7 @@ family ./checkers '^BenchmarkCheck$/1000$' 50x
 family ./checkers '^BenchmarkCheck$/10000$' 10x
 family ./checkers '^BenchmarkCheck$/100000$' 3x
 family ./checkers '^BenchmarkCheck$/1000000$' 2x
+family ./checkers '^BenchmarkCheckScaling$' 2x
 family ./histories '^BenchmarkDecodeEvent$' 100x
 # Each alone in its process, so that the peak memory belongs to one check.
 family ./checkers '^BenchmarkCheckPeakMemory$/^file$' 1x
