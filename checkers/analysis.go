@@ -306,7 +306,7 @@ type publication struct {
 }
 
 func newOutputCollector(guess int) *outputCollector {
-	return &outputCollector{seen: make(map[string]*output, guess), laterIDs: map[string]bool{}}
+	return &outputCollector{seen: make(map[string]*output, guess)}
 }
 
 // add takes a publish event.
@@ -324,6 +324,9 @@ func (c *outputCollector) add(a *analysis, ev *histories.Event) {
 	l := a.logicals[m.Causation]
 	if l == nil || c.seen[m.ID] != nil || c.laterIDs[m.ID] {
 		c.later = append(c.later, p)
+		if c.laterIDs == nil {
+			c.laterIDs = map[string]bool{}
+		}
 		c.laterIDs[m.ID] = true
 		return
 	}
@@ -349,13 +352,13 @@ func (c *outputCollector) finish(a *analysis, policy Downstream) error {
 			o.Ghostly = a.ghostly(o.Attempt)
 		}
 	}
-	reordered := map[*logical]bool{}
+	var reordered []*logical
 	for i := range c.later {
 		if l := c.settle(a, &c.later[i], policy); l != nil {
-			reordered[l] = true
+			reordered = append(reordered, l)
 		}
 	}
-	for l := range reordered { // outputs settled late go where their step puts them
+	for _, l := range reordered { // outputs settled late go where their step puts them
 		slices.SortStableFunc(l.Outputs, func(x, y *output) int { return x.Step - y.Step })
 	}
 	return nil
