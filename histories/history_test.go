@@ -119,6 +119,17 @@ func TestFileRefusesWhatDecodeRefuses(t *testing.T) {
 	}
 }
 
+// TestValidateEachIsValidate: a stream of one's own, validated with
+// ValidateEach, is refused as History.Validate refuses its events.
+func TestValidateEachIsValidate(t *testing.T) {
+	h := sample()
+	require.NoError(t, ValidateEach(h.Each))
+	h.Events = append(h.Events, Event{Step: 4, Kind: Ack, Attempt: 7})
+	want := h.Validate()
+	require.EqualError(t, want, "step 4: ack event: attempt 7 was never delivered")
+	require.Equal(t, want, ValidateEach(h.Each))
+}
+
 // TestFileReadsWhatDecodeReads: on every history of the corpus, a pass
 // over the file gives Decode's events, and what a reader keeps of each (a
 // copy: the message, state and texts it points to) is not overwritten by

@@ -35,6 +35,19 @@ func (h *History) Each(fn func(ev *Event) error) error {
 	return nil
 }
 
+// ValidateEach checks, in one pass, the events each yields as
+// History.Validate checks a history's (errors name the step): a Stream of
+// your own can implement Validate with it.
+func ValidateEach(each func(fn func(ev *Event) error) error) error {
+	var v validator
+	return each(func(ev *Event) error {
+		if msg := v.check(ev); msg != "" {
+			return &SyntaxError{Msg: fmt.Sprintf("step %d: %s", ev.Step, msg)}
+		}
+		return nil
+	})
+}
+
 // Reader decodes a history line by line: the header when it is made, then
 // one event per call to Next. Each event is checked on its own (known
 // fields and kind, steps increasing); Validate-style checks across events
