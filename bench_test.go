@@ -9,7 +9,6 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -219,7 +218,7 @@ func BenchmarkUnsafeCells(b *testing.B) {
 					var rep Report
 					for b.Loop() {
 						rep, err = tester.Search(context.Background(), SearchOptions{Runs: 500, Seed: 1, Out: b.TempDir(), ShrinkTime: 10 * time.Second})
-						if err != nil || rep.Verdict != checkers.Violation {
+						if err != nil || rep.Verdict != histories.Violation {
 							b.Fatalf("expected a violation within 500 runs, got %s (%v)", rep.Verdict, err)
 						}
 					}

@@ -23,23 +23,20 @@ func corpus(t *testing.T) []string {
 	return files
 }
 
-func resultOutcome(res checkers.Result) (string, []string) {
-	anomalies := []string{}
-	for _, a := range res.Anomalies {
-		anomalies = append(anomalies, string(a))
-	}
+func resultOutcome(res checkers.Result) (histories.Verdict, []histories.Anomaly) {
+	anomalies := append([]histories.Anomaly{}, res.Anomalies...)
 	slices.Sort(anomalies)
-	return string(res.Verdict), anomalies
+	return res.Verdict, anomalies
 }
 
-func recorded(h *histories.History) (string, []string) {
-	anomalies := append([]string{}, h.Header.Anomalies...)
+func recorded(h *histories.History) (histories.Verdict, []histories.Anomaly) {
+	anomalies := append([]histories.Anomaly{}, h.Header.Anomalies...)
 	slices.Sort(anomalies)
 	return h.Header.Verdict, anomalies
 }
 
 func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
-	verdicts := map[string]int{}
+	verdicts := map[histories.Verdict]int{}
 	for _, file := range corpus(t) {
 		h, err := histories.Load(file)
 		require.NoError(t, err, file)
@@ -59,8 +56,8 @@ func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
 		require.Equal(t, res, streamed, file)
 		require.Equal(t, len(h.Events), f.Len(), file)
 	}
-	require.NotZero(t, verdicts["pass"])
-	require.NotZero(t, verdicts["violation"])
+	require.NotZero(t, verdicts[histories.Pass])
+	require.NotZero(t, verdicts[histories.Violation])
 }
 
 func TestCorpusReplaysToItsRecordedVerdict(t *testing.T) {
@@ -96,7 +93,7 @@ func TestCorpusReplaysToItsRecordedVerdict(t *testing.T) {
 		}
 		_, res, err = Replay(h, "outbox")
 		require.NoError(t, err, file)
-		require.Equal(t, checkers.Pass, res.Verdict, "%s on outbox: %v", file, res.Findings)
+		require.Equal(t, histories.Pass, res.Verdict, "%s on outbox: %v", file, res.Findings)
 		outboxSurvived++
 	}
 	require.NotZero(t, outboxSurvived)

@@ -43,18 +43,18 @@ func checkLines(t *testing.T, lines []string) checkers.Result {
 // documentation says they come out.
 func TestTheDocumentedExampleChecksAsTheDocSays(t *testing.T) {
 	lines := docExample(t)
-	require.Equal(t, checkers.Pass, checkLines(t, lines).Verdict)
+	require.Equal(t, histories.Pass, checkLines(t, lines).Verdict)
 
 	doubled := append([]string(nil), lines...)
 	doubled[len(doubled)-1] = strings.Replace(doubled[len(doubled)-1], `"a":2`, `"a":4`, 1)
 	res := checkLines(t, doubled)
-	require.Equal(t, checkers.Violation, res.Verdict)
-	require.Equal(t, []checkers.Anomaly{checkers.Duplicate}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Duplicate}, res.Anomalies)
 
 	withoutLine5 := append(append([]string(nil), lines[:4]...), lines[5:]...)
 	res = checkLines(t, withoutLine5)
-	require.Equal(t, checkers.Violation, res.Verdict)
-	require.Equal(t, []checkers.Anomaly{checkers.Lost}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Lost}, res.Anomalies)
 }
 
 func compileSchema(t *testing.T) *jsonschema.Schema {

@@ -32,7 +32,7 @@ type ExhaustiveOptions struct {
 
 // ExhaustiveReport is the outcome of an exhaustive exploration.
 type ExhaustiveReport struct {
-	Verdict checkers.Verdict
+	Verdict histories.Verdict
 	// Workloads is the number of workload shapes explored.
 	Workloads int
 	// Schedules is the number of runs executed: one per fault placement
@@ -86,7 +86,7 @@ func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (Exhaustiv
 	if o.Out == "" {
 		o.Out = "oncecheck-results"
 	}
-	rep := ExhaustiveReport{Verdict: checkers.Pass}
+	rep := ExhaustiveReport{Verdict: histories.Pass}
 	enum, ok := t.model.(model.Enumerator)
 	if !ok {
 		return rep, fmt.Errorf("%w: model %s cannot enumerate its workloads (it implements no model.Enumerator)", ErrUsage, t.model.Name())
@@ -119,11 +119,11 @@ func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (Exhaustiv
 			rep.Schedules += part.Schedules
 			rep.Equivalent += part.Equivalent
 			rep.Checked += part.Checked
-			if part.Verdict == checkers.Pass {
+			if part.Verdict == histories.Pass {
 				continue
 			}
 			rep.Verdict, rep.History, rep.Result, rep.Reason = part.Verdict, part.History, part.Result, part.Reason
-			if part.Verdict == checkers.Violation {
+			if part.Verdict == histories.Violation {
 				path, err := histories.Save(part.History, o.Out, "exhaustive-"+fileName(part.History, 0))
 				if err != nil {
 					return rep, err
@@ -136,7 +136,7 @@ func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (Exhaustiv
 			o.Progress(rep)
 		}
 		if ctx.Err() != nil {
-			rep.Verdict, rep.Reason = checkers.Inconclusive, "interrupted"
+			rep.Verdict, rep.Reason = histories.Inconclusive, "interrupted"
 			return rep, nil
 		}
 	}
@@ -146,7 +146,7 @@ func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (Exhaustiv
 // exploreWorkload explores the fault placements over one workload, breadth
 // first (fewest faults first), and stops at its first violation.
 func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumers, maxFaults int) ExhaustiveReport {
-	rep := ExhaustiveReport{Verdict: checkers.Pass}
+	rep := ExhaustiveReport{Verdict: histories.Pass}
 	type node struct {
 		plan    faults.Plan
 		after   sim.Opportunity // extensions must come after this one
@@ -158,7 +158,7 @@ func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumer
 		var next []node
 		for _, n := range level {
 			if ctx.Err() != nil {
-				rep.Verdict, rep.Reason = checkers.Inconclusive, "interrupted"
+				rep.Verdict, rep.Reason = histories.Inconclusive, "interrupted"
 				return rep
 			}
 			c := Case{Workload: w, Plan: n.plan}
@@ -167,7 +167,7 @@ func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumer
 			rep.Schedules++
 			h := &histories.History{Header: t.header(c, 0), Events: events}
 			if err != nil {
-				rep.Verdict, rep.Reason, rep.History = checkers.Inconclusive, err.Error(), h
+				rep.Verdict, rep.Reason, rep.History = histories.Inconclusive, err.Error(), h
 				return rep
 			}
 			key := h.CanonicalHash()
@@ -179,14 +179,11 @@ func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumer
 			res, err := checkers.Check(h, t.model, checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout})
 			rep.Checked++
 			if err != nil {
-				rep.Verdict, rep.Reason, rep.History = checkers.Inconclusive, err.Error(), h
+				rep.Verdict, rep.Reason, rep.History = histories.Inconclusive, err.Error(), h
 				return rep
 			}
-			if res.Verdict != checkers.Pass {
-				h.Header.Verdict = string(res.Verdict)
-				for _, a := range res.Anomalies {
-					h.Header.Anomalies = append(h.Header.Anomalies, string(a))
-				}
+			if res.Verdict != histories.Pass {
+				h.Header.Verdict, h.Header.Anomalies = res.Verdict, res.Anomalies
 				rep.Verdict, rep.History, rep.Result, rep.Reason = res.Verdict, h, res, res.Reason
 				return rep
 			}

@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -40,10 +40,10 @@ func TestExhaustiveFindsTheSameUnsafeCellsAsRandom(t *testing.T) {
 		rep, err := tester.Exhaustive(context.Background(), ExhaustiveOptions{MaxMessages: 3, MaxFaults: 1, Out: t.TempDir()})
 		require.NoError(t, err)
 		schedules += rep.Schedules
-		require.NotEqual(t, checkers.Inconclusive, rep.Verdict, rep.Reason)
+		require.NotEqual(t, histories.Inconclusive, rep.Verdict, rep.Reason)
 		want := expected["orders"][c.Strategy][c.Fault]
-		if rep.Verdict == checkers.Pass {
-			require.Equal(t, checkers.Pass, c.Verdict, "%s/%s: random found %s, exhaustive nothing", c.Strategy, c.Fault, c.Summary())
+		if rep.Verdict == histories.Pass {
+			require.Equal(t, histories.Pass, c.Verdict, "%s/%s: random found %s, exhaustive nothing", c.Strategy, c.Fault, c.Summary())
 			require.Equal(t, "pass", want, "%s/%s: the matrix expects %s", c.Strategy, c.Fault, want)
 			require.Equal(t, 384, rep.Workloads, "a safe cell explores every workload shape")
 			continue
@@ -52,7 +52,7 @@ func TestExhaustiveFindsTheSameUnsafeCellsAsRandom(t *testing.T) {
 		require.LessOrEqual(t, len(rep.History.Header.Workload), 3)
 		require.LessOrEqual(t, len(rep.History.Header.Plan.Faults), 1)
 		require.FileExists(t, rep.Path)
-		if c.Verdict == checkers.Pass {
+		if c.Verdict == histories.Pass {
 			onlyExhaustive = append(onlyExhaustive, c.Strategy+"/"+c.Fault)
 		}
 	}
@@ -65,7 +65,7 @@ func TestExhaustivePrunesEquivalentSchedules(t *testing.T) {
 	require.NoError(t, err)
 	one, err := tester.Exhaustive(context.Background(), ExhaustiveOptions{MaxMessages: 2, MaxFaults: 1, Out: t.TempDir()})
 	require.NoError(t, err)
-	require.Equal(t, checkers.Pass, one.Verdict)
+	require.Equal(t, histories.Pass, one.Verdict)
 	require.Equal(t, 29, one.Workloads)
 	require.NotZero(t, one.Equivalent, "crashes with nothing in between give one schedule")
 	require.Equal(t, one.Schedules, one.Checked+one.Equivalent)

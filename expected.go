@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/histories"
 )
 
 // ExpectedMatrix is the committed expectation of the matrix: model ->
@@ -56,11 +57,11 @@ func (ExpectedMatrix) agrees(want string, c Cell) bool {
 	case "n/a":
 		return c.NotApplicable != ""
 	case "pass":
-		return c.NotApplicable == "" && c.Verdict == checkers.Pass
+		return c.NotApplicable == "" && c.Verdict == histories.Pass
 	case "violation":
-		return c.Verdict == checkers.Violation
+		return c.Verdict == histories.Violation
 	}
-	if c.Verdict != checkers.Violation {
+	if c.Verdict != histories.Violation {
 		return false
 	}
 	for _, a := range strings.Split(want, "|") {
@@ -84,12 +85,12 @@ func Expect(mxs ...*Matrix) ExpectedMatrix {
 				e[mx.Model][c.Strategy] = map[string]string{}
 			}
 			want := c.Summary()
-			if c.Verdict == checkers.Violation && c.Fault == "all" {
+			if c.Verdict == histories.Violation && c.Fault == "all" {
 				want = "violation" // which anomaly shows first depends on the plan drawn
-			} else if c.Verdict == checkers.Violation {
-				anomalies := make([]checkers.Anomaly, len(c.Anomalies))
+			} else if c.Verdict == histories.Violation {
+				anomalies := make([]histories.Anomaly, len(c.Anomalies))
 				for i, a := range c.Anomalies {
-					anomalies[i] = checkers.Anomaly(a)
+					anomalies[i] = histories.Anomaly(a)
 				}
 				want = string(PrimaryAnomaly(checkers.Result{Anomalies: anomalies}))
 			}

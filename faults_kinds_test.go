@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 )
 
 // TestEachFaultKindBreaksOneStrategyAndNotAnother shows, for each fault
@@ -39,12 +39,12 @@ func TestEachFaultKindBreaksOneStrategyAndNotAnother(t *testing.T) {
 				return rep
 			}
 			broken := search(c.breaks)
-			require.Equal(t, checkers.Violation, broken.Verdict, "%s breaks %s", c.kind, c.breaks)
-			require.Contains(t, broken.Result.Anomalies, checkers.Anomaly(c.anomaly))
+			require.Equal(t, histories.Violation, broken.Verdict, "%s breaks %s", c.kind, c.breaks)
+			require.Contains(t, broken.Result.Anomalies, histories.Anomaly(c.anomaly))
 			require.NotZero(t, broken.Injected[c.kind])
 
 			kept := search(c.survives)
-			require.Equal(t, checkers.Pass, kept.Verdict, "%s survives %s: %v", c.survives, c.kind, kept.Result.Findings)
+			require.Equal(t, histories.Pass, kept.Verdict, "%s survives %s: %v", c.survives, c.kind, kept.Result.Findings)
 			require.Equal(t, 500, kept.Runs)
 			require.NotZero(t, kept.Injected[c.kind], "the fault took effect in the passing runs")
 		})
@@ -61,7 +61,7 @@ func TestEveryStrategyIsDeterministic(t *testing.T) {
 			require.NoError(t, err)
 			rep, err := tester.Search(context.Background(), SearchOptions{Runs: 150, Seed: 7, Out: t.TempDir(), NoShrink: true, CheckDeterminism: true})
 			require.NoError(t, err)
-			require.NotEqual(t, checkers.Inconclusive, rep.Verdict, rep.Reason)
+			require.NotEqual(t, histories.Inconclusive, rep.Verdict, rep.Reason)
 		})
 	}
 }

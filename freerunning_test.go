@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 )
@@ -65,7 +64,7 @@ func TestFreeRunningOnPostgres(t *testing.T) {
 		rep, err := tester.Search(context.Background(), SearchOptions{Runs: runs, Seed: 3, Out: dir, KeepAll: true})
 		require.NoError(t, tester.Close())
 		require.NoError(t, err)
-		require.Equal(t, checkers.Pass, rep.Verdict, "%s free-running: %s %v", strategy, rep.Reason, rep.Result.Findings)
+		require.Equal(t, histories.Pass, rep.Verdict, "%s free-running: %s %v", strategy, rep.Reason, rep.Result.Findings)
 		o, c := concurrency(t, dir)
 		overlapping, conflicts = overlapping+o, conflicts+c
 	}
@@ -77,8 +76,8 @@ func TestFreeRunningOnPostgres(t *testing.T) {
 	defer tester.Close()
 	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 100, Seed: 3, Out: t.TempDir(), NoShrink: true})
 	require.NoError(t, err)
-	require.Equal(t, checkers.Violation, rep.Verdict)
-	require.Contains(t, rep.Result.Anomalies, checkers.Duplicate)
+	require.Equal(t, histories.Violation, rep.Verdict)
+	require.Contains(t, rep.Result.Anomalies, histories.Duplicate)
 	require.True(t, rep.Minimal.Header.FreeRunning)
 }
 
@@ -90,7 +89,7 @@ func TestFreeRunningInMemory(t *testing.T) {
 	dir := t.TempDir()
 	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 40, Seed: 1, Out: dir, KeepAll: true})
 	require.NoError(t, err)
-	require.Equal(t, checkers.Pass, rep.Verdict, "%s %v", rep.Reason, rep.Result.Findings)
+	require.Equal(t, histories.Pass, rep.Verdict, "%s %v", rep.Reason, rep.Result.Findings)
 	overlapping, _ := concurrency(t, dir)
 	require.Positive(t, overlapping)
 

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -89,9 +89,9 @@ type MatrixOptions struct {
 
 // Cell is one strategy under one fault column.
 type Cell struct {
-	Strategy string           `json:"strategy"`
-	Fault    string           `json:"fault"`
-	Verdict  checkers.Verdict `json:"verdict"`
+	Strategy string            `json:"strategy"`
+	Fault    string            `json:"fault"`
+	Verdict  histories.Verdict `json:"verdict"`
 	// Anomalies are the anomaly names of the counterexample found.
 	Anomalies []string `json:"anomalies"`
 	// Runs is the number of runs done.
@@ -241,7 +241,7 @@ func runCell(ctx context.Context, o MatrixOptions, strategy, column string, kind
 		return c, err
 	}
 	c.Verdict, c.Runs, c.Reason = rep.Verdict, rep.Runs, rep.Reason
-	if rep.Verdict == checkers.Violation {
+	if rep.Verdict == histories.Violation {
 		c.RunsToFailure, c.History = rep.RunsToFailure, rep.Path
 		c.MillisToFailure = float64(rep.TimeToFailure.Microseconds()) / 1000
 		c.ShrinkMillis = float64(rep.ShrinkTime.Microseconds()) / 1000
@@ -258,11 +258,11 @@ func (c Cell) Summary() string {
 	switch {
 	case c.NotApplicable != "":
 		return "n/a"
-	case c.Verdict == checkers.Pass:
+	case c.Verdict == histories.Pass:
 		return "pass"
-	case c.Verdict == checkers.Violation:
+	case c.Verdict == histories.Violation:
 		return strings.Join(c.Anomalies, "+")
-	case c.Verdict == checkers.Inconclusive:
+	case c.Verdict == histories.Inconclusive:
 		return "inconclusive"
 	}
 	return "-"

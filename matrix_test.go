@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -37,7 +36,7 @@ func TestMatrixMatchesExpectation(t *testing.T) {
 			require.Len(t, mx.Cells, len(Catalogue())*len(MatrixColumns()))
 			require.Empty(t, expected.Compare(mx))
 			for _, c := range mx.Cells {
-				if c.Verdict == checkers.Violation {
+				if c.Verdict == histories.Violation {
 					require.LessOrEqual(t, c.RunsToFailure, 500, "%s/%s found too late", c.Strategy, c.Fault)
 				}
 			}
@@ -100,7 +99,7 @@ func TestABrokenOutboxTurnsItsSafeCellsRed(t *testing.T) {
 		good, _ := mx.Cell("outbox", col)
 		bad, _ := mx.Cell("outbox-broken", col)
 		require.Empty(t, expected.Compare(&Matrix{Model: "orders", Cells: []Cell{good}}), "the real outbox keeps its expected verdict")
-		if good.Verdict == checkers.Pass && bad.Verdict == checkers.Violation {
+		if good.Verdict == histories.Pass && bad.Verdict == histories.Violation {
 			red[col] = bad.Summary()
 		}
 	}
@@ -133,7 +132,7 @@ func TestShrunkCounterexamplesAreSmall(t *testing.T) {
 			require.NoError(t, err)
 			unsafe := 0
 			for _, c := range mx.Cells {
-				if c.Verdict != checkers.Violation {
+				if c.Verdict != histories.Violation {
 					continue
 				}
 				unsafe++

@@ -261,8 +261,8 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
-		h.Header.Verdict = string(checkers.Inconclusive)
-		return h, checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
+		h.Header.Verdict = histories.Inconclusive
+		return h, checkers.Result{Verdict: histories.Inconclusive, Reason: err.Error()}, err
 	}
 	res, err := t.judge(h, memo.Shared(), verdictOnly)
 	return h, res, err
@@ -274,13 +274,9 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 func (t *Tester) judge(h *histories.History, m model.Model, verdictOnly bool) (checkers.Result, error) {
 	res, err := checkers.Check(h, m, checkers.Options{Downstream: t.cfg.Downstream, Timeout: t.cfg.CheckTimeout, VerdictOnly: verdictOnly})
 	if err != nil {
-		return checkers.Result{Verdict: checkers.Inconclusive, Reason: err.Error()}, err
+		return checkers.Result{Verdict: histories.Inconclusive, Reason: err.Error()}, err
 	}
-	h.Header.Verdict = string(res.Verdict)
-	h.Header.Anomalies = h.Header.Anomalies[:0]
-	for _, a := range res.Anomalies {
-		h.Header.Anomalies = append(h.Header.Anomalies, string(a))
-	}
+	h.Header.Verdict, h.Header.Anomalies = res.Verdict, res.Anomalies
 	return res, nil
 }
 
@@ -314,12 +310,12 @@ func kindNames(ks []faults.Kind) []string {
 
 // anomalyPriority orders anomalies from most to least specific; the first
 // one a failure shows is the one shrinking preserves.
-var anomalyPriority = []checkers.Anomaly{
-	checkers.Lost, checkers.Duplicate, checkers.Ghost, checkers.OutOfOrder, checkers.Inconsistent, checkers.Stuck,
+var anomalyPriority = []histories.Anomaly{
+	histories.Lost, histories.Duplicate, histories.Ghost, histories.OutOfOrder, histories.Inconsistent, histories.Stuck,
 }
 
 // PrimaryAnomaly returns the most specific anomaly of a result, "" if none.
-func PrimaryAnomaly(r checkers.Result) checkers.Anomaly {
+func PrimaryAnomaly(r checkers.Result) histories.Anomaly {
 	for _, a := range anomalyPriority {
 		if slices.Contains(r.Anomalies, a) {
 			return a
@@ -335,7 +331,7 @@ var rapidSettings sync.RWMutex
 // Shrink minimises the failing case of seed with rapid: a smaller case is kept
 // only if it fails with the same primary anomaly. It returns the smallest
 // failing history found and its result. budget bounds the time spent.
-func (t *Tester) Shrink(seed uint64, anomaly checkers.Anomaly, budget time.Duration) (*histories.History, checkers.Result, error) {
+func (t *Tester) Shrink(seed uint64, anomaly histories.Anomaly, budget time.Duration) (*histories.History, checkers.Result, error) {
 	rapidSettings.Lock()
 	defer rapidSettings.Unlock()
 	if err := prepareRapid(seed, budget); err != nil {
@@ -363,7 +359,7 @@ func (t *Tester) Shrink(seed uint64, anomaly checkers.Anomaly, budget time.Durat
 		if !ok {
 			h, res, err := t.Execute(c, seed)
 			o = &outcome{h, res}
-			if err != nil || res.Verdict != checkers.Violation || !slices.Contains(res.Anomalies, anomaly) {
+			if err != nil || res.Verdict != histories.Violation || !slices.Contains(res.Anomalies, anomaly) {
 				o = nil
 			}
 			seen[string(key)] = o
@@ -385,11 +381,11 @@ func (t *Tester) Shrink(seed uint64, anomaly checkers.Anomaly, budget time.Durat
 // still fails with the anomaly, until no removal does. rapid shrinks the
 // random choices behind a case; removing a message from the middle of a
 // workload is sometimes out of its reach.
-func (t *Tester) reduce(h *histories.History, res checkers.Result, anomaly checkers.Anomaly, seed uint64) (*histories.History, checkers.Result) {
+func (t *Tester) reduce(h *histories.History, res checkers.Result, anomaly histories.Anomaly, seed uint64) (*histories.History, checkers.Result) {
 	c := Case{Workload: h.Header.Workload, Plan: h.Header.Plan}
 	try := func(next Case) bool {
 		nh, nres, err := t.Execute(next, seed)
-		if err != nil || nres.Verdict != checkers.Violation || !slices.Contains(nres.Anomalies, anomaly) {
+		if err != nil || nres.Verdict != histories.Violation || !slices.Contains(nres.Anomalies, anomaly) {
 			return false
 		}
 		c, h, res = next, nh, nres
@@ -482,10 +478,10 @@ func CheckStream(hd histories.Header, src histories.Stream, downstream checkers.
 	if downstream == "" {
 		downstream = checkers.Downstream(hd.Downstream)
 	}
-	if hd.Verdict == string(checkers.Inconclusive) {
+	if hd.Verdict == histories.Inconclusive {
 		drained := errors.New("drained")
 		err := src.Each(func(ev *histories.Event) error {
-			if ev.Kind == histories.Observe || ev.Kind == histories.Stuck {
+			if ev.Kind == histories.Observe || ev.Kind == histories.Undrained {
 				return drained
 			}
 			return nil
@@ -493,7 +489,7 @@ func CheckStream(hd histories.Header, src histories.Stream, downstream checkers.
 		switch {
 		case err == nil:
 			// Saved by a run cut short (its backend failed): nothing to judge.
-			return checkers.Result{Verdict: checkers.Inconclusive,
+			return checkers.Result{Verdict: histories.Inconclusive,
 				Reason: "the run that saved this history was cut short (its backend failed) before the final states were read"}, nil
 		case !errors.Is(err, drained):
 			var se *histories.SyntaxError

@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 )
@@ -16,11 +15,11 @@ func TestNaiveRedeliveryShrinksToASmallReplayableCounterexample(t *testing.T) {
 	require.NoError(t, err)
 	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 200, Seed: 99, Out: t.TempDir()})
 	require.NoError(t, err)
-	require.Equal(t, checkers.Violation, rep.Verdict)
+	require.Equal(t, histories.Violation, rep.Verdict)
 	require.NoError(t, rep.ShrinkError)
 	require.LessOrEqual(t, len(rep.Minimal.Header.Workload), 3)
 	require.Len(t, rep.Minimal.Header.Plan.Faults, 1)
-	require.Contains(t, rep.Result.Anomalies, checkers.Duplicate)
+	require.Contains(t, rep.Result.Anomalies, histories.Duplicate)
 
 	// The saved file checks offline to the same verdict...
 	saved, err := histories.Load(rep.Path)
@@ -42,10 +41,10 @@ func TestReplayOnAnotherStrategy(t *testing.T) {
 	require.NoError(t, err)
 	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 500, Seed: 5, Out: t.TempDir()})
 	require.NoError(t, err)
-	require.Equal(t, checkers.Violation, rep.Verdict)
+	require.Equal(t, histories.Violation, rep.Verdict)
 	_, res, err := Replay(rep.Minimal, "outbox")
 	require.NoError(t, err)
-	require.Equal(t, checkers.Pass, res.Verdict, "the outbox survives the dedup counterexample")
+	require.Equal(t, histories.Pass, res.Verdict, "the outbox survives the dedup counterexample")
 }
 
 func TestSameSeedSameHistory(t *testing.T) {
@@ -82,7 +81,7 @@ func TestCancelledSearchStopsEarly(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	require.Equal(t, 10, rep.Runs)
-	require.Equal(t, checkers.Pass, rep.Verdict)
+	require.Equal(t, histories.Pass, rep.Verdict)
 }
 
 // TestParallelSearchIsTheSerialSearch runs the same campaigns serially and

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 	"github.com/oncecheck/oncecheck/sim"
 )
@@ -44,7 +44,7 @@ func TestPostgresGivesTheVerdictsOfMemory(t *testing.T) {
 				p := pg.Cells[i]
 				require.Equal(t, m.Summary(), p.Summary(), "%s/%s", m.Strategy, m.Fault)
 				require.Equal(t, m.RunsToFailure, p.RunsToFailure, "%s/%s", m.Strategy, m.Fault)
-				require.NotEqual(t, checkers.Inconclusive, p.Verdict, p.Reason)
+				require.NotEqual(t, histories.Inconclusive, p.Verdict, p.Reason)
 			}
 		})
 	}

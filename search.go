@@ -41,7 +41,7 @@ type SearchOptions struct {
 type Report struct {
 	Config  Config
 	Seed    uint64
-	Verdict checkers.Verdict
+	Verdict histories.Verdict
 	// Runs is the number of runs executed.
 	Runs int
 	// Injected counts, per fault kind, the faults that took effect across
@@ -84,7 +84,7 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 	if o.CheckDeterminism && t.cfg.FreeRunning {
 		return Report{}, fmt.Errorf("%w: a free-running run is not deterministic: --check-determinism needs the scheduler", ErrUsage)
 	}
-	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: checkers.Pass, Injected: map[faults.Kind]int{}}
+	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: histories.Pass, Injected: map[faults.Kind]int{}}
 	started := time.Now()
 	next, stop := t.outcomes(o)
 	defer stop()
@@ -96,7 +96,7 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		seed, h, res, err := out.seed, out.h, out.res, out.err
 		if out.nondeterministic != nil {
 			rep.Runs++
-			rep.Verdict, rep.Inconclusive = checkers.Inconclusive, rep.Inconclusive+1
+			rep.Verdict, rep.Inconclusive = histories.Inconclusive, rep.Inconclusive+1
 			rep.Reason = fmt.Sprintf("not deterministic: seed %d gave two different histories (first difference at step %d)",
 				seed, histories.FirstDifference(h.Events, out.nondeterministic.Events))
 			return rep, nil
@@ -113,25 +113,25 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 				return rep, serr
 			}
 		}
-		if err != nil || res.Verdict == checkers.Inconclusive {
+		if err != nil || res.Verdict == histories.Inconclusive {
 			rep.Inconclusive++
 			if rep.Reason == "" {
 				rep.Reason = fmt.Sprintf("run with seed %d: %s", seed, res.Reason)
 			}
 			if err != nil {
 				// The infrastructure failed: later runs would too.
-				rep.Verdict = checkers.Inconclusive
+				rep.Verdict = histories.Inconclusive
 				return rep, nil
 			}
 			continue
 		}
-		if res.Verdict != checkers.Violation {
+		if res.Verdict != histories.Violation {
 			if !o.KeepAll {
 				t.recycle(h)
 			}
 			continue
 		}
-		rep.Verdict = checkers.Violation
+		rep.Verdict = histories.Violation
 		rep.RunsToFailure, rep.FailingSeed, rep.Original = rep.Runs, seed, h
 		rep.Minimal, rep.Result = h, res
 		rep.TimeToFailure = time.Since(started)
@@ -152,16 +152,16 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		return rep, nil
 	}
 	if rep.Inconclusive > 0 {
-		rep.Verdict = checkers.Inconclusive
+		rep.Verdict = histories.Inconclusive
 	}
 	rep.DeterminismChecked = o.CheckDeterminism
 	return rep, nil
 }
 
 func fileName(h *histories.History, seed uint64) string {
-	outcome := h.Header.Verdict
+	outcome := string(h.Header.Verdict)
 	if len(h.Header.Anomalies) > 0 {
-		outcome = h.Header.Anomalies[0]
+		outcome = string(h.Header.Anomalies[0])
 	}
 	if outcome == "" {
 		outcome = "unknown"
@@ -188,7 +188,7 @@ type outcome struct {
 func (t *Tester) runOne(seed uint64, checkDeterminism bool) outcome {
 	c := t.Generate(seed)
 	h, res, err := t.execute(c, seed, true)
-	if err == nil && res.Verdict == checkers.Violation {
+	if err == nil && res.Verdict == histories.Violation {
 		res, err = t.judge(h, t.model, false)
 	}
 	out := outcome{seed: seed, h: h, res: res, err: err}

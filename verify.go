@@ -116,10 +116,10 @@ func Verify(t TB, spec Spec) {
 		return
 	}
 	switch rep.Verdict {
-	case checkers.Pass:
+	case histories.Pass:
 		t.Logf("oncecheck: %s is exactly-once over %d runs (seed %d, %s; faults injected: %s)",
 			spec.Strategy.Name, rep.Runs, spec.Seed, time.Since(start).Round(time.Millisecond), injectedSummary(rep.Injected))
-	case checkers.Inconclusive:
+	case histories.Inconclusive:
 		t.Errorf("oncecheck: inconclusive after %d runs: %s", rep.Runs, rep.Reason)
 	default:
 		t.Errorf("%s", failureText(t, spec, rep.Minimal, rep.Result, rep.Path, rep.RunsToFailure))
@@ -140,7 +140,7 @@ func verifyReplay(t TB, spec Spec, path string) {
 	}
 	same := histories.FirstDifference(h.Events, replayed.Events) == 0
 	t.Logf("oncecheck: replayed %s (events identical to the saved ones: %v)", path, same)
-	if res.Verdict != checkers.Pass {
+	if res.Verdict != histories.Pass {
 		t.Errorf("%s", failureText(t, spec, replayed, res, path, 0))
 	}
 }

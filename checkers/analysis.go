@@ -240,7 +240,7 @@ func (a *analysis) digest(policy Downstream, guess int) error {
 				return fmt.Errorf("step %d (observe): state is not JSON: %v", ev.Step, err)
 			}
 			a.observed[ev.Aggregate] = st
-		case histories.Stuck:
+		case histories.Undrained:
 			a.stuck = append(a.stuck, ev.Detail)
 			a.stuckSteps = append(a.stuckSteps, ev.Step)
 		}
@@ -380,7 +380,7 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 		prev.Copies++
 		if prev.Content.String() != content.String() || prev.Causation != p.Causation {
 			f := Finding{
-				Anomaly: Inconsistent, Keys: keysOf(prev.Causation, p.Causation),
+				Anomaly: histories.Inconsistent, Keys: keysOf(prev.Causation, p.Causation),
 				Text: fmt.Sprintf("output id %q was published with two contents: %s (step %d) and %s (step %d)",
 					p.ID, prev.Content, prev.Step, content, p.Step),
 			}
@@ -391,7 +391,7 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 				a.replaceOutput(p.Causation, p.ID, content)
 			}
 			if prevGhostly != ghostly {
-				f.Anomaly = Ghost
+				f.Anomaly = histories.Ghost
 				f.Text += fmt.Sprintf("; the first was published by attempt %d, whose state change never committed", prev.Attempt)
 				if ghostly {
 					f.Text = strings.Replace(f.Text, "the first", "the second", 1)
@@ -401,7 +401,7 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 			a.problems = append(a.problems, f)
 		} else if policy == DownstreamNone && prev.Copies == 2 {
 			a.problems = append(a.problems, Finding{
-				Anomaly: Duplicate, Keys: keysOf(p.Causation),
+				Anomaly: histories.Duplicate, Keys: keysOf(p.Causation),
 				Text: fmt.Sprintf("output %s (id %q) was published more than once (steps %d and %d); --downstream=none allows one copy",
 					content, p.ID, prev.Step, p.Step),
 			})
@@ -413,8 +413,8 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 	l := a.logicals[p.Causation]
 	if l == nil {
 		a.problems = append(a.problems, Finding{
-			Anomaly: Ghost,
-			Text:    fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", content, p.ID, p.Step, p.Causation),
+			Anomaly: histories.Ghost,
+			Text:              fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", content, p.ID, p.Step, p.Causation),
 		})
 		return nil
 	}

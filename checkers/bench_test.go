@@ -139,7 +139,7 @@ func TestSyntheticHistoriesPass(t *testing.T) {
 		require.NoError(t, h.Validate())
 		res, err := Check(h, model.Orders{}, Options{})
 		require.NoError(t, err)
-		require.Equal(t, Pass, res.Verdict, "n=%d: %v", n, res.Findings)
+		require.Equal(t, histories.Pass, res.Verdict, "n=%d: %v", n, res.Findings)
 	}
 }
 
@@ -169,7 +169,7 @@ func BenchmarkCheck(b *testing.B) {
 			checkOurs := func() {
 				start := time.Now()
 				res, err := Check(h, m, Options{Timeout: time.Hour})
-				if err != nil || res.Verdict != Pass {
+				if err != nil || res.Verdict != histories.Pass {
 					b.Fatalf("%v %v", err, res.Verdict)
 				}
 				ours += time.Since(start)
@@ -212,7 +212,7 @@ func BenchmarkCheckScaling(b *testing.B) {
 	var tSmall, tLarge time.Duration
 	check := func(h *histories.History) {
 		res, err := Check(h, m, Options{Timeout: time.Hour})
-		if err != nil || res.Verdict != Pass {
+		if err != nil || res.Verdict != histories.Pass {
 			b.Fatalf("%v %v", err, res.Verdict)
 		}
 	}
@@ -265,7 +265,7 @@ func BenchmarkCheckPeakMemory(b *testing.B) {
 		}
 		for b.Loop() {
 			res, err := CheckStream(f, model.Orders{}, Options{Timeout: time.Hour})
-			if err != nil || res.Verdict != Pass {
+			if err != nil || res.Verdict != histories.Pass {
 				b.Fatalf("%v %v", err, res.Verdict)
 			}
 		}
@@ -279,7 +279,7 @@ func BenchmarkCheckPeakMemory(b *testing.B) {
 		history := float64(ms.HeapAlloc) / (1 << 20)
 		for b.Loop() {
 			res, err := Check(h, model.Orders{}, Options{Timeout: time.Hour})
-			if err != nil || res.Verdict != Pass {
+			if err != nil || res.Verdict != histories.Pass {
 				b.Fatalf("%v %v", err, res.Verdict)
 			}
 		}

@@ -27,29 +27,6 @@ import (
 	"github.com/oncecheck/oncecheck/model"
 )
 
-// Verdict is the outcome of a check.
-type Verdict string
-
-// The verdicts.
-const (
-	Pass         Verdict = "pass"
-	Violation    Verdict = "violation"
-	Inconclusive Verdict = "inconclusive"
-)
-
-// Anomaly names how a history departs from exactly-once (design section 3).
-type Anomaly string
-
-// The anomalies.
-const (
-	Lost         Anomaly = "lost"
-	Duplicate    Anomaly = "duplicate"
-	Ghost        Anomaly = "ghost"
-	Inconsistent Anomaly = "inconsistent"
-	OutOfOrder   Anomaly = "out-of-order"
-	Stuck        Anomaly = "stuck"
-)
-
 // Downstream is the policy for several published copies of one output.
 type Downstream string
 
@@ -89,7 +66,7 @@ type Options struct {
 
 // Finding is one explained anomaly.
 type Finding struct {
-	Anomaly Anomaly `json:"anomaly"`
+	Anomaly histories.Anomaly `json:"anomaly"`
 	// Keys are the logical messages involved.
 	Keys []string `json:"keys,omitempty"`
 	// Aggregate is the aggregate involved, if one.
@@ -105,9 +82,9 @@ type Finding struct {
 
 // Result is the outcome of a check.
 type Result struct {
-	Verdict   Verdict   `json:"verdict"`
-	Anomalies []Anomaly `json:"anomalies,omitempty"`
-	Findings  []Finding `json:"findings,omitempty"`
+	Verdict   histories.Verdict   `json:"verdict"`
+	Anomalies []histories.Anomaly `json:"anomalies,omitempty"`
+	Findings  []Finding           `json:"findings,omitempty"`
 	// Expected lists, for each failing aggregate, the closest exactly-once
 	// execution and how the observation departs from it.
 	Expected []string `json:"expected,omitempty"`
@@ -176,19 +153,19 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 		}
 	}()
 	for _, s := range a.stuck {
-		res.add(Finding{Anomaly: Stuck, Text: "the run did not drain: " + s, Steps: a.stuckSteps})
+		res.add(Finding{Anomaly: histories.Stuck, Text: "the run did not drain: " + s, Steps: a.stuckSteps})
 	}
 	for _, f := range a.problems {
 		res.add(f)
 	}
 	if len(a.stuck) > 0 {
 		// Without a drained final state, state checks are meaningless.
-		res.Verdict = Violation
+		res.Verdict = histories.Violation
 		return res, nil
 	}
 	for _, agg := range sortedKeys(a.observed) {
 		if !slices.Contains(a.aggregates, agg) && !a.observed[agg].Equal(m.Initial(agg)) {
-			res.add(Finding{Anomaly: Inconsistent, Aggregate: agg,
+			res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg,
 				Text: fmt.Sprintf("final state of %s is %s, but no message targets it (initial state %s)", agg, a.observed[agg], m.Initial(agg))})
 		}
 	}
@@ -217,9 +194,9 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 	}
 	if len(searched) == 0 {
 		if len(res.Findings) == 0 {
-			res.Verdict = Pass
+			res.Verdict = histories.Pass
 		} else {
-			res.Verdict = Violation
+			res.Verdict = histories.Violation
 		}
 		return res, nil
 	}
@@ -232,14 +209,14 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 	outcome := porcupine.CheckOperationsTimeout(pm, ops, o.Timeout)
 	switch {
 	case outcome == porcupine.Unknown:
-		res.Verdict = Inconclusive
+		res.Verdict = histories.Inconclusive
 		res.Reason = fmt.Sprintf("the exactly-once search did not finish within %s", o.Timeout)
 		return res, nil
 	case outcome == porcupine.Ok && len(res.Findings) == 0:
-		res.Verdict = Pass
+		res.Verdict = histories.Pass
 		return res, nil
 	}
-	res.Verdict = Violation
+	res.Verdict = histories.Violation
 	if o.VerdictOnly {
 		return res, nil
 	}
@@ -255,7 +232,7 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 			case porcupine.Ok:
 				continue
 			case porcupine.Unknown:
-				res.add(Finding{Anomaly: Inconsistent, Aggregate: agg,
+				res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg,
 					Text: fmt.Sprintf("%s: porcupine found a violation, but re-checking this aggregate alone ran out of time", agg)})
 				continue
 			}
@@ -263,7 +240,7 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 		}
 	}
 	if len(res.Anomalies) == 0 {
-		res.add(Finding{Anomaly: Inconsistent, Text: "no exactly-once execution explains the history"})
+		res.add(Finding{Anomaly: histories.Inconsistent, Text: "no exactly-once execution explains the history"})
 	}
 	return res, nil
 }

@@ -79,7 +79,7 @@ func TestCheckPass(t *testing.T) {
 	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
 	processedA(b, 1).observe("o1", oneA)
 	res := check(t, b, Options{})
-	require.Equal(t, Pass, res.Verdict)
+	require.Equal(t, histories.Pass, res.Verdict)
 	require.Empty(t, res.Anomalies)
 }
 
@@ -90,8 +90,8 @@ func TestCheckLostOutputs(t *testing.T) {
 		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Ack, 2).at(histories.Done, 2).
 		observe("o1", oneA)
 	res := check(t, b, Options{})
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{Lost}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Lost}, res.Anomalies)
 	require.Equal(t, []string{"k1"}, res.Findings[0].Keys)
 	require.Contains(t, res.Findings[0].Text, `never published [FirstItemAdded{"sku":"a"}, ItemAdded{"qty":1,"sku":"a"}]`)
 }
@@ -102,8 +102,8 @@ func TestCheckLostMessage(t *testing.T) {
 		deliver(1, "m1", "k1", "o1", model.AddItem, addA).at(histories.Ack, 1).at(histories.Crash, 1).
 		observe("o1", `{"lines":{},"confirmed":false}`)
 	res := check(t, b, Options{})
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{Lost}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Lost}, res.Anomalies)
 	require.Contains(t, res.Findings[0].Text, "had no effect")
 }
 
@@ -121,8 +121,8 @@ func appliedTwice() *builder {
 func TestCheckDuplicate(t *testing.T) {
 	b := appliedTwice()
 	res := check(t, b, Options{})
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{Duplicate}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Duplicate}, res.Anomalies)
 	require.Contains(t, res.Findings[0].Text, "was applied twice")
 }
 
@@ -134,7 +134,7 @@ func TestCheckRepublishedWithNewID(t *testing.T) {
 		at(histories.Ack, 2).at(histories.Done, 2).
 		observe("o1", oneA)
 	res := check(t, b, Options{})
-	require.Equal(t, []Anomaly{Duplicate}, res.Anomalies)
+	require.Equal(t, []histories.Anomaly{histories.Duplicate}, res.Anomalies)
 	require.Contains(t, res.Findings[0].Text, "again with a new message id")
 }
 
@@ -159,8 +159,8 @@ func TestCheckGhost(t *testing.T) {
 		at(histories.Commit, 3).at(histories.Ack, 3).at(histories.Done, 3).
 		observe("o1", `{"lines":{"a":1,"b":2},"confirmed":false}`)
 	res := check(t, b, Options{})
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{Ghost}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Ghost}, res.Anomalies)
 	require.Equal(t, []string{"k1"}, res.Findings[0].Keys)
 	require.Contains(t, res.Findings[0].Text, `published [FirstItemAdded{"sku":"a"}] from an attempt that never committed`)
 }
@@ -171,8 +171,8 @@ func TestCheckSameIDDifferentContent(t *testing.T) {
 		publish(1, "m1/out1", "k1", model.ItemAdded, `{"sku":"a","qty":7}`).
 		observe("o1", oneA)
 	res := check(t, b, Options{})
-	require.Equal(t, Violation, res.Verdict)
-	require.Contains(t, res.Anomalies, Inconsistent)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Contains(t, res.Anomalies, histories.Inconsistent)
 	require.Contains(t, res.Findings[0].Text, `output id "m1/out1" was published with two contents`)
 }
 
@@ -181,10 +181,10 @@ func TestCheckDownstreamPolicy(t *testing.T) {
 	// deduplicates by id, a duplicate when it does not.
 	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
 	processedA(b, 1).publish(0, "m1/out1", "k1", model.ItemAdded, itemA1).observe("o1", oneA)
-	require.Equal(t, Pass, check(t, b, Options{}).Verdict)
+	require.Equal(t, histories.Pass, check(t, b, Options{}).Verdict)
 	res := check(t, b, Options{Downstream: DownstreamNone})
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{Duplicate}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Duplicate}, res.Anomalies)
 }
 
 // realTime builds: k1 Confirm, then k2 AddItem(a,1). The observation is
@@ -210,17 +210,17 @@ func realTime(overlap bool) *builder {
 }
 
 func TestCheckRealTime(t *testing.T) {
-	require.Equal(t, Pass, check(t, realTime(true), Options{}).Verdict, "overlapping attempts may be ordered either way")
+	require.Equal(t, histories.Pass, check(t, realTime(true), Options{}).Verdict, "overlapping attempts may be ordered either way")
 	res := check(t, realTime(false), Options{})
-	require.Equal(t, Violation, res.Verdict, "k1 ended before k2 began: k1 must come first")
+	require.Equal(t, histories.Violation, res.Verdict, "k1 ended before k2 began: k1 must come first")
 }
 
 func TestCheckStuck(t *testing.T) {
 	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).
-		add(histories.Event{Kind: histories.Stuck, Process: "broker", Detail: "1 copy still queued"})
+		add(histories.Event{Kind: histories.Undrained, Process: "broker", Detail: "1 copy still queued"})
 	res := check(t, b, Options{})
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{Stuck}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Stuck}, res.Anomalies)
 }
 
 func TestCheckMalformed(t *testing.T) {
@@ -251,7 +251,7 @@ func TestCheckStreamFromAFile(t *testing.T) {
 	f, err := histories.Open(path)
 	require.NoError(t, err)
 	want := check(t, b, Options{})
-	require.Equal(t, Violation, want.Verdict)
+	require.Equal(t, histories.Violation, want.Verdict)
 	require.NotEmpty(t, want.Findings[0].Evidence)
 	got, err := CheckStream(f, model.Orders{}, Options{})
 	require.NoError(t, err)
@@ -277,8 +277,8 @@ func TestCheckStateOfAnUntargetedAggregate(t *testing.T) {
 	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA)
 	processedA(b, 1).observe("o1", oneA).observe("o2", oneA)
 	res := check(t, b, Options{})
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{Inconsistent}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.Inconsistent}, res.Anomalies)
 	require.Contains(t, res.Findings[0].Text, "no message targets it")
 }
 
@@ -293,8 +293,8 @@ func TestExplainOutOfOrder(t *testing.T) {
 		observe("u1", `{"created":true,"name":"ann"}`)
 	res, err := Check(&b.h, model.Profiles{}, Options{})
 	require.NoError(t, err)
-	require.Equal(t, Violation, res.Verdict)
-	require.Equal(t, []Anomaly{OutOfOrder}, res.Anomalies)
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.OutOfOrder}, res.Anomalies)
 	f := res.Findings[0]
 	require.Equal(t, `k2 (UserRenamed{"name":"bob"} to u1) took effect before k1 (UserCreated{"name":"ann"} to u1), which was sent before it; the effects on u1 match the order k2, k1`, f.Text)
 	require.Equal(t, []int{1, 2}, f.Attempts)
@@ -313,7 +313,7 @@ func TestExplanationsNameAttemptsAndSteps(t *testing.T) {
 		deliver(2, "m1", "k1", "o1", model.AddItem, addA).at(histories.Ack, 2).at(histories.Done, 2).
 		observe("o1", oneA)
 	res := check(t, b, Options{})
-	require.Equal(t, []Anomaly{Lost}, res.Anomalies)
+	require.Equal(t, []histories.Anomaly{histories.Lost}, res.Anomalies)
 	f := res.Findings[0]
 	require.Equal(t, []int{1, 2}, f.Attempts)
 	require.Equal(t, []int{2, 3, 4, 5, 6, 7}, f.Steps)

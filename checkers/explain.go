@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -255,7 +256,7 @@ search:
 		}
 	}
 	if !found {
-		res.add(Finding{Anomaly: Inconsistent, Aggregate: agg, Keys: keys,
+		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys,
 			Text: fmt.Sprintf("no execution of the model accepts the messages of %s", agg)})
 		return
 	}
@@ -275,10 +276,10 @@ search:
 		switch {
 		case count[k] == 0:
 			if len(obs) > 0 && allUncommitted(l.Outputs) {
-				res.add(Finding{Anomaly: Ghost, Aggregate: agg, Keys: []string{k},
+				res.add(Finding{Anomaly: histories.Ghost, Aggregate: agg, Keys: []string{k},
 					Text: fmt.Sprintf("%s published %s from an attempt that never committed, and its state change is not in the final state", l.describe(), obs)})
 			} else {
-				f := Finding{Anomaly: Lost, Aggregate: agg, Keys: []string{k}}
+				f := Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{k}}
 				switch once := closeEv.outputs[k]; {
 				case len(obs) == 0 && len(once) > 0:
 					f.Text = fmt.Sprintf("%s had no effect at all: neither its state change nor its outputs %s were observed", l.describe(), once)
@@ -291,7 +292,7 @@ search:
 			}
 			explained = true
 		case count[k] > 1:
-			res.add(Finding{Anomaly: Duplicate, Aggregate: agg, Keys: []string{k},
+			res.add(Finding{Anomaly: histories.Duplicate, Aggregate: agg, Keys: []string{k},
 				Text: fmt.Sprintf("%s was applied %s: the final state and outputs match an execution that applies it %s (observed outputs %s)", l.describe(), times(count[k]), times(count[k]), obs)})
 			explained = true
 		case !exp.Equal(obs):
@@ -299,16 +300,16 @@ search:
 			f := Finding{Aggregate: agg, Keys: []string{k}}
 			switch {
 			case len(missing) == 0 && subset(extra, exp):
-				f.Anomaly = Duplicate
+				f.Anomaly = histories.Duplicate
 				f.Text = fmt.Sprintf("%s published %s again with a new message id", l.describe(), extra)
 			case len(extra) > 0 && extraUncommitted(l.Outputs, extra):
-				f.Anomaly = Ghost
+				f.Anomaly = histories.Ghost
 				f.Text = fmt.Sprintf("%s published %s from an attempt that never committed; no exactly-once execution publishes it", l.describe(), extra)
 			case len(extra) == 0:
-				f.Anomaly = Lost
+				f.Anomaly = histories.Lost
 				f.Text = fmt.Sprintf("%s never published %s (published %s)", l.describe(), missing, obs)
 			default:
-				f.Anomaly = Inconsistent
+				f.Anomaly = histories.Inconsistent
 				f.Text = fmt.Sprintf("%s published %s where an exactly-once execution publishes %s", l.describe(), obs, exp)
 			}
 			res.add(f)
@@ -316,12 +317,12 @@ search:
 		}
 	}
 	if obs := a.observed[agg]; !obs.Equal(bestEval.state) {
-		res.add(Finding{Anomaly: Inconsistent, Aggregate: agg, Keys: keys,
+		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys,
 			Text: fmt.Sprintf("final state of %s is %s; the closest execution ends in %s", agg, obs, bestEval.state)})
 		explained = true
 	}
 	if !explained {
-		res.add(Finding{Anomaly: Inconsistent, Aggregate: agg, Keys: keys,
+		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys,
 			Text: fmt.Sprintf("the effects on %s match no serial order that respects real time", agg)})
 	}
 }
@@ -446,12 +447,12 @@ func outOfOrder(a *analysis, agg string, sent, applied []string) Finding {
 		for j := i + 1; j < len(sent); j++ {
 			if rank[sent[j]] < rank[sent[i]] {
 				first, second := a.logicals[sent[i]], a.logicals[sent[j]]
-				return Finding{Anomaly: OutOfOrder, Aggregate: agg, Keys: []string{second.Key, first.Key},
+				return Finding{Anomaly: histories.OutOfOrder, Aggregate: agg, Keys: []string{second.Key, first.Key},
 					Text: fmt.Sprintf("%s took effect before %s, which was sent before it; the effects on %s match the order %s",
 						second.describe(), first.describe(), agg, strings.Join(applied, ", "))}
 			}
 		}
 	}
-	return Finding{Anomaly: OutOfOrder, Aggregate: agg, Keys: sent,
+	return Finding{Anomaly: histories.OutOfOrder, Aggregate: agg, Keys: sent,
 		Text: fmt.Sprintf("the effects on %s match the order %s, which breaks real time", agg, strings.Join(applied, ", "))}
 }

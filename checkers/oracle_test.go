@@ -240,7 +240,7 @@ func seq(n int) []int {
 }
 
 func TestCheckerAgreesWithBruteForce(t *testing.T) {
-	verdicts := map[Verdict]int{}
+	verdicts := map[histories.Verdict]int{}
 	models := []model.Model{model.Orders{}, model.Accounts{}, model.Profiles{}}
 	rapid.Check(t, func(t *rapid.T) {
 		m := rapid.SampledFrom(models).Draw(t, "model")
@@ -249,15 +249,15 @@ func TestCheckerAgreesWithBruteForce(t *testing.T) {
 		if err != nil {
 			t.Fatalf("check: %v", err)
 		}
-		want := Violation
+		want := histories.Violation
 		if oracle(m, c) {
-			want = Pass
+			want = histories.Pass
 		}
 		verdicts[res.Verdict]++
 		if res.Verdict != want {
 			t.Fatalf("checker says %s, brute force says %s (mutation %s)\n%s", res.Verdict, want, c.mutation, timeline(c.history))
 		}
-		if want == Violation && len(res.Findings) == 0 {
+		if want == histories.Violation && len(res.Findings) == 0 {
 			t.Fatalf("violation without findings")
 		}
 		quick, err := Check(c.history, m, Options{VerdictOnly: true})
@@ -265,8 +265,8 @@ func TestCheckerAgreesWithBruteForce(t *testing.T) {
 			t.Fatalf("the verdict-only check says %s (%v), brute force says %s", quick.Verdict, err, want)
 		}
 	})
-	require.NotZero(t, verdicts[Pass])
-	require.NotZero(t, verdicts[Violation])
+	require.NotZero(t, verdicts[histories.Pass])
+	require.NotZero(t, verdicts[histories.Violation])
 }
 
 func timeline(h *histories.History) string {

@@ -51,8 +51,8 @@ type Header struct {
 	FreeRunning bool `json:"free_running,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
-	Verdict   string   `json:"verdict,omitempty"`
-	Anomalies []string `json:"anomalies,omitempty"`
+	Verdict   Verdict   `json:"verdict,omitempty"`
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
 }
 
 // Kind is the kind of an event.
@@ -60,29 +60,29 @@ type Kind string
 
 // The event kinds.
 const (
-	Send     Kind = "send"     // the sender puts a copy on the wire
-	Deliver  Kind = "deliver"  // the broker hands a copy to a consumer: an attempt begins
-	Begin    Kind = "begin"    // a transaction opens
-	Write    Kind = "write"    // a transaction writes
-	Commit   Kind = "commit"   // a transaction commits
-	Abort    Kind = "abort"    // a transaction rolls back or dies with its process
-	Publish  Kind = "publish"  // the broker accepts an output
-	Ack      Kind = "ack"      // a consumer acks its copy
-	AckLost  Kind = "ack-lost" // the broker did not get the ack (fault): the copy stays
-	Nack     Kind = "nack"     // a consumer gives the copy back
-	Done     Kind = "done"     // the handler returned: the attempt ends
-	Crash    Kind = "crash"    // a process dies (fault): its attempt ends
-	Restart  Kind = "restart"  // a process is rebuilt from its factory
-	Dispatch Kind = "dispatch" // a dispatcher pass begins
-	Drain    Kind = "drain"    // faults stop; the run drains
-	Observe  Kind = "observe"  // the final state of an aggregate, read after the drain
-	Stuck    Kind = "stuck"    // the run did not drain within its bound
-	Requeue  Kind = "requeue"  // the broker puts a copy back or duplicates it (fault)
-	Refused  Kind = "refused"  // the broker refuses an ack or a publish (fault)
-	Switch   Kind = "switch"   // the scheduler preempts a process (fault)
+	Send      Kind = "send"     // the sender puts a copy on the wire
+	Deliver   Kind = "deliver"  // the broker hands a copy to a consumer: an attempt begins
+	Begin     Kind = "begin"    // a transaction opens
+	Write     Kind = "write"    // a transaction writes
+	Commit    Kind = "commit"   // a transaction commits
+	Abort     Kind = "abort"    // a transaction rolls back or dies with its process
+	Publish   Kind = "publish"  // the broker accepts an output
+	Ack       Kind = "ack"      // a consumer acks its copy
+	AckLost   Kind = "ack-lost" // the broker did not get the ack (fault): the copy stays
+	Nack      Kind = "nack"     // a consumer gives the copy back
+	Done      Kind = "done"     // the handler returned: the attempt ends
+	Crash     Kind = "crash"    // a process dies (fault): its attempt ends
+	Restart   Kind = "restart"  // a process is rebuilt from its factory
+	Dispatch  Kind = "dispatch" // a dispatcher pass begins
+	Drain     Kind = "drain"    // faults stop; the run drains
+	Observe   Kind = "observe"  // the final state of an aggregate, read after the drain
+	Undrained Kind = "stuck"    // the run did not drain within its bound
+	Requeue   Kind = "requeue"  // the broker puts a copy back or duplicates it (fault)
+	Refused   Kind = "refused"  // the broker refuses an ack or a publish (fault)
+	Switch    Kind = "switch"   // the scheduler preempts a process (fault)
 )
 
-var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Stuck, Requeue, Refused, Switch}
+var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Undrained, Requeue, Refused, Switch}
 
 // Event is one thing that happened in a run.
 type Event struct {

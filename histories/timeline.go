@@ -80,7 +80,7 @@ func Describe(ev Event) string {
 		return "!! ACK LOST: the copy will be delivered again"
 	case Observe:
 		return fmt.Sprintf("final state of %s: %s", ev.Aggregate, ev.State)
-	case Stuck:
+	case Undrained:
 		return "!! STUCK: " + ev.Detail
 	case Drain:
 		return "drain: no more faults"

@@ -42,7 +42,7 @@ func HTML(w io.Writer, name string, h *histories.History, res checkers.Result, m
 	}
 	data := map[string]any{
 		"Name": name, "Header": h.Header, "Verdict": verdictLine(res), "Result": res,
-		"Pass": res.Verdict == checkers.Pass, "Faults": faults, "Procs": procs, "Rows": rows,
+		"Pass": res.Verdict == histories.Pass, "Faults": faults, "Procs": procs, "Rows": rows,
 		"Viz": viz.String(),
 	}
 	return page.Execute(w, data)

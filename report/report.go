@@ -134,9 +134,9 @@ func Text(w io.Writer, name string, h *histories.History, res checkers.Result) e
 
 func verdictLine(res checkers.Result) string {
 	switch res.Verdict {
-	case checkers.Pass:
+	case histories.Pass:
 		return "PASS"
-	case checkers.Inconclusive:
+	case histories.Inconclusive:
 		return "INCONCLUSIVE: " + res.Reason
 	}
 	names := make([]string, len(res.Anomalies))

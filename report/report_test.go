@@ -30,7 +30,7 @@ func load(t *testing.T) (*histories.History, checkers.Result) {
 	require.NoError(t, err)
 	res, err := checkers.Check(h, m, checkers.Options{})
 	require.NoError(t, err)
-	require.Equal(t, checkers.Violation, res.Verdict)
+	require.Equal(t, histories.Violation, res.Verdict)
 	return h, res
 }
 

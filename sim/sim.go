@@ -428,7 +428,7 @@ func (r *runner) stuck() {
 	if r.due && len(r.queue) == 0 {
 		detail += "; the dispatcher still finds work"
 	}
-	r.record(histories.Event{Kind: histories.Stuck, Process: "broker", Detail: detail})
+	r.record(histories.Event{Kind: histories.Undrained, Process: "broker", Detail: detail})
 }
 
 func (r *runner) start(p *process) {

@@ -98,7 +98,7 @@ func TestUndrainableRunIsStuck(t *testing.T) {
 	evs, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, MaxDeliveries: 5})
 	require.NoError(t, err)
 	last := evs[len(evs)-1]
-	require.Equal(t, histories.Stuck, last.Kind)
+	require.Equal(t, histories.Undrained, last.Kind)
 	require.Contains(t, last.Detail, "after 5 deliveries")
 	require.Contains(t, last.Detail, "(m1)")
 }

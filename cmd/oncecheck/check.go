@@ -19,13 +19,13 @@ import (
 
 // verdictJSON is one file's outcome in --json output.
 type verdictJSON struct {
-	File      string             `json:"file"`
-	Verdict   string             `json:"verdict"`
-	Anomalies []checkers.Anomaly `json:"anomalies"`
-	Findings  []checkers.Finding `json:"findings,omitempty"`
-	Expected  []string           `json:"expected,omitempty"`
-	Reason    string             `json:"reason,omitempty"`
-	Error     string             `json:"error,omitempty"`
+	File      string              `json:"file"`
+	Verdict   string              `json:"verdict"`
+	Anomalies []histories.Anomaly `json:"anomalies"`
+	Findings  []checkers.Finding  `json:"findings,omitempty"`
+	Expected  []string            `json:"expected,omitempty"`
+	Reason    string              `json:"reason,omitempty"`
+	Error     string              `json:"error,omitempty"`
 	// Replay only:
 	Strategy        string `json:"strategy,omitempty"`
 	Identical       *bool  `json:"identical,omitempty"`
@@ -36,7 +36,7 @@ func newVerdictJSON(file string, res checkers.Result) verdictJSON {
 	v := verdictJSON{File: file, Verdict: string(res.Verdict), Anomalies: res.Anomalies,
 		Findings: res.Findings, Expected: res.Expected, Reason: res.Reason}
 	if v.Anomalies == nil {
-		v.Anomalies = []checkers.Anomaly{}
+		v.Anomalies = []histories.Anomaly{}
 	}
 	return v
 }
@@ -111,7 +111,7 @@ func checkOne(stdout, stderr io.Writer, file string, policy checkers.Downstream,
 	}
 	if err != nil {
 		if asJSON {
-			_ = json.NewEncoder(stdout).Encode(verdictJSON{File: file, Verdict: "unreadable", Anomalies: []checkers.Anomaly{}, Error: err.Error()})
+			_ = json.NewEncoder(stdout).Encode(verdictJSON{File: file, Verdict: "unreadable", Anomalies: []histories.Anomaly{}, Error: err.Error()})
 		} else {
 			fmt.Fprintf(stderr, "oncecheck check: %v\n", err)
 		}
@@ -121,7 +121,7 @@ func checkOne(stdout, stderr io.Writer, file string, policy checkers.Downstream,
 		_ = json.NewEncoder(stdout).Encode(newVerdictJSON(file, res))
 		return exitCode(res.Verdict)
 	}
-	if res.Verdict == checkers.Violation && verbose {
+	if res.Verdict == histories.Violation && verbose {
 		// The explanation and timeline need the whole history.
 		h, err := loadHistory(file)
 		if err != nil {
@@ -218,13 +218,13 @@ func historyError(path string, err error) string {
 // h is needed only for a verbose violation.
 func printVerdict(w io.Writer, name string, hd histories.Header, events int, h *histories.History, res checkers.Result, verbose bool) int {
 	switch res.Verdict {
-	case checkers.Pass:
+	case histories.Pass:
 		if len(hd.Workload) == 0 { // an exported history need not list its workload
 			fmt.Fprintf(w, "%s: PASS (%s)\n", name, plural(events, "event"))
 			break
 		}
 		fmt.Fprintf(w, "%s: PASS (%s, %s)\n", name, plural(len(hd.Workload), "logical message"), plural(events, "event"))
-	case checkers.Inconclusive:
+	case histories.Inconclusive:
 		fmt.Fprintf(w, "%s: INCONCLUSIVE: %s\n", name, res.Reason)
 	default:
 		fmt.Fprintf(w, "%s: VIOLATION: %s\n", name, anomalyList(res))
@@ -242,22 +242,22 @@ func printVerdict(w io.Writer, name string, hd histories.Header, events int, h *
 }
 
 func sameOutcome(hd histories.Header, res checkers.Result) bool {
-	if hd.Verdict != string(res.Verdict) || len(hd.Anomalies) != len(res.Anomalies) {
+	if hd.Verdict != res.Verdict || len(hd.Anomalies) != len(res.Anomalies) {
 		return false
 	}
 	for _, a := range res.Anomalies {
-		if !slices.Contains(hd.Anomalies, string(a)) {
+		if !slices.Contains(hd.Anomalies, a) {
 			return false
 		}
 	}
 	return true
 }
 
-func exitCode(v checkers.Verdict) int {
+func exitCode(v histories.Verdict) int {
 	switch v {
-	case checkers.Pass:
+	case histories.Pass:
 		return exitPass
-	case checkers.Violation:
+	case histories.Violation:
 		return exitViolation
 	}
 	return exitInconclusive

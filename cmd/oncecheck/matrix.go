@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/oncecheck/oncecheck"
-	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -105,9 +105,9 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 				switch {
 				case cell.NotApplicable != "":
 					c.Skipped, c.SystemOut = &struct{}{}, cell.NotApplicable
-				case cell.Verdict == checkers.Violation:
+				case cell.Verdict == histories.Violation:
 					c.failed(fmt.Sprintf("%s @%d", strings.Join(cell.Anomalies, "+"), cell.RunsToFailure), "counterexample: "+cell.History)
-				case cell.Verdict == checkers.Inconclusive:
+				case cell.Verdict == histories.Inconclusive:
 					c.inconclusive(cell.Reason)
 				default:
 					c.SystemOut = fmt.Sprintf("%d runs passed", cell.Runs)
@@ -122,7 +122,7 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	code := exitPass
 	for _, mx := range results {
 		for _, c := range mx.Cells {
-			if c.Verdict == checkers.Inconclusive {
+			if c.Verdict == histories.Inconclusive {
 				code = exitInconclusive
 			}
 		}
@@ -165,9 +165,9 @@ func cellText(c oncecheck.Cell) string {
 	switch {
 	case c.NotApplicable != "":
 		return "n/a"
-	case c.Verdict == checkers.Pass:
+	case c.Verdict == histories.Pass:
 		return fmt.Sprintf("pass %d", c.Runs)
-	case c.Verdict == checkers.Violation:
+	case c.Verdict == histories.Violation:
 		return fmt.Sprintf("%s @%d", strings.Join(c.Anomalies, "+"), c.RunsToFailure)
 	}
 	return "inconclusive"

@@ -81,9 +81,9 @@ func TestPostgresRestartMidRunIsInconclusive(t *testing.T) {
 		require.False(t, strings.HasPrefix(e.Name(), ".tmp-"), "temporary file left: %s", e.Name())
 		h, err := histories.Load(filepath.Join(out, e.Name()))
 		require.NoError(t, err, e.Name())
-		require.Contains(t, []string{"pass", "inconclusive"}, h.Header.Verdict, e.Name())
+		require.Contains(t, []histories.Verdict{histories.Pass, histories.Inconclusive}, h.Header.Verdict, e.Name())
 		code, _, _ := cli(t, "check", filepath.Join(out, e.Name()))
-		require.Equal(t, map[string]int{"pass": exitPass, "inconclusive": exitInconclusive}[h.Header.Verdict], code, e.Name())
+		require.Equal(t, map[histories.Verdict]int{histories.Pass: exitPass, histories.Inconclusive: exitInconclusive}[h.Header.Verdict], code, e.Name())
 	}
 }
 

@@ -136,12 +136,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", *strategy, *modelName, *faultList), Classname: "oncecheck.run",
 			Time: time.Since(started).Seconds()}
 		switch rep.Verdict {
-		case checkers.Violation:
+		case histories.Violation:
 			var b strings.Builder
 			printExplanation(&b, rep.Minimal, rep.Result)
 			fmt.Fprintf(&b, "\nSaved: %s\nReplay: %s replay %s\n", rep.Path, self(), rep.Path)
 			c.failed(fmt.Sprintf("%s is not exactly-once: %s (run %d, seed %d)", *strategy, anomalyList(rep.Result), rep.RunsToFailure, rep.FailingSeed), b.String())
-		case checkers.Inconclusive:
+		case histories.Inconclusive:
 			c.inconclusive(rep.Reason)
 		default:
 			c.SystemOut = fmt.Sprintf("%d runs passed, seed %d", rep.Runs, *seed)
@@ -179,13 +179,13 @@ func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 		fmt.Fprintf(w, "interrupted after %d of the runs; summary of those:\n", rep.Runs)
 	}
 	switch rep.Verdict {
-	case checkers.Pass:
+	case histories.Pass:
 		fmt.Fprintf(w, "%s: %d runs, no violation (faults injected: %s)\n", colour(w, green, "PASS"), rep.Runs, injected)
 		if rep.DeterminismChecked {
 			fmt.Fprintf(w, "determinism: every run gave the same history twice\n")
 		}
 		return exitPass
-	case checkers.Inconclusive:
+	case histories.Inconclusive:
 		fmt.Fprintf(w, "%s after %d runs (%d undecided): %s\n", colour(w, amber, "INCONCLUSIVE"), rep.Runs, rep.Inconclusive, rep.Reason)
 		return exitInconclusive
 	}
@@ -283,10 +283,10 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *oncech
 		plural(rep.Workloads, "workload shape"), plural(rep.Schedules, "schedule"), time.Since(start).Round(time.Millisecond),
 		plural(rep.Checked, "history"), plural(rep.Equivalent, "schedule"))
 	switch rep.Verdict {
-	case checkers.Pass:
+	case histories.Pass:
 		fmt.Fprintf(stdout, "PASS: no violation with up to %d messages and %d faults\n", maxMessages, maxFaults)
 		return exitPass, nil
-	case checkers.Inconclusive:
+	case histories.Inconclusive:
 		fmt.Fprintf(stdout, "INCONCLUSIVE: %s\n", rep.Reason)
 		if ctx.Err() != nil {
 			return exitInterrupted, nil
@@ -307,21 +307,21 @@ func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, e
 		injected[string(k)] = n
 	}
 	out := struct {
-		Strategy      string             `json:"strategy"`
-		Model         string             `json:"model"`
-		Backend       string             `json:"backend"`
-		Seed          uint64             `json:"seed"`
-		Verdict       string             `json:"verdict"`
-		Anomalies     []checkers.Anomaly `json:"anomalies"`
-		Findings      []checkers.Finding `json:"findings,omitempty"`
-		Runs          int                `json:"runs"`
-		RunsToFailure int                `json:"runs_to_failure,omitempty"`
-		MsToFailure   float64            `json:"ms_to_failure,omitempty"`
-		ShrinkMs      float64            `json:"shrink_ms,omitempty"`
-		FailingSeed   uint64             `json:"failing_seed,omitempty"`
-		History       string             `json:"history,omitempty"`
-		Injected      map[string]int     `json:"injected"`
-		Reason        string             `json:"reason,omitempty"`
+		Strategy      string              `json:"strategy"`
+		Model         string              `json:"model"`
+		Backend       string              `json:"backend"`
+		Seed          uint64              `json:"seed"`
+		Verdict       string              `json:"verdict"`
+		Anomalies     []histories.Anomaly `json:"anomalies"`
+		Findings      []checkers.Finding  `json:"findings,omitempty"`
+		Runs          int                 `json:"runs"`
+		RunsToFailure int                 `json:"runs_to_failure,omitempty"`
+		MsToFailure   float64             `json:"ms_to_failure,omitempty"`
+		ShrinkMs      float64             `json:"shrink_ms,omitempty"`
+		FailingSeed   uint64              `json:"failing_seed,omitempty"`
+		History       string              `json:"history,omitempty"`
+		Injected      map[string]int      `json:"injected"`
+		Reason        string              `json:"reason,omitempty"`
 	}{
 		Strategy: strategy, Model: rep.Config.Model, Backend: rep.Config.Backend, Seed: rep.Seed,
 		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
@@ -330,7 +330,7 @@ func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, e
 		Injected: injected, Reason: rep.Reason,
 	}
 	if out.Anomalies == nil {
-		out.Anomalies = []checkers.Anomaly{}
+		out.Anomalies = []histories.Anomaly{}
 	}
 	if err := json.NewEncoder(w).Encode(out); err != nil {
 		return exitInconclusive, err
