@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
 )
@@ -40,7 +41,7 @@ func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
 	for _, file := range corpus(t) {
 		h, err := histories.Load(file)
 		require.NoError(t, err, file)
-		res, err := Check(h, "", 0)
+		res, err := Check(h, CheckOptions{})
 		require.NoError(t, err, file)
 		wantVerdict, wantAnomalies := recorded(h)
 		gotVerdict, gotAnomalies := resultOutcome(res)
@@ -51,7 +52,7 @@ func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
 		// Streamed from the file, the check says the same, word for word.
 		f, err := histories.Open(file)
 		require.NoError(t, err, file)
-		streamed, err := CheckFile(f, "", 0)
+		streamed, err := CheckFile(f, CheckOptions{})
 		require.NoError(t, err, file)
 		require.Equal(t, res, streamed, file)
 		require.Equal(t, len(h.Events), f.Len(), file)
@@ -61,14 +62,14 @@ func TestCorpusChecksToItsRecordedVerdict(t *testing.T) {
 }
 
 func TestCorpusReplaysToItsRecordedVerdict(t *testing.T) {
-	expected, err := LoadExpectedMatrix("expected/matrix.json")
+	expected, err := campaign.LoadExpectedMatrix("expected/matrix.json")
 	require.NoError(t, err)
 	identical, outboxSurvived := 0, 0
 	files := corpus(t)
 	for _, file := range files {
 		h, err := histories.Load(file)
 		require.NoError(t, err, file)
-		replayed, res, err := Replay(h, "")
+		replayed, res, err := Replay(h, ReplayOptions{})
 		require.NoError(t, err, file)
 		wantVerdict, wantAnomalies := recorded(h)
 		gotVerdict, gotAnomalies := resultOutcome(res)
@@ -86,12 +87,12 @@ func TestCorpusReplaysToItsRecordedVerdict(t *testing.T) {
 		}
 		column := "all"
 		if len(h.Header.Faults) == 1 {
-			column = h.Header.Faults[0]
+			column = string(h.Header.Faults[0])
 		}
 		if expected[h.Header.Model]["outbox"][column] != "pass" {
 			continue
 		}
-		_, res, err = Replay(h, "outbox")
+		_, res, err = Replay(h, ReplayOptions{Strategy: "outbox"})
 		require.NoError(t, err, file)
 		require.Equal(t, histories.Pass, res.Verdict, "%s on outbox: %v", file, res.Findings)
 		outboxSurvived++

@@ -33,7 +33,7 @@ func checkLines(t *testing.T, lines []string) checkers.Result {
 	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
 	h, err := histories.Load(path)
 	require.NoError(t, err)
-	res, err := Check(h, "", 0)
+	res, err := Check(h, CheckOptions{})
 	require.NoError(t, err)
 	return res
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -17,6 +18,7 @@ type recorder struct {
 	name   string
 	logs   []string
 	errors []string
+	skips  []string
 }
 
 func (r *recorder) Helper()      {}
@@ -27,9 +29,12 @@ func (r *recorder) Logf(format string, args ...any) {
 func (r *recorder) Errorf(format string, args ...any) {
 	r.errors = append(r.errors, fmt.Sprintf(format, args...))
 }
+func (r *recorder) Skipf(format string, args ...any) {
+	r.skips = append(r.skips, fmt.Sprintf(format, args...))
+}
 
 func strategyNamed(t *testing.T, name string) adapters.Strategy {
-	s, err := adapters.Lookup(name)
+	s, err := catalogue.Builtin().Strategy(name)
 	require.NoError(t, err)
 	return s
 }
@@ -52,7 +57,7 @@ func TestVerifyExplainsAFailureAndReplaysIt(t *testing.T) {
 	msg := r.errors[0]
 	require.Contains(t, msg, "oncecheck: dedup is not exactly-once: lost")
 	require.Contains(t, msg, "evidence: attempt #1")
-	require.Contains(t, msg, "timeline:")
+	require.Contains(t, msg, "Timeline:")
 	require.Regexp(t, `replay: ONCECHECK_REPLAY=\S+\.jsonl go test -run '\^TestDedup\$' \.`, msg)
 
 	// The same test name gives the same seed: the failure reproduces.

@@ -1,5 +1,8 @@
 // Package adapters defines the contract between oncecheck and a message
-// handler (an adapter), and keeps the catalogue of built-in strategies.
+// handler (an adapter): Env, Tx, Handler, Dispatcher and Strategy, and the
+// errors they share; and the contract of the stores behind Tx (Store,
+// Backend). The built-in strategies are its subpackages; what they share is
+// in strategykit; SQL handlers reach PostgreSQL through sqlenv.
 //
 // An adapter is a handler written the way a real service would write it,
 // against the harness's Env: it opens transactions on the backend's store,
@@ -16,10 +19,6 @@ package adapters
 
 import (
 	"errors"
-	"fmt"
-	"sort"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
@@ -39,28 +38,6 @@ var ErrConflict = errors.New("transaction conflict")
 // violations a handler deals with. The harness makes such a run
 // inconclusive.
 var ErrBackend = errors.New("backend failure")
-
-// Store is a backend as the harness uses it: it hands out transactions
-// (which it wraps before adapters see them) and is emptied between runs.
-type Store interface {
-	// Begin opens a transaction.
-	Begin() (StoreTx, error)
-	// Reset empties the store for the next run.
-	Reset() error
-	// Close releases the store (and drops what it created).
-	Close() error
-}
-
-// StoreTx is a transaction of a Store.
-type StoreTx interface {
-	Tx
-	// Writes returns the keys written so far, as "table/key", in order.
-	Writes() []string
-	// Abort ends the transaction as a crash does: the process is gone, so
-	// nothing of it may commit (a database connection is closed and the
-	// server aborts what was open).
-	Abort() error
-}
 
 // Row is one key and value of a table.
 type Row struct {
@@ -122,25 +99,6 @@ type Env interface {
 	Point(name string)
 }
 
-// SQLEnv is implemented by the Env of the pg backend: a handler (or a
-// dispatcher) that writes SQL asks it for a transaction. The harness wraps
-// the pgx.Tx it returns: Exec is a write (a crash point after it), Commit is
-// preceded and followed by crash points, and a crash closes the connection
-// so the server aborts the transaction. Unqualified table names resolve to
-// the run's schema. On the mem backend, the Env does not implement it.
-type SQLEnv interface {
-	BeginSQL() (pgx.Tx, error)
-}
-
-// SQL returns the pgx transaction behind a Tx of the pg backend (the one
-// Observe receives), or an error on another backend.
-func SQL(tx Tx) (pgx.Tx, error) {
-	if p, ok := tx.(interface{ PGX() pgx.Tx }); ok {
-		return p.PGX(), nil
-	}
-	return nil, errors.New("this handler writes SQL: run it on the pg backend")
-}
-
 // Handler handles deliveries. A handler instance lives as long as its
 // consumer process: a crash throws it away and a restart builds a new one.
 type Handler interface {
@@ -160,9 +118,11 @@ type Dispatcher interface {
 	Pass(env Env) (busy bool, err error)
 }
 
-// Strategy is a built-in (or user-registered) adapter.
+// Strategy is an adapter as a value: a name and the factories of its
+// processes. Each built-in strategy's package exports one as Strategy; a
+// catalogue (package catalogue) resolves the names saved in histories.
 type Strategy struct {
-	// Name is the strategy's identifier on the command line.
+	// Name identifies the strategy in histories and catalogues.
 	Name string
 	// Summary is a one-line description of its mechanism.
 	Summary string
@@ -172,7 +132,7 @@ type Strategy struct {
 	// none.
 	NewDispatcher func() Dispatcher
 	// SQLSchema is the DDL of the adapter's own tables, for handlers that
-	// write SQL (see SQLEnv): the pg backend runs it in the run's schema
+	// write SQL (see package sqlenv): the pg backend runs it in the run's schema
 	// and empties the tables between runs.
 	SQLSchema string
 	// Points names the adapter's own crash points (see Env.Point), so that
@@ -199,27 +159,3 @@ func (e *UnsupportedError) Error() string { return e.Reason }
 
 // Unsupported returns an *UnsupportedError with the given reason.
 func Unsupported(reason string) error { return &UnsupportedError{Reason: reason} }
-
-var strategies = map[string]Strategy{}
-
-// Register makes a strategy available by name.
-func Register(s Strategy) { strategies[s.Name] = s }
-
-// Lookup returns the strategy registered under name.
-func Lookup(name string) (Strategy, error) {
-	s, ok := strategies[name]
-	if !ok {
-		return Strategy{}, fmt.Errorf("unknown strategy %q (known: %v)", name, Names())
-	}
-	return s, nil
-}
-
-// Names returns the registered strategy names, sorted.
-func Names() []string {
-	out := make([]string, 0, len(strategies))
-	for n := range strategies {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}

@@ -414,7 +414,7 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 	if l == nil {
 		a.problems = append(a.problems, Finding{
 			Anomaly: histories.Ghost,
-			Text:              fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", content, p.ID, p.Step, p.Causation),
+			Text:    fmt.Sprintf("output %s (id %q, step %d) names cause %q, which is no logical message of the run", content, p.ID, p.Step, p.Causation),
 		})
 		return nil
 	}

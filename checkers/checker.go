@@ -447,3 +447,20 @@ func (a *analysis) unwitnessed(m model.Model) []string {
 	}
 	return out
 }
+
+// anomalyPriority orders anomalies from most to least specific; the first
+// one a failure shows is the one shrinking preserves.
+var anomalyPriority = []histories.Anomaly{
+	histories.Lost, histories.Duplicate, histories.Ghost, histories.OutOfOrder, histories.Inconsistent, histories.Stuck,
+}
+
+// Primary returns the most specific anomaly of the result, "" if none: the
+// one a shrunk counterexample keeps.
+func (r Result) Primary() histories.Anomaly {
+	for _, a := range anomalyPriority {
+		if slices.Contains(r.Anomalies, a) {
+			return a
+		}
+	}
+	return ""
+}

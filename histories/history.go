@@ -43,7 +43,7 @@ type Header struct {
 	Backend    string `json:"backend"`
 	Downstream string `json:"downstream,omitempty"`
 	// Faults are the fault kinds the plan was generated from (informative).
-	Faults   []string       `json:"faults,omitempty"`
+	Faults   []faults.Kind  `json:"faults,omitempty"`
 	Workload model.Workload `json:"workload"`
 	Plan     faults.Plan    `json:"plan"`
 	// FreeRunning says the consumers ran truly in parallel: replaying the

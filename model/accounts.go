@@ -17,8 +17,6 @@ import (
 //     WithdrawalRejected{amount, balance} and changes nothing.
 type Accounts struct{}
 
-func init() { Register(Accounts{}) }
-
 // AccountState is the state of one account.
 type AccountState struct {
 	Balance int `json:"balance"`

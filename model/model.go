@@ -71,29 +71,3 @@ func (w Workload) Number() Workload {
 	}
 	return out
 }
-
-// Registry maps model names to models.
-var registry = map[string]Model{}
-
-// Register makes a model available by name. It is meant for init functions
-// and for users' own models; registering a name twice replaces the model.
-func Register(m Model) { registry[m.Name()] = m }
-
-// Lookup returns the model registered under name.
-func Lookup(name string) (Model, error) {
-	m, ok := registry[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown model %q (known: %v)", name, Names())
-	}
-	return m, nil
-}
-
-// Names returns the registered model names, sorted.
-func Names() []string {
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}

@@ -20,8 +20,6 @@ import (
 //     with the number of items; otherwise it emits OrderRejected.
 type Orders struct{}
 
-func init() { Register(Orders{}) }
-
 // OrderState is the state of one order. Fields are in the order of their
 // JSON names, so that the encoding is canonical (see Canonical).
 type OrderState struct {

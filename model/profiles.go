@@ -17,8 +17,6 @@ import (
 //   - UserRenamed{name} sets the name.
 type Profiles struct{}
 
-func init() { Register(Profiles{}) }
-
 // ProfileState is the projected state of one user.
 type ProfileState struct {
 	Created bool   `json:"created"`

@@ -41,7 +41,7 @@ func HTML(w io.Writer, name string, h *histories.History, res checkers.Result, m
 		faults[i] = f.String()
 	}
 	data := map[string]any{
-		"Name": name, "Header": h.Header, "Verdict": verdictLine(res), "Result": res,
+		"Name": name, "Header": h.Header, "Verdict": VerdictLine(res), "Result": res,
 		"Pass": res.Verdict == histories.Pass, "Faults": faults, "Procs": procs, "Rows": rows,
 		"Viz": viz.String(),
 	}

@@ -1,7 +1,9 @@
-// Package report renders a history and its check for people: a text
-// timeline with one lane per process (oncecheck show), and a self-contained
-// HTML page with the verdict, the explanation, the lanes and porcupine's
-// visualization of the partitions (oncecheck show --html).
+// Package report renders a history and its check for people, in one place
+// for every front end: the explanation of a failure (Explanation, which the
+// command line and Verify print), a text page with the timeline in lanes,
+// one per process (Text), and a self-contained HTML page with the verdict,
+// the explanation, the lanes and porcupine's visualization of the
+// partitions (HTML).
 package report
 
 import (
@@ -75,35 +77,17 @@ func laneOf(ev histories.Event) string {
 // laneWidth is the width of one lane in the text timeline.
 const laneWidth = 34
 
-// Text writes the verdict, the explanation and the timeline in lanes.
+// Text writes what oncecheck show prints: the history's header, the
+// verdict, the explanation and the timeline in lanes.
 func Text(w io.Writer, name string, h *histories.History, res checkers.Result) error {
 	ew := &errWriter{w: w}
 	hd := h.Header
 	ew.printf("%s\n  strategy %s, model %s, backend %s, seed %d, saved by oncecheck %s (format %s)\n",
 		name, hd.Strategy, hd.Model, hd.Backend, hd.Seed, hd.Tool, hd.Version)
-	ew.printf("verdict: %s\n", verdictLine(res))
-	for _, f := range res.Findings {
-		ew.printf("  %s: %s\n", f.Anomaly, f.Text)
-		if f.Evidence != "" {
-			ew.printf("    evidence: %s\n", f.Evidence)
-		}
-	}
-	for _, l := range res.Expected {
-		ew.printf("  %s\n", l)
-	}
-	ew.printf("workload:\n")
-	for _, m := range hd.Workload {
-		ew.printf("  %s  id=%s  %s to %s\n", m.Key, m.ID, m.Output(), m.Aggregate)
-	}
-	ew.printf("faults:\n")
-	for _, f := range hd.Plan.Faults {
-		ew.printf("  %s\n", f)
-	}
-	if len(hd.Plan.Faults) == 0 {
-		ew.printf("  none\n")
-	}
+	ew.printf("verdict: %s\n", VerdictLine(res))
+	explain(ew, h, res, false)
 	procs, cells := Lanes(h)
-	ew.printf("\ntimeline (one lane per process; !! marks a fault):\n")
+	ew.printf("\nTimeline (one lane per process; !! marks a fault):\n")
 	header := fmt.Sprintf("%5s ", "step")
 	for _, p := range procs {
 		header += fmt.Sprintf("| %-*s", laneWidth, p)
@@ -132,18 +116,86 @@ func Text(w io.Writer, name string, h *histories.History, res checkers.Result) e
 	return ew.err
 }
 
-func verdictLine(res checkers.Result) string {
+// Explanation writes what a person needs to understand a failing history:
+// the findings with their evidence, the workload, the faults, the closest
+// exactly-once execution and the timeline, one event per line. The command
+// line and Verify print it; Text prints the same with the timeline in
+// lanes.
+func Explanation(w io.Writer, h *histories.History, res checkers.Result) error {
+	ew := &errWriter{w: w}
+	explain(ew, h, res, true)
+	return ew.err
+}
+
+func explain(ew *errWriter, h *histories.History, res checkers.Result, timeline bool) {
+	hd := h.Header
+	if len(res.Findings) > 0 {
+		ew.printf("\nWhat went wrong:\n")
+	}
+	for _, f := range res.Findings {
+		ew.printf("  %s: %s\n", f.Anomaly, f.Text)
+		if f.Evidence != "" {
+			ew.printf("    evidence: %s\n", f.Evidence)
+		}
+	}
+	ew.printf("\nWorkload (%s):\n", Plural(len(hd.Workload), "logical message"))
+	for _, m := range hd.Workload {
+		ew.printf("  %s  id=%s  %s to %s\n", m.Key, m.ID, m.Output(), m.Aggregate)
+	}
+	ew.printf("Faults (%d):\n", len(hd.Plan.Faults))
+	if len(hd.Plan.Faults) == 0 {
+		ew.printf("  none\n")
+	}
+	if n := hd.Plan.ConsumerCount(); n > 1 {
+		ew.printf("  (%d competing consumers)\n", n)
+	}
+	for _, f := range hd.Plan.Faults {
+		ew.printf("  %s\n", f)
+	}
+	if len(res.Expected) > 0 {
+		ew.printf("Closest exactly-once execution:\n")
+		for _, l := range res.Expected {
+			ew.printf("  %s\n", l)
+		}
+	}
+	if timeline {
+		ew.printf("Timeline:\n")
+		for _, l := range h.Timeline() {
+			ew.printf("%s\n", l)
+		}
+	}
+}
+
+// VerdictLine is a result in one line: "PASS", "INCONCLUSIVE: reason" or
+// "VIOLATION: lost, duplicate".
+func VerdictLine(res checkers.Result) string {
 	switch res.Verdict {
 	case histories.Pass:
 		return "PASS"
 	case histories.Inconclusive:
 		return "INCONCLUSIVE: " + res.Reason
 	}
+	return "VIOLATION: " + Anomalies(res)
+}
+
+// Anomalies lists a result's anomalies: "lost, duplicate".
+func Anomalies(res checkers.Result) string {
 	names := make([]string, len(res.Anomalies))
 	for i, a := range res.Anomalies {
 		names[i] = string(a)
 	}
-	return "VIOLATION: " + strings.Join(names, ", ")
+	return strings.Join(names, ", ")
+}
+
+// Plural counts a noun: "1 message", "2 messages", "3 deliveries".
+func Plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 type errWriter struct {

@@ -159,7 +159,11 @@ func (e *env) finishTxs() {
 
 func (e *env) Model() model.Model { return e.r.cfg.Model }
 
-func (e *env) Begin() (adapters.Tx, error) {
+func (e *env) Begin() (adapters.Tx, error) { return e.begin(), nil }
+
+// begin opens a transaction on the store and records it; a store that
+// cannot begin one ends the run.
+func (e *env) begin() *tx {
 	inner, err := e.r.store.Begin()
 	var t *tx
 	e.r.harness(func() {
@@ -168,8 +172,21 @@ func (e *env) Begin() (adapters.Tx, error) {
 		}
 		t = e.opened(inner)
 	})
-	return t, nil
+	return t
 }
+
+// handed is the Env a handler or a dispatcher gets: e, extended by the
+// store when it offers more (the pg backend's SQL transactions).
+func (r *runner) handed(e *env) adapters.Env {
+	if x, ok := r.store.(adapters.EnvExtender); ok {
+		return x.ExtendEnv(e, e.beginHarnessed)
+	}
+	return e
+}
+
+// beginHarnessed opens a transaction for a store's own kind of transaction
+// (adapters.EnvExtender), as Begin does.
+func (e *env) beginHarnessed() (adapters.HarnessedTx, error) { return e.begin(), nil }
 
 // opened records a transaction the store began; it is a crash point.
 func (e *env) opened(inner adapters.StoreTx) *tx {
@@ -313,6 +330,20 @@ type tx struct {
 	n        int
 	finished bool
 }
+
+var _ adapters.HarnessedTx = (*tx)(nil)
+
+// StoreTx implements adapters.HarnessedTx.
+func (t *tx) StoreTx() adapters.StoreTx { return t.inner }
+
+// Wrote implements adapters.HarnessedTx.
+func (t *tx) Wrote(what string) {
+	e := t.env
+	e.r.harness(func() { e.wrote(t.n, what) })
+}
+
+// Check implements adapters.HarnessedTx.
+func (t *tx) Check(err error) error { return t.checked(err) }
 
 // checked passes a store error on, in the harness (see env.check).
 func (t *tx) checked(err error) error {

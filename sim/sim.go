@@ -20,10 +20,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
-	"github.com/oncecheck/oncecheck/adapters/memstore"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -40,8 +38,9 @@ type Config struct {
 	MaxDeliveries int
 	// Explore lists the fault kinds whose opportunities Explore records.
 	Explore []faults.Kind
-	// Store is the backend; nil means a fresh in-memory store. A store
-	// passed in must be empty (see adapters.Store.Reset).
+	// Store is the backend's store, empty (see adapters.Store.Reset); a run
+	// of free-running processes wants one whose writes wait for locks (see
+	// adapters.StoreOptions.LockWait).
 	Store adapters.Store
 	// FreeRunning runs the processes truly in parallel, without the
 	// scheduler: Consumers consumers (default 4) and the dispatcher take
@@ -104,13 +103,7 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 	}
 	store := cfg.Store
 	if store == nil {
-		b := memstore.NewBackend()
-		if cfg.FreeRunning {
-			// Parallel transactions wait for each other's locks, as on
-			// PostgreSQL, rather than burning deliveries on conflicts.
-			b.WaitForLocks(100 * time.Millisecond)
-		}
-		store = b
+		return nil, errors.New("sim: a store is required")
 	}
 	r := &runner{
 		cfg:      cfg,
@@ -522,7 +515,7 @@ func (r *runner) deliver(p *process) {
 	}
 	r.spawn(p, e, func(t *task) error {
 		r.harness(func() { e.boundary(faults.BeforeHandle, 0) })
-		return p.handler.Handle(e, msg)
+		return p.handler.Handle(r.handed(e), msg)
 	})
 }
 
@@ -533,7 +526,7 @@ func (r *runner) dispatch(p *process) {
 	e := &env{r: r, proc: p, kind: faults.Dispatcher, at: at, pass: at + 1, passStart: r.finished}
 	r.record(histories.Event{Kind: histories.Dispatch, Process: p.name, Pass: at + 1})
 	r.spawn(p, e, func(t *task) error {
-		busy, err := p.dispatcher.Pass(e)
+		busy, err := p.dispatcher.Pass(r.handed(e))
 		t.busy = busy
 		return err
 	})

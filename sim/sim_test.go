@@ -9,17 +9,29 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/dedupmemory"
+	"github.com/oncecheck/oncecheck/adapters/memstore"
 	"github.com/oncecheck/oncecheck/adapters/naive"
 	"github.com/oncecheck/oncecheck/adapters/outbox"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
 func strategy(t require.TestingT, name string) adapters.Strategy {
-	s, err := adapters.Lookup(name)
+	s, err := catalogue.Builtin().Strategy(name)
 	require.NoError(t, err)
 	return s
+}
+
+// withStore gives cfg a fresh in-memory store.
+func withStore(cfg Config) Config {
+	s, err := memstore.Backend{}.Open(adapters.StoreOptions{})
+	if err != nil {
+		panic(err) // the in-memory backend opens any store without SQL
+	}
+	cfg.Store = s
+	return cfg
 }
 
 func kinds(evs []histories.Event) []histories.Kind {
@@ -38,10 +50,10 @@ func TestRunIsDeterministic(t *testing.T) {
 		s := strategy(t, name)
 		w := model.Orders{}.Workload(6).Draw(t, "workload")
 		p := faults.Generator(faults.Options{Kinds: faults.AllKinds, MaxFaults: 3, Deliveries: 2 * len(w), Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2}).Draw(t, "plan")
-		cfg := Config{Model: model.Orders{}, Strategy: s, Workload: w, Plan: p}
+		cfg := withStore(Config{Model: model.Orders{}, Strategy: s, Workload: w, Plan: p})
 		a, err := Run(cfg)
 		require.NoError(t, err)
-		b, err := Run(cfg)
+		b, err := Run(withStore(cfg))
 		require.NoError(t, err)
 		ha, hb := histories.History{Events: a}, histories.History{Events: b}
 		require.Equal(t, ha.Hash(), hb.Hash())
@@ -50,7 +62,7 @@ func TestRunIsDeterministic(t *testing.T) {
 
 func TestCrashAfterCommitRedelivers(t *testing.T) {
 	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.AfterCommit}}}
-	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: oneAdd, Plan: plan})
+	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: oneAdd, Plan: plan}))
 	require.NoError(t, err)
 	require.Equal(t, []histories.Kind{
 		histories.Send,
@@ -65,7 +77,7 @@ func TestCrashAfterCommitRedelivers(t *testing.T) {
 
 func TestCrashBeforeCommitAbortsTheTransaction(t *testing.T) {
 	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeCommit}}}
-	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: oneAdd, Plan: plan})
+	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: oneAdd, Plan: plan}))
 	require.NoError(t, err)
 	require.Equal(t, histories.Crash, evs[4].Kind)
 	require.Equal(t, histories.Abort, evs[5].Kind)
@@ -75,7 +87,7 @@ func TestCrashBeforeCommitAbortsTheTransaction(t *testing.T) {
 
 func TestDispatcherCrashRepublishesTheSameID(t *testing.T) {
 	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Dispatcher, At: 0, Point: faults.AfterPublish, Index: 0}}}
-	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, outbox.Name), Workload: oneAdd, Plan: plan})
+	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: strategy(t, outbox.Name), Workload: oneAdd, Plan: plan}))
 	require.NoError(t, err)
 	var ids []string
 	for _, e := range evs {
@@ -95,7 +107,7 @@ func (nackForever) Observe(adapters.Tx, model.Model, string) (model.State, error
 
 func TestUndrainableRunIsStuck(t *testing.T) {
 	s := adapters.Strategy{Name: "nack-forever", NewHandler: func() adapters.Handler { return nackForever{} }}
-	evs, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, MaxDeliveries: 5})
+	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, MaxDeliveries: 5}))
 	require.NoError(t, err)
 	last := evs[len(evs)-1]
 	require.Equal(t, histories.Undrained, last.Kind)
@@ -109,7 +121,7 @@ func (panics) Handle(adapters.Env, model.Message) error { panic("boom") }
 
 func TestAdapterPanicIsAnInfrastructureFailure(t *testing.T) {
 	s := adapters.Strategy{Name: "panics", NewHandler: func() adapters.Handler { return panics{} }}
-	_, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd})
+	_, err := Run(withStore(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd}))
 	require.True(t, errors.Is(err, ErrInfrastructure))
 	require.ErrorContains(t, err, "panics panicked in attempt 1: boom")
 }
@@ -118,7 +130,7 @@ func TestAdapterNamedCrashPoint(t *testing.T) {
 	s := strategy(t, dedupmemory.Name)
 	require.Equal(t, []faults.Point{"before-remember"}, s.Points)
 	plan := faults.Plan{Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: "before-remember"}}}
-	evs, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, Plan: plan})
+	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, Plan: plan}))
 	require.NoError(t, err)
 	var crash histories.Event
 	for _, e := range evs {
@@ -141,7 +153,7 @@ func TestCompetingConsumersInterleave(t *testing.T) {
 		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"sku":"b","qty":1}`)},
 	}.Number()
 	plan := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Concurrent, At: 2}}}
-	evs, err := Run(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: w, Plan: plan})
+	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: w, Plan: plan}))
 	require.NoError(t, err)
 	var seq []string
 	for _, e := range evs {
@@ -171,7 +183,7 @@ func TestDispatcherPassThatMissedACommitRunsAgain(t *testing.T) {
 	}.Number()
 	s := strategy(t, outbox.Name)
 	// Find the boundary of the dispatcher's first Begin by exploring.
-	_, opps, err := Explore(Config{Model: model.Orders{}, Strategy: s, Workload: w, Plan: plan, Explore: []faults.Kind{faults.Concurrent}})
+	_, opps, err := Explore(withStore(Config{Model: model.Orders{}, Strategy: s, Workload: w, Plan: plan, Explore: []faults.Kind{faults.Concurrent}}))
 	require.NoError(t, err)
 	published := func(evs []histories.Event) int {
 		n := 0
@@ -184,7 +196,7 @@ func TestDispatcherPassThatMissedACommitRunsAgain(t *testing.T) {
 	}
 	for _, op := range opps {
 		p := faults.Plan{Consumers: 2, Faults: []faults.Fault{op.Fault}}
-		evs, err := Run(Config{Model: model.Orders{}, Strategy: s, Workload: w, Plan: p})
+		evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: s, Workload: w, Plan: p}))
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, published(evs), 2, "preempting at boundary %d left outbox rows unpublished", op.Fault.At)
 	}

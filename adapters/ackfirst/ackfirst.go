@@ -14,21 +14,23 @@ package ackfirst
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
 // Name is the strategy's name.
 const Name = "ack-first"
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    "ack on receipt, then process (at-most-once)",
 		NewHandler: func() adapters.Handler { return handler{} },
-	})
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	if err := env.Ack(); err != nil {
@@ -39,12 +41,12 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	outs, err := adapters.Apply(tx, env.Model(), msg)
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
 	if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	return env.Publish(adapters.DerivedMessages(outs, msg)...)
+	return env.Publish(strategykit.DerivedMessages(outs, msg)...)
 }

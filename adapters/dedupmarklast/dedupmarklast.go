@@ -16,6 +16,7 @@ package dedupmarklast
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -23,17 +24,18 @@ import (
 const Name = "dedup-mark-last"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = adapters.ProcessedTable
+const ProcessedTable = strategykit.ProcessedTable
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    "processed id recorded in its own transaction after the work",
 		NewHandler: func() adapters.Handler { return handler{} },
-	})
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	work, err := env.Begin()
@@ -41,17 +43,17 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer work.Rollback()
-	if seen, err := adapters.SkipIfSeen(env, work, ProcessedTable, msg.ID); seen || err != nil {
+	if seen, err := strategykit.SkipIfSeen(env, work, ProcessedTable, msg.ID); seen || err != nil {
 		return err
 	}
-	outs, err := adapters.Apply(work, env.Model(), msg)
+	outs, err := strategykit.Apply(work, env.Model(), msg)
 	if err != nil {
 		return err
 	}
 	if err := work.Commit(); err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
+	if err := env.Publish(strategykit.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 

@@ -16,6 +16,7 @@ package dedupmemory
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -27,17 +28,18 @@ const Name = "dedup-memory"
 // published, and the id is not yet in the set.
 const BeforeRemember faults.Point = "before-remember"
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    "in-process set of seen ids (lost on restart, not shared between consumers)",
 		NewHandler: func() adapters.Handler { return &handler{seen: map[string]bool{}} },
 		Points:     []faults.Point{BeforeRemember},
-	})
+	}
 }
 
 type handler struct {
-	adapters.StateObserver
+	strategykit.StateObserver
 	seen map[string]bool
 }
 
@@ -50,14 +52,14 @@ func (h *handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	outs, err := adapters.Apply(tx, env.Model(), msg)
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
 	if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
+	if err := env.Publish(strategykit.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 	env.Point(string(BeforeRemember))

@@ -16,6 +16,7 @@ package deduprepublish
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -23,17 +24,18 @@ import (
 const Name = "dedup-republish"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = adapters.ProcessedTable
+const ProcessedTable = strategykit.ProcessedTable
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    "as dedup, but a duplicate re-publishes outputs derived from the current state",
 		NewHandler: func() adapters.Handler { return handler{} },
-	})
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -48,7 +50,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	} else if seen {
 		// Duplicate: do not change the state, but publish "again" what
 		// the message produces on the state as it is now.
-		st, err := adapters.LoadState(tx, m, msg.Aggregate)
+		st, err := strategykit.LoadState(tx, m, msg.Aggregate)
 		if err != nil {
 			return err
 		}
@@ -59,7 +61,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 			return err
 		}
 	} else {
-		if outs, err = adapters.Apply(tx, m, msg); err != nil {
+		if outs, err = strategykit.Apply(tx, m, msg); err != nil {
 			return err
 		}
 		if err := tx.Insert(ProcessedTable, msg.ID, nil); err != nil {
@@ -69,7 +71,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 			return err
 		}
 	}
-	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
+	if err := env.Publish(strategykit.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 	return env.Ack()

@@ -79,25 +79,36 @@ func (s *Store) Begin() *Tx {
 	return &Tx{store: s, snapshot: s.commits, writes: map[tableKey]*write{}}
 }
 
-// Backend adapts a Store to adapters.Store.
-type Backend struct{ *Store }
+// Backend is the in-memory backend: every store it opens is a fresh Store.
+type Backend struct{}
 
-// NewBackend returns an empty in-memory backend.
-func NewBackend() Backend { return Backend{New()} }
+// Name implements adapters.Backend.
+func (Backend) Name() string { return "mem" }
 
-// Begin implements adapters.Store.
-func (b Backend) Begin() (adapters.StoreTx, error) { return b.Store.Begin(), nil }
+// Open implements adapters.Backend. A handler that writes SQL (o.DDL) has
+// no place here: the error is an *adapters.UnsupportedError.
+func (Backend) Open(o adapters.StoreOptions) (adapters.Store, error) {
+	if o.DDL != "" {
+		return nil, adapters.Unsupported("the strategy writes SQL, which the in-memory backend has not: run it on the pg backend")
+	}
+	s := New()
+	s.lockWait = o.LockWait
+	return kv{s}, nil
+}
 
-// Reset implements adapters.Store.
-func (b Backend) Reset() error {
+// kv is a Store as an adapters.Store.
+type kv struct{ *Store }
+
+func (b kv) Begin() (adapters.StoreTx, error) { return b.Store.Begin(), nil }
+
+func (b kv) Reset() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.keys, b.locks, b.commits = map[tableKey][]version{}, map[tableKey]*Tx{}, 0
 	return nil
 }
 
-// Close implements adapters.Store.
-func (b Backend) Close() error { return nil }
+func (b kv) Close() error { return nil }
 
 type write struct {
 	value   []byte
@@ -116,7 +127,8 @@ type Tx struct {
 
 var (
 	_ adapters.StoreTx = (*Tx)(nil)
-	_ adapters.Store   = Backend{}
+	_ adapters.Store   = kv{}
+	_ adapters.Backend = Backend{}
 )
 
 // visible returns the value of k in the transaction's snapshot.

@@ -24,6 +24,7 @@ package outbox
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -31,18 +32,19 @@ import (
 const Name = "outbox"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = adapters.ProcessedTable
+const ProcessedTable = strategykit.ProcessedTable
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:          Name,
 		Summary:       "processed id and outgoing messages stored with the state in one transaction; a dispatcher publishes them",
 		NewHandler:    func() adapters.Handler { return handler{} },
-		NewDispatcher: func() adapters.Dispatcher { return adapters.OutboxDispatcher{} },
-	})
+		NewDispatcher: func() adapters.Dispatcher { return strategykit.OutboxDispatcher{} },
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -50,18 +52,18 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	if seen, err := adapters.SkipIfSeen(env, tx, ProcessedTable, msg.ID); seen || err != nil {
+	if seen, err := strategykit.SkipIfSeen(env, tx, ProcessedTable, msg.ID); seen || err != nil {
 		return err
 	}
-	outs, err := adapters.Apply(tx, env.Model(), msg)
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
 	if err != nil {
 		return err
 	}
 	if err := tx.Insert(ProcessedTable, msg.ID, nil); err != nil {
 		return err
 	}
-	msgs := adapters.DerivedMessages(outs, msg)
-	if err := adapters.StoreOutbox(tx, msg.ID, msgs); err != nil {
+	msgs := strategykit.DerivedMessages(outs, msg)
+	if err := strategykit.StoreOutbox(tx, msg.ID, msgs); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

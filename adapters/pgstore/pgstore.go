@@ -1,7 +1,7 @@
 // Package pgstore is the PostgreSQL backend, through pgx. Each run works in
 // a schema of its own, and each transaction is a real PostgreSQL
 // transaction. Every table the strategies use is a SQL table of its own
-// (see adapters.Tables): the aggregates' states, the processed-message ids,
+// (see strategykit.Tables): the aggregates' states, the processed-message ids,
 // the outbox, the positions, versions and reservations, each with its key
 // as primary key. The key-value operations of adapters.Tx become the
 // statements a service would write: SELECT ... FOR UPDATE to read a row it
@@ -42,6 +42,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 )
 
 // LockTimeout is how long a transaction waits for a row lock before the
@@ -61,7 +62,7 @@ type Options struct {
 	MaxConns int32
 	// DDL creates the tables of handlers that write SQL, in the schema
 	// (see adapters.Strategy.SQLSchema). With DDL, the declared tables of
-	// adapters.Tables are not created: every key-value table is generic.
+	// strategykit.Tables are not created: every key-value table is generic.
 	DDL string
 }
 
@@ -83,7 +84,7 @@ type statements struct {
 	generic                                             bool
 }
 
-func declared(schema string, t adapters.TableSpec) statements {
+func declared(schema string, t strategykit.TableSpec) statements {
 	name := pgx.Identifier{schema, t.Name}.Sanitize()
 	key := pgx.Identifier{t.Key}.Sanitize()
 	if t.Value == "" {
@@ -167,8 +168,8 @@ COMMENT ON TABLE %s IS 'rows of the tables no declaration names, by table and ke
 	// its key-value rows, if any, go to the generic table.
 	var tables []string
 	if o.DDL == "" {
-		for _, t := range adapters.Tables() {
-			tables = append(tables, t.DDL())
+		for _, t := range strategykit.Tables() {
+			tables = append(tables, tableDDL(t))
 			s.tables[t.Name] = declared(o.Schema, t)
 		}
 	}
@@ -217,7 +218,7 @@ func (s *Store) Schema() string { return s.schema }
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Table returns the quoted, schema-qualified name of a declared table (see
-// adapters.Tables), or of the generic table for any other name.
+// strategykit.Tables), or of the generic table for any other name.
 func (s *Store) Table(name string) string {
 	if _, ok := s.tables[name]; ok {
 		return pgx.Identifier{s.schema, name}.Sanitize()
@@ -455,15 +456,6 @@ func (t *Tx) rows(table, sql string) ([]adapters.Row, error) {
 
 // PGX returns the transaction itself, for handlers that write SQL.
 func (t *Tx) PGX() pgx.Tx { return t.tx }
-
-// Classify maps an error of a SQL handler's statement to the harness's
-// vocabulary: conflicts, unique violations, or backend failures.
-func Classify(err error) error {
-	if err == nil || errors.Is(err, pgx.ErrNoRows) {
-		return err
-	}
-	return classify(err)
-}
 
 // Writes implements adapters.StoreTx.
 func (t *Tx) Writes() []string { return append([]string(nil), t.writes...) }

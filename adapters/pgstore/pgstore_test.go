@@ -11,6 +11,7 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/storetest"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 )
 
 // dsn returns the PostgreSQL to test against. make test provides one
@@ -104,7 +105,7 @@ func TestAbortClosesTheConnection(t *testing.T) {
 func TestDeclaredTablesAreTablesOfTheirOwn(t *testing.T) {
 	s := open(t, Options{})
 	ctx := context.Background()
-	for _, spec := range adapters.Tables() {
+	for _, spec := range strategykit.Tables() {
 		var pk string
 		err := s.Pool().QueryRow(ctx, `SELECT a.attname FROM pg_index i
 			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
@@ -121,13 +122,13 @@ func TestDeclaredTablesAreTablesOfTheirOwn(t *testing.T) {
 	}
 	tx, err := s.Begin()
 	require.NoError(t, err)
-	require.NoError(t, adapters.PutCounter(tx, adapters.VersionTable, "o1", 7))
-	require.NoError(t, adapters.SaveState(tx, "o1", []byte(`{"lines":{}}`)))
+	require.NoError(t, strategykit.PutCounter(tx, strategykit.VersionTable, "o1", 7))
+	require.NoError(t, strategykit.SaveState(tx, "o1", []byte(`{"lines":{}}`)))
 	require.NoError(t, tx.Commit())
 	var version int64
 	var state string
-	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT version FROM "+s.Table(adapters.VersionTable)+" WHERE aggregate_id = 'o1'").Scan(&version))
-	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT state FROM "+s.Table(adapters.StateTable)+" WHERE aggregate_id = 'o1'").Scan(&state))
+	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT version FROM "+s.Table(strategykit.VersionTable)+" WHERE aggregate_id = 'o1'").Scan(&version))
+	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT state FROM "+s.Table(strategykit.StateTable)+" WHERE aggregate_id = 'o1'").Scan(&state))
 	require.Equal(t, int64(7), version)
 	require.Equal(t, `{"lines":{}}`, state)
 	var generic int

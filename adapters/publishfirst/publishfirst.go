@@ -23,6 +23,7 @@ package publishfirst
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -30,17 +31,18 @@ import (
 const Name = "publish-first"
 
 // ProcessedTable holds the ids of processed messages.
-const ProcessedTable = adapters.ProcessedTable
+const ProcessedTable = strategykit.ProcessedTable
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    "publish outputs, then commit state and processed id",
 		NewHandler: func() adapters.Handler { return handler{} },
-	})
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -48,14 +50,14 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	if seen, err := adapters.SkipIfSeen(env, tx, ProcessedTable, msg.ID); seen || err != nil {
+	if seen, err := strategykit.SkipIfSeen(env, tx, ProcessedTable, msg.ID); seen || err != nil {
 		return err
 	}
-	outs, err := adapters.Apply(tx, env.Model(), msg)
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
 	if err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
+	if err := env.Publish(strategykit.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 	if err := tx.Insert(ProcessedTable, msg.ID, nil); err != nil {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -29,17 +30,18 @@ const Name = "reservation"
 
 // ReservationTable holds one row per idempotence key: the outputs its
 // processing produced.
-const ReservationTable = adapters.ReservationTable
+const ReservationTable = strategykit.ReservationTable
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    "the idempotence key is reserved (unique) with the state and the outputs; duplicates republish them",
 		NewHandler: func() adapters.Handler { return handler{} },
-	})
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -58,11 +60,11 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 			return err
 		}
 	} else {
-		outs, err := adapters.Apply(tx, env.Model(), msg)
+		outs, err := strategykit.Apply(tx, env.Model(), msg)
 		if err != nil {
 			return err
 		}
-		msgs = adapters.OutputMessages(outs, msg, func(i int) string { return adapters.KeyDerivedID(msg, i) })
+		msgs = strategykit.OutputMessages(outs, msg, func(i int) string { return strategykit.KeyDerivedID(msg, i) })
 		row, err := json.Marshal(msgs)
 		if err != nil {
 			return err

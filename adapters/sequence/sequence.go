@@ -23,6 +23,7 @@ package sequence
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -30,18 +31,19 @@ import (
 const Name = "sequence"
 
 // PositionTable holds, per aggregate, the highest processed global position.
-const PositionTable = adapters.PositionTable
+const PositionTable = strategykit.PositionTable
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:          Name,
 		Summary:       "the aggregate stores the highest processed global position; lower or equal positions are skipped",
 		NewHandler:    func() adapters.Handler { return handler{} },
-		NewDispatcher: func() adapters.Dispatcher { return adapters.OutboxDispatcher{} },
-	})
+		NewDispatcher: func() adapters.Dispatcher { return strategykit.OutboxDispatcher{} },
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -49,7 +51,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	processed, err := adapters.GetCounter(tx, PositionTable, msg.Aggregate)
+	processed, err := strategykit.GetCounter(tx, PositionTable, msg.Aggregate)
 	if err != nil {
 		return err
 	}
@@ -59,15 +61,15 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		}
 		return env.Ack()
 	}
-	outs, err := adapters.Apply(tx, env.Model(), msg)
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
 	if err != nil {
 		return err
 	}
-	if err := adapters.PutCounter(tx, PositionTable, msg.Aggregate, msg.Position); err != nil {
+	if err := strategykit.PutCounter(tx, PositionTable, msg.Aggregate, msg.Position); err != nil {
 		return err
 	}
-	msgs := adapters.DerivedMessages(outs, msg)
-	if err := adapters.StoreOutbox(tx, msg.ID, msgs); err != nil {
+	msgs := strategykit.DerivedMessages(outs, msg)
+	if err := strategykit.StoreOutbox(tx, msg.ID, msgs); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

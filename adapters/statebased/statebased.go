@@ -22,14 +22,16 @@ package statebased
 
 import (
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
 // Name is the strategy's name.
 const Name = "state-based"
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    `"already applied?" decided from domain state`,
 		NewHandler: func() adapters.Handler { return handler{} },
@@ -39,12 +41,12 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
 }
 
 var errCannotTell = adapters.Unsupported("the model's state cannot tell whether a message was applied (it implements no model.AppliedDetector), so state-based is naive")
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -54,7 +56,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 	defer tx.Rollback()
 	m := env.Model()
 	if d, ok := m.(model.AppliedDetector); ok {
-		st, err := adapters.LoadState(tx, m, msg.Aggregate)
+		st, err := strategykit.LoadState(tx, m, msg.Aggregate)
 		if err != nil {
 			return err
 		}
@@ -69,14 +71,14 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 			return env.Ack()
 		}
 	}
-	outs, err := adapters.Apply(tx, m, msg)
+	outs, err := strategykit.Apply(tx, m, msg)
 	if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
+	if err := env.Publish(strategykit.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 	return env.Ack()

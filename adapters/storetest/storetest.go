@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 )
 
 // Run runs the suite against fresh, empty stores made by open.
@@ -222,7 +223,7 @@ func getForUpdateSeesLaterCommits(t *testing.T, s adapters.Store) {
 // declaredTablesKeepTheirValues writes, reads and scans a row of every
 // declared table, with a value of the column's type.
 func declaredTablesKeepTheirValues(t *testing.T, s adapters.Store) {
-	for _, spec := range adapters.Tables() {
+	for _, spec := range strategykit.Tables() {
 		var value []byte
 		switch {
 		case spec.Value == "":

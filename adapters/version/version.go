@@ -21,6 +21,7 @@ import (
 	"fmt"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -28,17 +29,18 @@ import (
 const Name = "version"
 
 // VersionTable holds, per aggregate, the number of messages applied.
-const VersionTable = adapters.VersionTable
+const VersionTable = strategykit.VersionTable
 
-func init() {
-	adapters.Register(adapters.Strategy{
+// Strategy returns the strategy, for a catalogue or Verify.
+func Strategy() adapters.Strategy {
+	return adapters.Strategy{
 		Name:       Name,
 		Summary:    "messages carry the aggregate version they expect; early ones are nacked, stale ones skipped",
 		NewHandler: func() adapters.Handler { return handler{} },
-	})
+	}
 }
 
-type handler struct{ adapters.StateObserver }
+type handler struct{ strategykit.StateObserver }
 
 func (handler) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -46,7 +48,7 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		return err
 	}
 	defer tx.Rollback()
-	current, err := adapters.GetCounter(tx, VersionTable, msg.Aggregate)
+	current, err := strategykit.GetCounter(tx, VersionTable, msg.Aggregate)
 	if err != nil {
 		return err
 	}
@@ -62,17 +64,17 @@ func (handler) Handle(env adapters.Env, msg model.Message) error {
 		}
 		return env.Nack(fmt.Sprintf("early: expects version %d of %s, which is at %d", msg.Version, msg.Aggregate, current))
 	}
-	outs, err := adapters.Apply(tx, env.Model(), msg)
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
 	if err != nil {
 		return err
 	}
-	if err := adapters.PutCounter(tx, VersionTable, msg.Aggregate, current+1); err != nil {
+	if err := strategykit.PutCounter(tx, VersionTable, msg.Aggregate, current+1); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	if err := env.Publish(adapters.DerivedMessages(outs, msg)...); err != nil {
+	if err := env.Publish(strategykit.DerivedMessages(outs, msg)...); err != nil {
 		return err
 	}
 	return env.Ack()

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/report"
 )
 
 // verdictJSON is one file's outcome in --json output.
@@ -41,7 +43,7 @@ func newVerdictJSON(file string, res checkers.Result) verdictJSON {
 	return v
 }
 
-func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+func checkCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("check", "check [flags] FILE...", `  oncecheck check oncecheck-results/naive-orders-redelivery-duplicate-42.jsonl
   oncecheck check 'oncecheck-results/*.jsonl'
   oncecheck check --json --downstream none oncecheck-results/*.jsonl
@@ -71,7 +73,7 @@ func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) (int, 
 	worst := exitPass
 	var cases []junitCase
 	for _, file := range files {
-		code := checkOne(stdout, stderr, file, policy, *timeout, *verbose, *asJSON, len(files) > 1)
+		code := checkOne(stdout, stderr, cat, file, policy, *timeout, *verbose, *asJSON, len(files) > 1)
 		worst = worse(worst, code)
 		c := junitCase{Name: file, Classname: "oncecheck.check"}
 		switch code {
@@ -98,12 +100,12 @@ func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) (int, 
 // checkOne checks one file, streamed from disk (a history of millions of
 // events is not held in memory), and prints its verdict line; a file that
 // cannot be read gets one line on stderr (or a JSON object with "error").
-func checkOne(stdout, stderr io.Writer, file string, policy checkers.Downstream, timeout time.Duration, verbose, asJSON, several bool) int {
+func checkOne(stdout, stderr io.Writer, cat catalogue.Catalogue, file string, policy checkers.Downstream, timeout time.Duration, verbose, asJSON, several bool) int {
 	f, err := openHistory(file)
 	var res checkers.Result
 	if err == nil {
 		bar := newProgress(stderr)
-		res, err = oncecheck.CheckStream(f.Header, countedStream{f, bar, "events read from " + file}, policy, timeout)
+		res, err = oncecheck.CheckStream(f.Header, countedStream{f, bar, "events read from " + file}, oncecheck.CheckOptions{Catalogue: cat, Downstream: policy, Timeout: timeout})
 		bar.done()
 		if err != nil {
 			err = usagef("%s", historyError(file, err))
@@ -220,19 +222,19 @@ func printVerdict(w io.Writer, name string, hd histories.Header, events int, h *
 	switch res.Verdict {
 	case histories.Pass:
 		if len(hd.Workload) == 0 { // an exported history need not list its workload
-			fmt.Fprintf(w, "%s: PASS (%s)\n", name, plural(events, "event"))
+			fmt.Fprintf(w, "%s: PASS (%s)\n", name, report.Plural(events, "event"))
 			break
 		}
-		fmt.Fprintf(w, "%s: PASS (%s, %s)\n", name, plural(len(hd.Workload), "logical message"), plural(events, "event"))
+		fmt.Fprintf(w, "%s: PASS (%s, %s)\n", name, report.Plural(len(hd.Workload), "logical message"), report.Plural(events, "event"))
 	case histories.Inconclusive:
 		fmt.Fprintf(w, "%s: INCONCLUSIVE: %s\n", name, res.Reason)
 	default:
-		fmt.Fprintf(w, "%s: VIOLATION: %s\n", name, anomalyList(res))
+		fmt.Fprintf(w, "%s: VIOLATION: %s\n", name, report.Anomalies(res))
 		for _, f := range res.Findings {
 			fmt.Fprintf(w, "  %s: %s\n", f.Anomaly, f.Text)
 		}
 		if verbose {
-			printExplanation(w, h, res)
+			_ = report.Explanation(w, h, res)
 		}
 	}
 	if hd.Verdict != "" && !sameOutcome(hd, res) {

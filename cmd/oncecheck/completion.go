@@ -6,13 +6,13 @@ import (
 	"io"
 	"strings"
 
-	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/faults"
 )
 
 // completionCmd prints a shell completion script: commands, their flags,
 // and the values of --strategy, --model, --backend, --faults and --format.
-func completionCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
+func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, _ io.Writer) (int, error) {
 	fs := newFlagSet("completion", "completion bash|zsh|fish", `  source <(oncecheck completion bash)
   oncecheck completion zsh > "${fpath[1]}/_oncecheck"
   oncecheck completion fish > ~/.config/fish/completions/oncecheck.fish
@@ -33,9 +33,9 @@ func completionCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, 
 		kinds = append(kinds, string(k))
 	}
 	values := map[string]string{
-		"--strategy": strings.Join(oncecheck.Catalogue(), " "),
-		"--model":    strings.Join(oncecheck.Models(), " "),
-		"--backend":  strings.Join(oncecheck.Backends, " "),
+		"--strategy": strings.Join(cat.StrategyNames(), " "),
+		"--model":    strings.Join(cat.ModelNames(), " "),
+		"--backend":  strings.Join(cat.BackendNames(), " "),
 		"--faults":   strings.Join(kinds, " "),
 		"--format":   "text markdown json",
 	}
@@ -67,7 +67,7 @@ complete -F _oncecheck oncecheck
 `, flags)
 	case "zsh":
 		fmt.Fprintf(stdout, "#compdef oncecheck\n# zsh completion for oncecheck (uses the bash one)\nautoload -U +X bashcompinit && bashcompinit\n")
-		if code, err := completionCmd(context.Background(), []string{"bash"}, stdout, io.Discard); err != nil {
+		if code, err := completionCmd(context.Background(), cat, []string{"bash"}, stdout, io.Discard); err != nil {
 			return code, err
 		}
 	case "fish":

@@ -6,10 +6,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/oncecheck/oncecheck"
-	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/faults"
-	"github.com/oncecheck/oncecheck/model"
 )
 
 var faultSummaries = map[faults.Kind]string{
@@ -21,7 +19,7 @@ var faultSummaries = map[faults.Kind]string{
 	faults.Concurrent:     "two consumers whose steps interleave; each fault preempts the running one at a boundary",
 }
 
-func listCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
+func listCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, _ io.Writer) (int, error) {
 	fs := newFlagSet("list", "list", "  oncecheck list\n", stdout)
 	if rest, err := parse(fs, args); err != nil {
 		return exitUsage, err
@@ -29,14 +27,12 @@ func listCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error)
 		return exitUsage, usagef("unexpected argument %q", rest[0])
 	}
 	fmt.Fprintln(stdout, "Strategies:")
-	for _, name := range oncecheck.Catalogue() {
-		s, _ := adapters.Lookup(name)
-		fmt.Fprintf(stdout, "  %-17s %s\n", name, s.Summary)
+	for _, s := range cat.Strategies {
+		fmt.Fprintf(stdout, "  %-17s %s\n", s.Name, s.Summary)
 	}
 	fmt.Fprintln(stdout, "Models:")
-	for _, name := range model.Names() {
-		m, _ := model.Lookup(name)
-		fmt.Fprintf(stdout, "  %-17s %s\n", name, m.Describe())
+	for _, m := range cat.Models {
+		fmt.Fprintf(stdout, "  %-17s %s\n", m.Name(), m.Describe())
 	}
 	fmt.Fprintln(stdout, "Faults:")
 	for _, k := range faults.AllKinds {
@@ -47,12 +43,10 @@ func listCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error)
 	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "embedded in-memory store: snapshot isolation, the first updater of a key wins")
 	fmt.Fprintf(stdout, "  %-17s %s\n", "pg", "PostgreSQL through pgx (--pg DSN or $ONCECHECK_PG): REPEATABLE READ, the same semantics")
 	var na []string
-	for _, name := range oncecheck.Catalogue() {
-		s, _ := adapters.Lookup(name)
-		for _, mn := range model.Names() {
-			m, _ := model.Lookup(mn)
+	for _, s := range cat.Strategies {
+		for _, m := range cat.Models {
 			if err := s.Check(m); err != nil {
-				na = append(na, fmt.Sprintf("  %s with %s: %v", name, mn, err))
+				na = append(na, fmt.Sprintf("  %s with %s: %v", s.Name, m.Name(), err))
 			}
 		}
 	}

@@ -12,10 +12,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"testing"
+
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/campaign"
+	"github.com/oncecheck/oncecheck/catalogue"
 )
 
-// Exit codes (design section 9).
+// Exit codes (docs/design.md, section 9).
 const (
 	exitPass         = 0
 	exitViolation    = 1
@@ -25,11 +29,6 @@ const (
 )
 
 func main() {
-	// rapid reads its settings from the testing flags; register them once
-	// on the process's flag set (never parsed from our arguments).
-	testing.Init()
-	_ = flag.CommandLine.Parse(nil)
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -42,10 +41,51 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// builtin is the tool's catalogue: the built-in models and strategies, and
+// both backends (pg through $ONCECHECK_PG unless --pg names a server).
+func builtin() catalogue.Catalogue {
+	return catalogue.Builtin().WithBackends(pgstore.Backend{})
+}
+
+// asUsage turns an error of the library that is the command line's fault
+// into a usage error naming the flag at fault; nil when err is not one.
+func asUsage(err error) error {
+	var ce *campaign.ConfigError
+	if errors.As(err, &ce) {
+		return usagef("%s: %s", flagFor(ce.Field), ce.Problem)
+	}
+	var ue *catalogue.UnknownError
+	if errors.As(err, &ue) {
+		return usagef("--%s: %v", ue.Kind, ue)
+	}
+	var un *adapters.UnsupportedError
+	if errors.As(err, &un) {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// flagFor names the flag that sets a field of campaign's configuration.
+func flagFor(field string) string {
+	switch field {
+	case "Columns":
+		return "--faults"
+	case "CheckDeterminism":
+		return "--check-determinism"
+	case "MaxMessages":
+		return "--max-messages"
+	case "MaxFaults":
+		return "--max-faults"
+	case "FreeRunning":
+		return "--free-running"
+	}
+	return "--" + strings.ToLower(field)
+}
+
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error)
+	run     func(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error)
 }
 
 var commands []command
@@ -74,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		code, err := c.run(ctx, args[1:], stdout, stderr)
+		code, err := c.run(ctx, builtin(), args[1:], stdout, stderr)
 		if errors.Is(err, flag.ErrHelp) {
 			return exitPass
 		}

@@ -3,18 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
-	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/campaign"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
-func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("matrix", "matrix [flags]", `  oncecheck matrix
   oncecheck matrix --model accounts --runs 1000
   oncecheck matrix --format markdown > matrix.md
@@ -47,29 +48,37 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if *runs < 1 {
 		return exitUsage, usagef("--runs must be at least 1")
 	}
-	models := oncecheck.Models()
-	if *modelName != "" {
-		if _, err := model.Lookup(*modelName); err != nil {
-			return exitUsage, usagef("%v", err)
-		}
-		models = []string{*modelName}
+	if *pgDSN != "" {
+		cat = cat.WithBackends(pgstore.Backend{DSN: *pgDSN})
 	}
-	var expected oncecheck.ExpectedMatrix
+	models := cat.Models
+	if *modelName != "" {
+		m, err := cat.Model(*modelName)
+		if err != nil {
+			return exitUsage, asUsage(err)
+		}
+		models = []model.Model{m}
+	}
+	b, err := cat.Backend(*backend)
+	if err != nil {
+		return exitUsage, asUsage(err)
+	}
+	var expected campaign.ExpectedMatrix
 	if *expect != "" {
-		if expected, err = oncecheck.LoadExpectedMatrix(*expect); err != nil {
+		if expected, err = campaign.LoadExpectedMatrix(*expect); err != nil {
 			return exitUsage, usagef("%v", err)
 		}
 	}
 	start := time.Now()
-	var results []*oncecheck.Matrix
-	for _, name := range models {
-		mx, err := oncecheck.RunMatrix(ctx, oncecheck.MatrixOptions{
-			Model: name, Backend: *backend, Postgres: *pgDSN, Runs: *runs, Seed: *seed, Out: *out,
+	var results []*campaign.Matrix
+	for _, m := range models {
+		mx, err := campaign.RunMatrix(ctx, campaign.MatrixOptions{
+			Model: m, Backend: b, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
 			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel,
-			Progress: matrixProgress(stderr, name),
+			Progress: matrixProgress(stderr, m.Name()),
 		})
-		if errors.Is(err, oncecheck.ErrUsage) {
-			return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+		if uerr := asUsage(err); uerr != nil {
+			return exitUsage, uerr
 		}
 		if err != nil {
 			fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
@@ -106,7 +115,7 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 				case cell.NotApplicable != "":
 					c.Skipped, c.SystemOut = &struct{}{}, cell.NotApplicable
 				case cell.Verdict == histories.Violation:
-					c.failed(fmt.Sprintf("%s @%d", strings.Join(cell.Anomalies, "+"), cell.RunsToFailure), "counterexample: "+cell.History)
+					c.failed(fmt.Sprintf("%s @%d", cell.Summary(), cell.RunsToFailure), "counterexample: "+cell.History)
 				case cell.Verdict == histories.Inconclusive:
 					c.inconclusive(cell.Reason)
 				default:
@@ -150,9 +159,9 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 }
 
 // matrixProgress reports cells done on stderr at most once a second.
-func matrixProgress(w io.Writer, modelName string) func(done, total int, c oncecheck.Cell) {
+func matrixProgress(w io.Writer, modelName string) func(done, total int, c campaign.Cell) {
 	last := time.Now()
-	return func(done, total int, _ oncecheck.Cell) {
+	return func(done, total int, _ campaign.Cell) {
 		if time.Since(last) < time.Second || done == total {
 			return
 		}
@@ -161,19 +170,19 @@ func matrixProgress(w io.Writer, modelName string) func(done, total int, c oncec
 	}
 }
 
-func cellText(c oncecheck.Cell) string {
+func cellText(c campaign.Cell) string {
 	switch {
 	case c.NotApplicable != "":
 		return "n/a"
 	case c.Verdict == histories.Pass:
 		return fmt.Sprintf("pass %d", c.Runs)
 	case c.Verdict == histories.Violation:
-		return fmt.Sprintf("%s @%d", strings.Join(c.Anomalies, "+"), c.RunsToFailure)
+		return fmt.Sprintf("%s @%d", c.Summary(), c.RunsToFailure)
 	}
 	return "inconclusive"
 }
 
-func writeText(w io.Writer, mx *oncecheck.Matrix) {
+func writeText(w io.Writer, mx *campaign.Matrix) {
 	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend)
 	rows := [][]string{append([]string{"strategy"}, mx.Columns...)}
 	for _, s := range mx.Strategies {
@@ -214,7 +223,7 @@ func writeText(w io.Writer, mx *oncecheck.Matrix) {
 	fmt.Fprintln(w)
 }
 
-func writeMarkdown(w io.Writer, mx *oncecheck.Matrix) {
+func writeMarkdown(w io.Writer, mx *campaign.Matrix) {
 	fmt.Fprintf(w, "### %s\n\n%d runs per cell, seed %d, backend %s.\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend)
 	fmt.Fprintf(w, "| strategy | %s |\n|---|%s\n", strings.Join(mx.Columns, " | "), strings.Repeat("---|", len(mx.Columns)))
 	for _, s := range mx.Strategies {

@@ -92,6 +92,6 @@ func TestUnreachablePostgresIsInconclusive(t *testing.T) {
 	code := run(t.Context(), []string{"run", "--backend", "pg", "--pg", "postgres://nobody@127.0.0.1:1/x?sslmode=disable&connect_timeout=2",
 		"--strategy", "naive", "--runs", "5"}, &stdout, &stderr)
 	require.Equal(t, exitInconclusive, code)
-	require.Regexp(t, `(?m)^INCONCLUSIVE: backend failure: .*127\.0\.0\.1`, stdout.String())
+	require.Regexp(t, `(?m)^INCONCLUSIVE: open the pg backend: backend failure: .*127\.0\.0\.1`, stdout.String())
 	require.Empty(t, stderr.String())
 }

@@ -3,15 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 
 	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/report"
 )
 
-func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
+func replayCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, _ io.Writer) (int, error) {
 	fs := newFlagSet("replay", "replay [flags] FILE", `  oncecheck replay oncecheck-results/dedup-orders-crash-lost-42.jsonl
   oncecheck replay --strategy outbox oncecheck-results/dedup-orders-crash-lost-42.jsonl
 `, stdout)
@@ -30,9 +31,9 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 	if err != nil {
 		return exitUsage, err
 	}
-	replayed, res, err := oncecheck.ReplayOn(h, *strategy, *backend)
-	if errors.Is(err, oncecheck.ErrUsage) {
-		return exitUsage, usagef("%s: %v", files[0], err)
+	replayed, res, err := oncecheck.Replay(h, oncecheck.ReplayOptions{Catalogue: cat, Strategy: *strategy, Backend: *backend})
+	if uerr := asUsage(err); uerr != nil {
+		return exitUsage, usagef("%s: %v", files[0], uerr)
 	}
 	if err != nil {
 		return exitInconclusive, fmt.Errorf("%s: %w", files[0], err)
@@ -54,9 +55,9 @@ func replayCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, erro
 	switch {
 	case !same:
 		fmt.Fprintf(stdout, "replayed the plan of %s (strategy %s) on strategy %s: %s\n",
-			files[0], h.Header.Strategy, *strategy, plural(len(replayed.Events), "event"))
+			files[0], h.Header.Strategy, *strategy, report.Plural(len(replayed.Events), "event"))
 	case step == 0:
-		fmt.Fprintf(stdout, "replayed %s: identical to the saved history\n", plural(len(replayed.Events), "event"))
+		fmt.Fprintf(stdout, "replayed %s: identical to the saved history\n", report.Plural(len(replayed.Events), "event"))
 	case h.Header.FreeRunning:
 		fmt.Fprintf(stdout, "replayed the plan free-running, as the saved run was: its own interleaving differs from the saved history at step %d\n", step)
 	default:

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,20 +12,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oncecheck/oncecheck"
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/campaign"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/report"
 )
 
-func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("run", "run --strategy NAME [flags]", `  oncecheck run --strategy naive --faults redelivery --runs 200
   oncecheck run --strategy dedup --faults crash --runs 500 --seed 42
   oncecheck run --strategy outbox --faults all --runs 2000 --keep-all
 `, stdout)
 	var (
-		strategy     = fs.String("strategy", "", "strategy under test (one of: "+strings.Join(adapters.Names(), ", ")+")")
+		strategy     = fs.String("strategy", "", "strategy under test (one of: "+strings.Join(cat.StrategyNames(), ", ")+")")
 		modelName    = fs.String("model", "orders", "reference model")
 		backend      = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
 		pgDSN        = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
@@ -68,7 +71,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 	}
 	if *strategy == "" {
-		return exitUsage, usagef("--strategy is required (one of: %s)", strings.Join(adapters.Names(), ", "))
+		return exitUsage, usagef("--strategy is required (one of: %s)", strings.Join(cat.StrategyNames(), ", "))
 	}
 	if *freeRunning && (*determinism || *exhaustive) {
 		return exitUsage, usagef("--free-running runs are not deterministic: --check-determinism and --exhaustive need the scheduler")
@@ -84,14 +87,21 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if *runs < 1 {
 		return exitUsage, usagef("--runs must be at least 1")
 	}
-	tester, err := oncecheck.New(oncecheck.Config{
-		Model: *modelName, Strategy: *strategy, Backend: *backend, Faults: kinds,
+	if *pgDSN != "" || *keepDB {
+		cat = cat.WithBackends(pgstore.Backend{DSN: *pgDSN, Keep: *keepDB})
+	}
+	m, s, b, err := resolve(cat, *modelName, *strategy, *backend)
+	if err != nil {
+		return exitUsage, err
+	}
+	tester, err := campaign.New(campaign.Config{
+		Model: m, Strategy: s, Backend: b, Faults: kinds,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
-		NoSwarm: !*swarm, Postgres: *pgDSN, KeepDB: *keepDB, FreeRunning: *freeRunning, Consumers: *consumers,
+		NoSwarm: !*swarm, FreeRunning: *freeRunning, Consumers: *consumers,
 	})
 	if err != nil {
-		if errors.Is(err, oncecheck.ErrUsage) {
-			return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+		if uerr := asUsage(err); uerr != nil {
+			return exitUsage, uerr
 		}
 		fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
 		return exitInconclusive, nil
@@ -113,13 +123,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			*strategy, *modelName, *backend, *faultList, *runs, *seed, mode)
 	}
 	bar := newProgress(stderr)
-	rep, err := tester.Search(ctx, oncecheck.SearchOptions{
+	rep, err := tester.Search(ctx, campaign.SearchOptions{
 		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime, CheckDeterminism: *determinism,
 		Progress: bar.update, Parallel: *parallel,
 	})
 	bar.done()
-	if errors.Is(err, oncecheck.ErrUsage) {
-		return exitUsage, usagef("%v", strings.TrimPrefix(err.Error(), oncecheck.ErrUsage.Error()+": "))
+	if uerr := asUsage(err); uerr != nil {
+		return exitUsage, uerr
 	}
 	if err != nil {
 		return exitInconclusive, err
@@ -138,9 +148,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		switch rep.Verdict {
 		case histories.Violation:
 			var b strings.Builder
-			printExplanation(&b, rep.Minimal, rep.Result)
+			_ = report.Explanation(&b, rep.Minimal, rep.Result) // a strings.Builder does not fail
 			fmt.Fprintf(&b, "\nSaved: %s\nReplay: %s replay %s\n", rep.Path, self(), rep.Path)
-			c.failed(fmt.Sprintf("%s is not exactly-once: %s (run %d, seed %d)", *strategy, anomalyList(rep.Result), rep.RunsToFailure, rep.FailingSeed), b.String())
+			c.failed(fmt.Sprintf("%s is not exactly-once: %s (run %d, seed %d)", *strategy, report.Anomalies(rep.Result), rep.RunsToFailure, rep.FailingSeed), b.String())
 		case histories.Inconclusive:
 			c.inconclusive(rep.Reason)
 		default:
@@ -164,7 +174,7 @@ func randomSeed() uint64 {
 	return binary.LittleEndian.Uint64(b[:]) >> 1 // keep it positive as an int64
 }
 
-func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
+func printReport(w io.Writer, rep campaign.Report, interrupted bool) int {
 	counts := make([]string, 0, len(faults.AllKinds))
 	for _, k := range faults.AllKinds {
 		if n, ok := rep.Injected[k]; ok {
@@ -190,85 +200,31 @@ func printReport(w io.Writer, rep oncecheck.Report, interrupted bool) int {
 		return exitInconclusive
 	}
 	h := rep.Minimal
-	fmt.Fprintf(w, "%s after %d runs (seed %d, %s): %s\n", colour(w, red, "VIOLATION"), rep.RunsToFailure, rep.FailingSeed, seconds(rep.TimeToFailure), anomalyList(rep.Result))
+	fmt.Fprintf(w, "%s after %d runs (seed %d, %s): %s\n", colour(w, red, "VIOLATION"), rep.RunsToFailure, rep.FailingSeed, seconds(rep.TimeToFailure), report.Anomalies(rep.Result))
 	fmt.Fprintf(w, "faults injected across the runs: %s\n", injected)
 	if rep.ShrinkError != nil {
 		fmt.Fprintf(w, "(not shrunk: %v)\n", rep.ShrinkError)
 	} else {
 		fmt.Fprintf(w, "shrunk from %s and %s to %s and %s in %s\n",
-			plural(len(rep.Original.Header.Workload), "message"), plural(len(rep.Original.Header.Plan.Faults), "fault"),
-			plural(len(h.Header.Workload), "message"), plural(len(h.Header.Plan.Faults), "fault"), seconds(rep.ShrinkTime))
+			report.Plural(len(rep.Original.Header.Workload), "message"), report.Plural(len(rep.Original.Header.Plan.Faults), "fault"),
+			report.Plural(len(h.Header.Workload), "message"), report.Plural(len(h.Header.Plan.Faults), "fault"), seconds(rep.ShrinkTime))
 	}
-	printExplanation(w, h, rep.Result)
+	_ = report.Explanation(w, h, rep.Result)
 	fmt.Fprintf(w, "\nSaved:  %s\n", rep.Path)
 	fmt.Fprintf(w, "Replay: %s replay %s\n", self(), rep.Path)
 	fmt.Fprintf(w, "Check:  %s check %s\n", self(), rep.Path)
 	return exitViolation
 }
 
-func anomalyList(r checkers.Result) string {
-	s := make([]string, len(r.Anomalies))
-	for i, a := range r.Anomalies {
-		s[i] = string(a)
-	}
-	return strings.Join(s, ", ")
-}
-
-// printExplanation prints the findings, workload, faults, closest execution
-// and timeline of a failing history.
-func printExplanation(w io.Writer, h *histories.History, res checkers.Result) {
-	fmt.Fprintln(w, "\nWhat went wrong:")
-	for _, f := range res.Findings {
-		fmt.Fprintf(w, "  %s: %s\n", f.Anomaly, f.Text)
-		if f.Evidence != "" {
-			fmt.Fprintf(w, "    evidence: %s\n", f.Evidence)
-		}
-	}
-	fmt.Fprintf(w, "\nWorkload (%s):\n", plural(len(h.Header.Workload), "logical message"))
-	for _, m := range h.Header.Workload {
-		fmt.Fprintf(w, "  %s  id=%s  %s to %s\n", m.Key, m.ID, m.Output(), m.Aggregate)
-	}
-	fmt.Fprintf(w, "Faults (%d):\n", len(h.Header.Plan.Faults))
-	if len(h.Header.Plan.Faults) == 0 {
-		fmt.Fprintln(w, "  none: the strategy fails without any fault")
-	}
-	if n := h.Header.Plan.ConsumerCount(); n > 1 {
-		fmt.Fprintf(w, "  (%d competing consumers)\n", n)
-	}
-	for _, f := range h.Header.Plan.Faults {
-		fmt.Fprintf(w, "  %s\n", f)
-	}
-	if len(res.Expected) > 0 {
-		fmt.Fprintln(w, "Closest exactly-once execution:")
-		for _, l := range res.Expected {
-			fmt.Fprintf(w, "  %s\n", l)
-		}
-	}
-	fmt.Fprintln(w, "Timeline:")
-	for _, l := range h.Timeline() {
-		fmt.Fprintln(w, l)
-	}
-}
-
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	if strings.HasSuffix(noun, "y") {
-		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *oncecheck.Tester, faultList, out string, maxMessages, maxFaults int) (int, error) {
+func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campaign.Tester, faultList, out string, maxMessages, maxFaults int) (int, error) {
 	cfg := tester.Config()
 	fmt.Fprintf(stdout, "oncecheck run --exhaustive: strategy=%s model=%s faults=%s max-messages=%d max-faults=%d\n",
-		cfg.Strategy, cfg.Model, faultList, maxMessages, maxFaults)
+		cfg.Strategy.Name, cfg.Model.Name(), faultList, maxMessages, maxFaults)
 	start := time.Now()
 	last := start
-	rep, err := tester.Exhaustive(ctx, oncecheck.ExhaustiveOptions{
+	rep, err := tester.Exhaustive(ctx, campaign.ExhaustiveOptions{
 		MaxMessages: maxMessages, MaxFaults: maxFaults, Out: out,
-		Progress: func(r oncecheck.ExhaustiveReport) {
+		Progress: func(r campaign.ExhaustiveReport) {
 			if time.Since(last) < 2*time.Second {
 				return
 			}
@@ -280,8 +236,8 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *oncech
 		return exitInconclusive, err
 	}
 	fmt.Fprintf(stdout, "explored %s and %s in %s; %s checked, %s pruned as equivalent to one already explored\n",
-		plural(rep.Workloads, "workload shape"), plural(rep.Schedules, "schedule"), time.Since(start).Round(time.Millisecond),
-		plural(rep.Checked, "history"), plural(rep.Equivalent, "schedule"))
+		report.Plural(rep.Workloads, "workload shape"), report.Plural(rep.Schedules, "schedule"), time.Since(start).Round(time.Millisecond),
+		report.Plural(rep.Checked, "history"), report.Plural(rep.Equivalent, "schedule"))
 	switch rep.Verdict {
 	case histories.Pass:
 		fmt.Fprintf(stdout, "PASS: no violation with up to %d messages and %d faults\n", maxMessages, maxFaults)
@@ -293,15 +249,15 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *oncech
 		}
 		return exitInconclusive, nil
 	}
-	fmt.Fprintf(stdout, "VIOLATION (a smallest one: fewest messages, then fewest faults): %s\n", anomalyList(rep.Result))
-	printExplanation(stdout, rep.History, rep.Result)
+	fmt.Fprintf(stdout, "VIOLATION (a smallest one: fewest messages, then fewest faults): %s\n", report.Anomalies(rep.Result))
+	_ = report.Explanation(stdout, rep.History, rep.Result)
 	fmt.Fprintf(stdout, "\nSaved:  %s\n", rep.Path)
 	fmt.Fprintf(stdout, "Replay: %s replay %s\n", self(), rep.Path)
 	return exitViolation, nil
 }
 
 // printReportJSON prints a campaign's outcome as one JSON object.
-func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, error) {
+func printReportJSON(w io.Writer, rep campaign.Report, strategy string) (int, error) {
 	injected := map[string]int{}
 	for k, n := range rep.Injected {
 		injected[string(k)] = n
@@ -323,7 +279,7 @@ func printReportJSON(w io.Writer, rep oncecheck.Report, strategy string) (int, e
 		Injected      map[string]int      `json:"injected"`
 		Reason        string              `json:"reason,omitempty"`
 	}{
-		Strategy: strategy, Model: rep.Config.Model, Backend: rep.Config.Backend, Seed: rep.Seed,
+		Strategy: strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Seed: rep.Seed,
 		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
@@ -348,3 +304,20 @@ func seconds(d time.Duration) string {
 
 // millis renders a duration in milliseconds for JSON.
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// resolve looks the names of a run up in the catalogue.
+func resolve(cat catalogue.Catalogue, modelName, strategy, backend string) (model.Model, adapters.Strategy, adapters.Backend, error) {
+	m, err := cat.Model(modelName)
+	if err != nil {
+		return nil, adapters.Strategy{}, nil, asUsage(err)
+	}
+	s, err := cat.Strategy(strategy)
+	if err != nil {
+		return nil, adapters.Strategy{}, nil, asUsage(err)
+	}
+	b, err := cat.Backend(backend)
+	if err != nil {
+		return nil, adapters.Strategy{}, nil, asUsage(err)
+	}
+	return m, s, b, nil
+}

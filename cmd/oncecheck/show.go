@@ -7,16 +7,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
-	"github.com/oncecheck/oncecheck/model"
 	"github.com/oncecheck/oncecheck/report"
 )
 
-func showCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error) {
+func showCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, _ io.Writer) (int, error) {
 	fs := newFlagSet("show", "show [flags] FILE", `  oncecheck show oncecheck-results/dedup-orders-crash-lost-42.jsonl
   oncecheck show --json oncecheck-results/dedup-orders-crash-lost-42.jsonl
   oncecheck show --html report.html oncecheck-results/dedup-orders-crash-lost-42.jsonl
@@ -34,7 +33,7 @@ func showCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error)
 	if err != nil {
 		return exitUsage, err
 	}
-	res, err := oncecheck.Check(h, "", 30*time.Second)
+	res, err := oncecheck.Check(h, oncecheck.CheckOptions{Catalogue: cat})
 	if err != nil {
 		return exitUsage, usagef("%s: %v", files[0], err)
 	}
@@ -50,7 +49,7 @@ func showCmd(_ context.Context, args []string, stdout, _ io.Writer) (int, error)
 		return exitCode(res.Verdict), nil
 	}
 	if *htmlPath != "" {
-		m, err := model.Lookup(h.Header.Model)
+		m, err := cat.Model(h.Header.Model)
 		if err != nil {
 			return exitUsage, usagef("%s: %v", files[0], err)
 		}

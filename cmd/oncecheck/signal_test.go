@@ -108,7 +108,7 @@ func TestInterruptKeepsEverySavedCounterexample(t *testing.T) {
 		require.False(t, strings.HasPrefix(e.Name(), ".tmp-"), "temporary file left: %s", e.Name())
 		h, err := histories.Load(filepath.Join(out, e.Name()))
 		require.NoError(t, err, e.Name())
-		require.Equal(t, "violation", h.Header.Verdict)
+		require.Equal(t, histories.Violation, h.Header.Verdict)
 	}
 }
 

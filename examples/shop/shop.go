@@ -20,6 +20,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/sqlenv"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -133,11 +134,11 @@ var Broken = adapters.Strategy{
 type handler struct{ inboxFirst bool }
 
 func begin(env adapters.Env) (pgx.Tx, error) {
-	sql, ok := env.(adapters.SQLEnv)
-	if !ok {
-		return nil, errors.New("shop writes SQL: run it on the pg backend")
+	tx, err := sqlenv.Begin(env)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %w", err)
 	}
-	return sql.BeginSQL()
+	return tx, nil
 }
 
 // Handle processes one command.
@@ -215,7 +216,7 @@ func (h handler) Handle(env adapters.Env, msg model.Message) error {
 
 // Observe reads a cart for the checker.
 func (handler) Observe(t adapters.Tx, m model.Model, cart string) (model.State, error) {
-	tx, err := adapters.SQL(t)
+	tx, err := sqlenv.Tx(t)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
+	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -41,9 +42,9 @@ func benchCases(b *testing.B, tester *Tester, n int) []Case {
 // The two alternate, run by run, so that the machine's drift weighs on both
 // alike; metrics: harness-µs/run, bare-µs/run and their ratio.
 func BenchmarkHarness(b *testing.B) {
-	for _, name := range Catalogue() {
+	for _, name := range builtin.StrategyNames() {
 		b.Run(name, func(b *testing.B) {
-			tester, err := New(Config{Strategy: name, MaxMessages: 20})
+			tester, err := New(Config{Strategy: strat(name), MaxMessages: 20})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -66,7 +67,7 @@ func BenchmarkHarness(b *testing.B) {
 				}
 				tester.recycle(h) // as a campaign does with a history it drops
 				mid := time.Now()
-				bareRun(tester.strategy, tester.model, deliveries[i%len(deliveries)])
+				bareRun(tester.cfg.Strategy, tester.model, deliveries[i%len(deliveries)])
 				harness, bare = harness+mid.Sub(start), bare+time.Since(mid)
 			}
 			b.ReportMetric(float64(harness.Microseconds())/float64(b.N), "harness-µs/run")
@@ -115,7 +116,7 @@ func bareRun(s adapters.Strategy, m model.Model, deliveries []model.Message) {
 // machine's drift weighs on both alike; metrics: runs/s of each and the
 // speed-up.
 func BenchmarkParallelRuns(b *testing.B) {
-	tester, err := New(Config{Strategy: "outbox", Faults: []faults.Kind{faults.Crash, faults.Redelivery}})
+	tester, err := New(Config{Strategy: strat("outbox"), Faults: []faults.Kind{faults.Crash, faults.Redelivery}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func BenchmarkParallelRuns(b *testing.B) {
 // reports the live heap after a collection at the first and the last tenth
 // of it: a flat heap keeps nothing per run.
 func BenchmarkCampaignMemory(b *testing.B) {
-	tester, err := New(Config{Strategy: "outbox", Faults: []faults.Kind{faults.Crash, faults.Redelivery}})
+	tester, err := New(Config{Strategy: strat("outbox"), Faults: []faults.Kind{faults.Crash, faults.Redelivery}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func BenchmarkCampaignMemory(b *testing.B) {
 
 // BenchmarkCheckOneRun measures the check of one recorded history.
 func BenchmarkCheckOneRun(b *testing.B) {
-	tester, err := New(Config{Strategy: "outbox"})
+	tester, err := New(Config{Strategy: strat("outbox")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func BenchmarkCheckOneRun(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := Check(h, "", 0); err != nil {
+		if _, err := checkers.Check(h, model.Orders{}, checkers.Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -196,12 +197,12 @@ func BenchmarkCheckOneRun(b *testing.B) {
 // violation and the time shrinking took (one campaign of up to 500 runs,
 // seed 1, one worker, 10 s of shrinking at most). Run it with -benchtime 1x.
 func BenchmarkUnsafeCells(b *testing.B) {
-	want, err := LoadExpectedMatrix("expected/matrix.json")
+	want, err := LoadExpectedMatrix("../expected/matrix.json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, m := range Models() {
-		for _, s := range Catalogue() {
+	for _, m := range builtin.ModelNames() {
+		for _, s := range builtin.StrategyNames() {
 			for _, col := range MatrixColumns() {
 				if e := want[m][s][col]; e == "pass" || e == "n/a" || e == "" {
 					continue
@@ -211,7 +212,7 @@ func BenchmarkUnsafeCells(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.Run(m+"/"+s+"/"+col, func(b *testing.B) {
-					tester, err := New(Config{Model: m, Strategy: s, Faults: kinds})
+					tester, err := New(Config{Model: mdl(m), Strategy: strat(s), Faults: kinds})
 					if err != nil {
 						b.Fatal(err)
 					}

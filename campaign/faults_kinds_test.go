@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func TestEachFaultKindBreaksOneStrategyAndNotAnother(t *testing.T) {
 		t.Run(string(c.kind), func(t *testing.T) {
 			t.Parallel()
 			search := func(strategy string) Report {
-				tester, err := New(Config{Model: c.model, Strategy: strategy, Faults: []faults.Kind{c.kind}})
+				tester, err := New(Config{Model: mdl(c.model), Strategy: strat(strategy), Faults: []faults.Kind{c.kind}})
 				require.NoError(t, err)
 				rep, err := tester.Search(context.Background(), SearchOptions{Runs: 500, Seed: 1, Out: t.TempDir(), NoShrink: true})
 				require.NoError(t, err)
@@ -54,10 +54,10 @@ func TestEachFaultKindBreaksOneStrategyAndNotAnother(t *testing.T) {
 // TestEveryStrategyIsDeterministic runs every strategy under every fault
 // kind with the determinism self-check: each case twice, same history.
 func TestEveryStrategyIsDeterministic(t *testing.T) {
-	for _, name := range Catalogue() {
+	for _, name := range builtin.StrategyNames() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			tester, err := New(Config{Strategy: name})
+			tester, err := New(Config{Strategy: strat(name)})
 			require.NoError(t, err)
 			rep, err := tester.Search(context.Background(), SearchOptions{Runs: 150, Seed: 7, Out: t.TempDir(), NoShrink: true, CheckDeterminism: true})
 			require.NoError(t, err)

@@ -1,56 +1,21 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
 	"errors"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/memstore"
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
-
-// Catalogue lists the built-in strategies in the design's order; strategies
-// registered by users follow, sorted by name.
-func Catalogue() []string {
-	order := []string{"naive", "ack-first", "publish-first", "dedup", "dedup-republish", "dedup-mark-first",
-		"dedup-mark-last", "dedup-memory", "outbox", "sequence", "version", "state-based", "reservation"}
-	var out []string
-	for _, n := range order {
-		if _, err := adapters.Lookup(n); err == nil {
-			out = append(out, n)
-		}
-	}
-	for _, n := range adapters.Names() {
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// Models lists the registered models, the built-in ones first in the
-// design's order.
-func Models() []string {
-	out := []string{}
-	for _, n := range []string{"orders", "accounts", "profiles"} {
-		if _, err := model.Lookup(n); err == nil {
-			out = append(out, n)
-		}
-	}
-	for _, n := range model.Names() {
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
 
 // MatrixColumns are the fault columns of the matrix: each kind alone, then
 // all together.
@@ -64,17 +29,21 @@ func MatrixColumns() []string {
 
 // MatrixOptions configure a matrix.
 type MatrixOptions struct {
-	Model      string
-	Backend    string
-	Strategies []string // default: Catalogue()
-	Columns    []string // default: MatrixColumns()
+	// Model is the model of every cell (default: model.Orders).
+	Model model.Model
+	// Backend is the backend of every cell (default: in memory).
+	Backend adapters.Backend
+	// Strategies are the rows, in order (default: the built-in ones,
+	// catalogue.Builtin).
+	Strategies []adapters.Strategy
+	// Columns are fault columns: a kind, kinds joined by "+", or "all"
+	// (default: MatrixColumns()).
+	Columns []string
 	// Runs is the number of runs per cell (default 200).
 	Runs int
 	// MaxMessages bounds the logical messages per run (default 8).
 	MaxMessages int
-	// Postgres is the pg backend's DSN (default: $ONCECHECK_PG).
-	Postgres string
-	Seed     uint64
+	Seed        uint64
 	// Out is where counterexamples are saved; Shrink enables shrinking
 	// them (otherwise the failing run is saved as found).
 	Out        string
@@ -93,7 +62,7 @@ type Cell struct {
 	Fault    string            `json:"fault"`
 	Verdict  histories.Verdict `json:"verdict"`
 	// Anomalies are the anomaly names of the counterexample found.
-	Anomalies []string `json:"anomalies"`
+	Anomalies []histories.Anomaly `json:"anomalies"`
 	// Runs is the number of runs done.
 	Runs int `json:"runs"`
 	// RunsToFailure is the number of runs it took to find the violation.
@@ -135,14 +104,14 @@ func (m *Matrix) Cell(strategy, column string) (Cell, bool) {
 // RunMatrix runs every cell. A cancelled ctx stops the cells not yet
 // started; the cells done are returned.
 func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
-	if o.Model == "" {
-		o.Model = "orders"
-	}
-	if o.Backend == "" {
-		o.Backend = "mem"
+	if o.Model == nil {
+		o.Model = model.Orders{}
 	}
 	if len(o.Strategies) == 0 {
-		o.Strategies = Catalogue()
+		o.Strategies = catalogue.Builtin().Strategies
+	}
+	if o.Backend == nil {
+		o.Backend = memstore.Backend{}
 	}
 	if len(o.Columns) == 0 {
 		o.Columns = MatrixColumns()
@@ -153,20 +122,21 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = runtime.NumCPU()
 	}
-	m, err := model.Lookup(o.Model)
-	if err != nil {
-		return nil, errors.Join(ErrUsage, err)
-	}
 	cols := make([][]faults.Kind, len(o.Columns))
 	for i, c := range o.Columns {
+		var err error
 		if cols[i], err = faults.ParseKinds(c); err != nil {
-			return nil, errors.Join(ErrUsage, err)
+			return nil, configErrorf("Columns", "%v", err)
 		}
 	}
-	mx := &Matrix{Model: m.Name(), Backend: o.Backend, Seed: o.Seed, Runs: o.Runs, Strategies: o.Strategies, Columns: o.Columns}
+	names := make([]string, len(o.Strategies))
+	for i, s := range o.Strategies {
+		names[i] = s.Name
+	}
+	mx := &Matrix{Model: o.Model.Name(), Backend: o.Backend.Name(), Seed: o.Seed, Runs: o.Runs, Strategies: names, Columns: o.Columns}
 	type job struct {
 		index    int
-		strategy string
+		strategy adapters.Strategy
 		column   int
 	}
 	var jobs []job
@@ -224,9 +194,9 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 	return mx, nil
 }
 
-func runCell(ctx context.Context, o MatrixOptions, strategy, column string, kinds []faults.Kind) (Cell, error) {
-	c := Cell{Strategy: strategy, Fault: column, Anomalies: []string{}}
-	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages, Postgres: o.Postgres})
+func runCell(ctx context.Context, o MatrixOptions, strategy adapters.Strategy, column string, kinds []faults.Kind) (Cell, error) {
+	c := Cell{Strategy: strategy.Name, Fault: column, Anomalies: []histories.Anomaly{}}
+	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages})
 	if err != nil {
 		var unsupported *adapters.UnsupportedError
 		if errors.As(err, &unsupported) {
@@ -245,15 +215,14 @@ func runCell(ctx context.Context, o MatrixOptions, strategy, column string, kind
 		c.RunsToFailure, c.History = rep.RunsToFailure, rep.Path
 		c.MillisToFailure = float64(rep.TimeToFailure.Microseconds()) / 1000
 		c.ShrinkMillis = float64(rep.ShrinkTime.Microseconds()) / 1000
-		for _, a := range rep.Result.Anomalies {
-			c.Anomalies = append(c.Anomalies, string(a))
-		}
-		sort.Strings(c.Anomalies)
+		c.Anomalies = append(c.Anomalies, rep.Result.Anomalies...)
+		slices.Sort(c.Anomalies)
 	}
 	return c, nil
 }
 
-// Summary renders a cell in a few words: "pass 200", "lost @3", "n/a".
+// Summary renders a cell's outcome in a word or two: "pass", "n/a",
+// "inconclusive", or its anomalies joined by "+" ("lost+duplicate").
 func (c Cell) Summary() string {
 	switch {
 	case c.NotApplicable != "":
@@ -261,7 +230,11 @@ func (c Cell) Summary() string {
 	case c.Verdict == histories.Pass:
 		return "pass"
 	case c.Verdict == histories.Violation:
-		return strings.Join(c.Anomalies, "+")
+		names := make([]string, len(c.Anomalies))
+		for i, a := range c.Anomalies {
+			names[i] = string(a)
+		}
+		return strings.Join(names, "+")
 	case c.Verdict == histories.Inconclusive:
 		return "inconclusive"
 	}

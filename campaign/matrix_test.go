@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -23,17 +24,17 @@ func TestMatrixMatchesExpectation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("heavy: make test runs it in its second step, without -race and -short")
 	}
-	expected, err := LoadExpectedMatrix("expected/matrix.json")
+	expected, err := LoadExpectedMatrix("../expected/matrix.json")
 	require.NoError(t, err)
 	runs := 500
 	if *soak {
 		runs = 20000
 	}
-	for _, name := range Models() {
+	for _, name := range builtin.ModelNames() {
 		t.Run(name, func(t *testing.T) {
-			mx, err := RunMatrix(context.Background(), MatrixOptions{Model: name, Runs: runs, Seed: 1, Out: t.TempDir()})
+			mx, err := RunMatrix(context.Background(), MatrixOptions{Model: mdl(name), Runs: runs, Seed: 1, Out: t.TempDir()})
 			require.NoError(t, err)
-			require.Len(t, mx.Cells, len(Catalogue())*len(MatrixColumns()))
+			require.Len(t, mx.Cells, len(builtin.StrategyNames())*len(MatrixColumns()))
 			require.Empty(t, expected.Compare(mx))
 			for _, c := range mx.Cells {
 				if c.Verdict == histories.Violation {
@@ -46,7 +47,7 @@ func TestMatrixMatchesExpectation(t *testing.T) {
 
 // brokenOutbox is the outbox with its processed-id insert moved out of the
 // state's transaction, into one of its own after the commit.
-type brokenOutbox struct{ adapters.StateObserver }
+type brokenOutbox struct{ strategykit.StateObserver }
 
 func (brokenOutbox) Handle(env adapters.Env, msg model.Message) error {
 	tx, err := env.Begin()
@@ -59,12 +60,12 @@ func (brokenOutbox) Handle(env adapters.Env, msg model.Message) error {
 	} else if seen {
 		return env.Ack()
 	}
-	outs, err := adapters.Apply(tx, env.Model(), msg)
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
 	if err != nil {
 		return err
 	}
-	msgs := adapters.OutputMessages(outs, msg, func(i int) string { return adapters.DerivedID(msg, i) })
-	if err := adapters.StoreOutbox(tx, msg.ID, msgs); err != nil {
+	msgs := strategykit.OutputMessages(outs, msg, func(i int) string { return strategykit.DerivedID(msg, i) })
+	if err := strategykit.StoreOutbox(tx, msg.ID, msgs); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -85,14 +86,14 @@ func (brokenOutbox) Handle(env adapters.Env, msg model.Message) error {
 }
 
 func TestABrokenOutboxTurnsItsSafeCellsRed(t *testing.T) {
-	adapters.Register(adapters.Strategy{
+	broken := adapters.Strategy{
 		Name: "outbox-broken", Summary: "outbox with the processed insert outside the transaction (test only)",
 		NewHandler:    func() adapters.Handler { return brokenOutbox{} },
-		NewDispatcher: func() adapters.Dispatcher { return adapters.OutboxDispatcher{} },
-	})
-	expected, err := LoadExpectedMatrix("expected/matrix.json")
+		NewDispatcher: func() adapters.Dispatcher { return strategykit.OutboxDispatcher{} },
+	}
+	expected, err := LoadExpectedMatrix("../expected/matrix.json")
 	require.NoError(t, err)
-	mx, err := RunMatrix(context.Background(), MatrixOptions{Model: "orders", Strategies: []string{"outbox", "outbox-broken"}, Runs: 500, Seed: 1, Out: t.TempDir()})
+	mx, err := RunMatrix(context.Background(), MatrixOptions{Model: mdl("orders"), Strategies: []adapters.Strategy{strat("outbox"), broken}, Runs: 500, Seed: 1, Out: t.TempDir()})
 	require.NoError(t, err)
 	red := map[string]string{}
 	for _, col := range mx.Columns {
@@ -108,7 +109,7 @@ func TestABrokenOutboxTurnsItsSafeCellsRed(t *testing.T) {
 }
 
 func TestExpectRoundTrips(t *testing.T) {
-	mx, err := RunMatrix(context.Background(), MatrixOptions{Model: "orders", Strategies: []string{"naive", "outbox"}, Runs: 100, Seed: 1, Out: t.TempDir()})
+	mx, err := RunMatrix(context.Background(), MatrixOptions{Model: mdl("orders"), Strategies: strats("naive", "outbox"), Runs: 100, Seed: 1, Out: t.TempDir()})
 	require.NoError(t, err)
 	e := Expect(mx)
 	require.Empty(t, e.Compare(mx))
@@ -126,9 +127,9 @@ func TestShrunkCounterexamplesAreSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("heavy: make test runs it in its second step, without -race and -short")
 	}
-	for _, name := range Models() {
+	for _, name := range builtin.ModelNames() {
 		t.Run(name, func(t *testing.T) {
-			mx, err := RunMatrix(context.Background(), MatrixOptions{Model: name, Runs: 500, Seed: 1, Out: t.TempDir(), Shrink: true, ShrinkTime: 10 * time.Second})
+			mx, err := RunMatrix(context.Background(), MatrixOptions{Model: mdl(name), Runs: 500, Seed: 1, Out: t.TempDir(), Shrink: true, ShrinkTime: 10 * time.Second})
 			require.NoError(t, err)
 			unsafe := 0
 			for _, c := range mx.Cells {

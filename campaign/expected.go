@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"encoding/json"
@@ -65,7 +65,7 @@ func (ExpectedMatrix) agrees(want string, c Cell) bool {
 		return false
 	}
 	for _, a := range strings.Split(want, "|") {
-		if slices.Contains(c.Anomalies, a) {
+		if slices.Contains(c.Anomalies, histories.Anomaly(a)) {
 			return true
 		}
 	}
@@ -88,11 +88,7 @@ func Expect(mxs ...*Matrix) ExpectedMatrix {
 			if c.Verdict == histories.Violation && c.Fault == "all" {
 				want = "violation" // which anomaly shows first depends on the plan drawn
 			} else if c.Verdict == histories.Violation {
-				anomalies := make([]histories.Anomaly, len(c.Anomalies))
-				for i, a := range c.Anomalies {
-					anomalies[i] = histories.Anomaly(a)
-				}
-				want = string(PrimaryAnomaly(checkers.Result{Anomalies: anomalies}))
+				want = string(checkers.Result{Anomalies: c.Anomalies}.Primary())
 			}
 			e[mx.Model][c.Strategy][c.Fault] = want
 		}

@@ -1,8 +1,7 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -75,7 +74,7 @@ type ExhaustiveReport struct {
 //     violation found is a smallest one.
 func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (ExhaustiveReport, error) {
 	if t.cfg.FreeRunning {
-		return ExhaustiveReport{}, fmt.Errorf("%w: exhaustive mode enumerates schedules: it needs the scheduler, not --free-running", ErrUsage)
+		return ExhaustiveReport{}, configErrorf("FreeRunning", "exhaustive mode enumerates schedules: it needs the scheduler, not free-running consumers")
 	}
 	if o.MaxMessages <= 0 {
 		o.MaxMessages = 3
@@ -89,7 +88,7 @@ func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (Exhaustiv
 	rep := ExhaustiveReport{Verdict: histories.Pass}
 	enum, ok := t.model.(model.Enumerator)
 	if !ok {
-		return rep, fmt.Errorf("%w: model %s cannot enumerate its workloads (it implements no model.Enumerator)", ErrUsage, t.model.Name())
+		return rep, configErrorf("Model", "model %s cannot enumerate its workloads (it implements no model.Enumerator)", t.model.Name())
 	}
 	consumers := 1
 	if slices.Contains(t.cfg.Faults, faults.Concurrent) {
@@ -163,7 +162,7 @@ func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumer
 			}
 			c := Case{Workload: w, Plan: n.plan}
 			var opps []sim.Opportunity
-			events, err := t.simulate(sim.Config{Model: t.model, Strategy: t.strategy, Workload: w, Plan: n.plan, Explore: t.cfg.Faults}, &opps)
+			events, err := t.simulate(sim.Config{Model: t.model, Strategy: t.cfg.Strategy, Workload: w, Plan: n.plan, Explore: t.cfg.Faults}, &opps)
 			rep.Schedules++
 			h := &histories.History{Header: t.header(c, 0), Events: events}
 			if err != nil {

@@ -1,17 +1,15 @@
-package adapters
+package strategykit
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 )
 
-// TableSpec is how a SQL backend lays out one table of the key-value Tx: a
-// table of its own, named as in Tx calls, whose primary key is the Tx's key
-// (a unique constraint: Insert is INSERT ... ON CONFLICT DO NOTHING), with
-// a value column of a real type. The built-in strategies' tables are
-// declared here (Tables); a table a handler uses without a declaration
-// lives in a generic table of keys and values.
+// TableSpec declares one table of the key-value Tx that the built-in
+// strategies use, for backends that lay it out as a table of its own (the
+// pg backend makes it a SQL table whose primary key is the Tx's key, with a
+// value column of a real type). A table a handler uses without a
+// declaration lives in a generic table of keys and values.
 type TableSpec struct {
 	// Name is the table's name in Tx calls and in SQL.
 	Name string
@@ -26,27 +24,6 @@ type TableSpec struct {
 	// Doc says what a row means (the table's COMMENT).
 	Doc string
 }
-
-// DDL returns the table's CREATE TABLE statement (unqualified: it is meant
-// to run with the schema on the search path) and its comment.
-func (t TableSpec) DDL() string {
-	cols := []string{fmt.Sprintf(`%s text COLLATE "C" PRIMARY KEY`, quoteIdent(t.Key))}
-	if t.Value != "" {
-		cols = append(cols, fmt.Sprintf("%s %s NOT NULL", quoteIdent(t.Value), t.valueType()))
-	}
-	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s);\nCOMMENT ON TABLE %s IS '%s';",
-		quoteIdent(t.Name), strings.Join(cols, ", "), quoteIdent(t.Name), strings.ReplaceAll(t.Doc, "'", "''"))
-}
-
-func (t TableSpec) valueType() string {
-	if t.Type == "" {
-		return "text"
-	}
-	return t.Type
-}
-
-// quoteIdent quotes a SQL identifier.
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // Table names of the built-in strategies, beside StateTable and
 // OutboxTable.

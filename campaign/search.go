@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -82,7 +82,7 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		o.ShrinkTime = 20 * time.Second
 	}
 	if o.CheckDeterminism && t.cfg.FreeRunning {
-		return Report{}, fmt.Errorf("%w: a free-running run is not deterministic: --check-determinism needs the scheduler", ErrUsage)
+		return Report{}, configErrorf("CheckDeterminism", "a free-running run is not deterministic: checking determinism needs the scheduler")
 	}
 	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: histories.Pass, Injected: map[faults.Kind]int{}}
 	started := time.Now()
@@ -137,7 +137,7 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		rep.TimeToFailure = time.Since(started)
 		if !o.NoShrink {
 			shrinkStart := time.Now()
-			if min, minRes, err := t.Shrink(seed, PrimaryAnomaly(res), o.ShrinkTime); err != nil {
+			if min, minRes, err := t.Shrink(seed, res.Primary(), o.ShrinkTime); err != nil {
 				rep.ShrinkError = err
 			} else {
 				rep.Minimal, rep.Result = min, minRes
@@ -166,7 +166,11 @@ func fileName(h *histories.History, seed uint64) string {
 	if outcome == "" {
 		outcome = "unknown"
 	}
-	kinds := strings.Join(h.Header.Faults, "+")
+	names := make([]string, len(h.Header.Faults))
+	for i, k := range h.Header.Faults {
+		names[i] = string(k)
+	}
+	kinds := strings.Join(names, "+")
 	if len(h.Header.Faults) == len(faults.AllKinds) {
 		kinds = "all"
 	}

@@ -1,4 +1,4 @@
-package sim
+package pgstore
 
 import (
 	"context"
@@ -10,25 +10,36 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/oncecheck/oncecheck/adapters"
-	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/adapters/sqlenv"
 )
 
-var _ adapters.SQLEnv = (*env)(nil)
+var _ adapters.EnvExtender = (*Store)(nil)
 
-// BeginSQL implements adapters.SQLEnv on the pg backend.
-func (e *env) BeginSQL() (pgx.Tx, error) {
-	inner, err := e.r.store.Begin()
+// ExtendEnv implements adapters.EnvExtender: a handler's Env on this
+// backend is a sqlenv.Env too.
+func (s *Store) ExtendEnv(env adapters.Env, begin func() (adapters.HarnessedTx, error)) adapters.Env {
+	return sqlEnv{Env: env, begin: begin}
+}
+
+type sqlEnv struct {
+	adapters.Env
+	begin func() (adapters.HarnessedTx, error)
+}
+
+var _ sqlenv.Env = sqlEnv{}
+
+// BeginSQL implements sqlenv.Env.
+func (e sqlEnv) BeginSQL() (pgx.Tx, error) {
+	t, err := e.begin()
 	if err != nil {
-		e.r.harness(func() { e.backendFailed(err) })
+		return nil, err
 	}
-	p, ok := inner.(interface{ PGX() pgx.Tx })
+	inner, ok := t.StoreTx().(*Tx)
 	if !ok {
-		_ = inner.Rollback()
-		return nil, errors.New("this handler writes SQL: run it on the pg backend (--backend pg)")
+		_ = t.Rollback()
+		return nil, fmt.Errorf("pgstore: the harness opened a %T, not a pgstore transaction", t.StoreTx())
 	}
-	var t *tx
-	e.r.harness(func() { t = e.opened(inner) })
-	return &sqlTx{Tx: p.PGX(), t: t}, nil
+	return &sqlTx{Tx: inner.tx, t: t}, nil
 }
 
 // sqlTx is the pgx.Tx a SQL handler gets: statements pass through; Exec
@@ -37,14 +48,14 @@ func (e *env) BeginSQL() (pgx.Tx, error) {
 // backend failure in any statement stops the run.
 type sqlTx struct {
 	pgx.Tx
-	t *tx
+	t adapters.HarnessedTx
 }
 
 func (s *sqlTx) check(err error) error {
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
-	return s.t.checked(pgstore.Classify(err))
+	return s.t.Check(classify(err))
 }
 
 // Exec implements pgx.Tx.
@@ -53,8 +64,7 @@ func (s *sqlTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 	if err != nil {
 		return tag, s.check(err)
 	}
-	e := s.t.env
-	e.r.harness(func() { e.wrote(s.t.n, statement(sql)) })
+	s.t.Wrote(statement(sql))
 	return tag, nil
 }
 

@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -24,18 +24,18 @@ func TestExhaustiveFindsTheSameUnsafeCellsAsRandom(t *testing.T) {
 	if testing.Short() {
 		t.Skip("heavy: make test runs it in its second step, without -race and -short")
 	}
-	expected, err := LoadExpectedMatrix("expected/matrix.json")
+	expected, err := LoadExpectedMatrix("../expected/matrix.json")
 	require.NoError(t, err)
 	var columns []string
 	for _, k := range faults.AllKinds {
 		columns = append(columns, string(k))
 	}
-	random, err := RunMatrix(context.Background(), MatrixOptions{Model: "orders", Columns: columns, Runs: 500, MaxMessages: 3, Seed: 1, Out: t.TempDir()})
+	random, err := RunMatrix(context.Background(), MatrixOptions{Model: mdl("orders"), Columns: columns, Runs: 500, MaxMessages: 3, Seed: 1, Out: t.TempDir()})
 	require.NoError(t, err)
 	schedules := 0
 	var onlyExhaustive []string
 	for _, c := range random.Cells {
-		tester, err := New(Config{Model: "orders", Strategy: c.Strategy, Faults: []faults.Kind{faults.Kind(c.Fault)}})
+		tester, err := New(Config{Model: mdl("orders"), Strategy: strat(c.Strategy), Faults: []faults.Kind{faults.Kind(c.Fault)}})
 		require.NoError(t, err)
 		rep, err := tester.Exhaustive(context.Background(), ExhaustiveOptions{MaxMessages: 3, MaxFaults: 1, Out: t.TempDir()})
 		require.NoError(t, err)
@@ -61,7 +61,7 @@ func TestExhaustiveFindsTheSameUnsafeCellsAsRandom(t *testing.T) {
 }
 
 func TestExhaustivePrunesEquivalentSchedules(t *testing.T) {
-	tester, err := New(Config{Model: "orders", Strategy: "outbox", Faults: []faults.Kind{faults.Crash}})
+	tester, err := New(Config{Model: mdl("orders"), Strategy: strat("outbox"), Faults: []faults.Kind{faults.Crash}})
 	require.NoError(t, err)
 	one, err := tester.Exhaustive(context.Background(), ExhaustiveOptions{MaxMessages: 2, MaxFaults: 1, Out: t.TempDir()})
 	require.NoError(t, err)
@@ -77,11 +77,13 @@ func TestExhaustivePrunesEquivalentSchedules(t *testing.T) {
 }
 
 func TestExhaustiveNeedsAnEnumerableModel(t *testing.T) {
-	tester, err := New(Config{Model: "orders", Strategy: "naive"})
+	tester, err := New(Config{Model: mdl("orders"), Strategy: strat("naive")})
 	require.NoError(t, err)
 	tester.model = notEnumerable{tester.model}
 	_, err = tester.Exhaustive(context.Background(), ExhaustiveOptions{})
-	require.ErrorIs(t, err, ErrUsage)
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "Model", ce.Field)
 }
 
 type notEnumerable struct{ model.Model }

@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -18,8 +20,8 @@ import (
 // test provides one (scripts/with-postgres.sh). Never skipped.
 func requirePostgres(t *testing.T) {
 	t.Helper()
-	if os.Getenv(PostgresEnv) == "" {
-		t.Fatalf("%s is not set: run the tests through make test, which provides a PostgreSQL (or set it to a DSN)", PostgresEnv)
+	if os.Getenv(pgstore.DSNEnv) == "" {
+		t.Fatalf("%s is not set: run the tests through make test, which provides a PostgreSQL (or set it to a DSN)", pgstore.DSNEnv)
 	}
 }
 
@@ -31,12 +33,12 @@ func TestPostgresGivesTheVerdictsOfMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("heavy: make test runs it in its second step, without -race and -short")
 	}
-	for _, name := range Models() {
+	for _, name := range builtin.ModelNames() {
 		t.Run(name, func(t *testing.T) {
-			o := MatrixOptions{Model: name, Runs: 12, Seed: 1, Out: t.TempDir()}
+			o := MatrixOptions{Model: mdl(name), Runs: 12, Seed: 1, Out: t.TempDir()}
 			mem, err := RunMatrix(context.Background(), o)
 			require.NoError(t, err)
-			o.Backend = "pg"
+			o.Backend = pgstore.Backend{}
 			pg, err := RunMatrix(context.Background(), o)
 			require.NoError(t, err)
 			require.Equal(t, len(mem.Cells), len(pg.Cells))
@@ -60,15 +62,15 @@ func TestEveryCrashPointOnPostgres(t *testing.T) {
 		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
 		{Aggregate: "o1", Type: model.Confirm, Payload: []byte(`{}`)},
 	}.Number()
-	for _, name := range Catalogue() {
+	for _, name := range builtin.StrategyNames() {
 		t.Run(name, func(t *testing.T) {
-			mem, err := New(Config{Strategy: name, Faults: []faults.Kind{faults.Crash}})
+			mem, err := New(Config{Strategy: strat(name), Faults: []faults.Kind{faults.Crash}})
 			require.NoError(t, err)
-			pg, err := New(Config{Strategy: name, Faults: []faults.Kind{faults.Crash}, Backend: "pg"})
+			pg, err := New(Config{Strategy: strat(name), Faults: []faults.Kind{faults.Crash}, Backend: pgstore.Backend{}})
 			require.NoError(t, err)
 			defer pg.Close()
 			var opps []sim.Opportunity
-			_, err = mem.simulate(sim.Config{Model: mem.model, Strategy: mem.strategy, Workload: w, Explore: []faults.Kind{faults.Crash}}, &opps)
+			_, err = mem.simulate(sim.Config{Model: mem.model, Strategy: mem.cfg.Strategy, Workload: w, Explore: []faults.Kind{faults.Crash}}, &opps)
 			require.NoError(t, err)
 			var points []faults.Point
 			for _, op := range opps {
@@ -91,8 +93,8 @@ func TestEveryCrashPointOnPostgres(t *testing.T) {
 }
 
 func TestPostgresNeedsADSN(t *testing.T) {
-	t.Setenv(PostgresEnv, "")
-	_, err := New(Config{Strategy: "naive", Backend: "pg"})
-	require.ErrorIs(t, err, ErrUsage)
-	require.ErrorContains(t, err, "needs a PostgreSQL DSN")
+	t.Setenv(pgstore.DSNEnv, "")
+	_, err := New(Config{Strategy: strat("naive"), Backend: pgstore.Backend{}})
+	require.ErrorIs(t, err, adapters.ErrNoServer)
+	require.ErrorContains(t, err, "set $ONCECHECK_PG to a PostgreSQL DSN")
 }

@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 )
@@ -58,7 +59,7 @@ func TestFreeRunningOnPostgres(t *testing.T) {
 	}
 	overlapping, conflicts := 0, 0
 	for _, strategy := range []string{"outbox", "reservation"} {
-		tester, err := New(Config{Strategy: strategy, Backend: "pg", Faults: kinds, FreeRunning: true, Consumers: 4})
+		tester, err := New(Config{Strategy: strat(strategy), Backend: pgstore.Backend{}, Faults: kinds, FreeRunning: true, Consumers: 4})
 		require.NoError(t, err)
 		dir := t.TempDir()
 		rep, err := tester.Search(context.Background(), SearchOptions{Runs: runs, Seed: 3, Out: dir, KeepAll: true})
@@ -71,7 +72,7 @@ func TestFreeRunningOnPostgres(t *testing.T) {
 	require.Positive(t, overlapping, "attempts ran at the same time")
 	require.Positive(t, conflicts, "and met in the database")
 
-	tester, err := New(Config{Strategy: "naive", Backend: "pg", Faults: []faults.Kind{faults.Redelivery}, FreeRunning: true})
+	tester, err := New(Config{Strategy: strat("naive"), Backend: pgstore.Backend{}, Faults: []faults.Kind{faults.Redelivery}, FreeRunning: true})
 	require.NoError(t, err)
 	defer tester.Close()
 	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 100, Seed: 3, Out: t.TempDir(), NoShrink: true})
@@ -84,7 +85,7 @@ func TestFreeRunningOnPostgres(t *testing.T) {
 // TestFreeRunningInMemory is the same mode on the in-memory store (under
 // the race detector in make test's first step).
 func TestFreeRunningInMemory(t *testing.T) {
-	tester, err := New(Config{Strategy: "outbox", Faults: []faults.Kind{faults.Crash, faults.Redelivery}, FreeRunning: true})
+	tester, err := New(Config{Strategy: strat("outbox"), Faults: []faults.Kind{faults.Crash, faults.Redelivery}, FreeRunning: true})
 	require.NoError(t, err)
 	dir := t.TempDir()
 	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 40, Seed: 1, Out: dir, KeepAll: true})
@@ -94,7 +95,10 @@ func TestFreeRunningInMemory(t *testing.T) {
 	require.Positive(t, overlapping)
 
 	_, err = tester.Search(context.Background(), SearchOptions{Runs: 1, CheckDeterminism: true, Out: dir})
-	require.ErrorIs(t, err, ErrUsage, "a free-running run cannot be checked for determinism")
-	_, err = New(Config{Strategy: "outbox", Consumers: 3})
-	require.ErrorIs(t, err, ErrUsage, "--consumers belongs to --free-running")
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce, "a free-running run cannot be checked for determinism")
+	require.Equal(t, "CheckDeterminism", ce.Field)
+	_, err = New(Config{Strategy: strat("outbox"), Consumers: 3})
+	require.ErrorAs(t, err, &ce, "Consumers belongs to FreeRunning")
+	require.Equal(t, "Consumers", ce.Field)
 }

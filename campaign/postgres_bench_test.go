@@ -1,4 +1,4 @@
-package oncecheck
+package campaign
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -23,11 +23,11 @@ import (
 // simulation, history, check) with a bare loop that issues the same
 // transactions through the same store without the harness. Metric: tx/s.
 func BenchmarkPostgresTransactions(b *testing.B) {
-	dsn := os.Getenv(PostgresEnv)
+	dsn := os.Getenv(pgstore.DSNEnv)
 	if dsn == "" {
-		b.Fatalf("%s is not set: run through make bench, which provides a PostgreSQL", PostgresEnv)
+		b.Fatalf("%s is not set: run through make bench, which provides a PostgreSQL", pgstore.DSNEnv)
 	}
-	tester, err := New(Config{Strategy: "naive", Backend: "pg", Faults: []faults.Kind{faults.Crash}})
+	tester, err := New(Config{Strategy: strat("naive"), Backend: pgstore.Backend{}, Faults: []faults.Kind{faults.Crash}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func BenchmarkPostgresTransactions(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := adapters.Apply(tx, m, msg); err != nil {
+				if _, err := strategykit.Apply(tx, m, msg); err != nil {
 					b.Fatal(err)
 				}
 				if err := tx.Commit(); err != nil {
@@ -95,7 +95,7 @@ SELECT 1;
 SELECT state::text FROM %[1]s WHERE aggregate_id = 'o1' FOR UPDATE;
 INSERT INTO %[1]s (aggregate_id, state) VALUES ('o1', '{"confirmed":false,"lines":{"a":1}}'::text::text) ON CONFLICT (aggregate_id) DO UPDATE SET state = excluded.state;
 COMMIT;
-`, store.Table(adapters.StateTable))
+`, store.Table(strategykit.StateTable))
 		if err := os.WriteFile(script, []byte(sql), 0o644); err != nil {
 			b.Fatal(err)
 		}

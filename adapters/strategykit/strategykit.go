@@ -1,9 +1,15 @@
-package adapters
+// Package strategykit holds what the built-in strategies share: the tables
+// they keep (the aggregates' states, the outbox, processed ids, counters),
+// loading and saving a state, turning a model's outputs into messages, an
+// outbox dispatcher. A handler of one's own may use it too; nothing in it is
+// needed to write one.
+package strategykit
 
 import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -18,7 +24,7 @@ const OutboxTable = "outbox"
 // LoadState reads an aggregate's state from StateTable, or the model's
 // initial state when the aggregate has none yet. The read takes the row's
 // write lock (GetForUpdate): the state is read to be changed.
-func LoadState(tx Tx, m model.Model, aggregate string) (model.State, error) {
+func LoadState(tx adapters.Tx, m model.Model, aggregate string) (model.State, error) {
 	v, ok, err := tx.GetForUpdate(StateTable, aggregate)
 	if err != nil {
 		return nil, fmt.Errorf("load state of %s: %w", aggregate, err)
@@ -30,7 +36,7 @@ func LoadState(tx Tx, m model.Model, aggregate string) (model.State, error) {
 }
 
 // SaveState writes an aggregate's state into StateTable.
-func SaveState(tx Tx, aggregate string, s model.State) error {
+func SaveState(tx adapters.Tx, aggregate string, s model.State) error {
 	if err := tx.Put(StateTable, aggregate, s); err != nil {
 		return fmt.Errorf("save state of %s: %w", aggregate, err)
 	}
@@ -39,7 +45,7 @@ func SaveState(tx Tx, aggregate string, s model.State) error {
 
 // Apply loads the state of msg's aggregate, applies msg with the model, and
 // saves the new state, all in tx. It returns the model's outputs.
-func Apply(tx Tx, m model.Model, msg model.Message) (model.Outputs, error) {
+func Apply(tx adapters.Tx, m model.Model, msg model.Message) (model.Outputs, error) {
 	st, err := LoadState(tx, m, msg.Aggregate)
 	if err != nil {
 		return nil, err
@@ -58,7 +64,7 @@ func Apply(tx Tx, m model.Model, msg model.Message) (model.Outputs, error) {
 type StateObserver struct{}
 
 // Observe implements Handler.Observe.
-func (StateObserver) Observe(tx Tx, m model.Model, aggregate string) (model.State, error) {
+func (StateObserver) Observe(tx adapters.Tx, m model.Model, aggregate string) (model.State, error) {
 	return LoadState(tx, m, aggregate)
 }
 
@@ -87,7 +93,7 @@ func KeyDerivedID(cause model.Message, i int) string { return fmt.Sprintf("%s/ou
 
 // StoreOutbox stores outgoing messages in OutboxTable, in tx, keyed so that
 // a scan returns them in the order given.
-func StoreOutbox(tx Tx, prefix string, msgs []model.Message) error {
+func StoreOutbox(tx adapters.Tx, prefix string, msgs []model.Message) error {
 	for i, out := range msgs {
 		row, err := json.Marshal(out)
 		if err != nil {
@@ -107,7 +113,7 @@ func StoreOutbox(tx Tx, prefix string, msgs []model.Message) error {
 type OutboxDispatcher struct{}
 
 // Pass implements Dispatcher.
-func (OutboxDispatcher) Pass(env Env) (bool, error) {
+func (OutboxDispatcher) Pass(env adapters.Env) (bool, error) {
 	tx, err := env.Begin()
 	if err != nil {
 		return false, err
@@ -144,7 +150,7 @@ func DerivedMessages(outs model.Outputs, cause model.Message) []model.Message {
 // SkipIfSeen handles a duplicate the way the deduplicating strategies do:
 // when key is in table, it rolls tx back and acks the delivery. It reports
 // whether the message was seen (and the delivery is done with).
-func SkipIfSeen(env Env, tx Tx, table, key string) (bool, error) {
+func SkipIfSeen(env adapters.Env, tx adapters.Tx, table, key string) (bool, error) {
 	_, seen, err := tx.Get(table, key)
 	if err != nil || !seen {
 		return false, err
@@ -159,7 +165,7 @@ func SkipIfSeen(env Env, tx Tx, table, key string) (bool, error) {
 // sequence and version strategies keep a position or a version per
 // aggregate. The read takes the row's write lock (GetForUpdate): a counter
 // is read to be moved on.
-func GetCounter(tx Tx, table, key string) (int64, error) {
+func GetCounter(tx adapters.Tx, table, key string) (int64, error) {
 	v, ok, err := tx.GetForUpdate(table, key)
 	if err != nil || !ok {
 		return 0, err
@@ -172,6 +178,6 @@ func GetCounter(tx Tx, table, key string) (int64, error) {
 }
 
 // PutCounter writes a number kept per key in table.
-func PutCounter(tx Tx, table, key string, n int64) error {
+func PutCounter(tx adapters.Tx, table, key string, n int64) error {
 	return tx.Put(table, key, []byte(fmt.Sprint(n)))
 }
