@@ -6,13 +6,17 @@ PKGS := ./...
 
 all: lint test
 
-## test: vet, then every test with the race detector (-short: without the
-## heavy statistical tests, and rapid checks divided by 5), then the root and checker packages'
-## tests again without -race and -short, heavy ones included. Tests that
-## need PostgreSQL get it through scripts/with-postgres.sh (ONCECHECK_PG,
-## the server on 127.0.0.1:5432, or a throwaway server).
+## test: lint, then every test with the race detector (-short: without the
+## heavy statistical tests, and rapid checks divided by 5), then the 32
+## parallel Verify campaigns under -race three times, then the root,
+## campaign and checker packages' tests again without -race and -short,
+## heavy ones included. Tests that need PostgreSQL get it through
+## scripts/with-postgres.sh (ONCECHECK_PG, the server on 127.0.0.1:5432, or
+## a throwaway server).
 test: lint test-deps
-	./scripts/with-postgres.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && $(GO) test -count=1 . ./checkers'
+	./scripts/with-postgres.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && \
+		$(GO) test -race -count=3 -run "^TestParallelVerifyShareNothing$$" . && \
+		$(GO) test -count=1 . ./campaign ./checkers'
 
 ## test-deps: what the tests need beyond Go and PostgreSQL: Debian's
 ## Chromium for the HTML report test, installed when missing.
@@ -22,10 +26,14 @@ test-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## lint: formatting and go vet.
+## lint: formatting, go vet, staticcheck (pinned, fetched through the Go
+## module proxy on first use) and a tidy go.mod.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+	$(GO) mod tidy -diff
 
 ## bench: every benchmark family (scripts/bench.sh; raw output in
 ## bench-latest.txt), then the summary tables. Ratios are measured within
@@ -36,7 +44,7 @@ bench:
 ## soak: the expected matrix with 20,000 runs in every safe cell, and the
 ## checker against the brute-force oracle on 100,000 histories.
 soak:
-	$(GO) test -count=1 -timeout 2h -run 'TestMatrixMatchesExpectation' . -oncecheck.soak
+	$(GO) test -count=1 -timeout 2h -run 'TestMatrixMatchesExpectation' ./campaign -oncecheck.soak
 	$(GO) test -count=1 -timeout 1h -run 'TestCheckerAgreesWithBruteForce' ./checkers -rapid.checks=100000
 
 ## corpus: regenerate the regression corpus of saved histories: a shrunk

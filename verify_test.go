@@ -10,6 +10,7 @@ import (
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -80,4 +81,58 @@ func TestVerifyRejectsAnIncompleteSpec(t *testing.T) {
 	Verify(r, Spec{Model: model.Orders{}})
 	require.Len(t, r.errors, 1)
 	require.Contains(t, r.errors[0], "Spec needs a Model and a Strategy")
+}
+
+// renamedModel is a built-in model under a name of its own.
+type renamedModel struct {
+	model.Model
+	name string
+}
+
+func (m renamedModel) Name() string { return m.name }
+
+// TestParallelVerifyShareNothing runs 32 Verify campaigns at once, each
+// with a model and a strategy of its own names, half of them failing, and
+// checks and replays each failure through a catalogue of its own: nothing
+// is registered anywhere, so nothing is shared (make test runs it under
+// -race, three times).
+func TestParallelVerifyShareNothing(t *testing.T) {
+	for i := range 32 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			m := renamedModel{model.Orders{}, fmt.Sprintf("orders-%d", i)}
+			base, broken := "outbox", i%2 == 1
+			if broken {
+				base = "naive"
+			}
+			s := strategyNamed(t, base)
+			s.Name = fmt.Sprintf("%s-%d", base, i)
+			r := &recorder{name: fmt.Sprintf("TestParallel%d", i)}
+			Verify(r, Spec{Model: m, Strategy: s, Faults: []faults.Kind{faults.Redelivery}, Runs: 30, Seed: uint64(i + 1), Out: t.TempDir()})
+			if !broken {
+				require.Empty(t, r.errors)
+				require.Contains(t, r.logs[0], s.Name+" is exactly-once over 30 runs")
+				return
+			}
+			require.Len(t, r.errors, 1)
+			require.Contains(t, r.errors[0], s.Name+" is not exactly-once: duplicate")
+			path := strings.Fields(r.errors[0][strings.Index(r.errors[0], "saved: "):])[1]
+			h, err := histories.Load(path)
+			require.NoError(t, err)
+			require.Equal(t, m.name, h.Header.Model)
+			require.Equal(t, s.Name, h.Header.Strategy)
+
+			_, err = Check(h, CheckOptions{})
+			var unknown *catalogue.UnknownError
+			require.ErrorAs(t, err, &unknown, "the built-in catalogue does not know %s", m.name)
+			cat := catalogue.Builtin().WithModels(m).WithStrategies(s)
+			res, err := Check(h, CheckOptions{Catalogue: cat})
+			require.NoError(t, err)
+			require.Equal(t, histories.Violation, res.Verdict)
+			replayed, res, err := Replay(h, ReplayOptions{Catalogue: cat})
+			require.NoError(t, err)
+			require.Equal(t, h.Events, replayed.Events)
+			require.Contains(t, res.Anomalies, histories.Duplicate)
+		})
+	}
 }

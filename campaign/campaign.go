@@ -246,13 +246,7 @@ func (t *Tester) Config() Config { return t.cfg }
 
 // Generate returns the case of a seed. The same seed always gives the same
 // case.
-func (t *Tester) Generate(seed uint64) Case {
-	// Example reads rapid's process-wide seed setting even when given a
-	// seed, so it must not run while Shrink changes the settings.
-	rapidSettings.RLock()
-	defer rapidSettings.RUnlock()
-	return t.gen.Example(int(seed))
-}
+func (t *Tester) Generate(seed uint64) Case { return example(t.gen, seed) }
 
 // Execute runs a case and checks its history. An error means the run or the
 // check could not be carried out (the outcome is inconclusive); the history
@@ -318,11 +312,6 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 // only if it fails with the same primary anomaly. It returns the smallest
 // failing history found and its result. budget bounds the time spent.
 func (t *Tester) Shrink(seed uint64, anomaly histories.Anomaly, budget time.Duration) (*histories.History, checkers.Result, error) {
-	rapidSettings.Lock()
-	defer rapidSettings.Unlock()
-	if err := prepareRapid(seed, budget); err != nil {
-		return nil, checkers.Result{}, err
-	}
 	var (
 		best    *histories.History
 		bestRes checkers.Result
@@ -334,8 +323,7 @@ func (t *Tester) Shrink(seed uint64, anomaly histories.Anomaly, budget time.Dura
 		res checkers.Result
 	}
 	seen := map[string]*outcome{}
-	tb := &quietTB{}
-	rapid.Check(tb, func(rt *rapid.T) {
+	err := shrinkFrom(seed, budget, func(rt *rapid.T) {
 		c := t.gen.Draw(rt, "case")
 		key, err := json.Marshal(c)
 		if err != nil {
@@ -355,6 +343,9 @@ func (t *Tester) Shrink(seed uint64, anomaly histories.Anomaly, budget time.Dura
 			rt.Fatalf("violation: %s", anomaly)
 		}
 	})
+	if err != nil {
+		return nil, checkers.Result{}, err
+	}
 	if best == nil {
 		return nil, checkers.Result{}, fmt.Errorf("seed %d did not fail again with %q while shrinking: the run is not deterministic", seed, anomaly)
 	}

@@ -18,12 +18,12 @@ family() {
 		exit 1
 	}
 }
-family . '^BenchmarkHarness$' 1000x
-family . '^BenchmarkParallelRuns$' 4x
-family . '^BenchmarkCampaignMemory$' 1x
-family . '^BenchmarkCheckOneRun$' 1000x
-family . '^BenchmarkUnsafeCells$' 1x
-family . '^BenchmarkPostgresTransactions$' 2s
+family ./campaign '^BenchmarkHarness$' 1000x
+family ./campaign '^BenchmarkParallelRuns$' 4x
+family ./campaign '^BenchmarkCampaignMemory$' 1x
+family ./campaign '^BenchmarkCheckOneRun$' 1000x
+family ./campaign '^BenchmarkUnsafeCells$' 1x
+family ./campaign '^BenchmarkPostgresTransactions$' 2s
 family ./checkers '^BenchmarkCheck$/1000$' 50x
 family ./checkers '^BenchmarkCheck$/10000$' 10x
 family ./checkers '^BenchmarkCheck$/100000$' 3x
