@@ -28,9 +28,11 @@ import (
 // unique-constraint violation).
 var ErrExists = errors.New("key already exists")
 
-// ErrConflict is returned by Tx.Commit when another transaction committed a
-// conflicting write first. The harness treats it like a real consumer does:
-// the delivery is nacked and retried.
+// ErrConflict is returned by a write or a locking read (Put, Insert,
+// Delete, GetForUpdate, Claim) when another open transaction holds the
+// key's lock, or committed the key after this transaction's snapshot; and
+// by Commit of a transaction an earlier conflict aborted. The harness treats
+// it as a real consumer does: the delivery is nacked and retried.
 var ErrConflict = errors.New("transaction conflict")
 
 // ErrBackend wraps failures of the store itself (a database that cannot be
@@ -58,7 +60,8 @@ type Tx interface {
 	GetForUpdate(table, key string) (value []byte, ok bool, err error)
 	// Put writes a key, creating or replacing it.
 	Put(table, key string, value []byte) error
-	// Insert writes a key that must not exist yet; otherwise ErrExists.
+	// Insert writes a key that must not exist yet; otherwise ErrExists
+	// (ErrConflict when another open transaction is inserting it).
 	Insert(table, key string, value []byte) error
 	// Delete removes a key (no error if absent).
 	Delete(table, key string) error

@@ -308,9 +308,11 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 	}
 }
 
-// Shrink minimises the failing case of seed with rapid: a smaller case is kept
-// only if it fails with the same primary anomaly. It returns the smallest
-// failing history found and its result. budget bounds the time spent.
+// Shrink minimises the failing case of seed with rapid, then by removing
+// messages and faults one at a time: a smaller case is kept only if it
+// still shows anomaly (the original's primary one; the smaller case may show
+// others besides). It returns the smallest failing history found and its
+// result. budget bounds rapid's part.
 func (t *Tester) Shrink(seed uint64, anomaly histories.Anomaly, budget time.Duration) (*histories.History, checkers.Result, error) {
 	var (
 		best    *histories.History

@@ -17,7 +17,8 @@ import (
 type ExhaustiveOptions struct {
 	// MaxMessages bounds the workloads (default 3).
 	MaxMessages int
-	// MaxFaults bounds the faults per schedule (default 2).
+	// MaxFaults bounds the faults per schedule (0: fault-free schedules
+	// only).
 	MaxFaults int
 	// Out is where the first violation is saved (default
 	// "oncecheck-results").

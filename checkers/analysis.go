@@ -402,7 +402,7 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 		} else if policy == DownstreamNone && prev.Copies == 2 {
 			a.problems = append(a.problems, Finding{
 				Anomaly: histories.Duplicate, Keys: keysOf(p.Causation),
-				Text: fmt.Sprintf("output %s (id %q) was published more than once (steps %d and %d); --downstream=none allows one copy",
+				Text: fmt.Sprintf("output %s (id %q) was published more than once (steps %d and %d); the downstream policy none allows one copy",
 					content, p.ID, prev.Step, p.Step),
 			})
 		}

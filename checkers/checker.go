@@ -1,7 +1,7 @@
 // Package checkers decides whether a history is exactly-once and explains why
 // not.
 //
-// The property (design section 2): there is a serial order of all logical
+// The property (docs/design.md, section 2): there is a serial order of all logical
 // messages such that applying them one by one to the model yields exactly the
 // observed final state of every aggregate and exactly the observed outputs of
 // every logical message, and that order respects real time (a message whose
@@ -93,7 +93,8 @@ type Result struct {
 }
 
 // Signature is a stable summary of the result (verdict and anomaly names,
-// no ids), used to decide whether a shrunk case fails the same way.
+// no ids): two checks with the same signature reached the same outcome (a
+// saved history and its replay, say).
 func (r Result) Signature() string {
 	s := string(r.Verdict)
 	for _, a := range r.Anomalies {

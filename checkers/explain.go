@@ -12,10 +12,12 @@ import (
 // best accounts for what was observed. Candidates are the exactly-once serial
 // orders that respect real time (all of them for small partitions, the order
 // of first delivery otherwise) and their single perturbations: one message
-// left out (lost) or applied a second time at a later point (duplicate). The
-// best candidate is the one that matches the most observations (the final
-// state and each message's outputs); ties go to fewer perturbations, then to
-// the earlier order. Its departures from the observation become findings.
+// left out (lost) or applied again, up to as many times as it was attempted
+// (at most maxRepeats), at a later point (duplicate). The best candidate is
+// the one that matches the most observations (the final state and each
+// message's outputs); ties go to the smaller deviation from the record of
+// commits, then to fewer perturbations, then to the earlier order (see
+// better). Its departures from the observation become findings.
 
 // maxPermuted bounds the partition size for which every serial order is
 // tried.

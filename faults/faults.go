@@ -2,8 +2,9 @@
 //
 // A Plan is a list of faults, each pinned to a place in the run (the n-th
 // delivery, the n-th dispatcher pass, a named point of the handler). Plans are
-// generated with rapid, stored as values in histories, and shrunk by rapid
-// when they expose a violation.
+// generated with rapid (or built from a run's opportunities, in exhaustive
+// mode), stored as values in histories, and shrunk when they expose a
+// violation (by rapid, then by removing faults one at a time).
 package faults
 
 import (
@@ -142,7 +143,8 @@ type Fault struct {
 	// Point is where a crash happens.
 	Point Point `json:"point,omitempty"`
 	// Index selects which publish (0-based) for publish points and publish
-	// failures, which write for AfterWrite, how far behind the head the
+	// failures, which write for AfterWrite (Generator always picks the
+	// first; exhaustive mode tries each), how far behind the head the
 	// reordered copy is (1..ReorderWindow), or which workload message is
 	// re-issued.
 	Index int `json:"index,omitempty"`
@@ -359,8 +361,8 @@ type Options struct {
 }
 
 // Generator returns a rapid generator of plans. Plans shrink toward fewer
-// faults placed earlier. With Concurrent among the kinds, plans run two
-// consumers.
+// faults placed earlier. A plan runs two consumers when Concurrent is among
+// the kinds it draws from (with Swarm, the subset drawn for that plan).
 func Generator(o Options) *rapid.Generator[Plan] {
 	deliveries := max(o.Deliveries, 1)
 	messages := max(o.Messages, 1)

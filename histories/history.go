@@ -1,7 +1,9 @@
 // Package histories defines the record of a run: a header (what was run and
 // with which fault plan) followed by the events that happened, one per line
-// (JSON Lines). Histories are written before they are checked, saved
-// atomically, and can be read back, re-checked and replayed.
+// (JSON Lines). A run's history is checked as recorded, saved atomically
+// when it failed (or when every history is kept), and can be read back,
+// re-checked and replayed. The format also owns the verdicts and anomaly
+// names a check gives.
 package histories
 
 import (

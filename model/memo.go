@@ -11,9 +11,10 @@ import (
 // so that one run's handlers and its check compute each step once: the
 // check replays, in the order the messages took effect, the very steps the
 // handlers made. A model's Apply is a function of the state and the
-// message's content (the design requires it), so a remembered result is the
-// result. The message's ID is not part of the key: copies of one logical
-// message share their result, as the check already assumes.
+// message's content (docs/design.md, section 1, requires it), so a
+// remembered result is the result. The message's ID is not part of the key:
+// redelivered copies share their result, as the check already assumes (a
+// re-issue has a new position, and so a key of its own).
 //
 // A Memo is safe for concurrent use. It keeps everything it was asked, so
 // it belongs to one run (or one check), not to a campaign.

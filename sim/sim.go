@@ -1,9 +1,10 @@
 // Package sim is the deterministic simulation: a broker with at-least-once
 // delivery, consumer processes that run the adapter's handler and are rebuilt
 // from its factory after a crash, an optional dispatcher process, the drain
-// phase, and one scheduler that decides every step.
+// phase, and one scheduler that decides every step. The run is on the store
+// it is given (Config.Store); the simulation knows no backend.
 //
-// A run is a pure function of (workload, plan, strategy): there is no wall
+// A scheduled run is a pure function of (workload, plan, strategy): there is no wall
 // clock, no global randomness and no dependence on map or goroutine order.
 // Each attempt (or dispatcher pass) runs on a goroutine of its own, but only
 // one piece of code runs at a time: a task runs until it reaches a boundary
@@ -12,6 +13,10 @@
 // keeps running the current task until the plan preempts it (a "concurrent"
 // fault), then moves round-robin to the next process that can act. A crash
 // stops a task at a boundary with runtime.Goexit.
+//
+// A free-running run (Config.FreeRunning) has no scheduler: its processes
+// run truly in parallel and meet in the store as they happen. It is not a
+// function of its inputs; its history is the evidence.
 package sim
 
 import (
@@ -34,7 +39,8 @@ type Config struct {
 	Workload model.Workload
 	Plan     faults.Plan
 	// MaxDeliveries bounds the deliveries (and dispatcher passes) before
-	// the run is declared stuck; 0 picks a bound from the workload size.
+	// the run is declared stuck; 0 picks 10 per message and per fault,
+	// plus 20.
 	MaxDeliveries int
 	// Explore lists the fault kinds whose opportunities Explore records.
 	Explore []faults.Kind

@@ -10,7 +10,7 @@
 // dispatcher retries) and competing consumers: state, processed mark and
 // outputs commit together, and a dispatcher that crashes between publishing
 // and deleting publishes the same message (same id) again, which downstream
-// deduplication by id absorbs. With --downstream=none those second copies
+// deduplication by id absorbs. With the downstream policy none (checkers.DownstreamNone) those second copies
 // are violations. It keys on the message id, so a re-issued command (new id,
 // same intent) is applied again: duplicate.
 //

@@ -57,8 +57,8 @@ type Options struct {
 	Keep bool
 	// Timeout bounds each statement (default 10s).
 	Timeout time.Duration
-	// MaxConns bounds the pool's connections (default 8): at least one per
-	// process that may hold a transaction at once.
+	// MaxConns bounds the pool's connections (at least 8): at least one
+	// per process that may hold a transaction at once.
 	MaxConns int32
 	// DDL creates the tables of handlers that write SQL, in the schema
 	// (see adapters.Strategy.SQLSchema). With DDL, the declared tables of

@@ -5,8 +5,10 @@
 // derived from the message id) commit in one transaction, as an event store
 // writes events; a dispatcher publishes them.
 //
-// It survives crashes, redeliveries, publish failures and competing
-// consumers without a processed-id table, in constant space per aggregate.
+// It is predicted to survive crashes, redeliveries, publish failures and
+// competing consumers without a processed-id table, in constant space per
+// aggregate; here it survives redeliveries and publish failures (see below
+// for crashes and competing consumers).
 // It relies on messages arriving in position order: a reordered delivery
 // processes a later message first, and the earlier one is then skipped:
 // lost. A re-issued command is written to the command stream again and gets

@@ -34,7 +34,7 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		backend      = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
 		pgDSN        = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 		keepDB       = fs.Bool("keep-db", false, "keep the pg backend's schema after the run, for inspection")
-		faultList    = fs.String("faults", "all", "comma-separated fault kinds: crash, redelivery, or all")
+		faultList    = fs.String("faults", "all", "comma-separated fault kinds ("+strings.Join(kindNames(), ", ")+"), or all")
 		runs         = fs.Int("runs", 100, "number of runs")
 		seed         = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
 		out          = fs.String("out", "oncecheck-results", "directory for saved histories")
@@ -320,4 +320,13 @@ func resolve(cat catalogue.Catalogue, modelName, strategy, backend string) (mode
 		return nil, adapters.Strategy{}, nil, asUsage(err)
 	}
 	return m, s, b, nil
+}
+
+// kindNames lists the fault kinds, for help texts.
+func kindNames() []string {
+	names := make([]string, len(faults.AllKinds))
+	for i, k := range faults.AllKinds {
+		names[i] = string(k)
+	}
+	return names
 }
