@@ -4,8 +4,9 @@
 //
 // A crash, publish failure or conflict after the work's commit and before
 // the mark's commit leaves the work done and the id unmarked: the redelivered
-// copy is applied again: duplicate. Two competing consumers can both pass
-// the check before either marks: duplicate too. Re-issues are applied again.
+// copy is applied again: duplicate. Two attempts at one id that overlap (a
+// redelivery while the first attempt runs) can both pass the check before
+// either marks: duplicate too. Re-issues are applied again.
 //
 // What the harness adds to the prediction: competing consumers alone do not
 // break it. Each copy is delivered once, so no two attempts at one id ever

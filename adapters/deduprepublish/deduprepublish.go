@@ -5,13 +5,13 @@
 // from the aggregate's CURRENT state, as the talk's AddItem handler does when
 // it counts the order lines to decide on FirstItemAdded.
 //
-// It survives redeliveries where nothing was lost only by luck: the
-// republished outputs are computed on a state that already contains the
+// The republished outputs are computed on a state that already contains the
 // message's own effect (and maybe later messages'), so they differ from what
-// an exactly-once execution publishes. A crash or publish failure after the
-// commit therefore gives outputs computed from the wrong state, under the
-// same id as the first publish or instead of it: inconsistent. Re-issues are
-// applied again: duplicate.
+// an exactly-once execution publishes, unless the model happens to give the
+// same outputs there. So a plain redelivery (a lost ack, with nothing lost)
+// already republishes, under the first publish's ids, outputs of the wrong
+// state; a crash or publish failure after the commit gives them instead of
+// the first publish: inconsistent. Re-issues are applied again: duplicate.
 package deduprepublish
 
 import (

@@ -1,0 +1,66 @@
+package dedupmarklast_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/adapters/dedupmarklast"
+	"github.com/oncecheck/oncecheck/adapters/strategytest"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// TestDedupMarkLastSurvivesRedeliveryReorderingAndCompetingConsumers holds
+// that dedup-mark-last passes campaigns of redeliveries, of reorders and of
+// competing consumers.
+func TestDedupMarkLastSurvivesRedeliveryReorderingAndCompetingConsumers(t *testing.T) {
+	strategytest.Survives(t, dedupmarklast.Strategy(), model.Orders{}, faults.Redelivery, faults.Reorder, faults.Concurrent)
+}
+
+// TestDedupMarkLastAppliesTheWorkAgainBeforeTheMark holds that a crash or
+// publish failure between the work's commit and the mark's applies the message
+// again: duplicate.
+func TestDedupMarkLastAppliesTheWorkAgainBeforeTheMark(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault faults.Fault
+	}{
+		// The first commit of the attempt is the work's.
+		{"crash after the work's commit", strategytest.Crash(0, faults.AfterCommit)},
+		{"crash after the last publish", strategytest.CrashAt(0, faults.AfterPublish, 1)},
+		// Write #1 is the state, write #2 the mark.
+		{"crash after the mark's write", strategytest.CrashAt(0, faults.AfterWrite, 1)},
+		{"publish failure", faults.Fault{Kind: faults.PublishFailure, Variant: faults.Rejected, Process: faults.Consumer}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, string(histories.Duplicate), strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, c.fault.Kind))
+			res := strategytest.Execute(t, dedupmarklast.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, faults.Plan{Faults: []faults.Fault{c.fault}})
+			strategytest.Violates(t, res, histories.Duplicate, "applied twice")
+		})
+	}
+}
+
+// TestDedupMarkLastLetsTwoConsumersPassTheCheck holds that two consumers
+// holding copies of one message both pass the check before either marks:
+// duplicate.
+func TestDedupMarkLastLetsTwoConsumersPassTheCheck(t *testing.T) {
+	require.Equal(t, "violation", strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, "all"))
+	// Consumer 1 is preempted after its commit (boundary #5) while the
+	// copy, its lease expired, is back at the head for consumer 2.
+	res := strategytest.Execute(t, dedupmarklast.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, faults.Plan{Consumers: 2, Faults: []faults.Fault{
+		{Kind: faults.Redelivery, Variant: faults.LeaseExpired},
+		{Kind: faults.Concurrent, At: 4},
+	}})
+	strategytest.Violates(t, res, histories.Duplicate, "applied twice")
+}
+
+// TestDedupMarkLastAppliesAReissueAgain holds that dedup-mark-last keys on the
+// message id, so a re-issue is applied again: duplicate.
+func TestDedupMarkLastAppliesAReissueAgain(t *testing.T) {
+	require.Equal(t, string(histories.Duplicate), strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, faults.Reissue))
+	res := strategytest.Execute(t, dedupmarklast.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, faults.Plan{Faults: []faults.Fault{{Kind: faults.Reissue, At: 0, Index: 0}}})
+	strategytest.Violates(t, res, histories.Duplicate, "applied twice")
+}
