@@ -56,6 +56,10 @@ type env struct {
 	passStart                   int // runner.finished when a dispatcher pass began
 	publishes, writes           int
 	open                        []*tx
+	// publishFailed holds the publish indexes at which a planned publish
+	// failure has struck this attempt: a fault hits one publish call, so a
+	// retry of the same publish reaches the broker.
+	publishFailed map[int]bool
 }
 
 var _ adapters.Env = (*env)(nil)
@@ -213,7 +217,8 @@ func (e *env) publish(msgs []model.Message) error {
 		e.r.offer(faults.Fault{Kind: faults.PublishFailure, Process: e.kind, At: e.at, Index: e.publishes, Variant: faults.Rejected})
 	}
 	for i := range msgs {
-		if e.r.cfg.Plan.PublishFailure(e.kind, e.at, e.publishes+i) == faults.Rejected {
+		if e.publishFailure(e.publishes+i) == faults.Rejected {
+			e.struck(e.publishes + i)
 			e.boundary(faults.BeforePublish, e.publishes)
 			ev := e.base(histories.Refused)
 			ev.Detail = fmt.Sprintf("broker rejected a batch of %d publishes", len(msgs))
@@ -232,7 +237,10 @@ func (e *env) publish(msgs []model.Message) error {
 		if m.Causation == "" && e.attempt != 0 {
 			m.Causation = e.msg.Key
 		}
-		failure := e.r.cfg.Plan.PublishFailure(e.kind, e.at, n)
+		failure := e.publishFailure(n)
+		if failure == faults.Partial || failure == faults.LostConfirm {
+			e.struck(n)
+		}
 		if failure == faults.Partial {
 			ev := e.base(histories.Refused)
 			ev.Message = &m
@@ -254,6 +262,24 @@ func (e *env) publish(msgs []model.Message) error {
 		e.boundary(faults.AfterPublish, n)
 	}
 	return nil
+}
+
+// publishFailure returns the publish failure the plan places at the n-th
+// publish of this attempt, unless it has struck already (see struck): a
+// failure strikes once, and the broker takes a retry of that publish.
+func (e *env) publishFailure(n int) string {
+	if e.publishFailed[n] {
+		return ""
+	}
+	return e.r.cfg.Plan.PublishFailure(e.kind, e.at, n)
+}
+
+// struck records that the publish failure at the n-th publish struck.
+func (e *env) struck(n int) {
+	if e.publishFailed == nil {
+		e.publishFailed = map[int]bool{}
+	}
+	e.publishFailed[n] = true
 }
 
 func (e *env) Ack() (err error) {
