@@ -37,6 +37,7 @@ import (
 	"fmt"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/model"
 	"pgregory.net/rapid"
 )
