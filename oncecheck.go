@@ -124,6 +124,7 @@ func Replay(h *histories.History, o ReplayOptions) (*histories.History, checkers
 	t, err := campaign.New(campaign.Config{
 		Model: m, Strategy: s, Backend: b, Faults: h.Header.Faults,
 		Downstream: checkers.Downstream(h.Header.Downstream), FreeRunning: h.Header.FreeRunning,
+		ReadsNotPreempted: !h.Header.ReadsPreempt,
 	})
 	if err != nil {
 		return nil, checkers.Result{}, err

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/oncecheck/oncecheck/adapters/dedup"
+	"github.com/oncecheck/oncecheck/adapters/dedupmarkfirst"
 	"github.com/oncecheck/oncecheck/adapters/naive"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/faults"
@@ -47,4 +48,22 @@ func TestReplayOnAnotherStrategy(t *testing.T) {
 	_, res, err := Replay(rep.Minimal, ReplayOptions{Strategy: "outbox"})
 	require.NoError(t, err)
 	require.Equal(t, histories.Pass, res.Verdict, "the outbox survives the dedup counterexample")
+}
+
+// TestAHistoryPreemptedAtAReadReplaysEventForEvent: a history saved with
+// reads as preemption points (format 1.2) says so in its header, and its
+// replay schedules the same way, event for event.
+func TestAHistoryPreemptedAtAReadReplaysEventForEvent(t *testing.T) {
+	tester, err := campaign.New(campaign.Config{Strategy: dedupmarkfirst.Strategy(), Faults: []faults.Kind{faults.Concurrent}})
+	require.NoError(t, err)
+	rep, err := tester.Search(context.Background(), campaign.SearchOptions{Runs: 300, Seed: 1, Out: t.TempDir()})
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, rep.Verdict)
+	saved, err := histories.Load(rep.Path)
+	require.NoError(t, err)
+	require.True(t, saved.Header.ReadsPreempt)
+	require.Equal(t, histories.Version, saved.Header.Version)
+	replayed, _, err := Replay(saved, ReplayOptions{})
+	require.NoError(t, err)
+	require.Equal(t, saved.Events, replayed.Events)
 }

@@ -70,7 +70,10 @@ type HarnessedTx interface {
 	// Wrote records a write made on StoreTx around the harness (a SQL
 	// statement, named by what); it is a crash point.
 	Wrote(what string)
-	// Check passes an error of such a write on: a backend failure
+	// Read marks a read made on StoreTx around the harness (a SQL query),
+	// after it: a scheduling point.
+	Read()
+	// Check passes an error of such a statement on: a backend failure
 	// (ErrBackend) ends the run there.
 	Check(err error) error
 	// Commit commits through the harness.

@@ -70,6 +70,11 @@ type Config struct {
 	// Consumers is the number of consumers of a free-running run (default
 	// 4, at most 16).
 	Consumers int
+	// ReadsNotPreempted schedules as histories of format 1.1 were run:
+	// reads are not scheduling points (sim.Config.ReadsPreempt). Only a
+	// replay of such a history wants it: a task preempted between a read
+	// and the write that depends on it is how lost updates happen.
+	ReadsNotPreempted bool
 }
 
 func (c *Config) defaults() {
@@ -266,7 +271,7 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 		buffer = *b
 	}
 	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.cfg.Strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer,
-		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers}, nil)
+		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = histories.Inconclusive
@@ -304,7 +309,7 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 		Format: histories.Format, Version: histories.Version, Tool: ToolVersion, Seed: seed,
 		Model: t.model.Name(), Strategy: t.cfg.Strategy.Name, Backend: t.cfg.Backend.Name(),
 		Downstream: string(t.cfg.Downstream), Faults: slices.Clone(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
-		FreeRunning: t.cfg.FreeRunning,
+		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted,
 	}
 }
 

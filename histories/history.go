@@ -29,7 +29,7 @@ const Format = "oncecheck-history"
 
 // Version is the history format version written by this build. Readers accept
 // any 1.x version.
-const Version = "1.1"
+const Version = "1.2"
 
 // MaxLineBytes bounds one line of a history file.
 const MaxLineBytes = 16 << 20
@@ -51,6 +51,10 @@ type Header struct {
 	// FreeRunning says the consumers ran truly in parallel: replaying the
 	// plan gives another interleaving (format 1.1; absent means false).
 	FreeRunning bool `json:"free_running,omitempty"`
+	// ReadsPreempt says every read was a scheduling point too, where a
+	// concurrent fault may preempt a task (format 1.2; absent means false,
+	// as in every 1.1 history): a replay must schedule the same way.
+	ReadsPreempt bool `json:"reads_preempt,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   Verdict   `json:"verdict,omitempty"`

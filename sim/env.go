@@ -381,22 +381,40 @@ func (t *tx) checked(err error) error {
 
 func (t *tx) Get(table, key string) ([]byte, bool, error) {
 	v, ok, err := t.inner.Get(table, key)
-	return v, ok, t.checked(err)
+	return v, ok, t.read(err)
 }
 
 func (t *tx) GetForUpdate(table, key string) ([]byte, bool, error) {
 	v, ok, err := t.inner.GetForUpdate(table, key)
-	return v, ok, t.checked(err)
+	return v, ok, t.read(err)
 }
 
 func (t *tx) Scan(table string) ([]adapters.Row, error) {
 	rows, err := t.inner.Scan(table)
-	return rows, t.checked(err)
+	return rows, t.read(err)
 }
 
 func (t *tx) Claim(table string) ([]adapters.Row, error) {
 	rows, err := t.inner.Claim(table)
-	return rows, t.checked(err)
+	return rows, t.read(err)
+}
+
+// read passes a read's error on (see checked); a read that succeeded is a
+// scheduling point when reads preempt (Config.ReadsPreempt).
+func (t *tx) read(err error) error {
+	if err = t.checked(err); err == nil {
+		t.Read()
+	}
+	return err
+}
+
+// Read implements adapters.HarnessedTx: with Config.ReadsPreempt, the
+// task may be preempted here, after its read.
+func (t *tx) Read() {
+	e := t.env
+	if e.r.cfg.ReadsPreempt {
+		e.r.harness(e.yield)
+	}
 }
 
 func (t *tx) wrote(table, key string, err error) error {

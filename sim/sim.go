@@ -48,6 +48,12 @@ type Config struct {
 	// of free-running processes wants one whose writes wait for locks (see
 	// adapters.StoreOptions.LockWait).
 	Store adapters.Store
+	// ReadsPreempt makes every read (Get, GetForUpdate, Scan, Claim, a SQL
+	// query) a scheduling point too, right after it: a concurrent fault
+	// may preempt a task between a read and the write that depends on it,
+	// where lost updates and check-then-act races live. Histories of
+	// format 1.1 were run without it.
+	ReadsPreempt bool
 	// FreeRunning runs the processes truly in parallel, without the
 	// scheduler: Consumers consumers (default 4) and the dispatcher take
 	// deliveries and passes as they come, and their transactions meet in the

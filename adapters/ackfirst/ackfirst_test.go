@@ -44,7 +44,7 @@ func TestAckFirstLosesWhatFailsAfterTheAck(t *testing.T) {
 // loses the conflict on the order cannot retry the message it acked: lost.
 func TestAckFirstLosesAConflictAfterTheAck(t *testing.T) {
 	require.Equal(t, string(histories.Lost), strategytest.Expected(t, ackfirst.Name, model.Orders{}, faults.Concurrent))
-	// Consumer 1 has acked m1 and written the order when it is preempted
+	// Consumer 1 has acked m1 and taken the order's lock when it is preempted
 	// (boundary #4); consumer 2 acks m2, then fails on the order's lock.
 	res := strategytest.Execute(t, ackfirst.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a"), strategytest.AddItem("o1", "b")},
 		faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Concurrent, At: 3}}})

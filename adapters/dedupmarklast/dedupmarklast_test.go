@@ -48,11 +48,12 @@ func TestDedupMarkLastAppliesTheWorkAgainBeforeTheMark(t *testing.T) {
 // duplicate.
 func TestDedupMarkLastLetsTwoConsumersPassTheCheck(t *testing.T) {
 	require.Equal(t, "violation", strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, "all"))
-	// Consumer 1 is preempted after its commit (boundary #5) while the
-	// copy, its lease expired, is back at the head for consumer 2.
+	// Consumer 1 is preempted after its commit (boundary #7: its two reads
+	// are boundaries too) while the copy, its lease expired, is back at the
+	// head for consumer 2.
 	res := strategytest.Execute(t, dedupmarklast.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, faults.Plan{Consumers: 2, Faults: []faults.Fault{
 		{Kind: faults.Redelivery, Variant: faults.LeaseExpired},
-		{Kind: faults.Concurrent, At: 4},
+		{Kind: faults.Concurrent, At: 6},
 	}})
 	strategytest.Violates(t, res, histories.Duplicate, "applied twice")
 }

@@ -71,7 +71,10 @@ func (s *sqlTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 // Query implements pgx.Tx.
 func (s *sqlTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	rows, err := s.Tx.Query(ctx, sql, args...)
-	return rows, s.check(err)
+	if err = s.check(err); err == nil {
+		s.t.Read()
+	}
+	return rows, err
 }
 
 // QueryRow implements pgx.Tx.
@@ -84,7 +87,13 @@ type checkedRow struct {
 	s *sqlTx
 }
 
-func (r checkedRow) Scan(dest ...any) error { return r.s.check(r.Row.Scan(dest...)) }
+func (r checkedRow) Scan(dest ...any) error {
+	err := r.s.check(r.Row.Scan(dest...))
+	if err == nil || errors.Is(err, pgx.ErrNoRows) {
+		r.s.t.Read()
+	}
+	return err
+}
 
 // Commit implements pgx.Tx through the harness.
 func (s *sqlTx) Commit(context.Context) error { return s.t.Commit() }
