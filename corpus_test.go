@@ -21,7 +21,19 @@ func corpus(t *testing.T) []string {
 	files, err := filepath.Glob("histories/testdata/corpus/*.jsonl")
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "run make corpus")
-	return files
+	// Histories saved before format 1.2, when reads were not scheduling
+	// points: they replay without read points, event for event.
+	old, err := filepath.Glob("histories/testdata/before-1.2/*.jsonl")
+	require.NoError(t, err)
+	require.NotEmpty(t, old)
+	for _, f := range old {
+		h, err := histories.Load(f)
+		require.NoError(t, err, f)
+		require.NotEqual(t, histories.Version, h.Header.Version, f)
+		require.False(t, h.Header.ReadsPreempt, f)
+		require.NotEmpty(t, h.Header.Plan.Faults, f)
+	}
+	return append(files, old...)
 }
 
 func resultOutcome(res checkers.Result) (histories.Verdict, []histories.Anomaly) {

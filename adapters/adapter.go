@@ -55,8 +55,8 @@ type Tx interface {
 	// GetForUpdate reads a key the transaction means to write, and takes
 	// its write lock as SELECT ... FOR UPDATE does: ErrConflict when
 	// another open transaction holds the lock or the key changed since
-	// this transaction's snapshot. (On PostgreSQL a key that does not
-	// exist yet has no row to lock: the conflict comes at the write.)
+	// this transaction's snapshot. A key with no row in the snapshot has
+	// nothing to lock, as on PostgreSQL: the conflict comes at the write.
 	GetForUpdate(table, key string) (value []byte, ok bool, err error)
 	// Put writes a key, creating or replacing it.
 	Put(table, key string, value []byte) error

@@ -8,8 +8,8 @@
 // outputs for good: lost. A publish failure is lost the same way: nobody
 // will retry. It has no deduplication either, so a copy that comes again (a
 // lost ack, a broker duplicate, a re-issue) is applied again: duplicate.
-// With competing consumers, an attempt that loses a conflict (at the row
-// lock of the state it loads) cannot be retried after the ack either: lost.
+// With competing consumers, an attempt that loses a conflict on the
+// aggregate's row cannot be retried after the ack either: lost.
 package ackfirst
 
 import (

@@ -5,11 +5,12 @@
 //
 //   - A transaction reads the committed state as of its start (its
 //     snapshot), plus its own writes.
-//   - Writing a key (put, insert, delete, or reading it for update) takes
-//     the key's lock. If another open transaction holds it, the write fails
-//     at once with adapters.ErrConflict (PostgreSQL waits, then fails on its
-//     lock timeout; Store.WaitForLocks makes it wait too). If the key was committed by another transaction after the
-//     snapshot, the write fails with adapters.ErrConflict too (PostgreSQL:
+//   - Writing a key (put, insert, delete, or reading it for update when the
+//     snapshot has a row for it) takes the key's lock. If another open
+//     transaction holds it, the write fails at once with
+//     adapters.ErrConflict (PostgreSQL waits, then fails on its lock
+//     timeout; Store.WaitForLocks makes it wait too). If the key was
+//     committed by another transaction after the snapshot, the write fails with adapters.ErrConflict too (PostgreSQL:
 //     "could not serialize access due to concurrent update").
 //   - Commit applies every write at once; a transaction that is never
 //     committed leaves no trace: that is what a crash does to uncommitted
@@ -168,7 +169,15 @@ func (t *Tx) GetForUpdate(table, key string) ([]byte, bool, error) {
 	if t.done {
 		return nil, false, ErrDone
 	}
-	if err := t.lock(tableKey{table, key}); err != nil {
+	k := tableKey{table, key}
+	if _, own := t.writes[k]; !own {
+		if _, ok := t.visible(k); !ok {
+			// As PostgreSQL's SELECT ... FOR UPDATE: no row in the
+			// snapshot, nothing to lock.
+			return nil, false, nil
+		}
+	}
+	if err := t.lock(k); err != nil {
 		return nil, false, err
 	}
 	return t.Get(table, key)

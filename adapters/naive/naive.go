@@ -4,8 +4,8 @@
 //
 // It survives crashes before the commit (nothing happened; the copy comes
 // back), reordering where the model does not care about order, and
-// competing consumers (the loser of a race meets the winner's row lock when
-// it loads the state for update, gets a conflict, nacks and retries). It does not survive anything that makes a committed
+// competing consumers (the loser of a race gets a conflict, at the row's
+// lock or, for a row that is new, at its write; it nacks and retries). It does not survive anything that makes a committed
 // message run again: a redelivery, a crash after the commit and before the
 // ack, a publish failure (the handler nacks after committing), a re-issue.
 // Each of those applies the message a second time: duplicate.

@@ -18,20 +18,21 @@ import (
 // Run runs the suite against fresh, empty stores made by open.
 func Run(t *testing.T, open func(t *testing.T) adapters.Store) {
 	tests := map[string]func(*testing.T, adapters.Store){
-		"commit is atomic and visible":           commitIsAtomic,
-		"uncommitted work leaves no trace":       uncommittedLeavesNoTrace,
-		"reads see the snapshot":                 readsSeeTheSnapshot,
-		"first updater wins":                     firstUpdaterWins,
-		"a crash releases what it held":          crashReleases,
-		"insert is a unique constraint":          insertIsUnique,
-		"an insert that finds its key waits not": insertThatFindsItsKey,
-		"scan sees own writes in key order":      scanSeesOwnWrites,
-		"reset empties the store":                resetEmpties,
-		"get for update takes the lock":          getForUpdateLocks,
-		"get for update sees later commits":      getForUpdateSeesLaterCommits,
-		"declared tables keep their values":      declaredTablesKeepTheirValues,
-		"claim skips what another holds":         claimSkipsWhatAnotherHolds,
-		"a crash releases what it claimed":       crashReleasesClaims,
+		"commit is atomic and visible":                  commitIsAtomic,
+		"uncommitted work leaves no trace":              uncommittedLeavesNoTrace,
+		"reads see the snapshot":                        readsSeeTheSnapshot,
+		"first updater wins":                            firstUpdaterWins,
+		"a crash releases what it held":                 crashReleases,
+		"insert is a unique constraint":                 insertIsUnique,
+		"an insert that finds its key waits not":        insertThatFindsItsKey,
+		"scan sees own writes in key order":             scanSeesOwnWrites,
+		"reset empties the store":                       resetEmpties,
+		"get for update takes the lock":                 getForUpdateLocks,
+		"get for update sees later commits":             getForUpdateSeesLaterCommits,
+		"get for update of an absent key locks nothing": getForUpdateOfAbsentKey,
+		"declared tables keep their values":             declaredTablesKeepTheirValues,
+		"claim skips what another holds":                claimSkipsWhatAnotherHolds,
+		"a crash releases what it claimed":              crashReleasesClaims,
 	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) { test(t, open(t)) })
@@ -209,6 +210,23 @@ func getForUpdateLocks(t *testing.T, s adapters.Store) {
 	require.NoError(t, a.Commit())
 	got, _ := get(t, s, "t", "k")
 	require.Equal(t, "2", got)
+}
+
+// getForUpdateOfAbsentKey: SELECT ... FOR UPDATE of a key that has no row
+// in the snapshot locks nothing, so another transaction may insert it and
+// commit; the first one's own write of the key is then the conflict.
+func getForUpdateOfAbsentKey(t *testing.T, s adapters.Store) {
+	a, b := begin(t, s), begin(t, s)
+	defer a.Rollback()
+	_, ok, err := a.GetForUpdate("t", "k")
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, b.Insert("t", "k", []byte("b")), "no row was locked")
+	require.NoError(t, b.Commit())
+	_, ok, err = a.GetForUpdate("t", "k")
+	require.NoError(t, err)
+	require.False(t, ok, "the row committed since is not in the snapshot")
+	require.ErrorIs(t, a.Put("t", "k", []byte("a")), adapters.ErrConflict, "writing it is a conflict")
 }
 
 func getForUpdateSeesLaterCommits(t *testing.T, s adapters.Store) {
