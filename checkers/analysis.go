@@ -457,6 +457,27 @@ func (l *logical) published(outs model.Outputs) bool {
 	return outs.Equal(l.contents())
 }
 
+// checkPositions holds the messages of an ordered model to their contract:
+// in each aggregate, positions strictly increase in send order, from any
+// start and with any gaps (Kafka offsets from 0, a store's global
+// positions). Positions that do not, or that are missing (read as 0) on
+// more than one message, are an input error, not a violation.
+func (a *analysis) checkPositions(m model.Model) error {
+	for _, agg := range sortedKeys(a.perAgg) {
+		ls := a.perAgg[agg]
+		for i := 1; i < len(ls); i++ {
+			prev, cur := ls[i-1].Msg, ls[i].Msg
+			if cur.Position <= prev.Position {
+				return fmt.Errorf("model %s applies the messages of each aggregate in the order of their positions, "+
+					"but in %s, %s (key %s) has position %d, sent after %s (key %s) with position %d: "+
+					"positions must strictly increase in send order (a message without one has 0)",
+					m.Name(), agg, cur.ID, cur.Key, cur.Position, prev.ID, prev.Key, prev.Position)
+			}
+		}
+	}
+	return nil
+}
+
 // keysOfAggregate returns the keys of an aggregate in send order.
 func (a *analysis) keysOfAggregate(agg string) []string {
 	if a.byAggregate == nil {

@@ -145,6 +145,11 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 		}
 		return Result{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	if m.Ordered() {
+		if err := a.checkPositions(m); err != nil {
+			return Result{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+	}
 	defer func() {
 		if o.VerdictOnly || err != nil {
 			return
@@ -317,8 +322,9 @@ func partitionOf(ops []porcupine.Operation, agg string) []porcupine.Operation {
 
 // aggState is the porcupine state of one partition.
 type aggState struct {
-	state model.State // nil: the model's initial state
-	pos   int64       // ordered models: position of the last applied message
+	state   model.State // nil: the model's initial state
+	applied bool        // ordered models: a message has been applied
+	pos     int64       // ordered models: position of the last applied message
 }
 
 func porcupineModel(m model.Model) porcupine.Model {
@@ -352,23 +358,23 @@ func porcupineModel(m model.Model) porcupine.Model {
 			if in.Msg == nil {
 				return cur.Equal(out.State), s
 			}
-			if ordered && in.Msg.Position <= s.pos {
+			if ordered && s.applied && in.Msg.Position <= s.pos {
 				return false, s // a stream's messages apply in send order
 			}
 			next, outs, err := m.Apply(cur, *in.Msg)
 			if err != nil || !outs.Equal(out.Outputs) {
 				return false, s
 			}
-			return true, &aggState{state: next, pos: in.Msg.Position}
+			return true, &aggState{state: next, applied: true, pos: in.Msg.Position}
 		},
 		Equal: func(a, b any) bool {
 			x, y := a.(*aggState), b.(*aggState)
-			return x.state.Equal(y.state) && (!ordered || x.pos == y.pos)
+			return x.state.Equal(y.state) && (!ordered || x.applied == y.applied && x.pos == y.pos)
 		},
 		Hash: func(s any) uint64 {
 			st := s.(*aggState)
-			if ordered {
-				return st.state.Hash() ^ uint64(st.pos)*0x9e3779b97f4a7c15
+			if ordered && st.applied {
+				return st.state.Hash() ^ (uint64(st.pos)+1)*0x9e3779b97f4a7c15
 			}
 			return st.state.Hash()
 		},
@@ -394,18 +400,14 @@ func (a *analysis) witness(m model.Model, agg string) bool {
 	order := slices.Clone(a.perAgg[agg])
 	slices.SortStableFunc(order, func(x, y *logical) int { return x.effect() - y.effect() })
 	latestCall := 0
-	var lastPos int64
 	st := m.Initial(agg)
-	for _, l := range order {
+	for i, l := range order {
 		if l.Return < latestCall {
 			return false // it ended before a message placed earlier began
 		}
 		latestCall = max(latestCall, l.Call)
-		if m.Ordered() {
-			if l.Msg.Position <= lastPos {
-				return false
-			}
-			lastPos = l.Msg.Position
+		if m.Ordered() && i > 0 && l.Msg.Position <= order[i-1].Msg.Position {
+			return false
 		}
 		next, outs, err := m.Apply(st, *l.Msg)
 		if err != nil || !l.published(outs) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,6 +35,13 @@ func (b *builder) send(id, key, agg, typ, payload string) *builder {
 
 func (b *builder) deliver(attempt int, id, key, agg, typ, payload string) *builder {
 	return b.add(histories.Event{Kind: histories.Deliver, Process: "consumer-1", Attempt: attempt, Message: msg(id, key, agg, typ, payload)})
+}
+
+// positioned sets the position of the message of the last event (its
+// send or delivery), for ordered models.
+func (b *builder) positioned(pos int64) *builder {
+	b.h.Events[len(b.h.Events)-1].Message.Position = pos
+	return b
 }
 
 func (b *builder) at(kind histories.Kind, attempt int) *builder {
@@ -286,10 +294,10 @@ func TestExplainOutOfOrder(t *testing.T) {
 	// UserCreated(ann) then UserRenamed(bob), sent in that order, applied
 	// the other way round: the final name is ann.
 	created, renamed := `{"name":"ann"}`, `{"name":"bob"}`
-	b := (&builder{}).send("m1", "k1", "u1", model.UserCreated, created).
-		send("m2", "k2", "u1", model.UserRenamed, renamed).
-		deliver(1, "m2", "k2", "u1", model.UserRenamed, renamed).at(histories.Commit, 1).at(histories.Ack, 1).at(histories.Done, 1).
-		deliver(2, "m1", "k1", "u1", model.UserCreated, created).at(histories.Commit, 2).at(histories.Ack, 2).at(histories.Done, 2).
+	b := (&builder{}).send("m1", "k1", "u1", model.UserCreated, created).positioned(1).
+		send("m2", "k2", "u1", model.UserRenamed, renamed).positioned(2).
+		deliver(1, "m2", "k2", "u1", model.UserRenamed, renamed).positioned(2).at(histories.Commit, 1).at(histories.Ack, 1).at(histories.Done, 1).
+		deliver(2, "m1", "k1", "u1", model.UserCreated, created).positioned(1).at(histories.Commit, 2).at(histories.Ack, 2).at(histories.Done, 2).
 		observe("u1", `{"created":true,"name":"ann"}`)
 	res, err := Check(&b.h, model.Profiles{}, Options{})
 	require.NoError(t, err)
@@ -304,6 +312,49 @@ func TestExplainOutOfOrder(t *testing.T) {
 	// Unordered, the same effects would be fine.
 	_, err = Check(&b.h, model.Orders{}, Options{})
 	require.Error(t, err, "profiles messages are no orders messages")
+}
+
+// profilesRun is a history of the ordered profiles model: UserCreated(ann)
+// then UserRenamed(bob) to u1, at the given positions, each delivered,
+// committed and acked in send order.
+func profilesRun(first, second int64) *builder {
+	created, renamed := `{"name":"ann"}`, `{"name":"bob"}`
+	return (&builder{}).send("m1", "k1", "u1", model.UserCreated, created).positioned(first).
+		send("m2", "k2", "u1", model.UserRenamed, renamed).positioned(second).
+		deliver(1, "m1", "k1", "u1", model.UserCreated, created).positioned(first).at(histories.Commit, 1).at(histories.Ack, 1).at(histories.Done, 1).
+		deliver(2, "m2", "k2", "u1", model.UserRenamed, renamed).positioned(second).at(histories.Commit, 2).at(histories.Ack, 2).at(histories.Done, 2).
+		observe("u1", `{"created":true,"name":"bob"}`)
+}
+
+// TestPositionsFromAnyStart: an ordered model takes any strictly
+// increasing positions per stream, from 0 (Kafka offsets), from a large
+// number, with gaps, or negative.
+func TestPositionsFromAnyStart(t *testing.T) {
+	for _, p := range [][2]int64{{0, 1}, {1, 2}, {1000, 5000}, {-7, 0}} {
+		res, err := Check(&profilesRun(p[0], p[1]).h, model.Profiles{}, Options{})
+		require.NoError(t, err, "positions %v", p)
+		require.Equal(t, histories.Pass, res.Verdict, "positions %v: %v", p, res.Findings)
+	}
+	// One message at position 0, alone: applied, not out of order.
+	created := `{"name":"ann"}`
+	b := (&builder{}).send("m1", "k1", "u1", model.UserCreated, created).
+		deliver(1, "m1", "k1", "u1", model.UserCreated, created).at(histories.Commit, 1).at(histories.Ack, 1).at(histories.Done, 1).
+		observe("u1", `{"created":true,"name":"ann"}`)
+	res, err := Check(&b.h, model.Profiles{}, Options{})
+	require.NoError(t, err)
+	require.Equal(t, histories.Pass, res.Verdict, "%v", res.Findings)
+}
+
+// TestPositionsThatDoNotIncreaseAreAnInputError: positions that do not
+// strictly increase in send order, or that are missing on more than one
+// message of a stream, say nothing about the handler: the history is
+// malformed.
+func TestPositionsThatDoNotIncreaseAreAnInputError(t *testing.T) {
+	for _, p := range [][2]int64{{0, 0}, {3, 3}, {5, 2}} {
+		_, err := Check(&profilesRun(p[0], p[1]).h, model.Profiles{}, Options{})
+		require.ErrorIs(t, err, ErrMalformed, "positions %v", p)
+		require.ErrorContains(t, err, fmt.Sprintf("in u1, m2 (key k2) has position %d, sent after m1 (key k1) with position %d: positions must strictly increase in send order", p[1], p[0]))
+	}
 }
 
 func TestExplanationsNameAttemptsAndSteps(t *testing.T) {
