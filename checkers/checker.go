@@ -145,6 +145,11 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 		}
 		return Result{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	if a.end == 0 {
+		// A run always sends: a history of no events is one cut down to
+		// its header, which proves nothing.
+		return Result{}, fmt.Errorf("%w: the history has no events", ErrMalformed)
+	}
 	if m.Ordered() {
 		if err := a.checkPositions(m); err != nil {
 			return Result{}, fmt.Errorf("%w: %w", ErrMalformed, err)

@@ -449,3 +449,11 @@ func TestAnalysisRefusesWhatValidateRefuses(t *testing.T) {
 	})
 	require.Positive(t, refused)
 }
+
+// TestAHistoryOfNoEventsIsMalformed: a history cut down to its header
+// proves nothing; it is refused, never a pass.
+func TestAHistoryOfNoEventsIsMalformed(t *testing.T) {
+	_, err := Check(&histories.History{}, model.Orders{}, Options{})
+	require.ErrorIs(t, err, ErrMalformed)
+	require.ErrorContains(t, err, "no events")
+}

@@ -304,7 +304,26 @@ func checkHeader(h *Header) error {
 	if h.Model == "" {
 		return errors.New(`"model" is missing`)
 	}
+	if h.Downstream != "" && h.Downstream != "dedup-by-id" && h.Downstream != "none" {
+		return fmt.Errorf(`"downstream" is %q, want "dedup-by-id" or "none" (or no field, for "dedup-by-id")`, h.Downstream)
+	}
 	return h.Plan.Validate()
+}
+
+// explicitlyEmpty returns the fields of a header line that are present
+// with an empty string, where absence means a default: a typo, refused
+// rather than read as the default.
+func explicitlyEmpty(raw []byte) []string {
+	var present struct {
+		Downstream *string `json:"downstream"`
+	}
+	if json.Unmarshal(raw, &present) != nil {
+		return nil // the strict decoding says what is wrong
+	}
+	if present.Downstream != nil && *present.Downstream == "" {
+		return []string{"downstream"}
+	}
+	return nil
 }
 
 // Load reads a history file.

@@ -63,16 +63,19 @@ func brokenHistories(t *testing.T) map[string]struct{ text, want string } {
 		text string
 		want string
 	}{
-		"empty":              {"", "x.jsonl:1: empty file"},
-		"not json":           {"hello\n", "x.jsonl:1: header:"},
-		"wrong format":       {`{"format":"other","version":"1.0","model":"orders"}` + "\n", `format is "other"`},
-		"newer major":        {strings.Replace(lines[0], `"version":"`+Version+`"`, `"version":"2.0"`, 1) + "\n", "format version 2.0 is newer"},
-		"unknown kind":       {lines[0] + "\n" + `{"step":1,"kind":"teleport"}` + "\n", `x.jsonl:2: unknown event kind "teleport"`},
-		"wrong field type":   {lines[0] + "\n" + `{"step":"one","kind":"send"}` + "\n", "x.jsonl:2: event:"},
-		"unknown field":      {lines[0] + "\n" + `{"step":1,"kind":"send","colour":"red"}` + "\n", `x.jsonl:2: event: json: unknown field "colour"`},
-		"steps out of order": {lines[0] + "\n" + lines[2] + "\n" + lines[1] + "\n", "x.jsonl:3: event step 1 after step 2"},
-		"truncated line":     {lines[0] + "\n" + lines[1][:len(lines[1])/2] + "\n", "x.jsonl:2: event:"},
-		"bad plan in header": {strings.Replace(lines[0], `"kind":"redelivery"`, `"kind":"meteor"`, 1) + "\n", `unknown kind "meteor"`},
+		"empty":                  {"", "x.jsonl:1: empty file"},
+		"not json":               {"hello\n", "x.jsonl:1: header:"},
+		"wrong format":           {`{"format":"other","version":"1.0","model":"orders"}` + "\n", `format is "other"`},
+		"newer major":            {strings.Replace(lines[0], `"version":"`+Version+`"`, `"version":"2.0"`, 1) + "\n", "format version 2.0 is newer"},
+		"unknown kind":           {lines[0] + "\n" + `{"step":1,"kind":"teleport"}` + "\n", `x.jsonl:2: unknown event kind "teleport"`},
+		"wrong field type":       {lines[0] + "\n" + `{"step":"one","kind":"send"}` + "\n", "x.jsonl:2: event:"},
+		"unknown field":          {lines[0] + "\n" + `{"step":1,"kind":"send","colour":"red"}` + "\n", `x.jsonl:2: event: json: unknown field "colour"`},
+		"steps out of order":     {lines[0] + "\n" + lines[2] + "\n" + lines[1] + "\n", "x.jsonl:3: event step 1 after step 2"},
+		"truncated line":         {lines[0] + "\n" + lines[1][:len(lines[1])/2] + "\n", "x.jsonl:2: event:"},
+		"downstream typo":        {addToHeader(lines[0], `"downstream":"nonee"`) + "\n", `x.jsonl:1: header: "downstream" is "nonee"`},
+		"downstream in capitals": {addToHeader(lines[0], `"downstream":"NONE"`) + "\n", `x.jsonl:1: header: "downstream" is "NONE"`},
+		"downstream empty":       {addToHeader(lines[0], `"downstream":""`) + "\n", `x.jsonl:1: header: "downstream" is empty`},
+		"bad plan in header":     {strings.Replace(lines[0], `"kind":"redelivery"`, `"kind":"meteor"`, 1) + "\n", `unknown kind "meteor"`},
 		"ack before any delivery": {lines[0] + "\n" + lines[1] + "\n" + `{"step":2,"kind":"ack","attempt":1}` + "\n",
 			`x.jsonl:3: ack event: attempt 1 was never delivered`},
 		"commit of an attempt never begun": {lines[0] + "\n" + lines[1] + "\n" + `{"step":2,"kind":"commit","attempt":7,"tx":1}` + "\n",
@@ -83,6 +86,11 @@ func brokenHistories(t *testing.T) map[string]struct{ text, want string } {
 			`x.jsonl:5: crash event: attempt 1 has already ended`},
 	}
 	return cases
+}
+
+// addToHeader adds a field to a header line (which has none of that name).
+func addToHeader(line, field string) string {
+	return strings.Replace(line, `{"format"`, "{"+field+`,"format"`, 1)
 }
 
 func TestDecodeErrorsNameTheLine(t *testing.T) {

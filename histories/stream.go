@@ -82,6 +82,9 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 	if err := checkHeader(&rd.Header); err != nil {
 		return nil, rd.fail(rd.line, "header: %v", err)
 	}
+	if empty := explicitlyEmpty(raw); len(empty) > 0 {
+		return nil, rd.fail(rd.line, "header: %q is empty: leave it out for the default", empty[0])
+	}
 	return rd, nil
 }
 
