@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -157,7 +158,8 @@ func EncodeState(v any) (State, error) {
 }
 
 // Canonical returns the canonical form of a JSON value: objects with their
-// keys sorted, no insignificant space, numbers as written. Two JSON texts
+// keys sorted, no insignificant space, numbers in plain decimal without
+// insignificant zeros (2.0, 2e0 and 20e-1 are all 2; -0 is 0). Two JSON texts
 // that mean the same value have the same canonical form, so states and
 // payloads written by hand, or by another system, compare equal to the
 // model's.
@@ -176,6 +178,7 @@ func reencode(raw []byte) ([]byte, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
+	v = canonNumbers(v)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -183,6 +186,71 @@ func reencode(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// canonNumbers rewrites the numbers of a decoded JSON value (json.Number,
+// with UseNumber) in their canonical form.
+func canonNumbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		return json.Number(canonNumber(string(v)))
+	case map[string]any:
+		for k, x := range v {
+			v[k] = canonNumbers(x)
+		}
+	case []any:
+		for i, x := range v {
+			v[i] = canonNumbers(x)
+		}
+	}
+	return v
+}
+
+// maxPlainDigits bounds the canonical form of a number: one whose plain
+// decimal would be longer (1e400) is kept as written.
+const maxPlainDigits = 400
+
+// canonNumber returns a JSON number in plain decimal, without leading or
+// trailing zeros that carry no value, and without a sign on zero.
+func canonNumber(n string) string {
+	neg := strings.HasPrefix(n, "-")
+	s := strings.TrimPrefix(n, "-")
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+		if err != nil || e > maxPlainDigits || e < -maxPlainDigits {
+			return n
+		}
+		mant, exp = s[:i], e
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp -= len(frac) // value = digits × 10^exp
+	trimmed := strings.TrimRight(digits, "0")
+	exp += len(digits) - len(trimmed)
+	digits = trimmed
+	if digits == "" {
+		return "0"
+	}
+	var out string
+	switch {
+	case exp >= 0:
+		if len(digits)+exp > maxPlainDigits {
+			return n
+		}
+		out = digits + strings.Repeat("0", exp)
+	case -exp < len(digits):
+		out = digits[:len(digits)+exp] + "." + digits[len(digits)+exp:]
+	default:
+		if -exp > maxPlainDigits {
+			return n
+		}
+		out = "0." + strings.Repeat("0", -exp-len(digits)) + digits
+	}
+	if neg {
+		return "-" + out
+	}
+	return out
 }
 
 // IsCanonical reports whether raw is a valid JSON value already in the
@@ -252,7 +320,7 @@ func (c *canonScanner) value() bool {
 		case "true", "false", "null":
 			return true
 		default:
-			return isNumber(c.b[start:c.i])
+			return isNumber(c.b[start:c.i]) && isPlainNumber(c.b[start:c.i])
 		}
 	}
 }
@@ -293,6 +361,19 @@ func isNumber(b []byte) bool {
 		}
 	}
 	return i == len(b)
+}
+
+// isPlainNumber reports whether a JSON number is in the canonical form of
+// canonNumber: no exponent, no trailing zero after a decimal point, no
+// negative zero.
+func isPlainNumber(b []byte) bool {
+	if bytes.IndexAny(b, "eE") >= 0 {
+		return false
+	}
+	if bytes.IndexByte(b, '.') >= 0 && b[len(b)-1] == '0' {
+		return false
+	}
+	return string(b) != "-0"
 }
 
 // next moves to the next member of an object or array: more is false at

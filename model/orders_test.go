@@ -121,6 +121,32 @@ func TestCanonicalAndSameJSON(t *testing.T) {
 	require.False(t, SameJSON([]byte(`{"qty":1}`), []byte(`not json`)))
 }
 
+// TestNumbersCompareAsNumbers: two texts of one number are the same value,
+// whatever their exponent, zeros or sign of zero.
+func TestNumbersCompareAsNumbers(t *testing.T) {
+	for in, want := range map[string]string{
+		`2.0`: `2`, `2e0`: `2`, `20e-1`: `2`, `0.50`: `0.5`, `1e2`: `100`, `1.5E+3`: `1500`,
+		`-0`: `0`, `-0.0`: `0`, `0e5`: `0`, `-1.250`: `-1.25`, `1e-3`: `0.001`, `12.5e-3`: `0.0125`,
+		`12345678901234567890.0`: `12345678901234567890`, `{"a":[2.0,3e1]}`: `{"a":[2,30]}`,
+		`1e400`: `1e400`, // too long in plain decimal: kept as written
+	} {
+		c, err := Canonical([]byte(in))
+		require.NoError(t, err, in)
+		require.Equal(t, want, string(c), in)
+		again, err := Canonical(c)
+		require.NoError(t, err)
+		require.Equal(t, string(c), string(again), "canonical forms are fixed points: %s", in)
+	}
+	require.True(t, SameJSON([]byte(`{"qty":2.0}`), []byte(`{"qty":2}`)))
+	require.False(t, SameJSON([]byte(`{"qty":2.5}`), []byte(`{"qty":2}`)))
+	for _, nc := range []string{`2.0`, `1e2`, `-0`, `0.50`} {
+		require.False(t, IsCanonical([]byte(nc)), nc)
+	}
+	for _, c := range []string{`2`, `-3`, `0.5`, `0`, `-0.25`} {
+		require.True(t, IsCanonical([]byte(c)), c)
+	}
+}
+
 // counter is a user model written with Typed.
 var counter = Typed[map[string]int]{
 	Title: "counter",
