@@ -176,7 +176,10 @@ func failureText(t TB, spec Spec, h *histories.History, res checkers.Result, pat
 	if path != "" {
 		fmt.Fprintf(&b, "saved: %s\n", path)
 		fmt.Fprintf(&b, "replay: %s=%s go test -run '^%s$' .\n", ReplayEnv, path, t.Name())
-		fmt.Fprintf(&b, "report: go run github.com/oncecheck/oncecheck/cmd/oncecheck show --html report.html %s", path)
+		if _, err := catalogue.Builtin().Model(spec.Model.Name()); err == nil {
+			// The command line knows the built-in models only.
+			fmt.Fprintf(&b, "report: go run github.com/oncecheck/oncecheck/cmd/oncecheck show --html report.html %s", path)
+		}
 	}
 	return b.String()
 }

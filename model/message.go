@@ -367,7 +367,7 @@ func isNumber(b []byte) bool {
 // canonNumber: no exponent, no trailing zero after a decimal point, no
 // negative zero.
 func isPlainNumber(b []byte) bool {
-	if bytes.IndexAny(b, "eE") >= 0 {
+	if bytes.ContainsAny(b, "eE") {
 		return false
 	}
 	if bytes.IndexByte(b, '.') >= 0 && b[len(b)-1] == '0' {
