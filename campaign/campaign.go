@@ -360,6 +360,47 @@ func (t *Tester) Shrink(seed uint64, anomaly histories.Anomaly, budget time.Dura
 	return best, bestRes, nil
 }
 
+// retarget returns plan p for the run of history h without the logical
+// message key (the index-th of the workload): each fault pinned to a
+// consumer delivery moves down by the deliveries of key before it, so that
+// it strikes the same delivery (or, if it struck one of key's, the next
+// one); a re-issue names the message by its new index, and one of key
+// itself is dropped. ok is false when nothing moves.
+func retarget(p faults.Plan, h *histories.History, key string, index int) (faults.Plan, bool) {
+	var removed []int // delivery indexes of key's copies, increasing
+	for _, ev := range h.Events {
+		if ev.Kind == histories.Deliver && ev.Message != nil && ev.Message.Key == key {
+			removed = append(removed, ev.Attempt-1)
+		}
+	}
+	out := p
+	out.Faults = nil
+	changed := false
+	for _, f := range p.Faults {
+		if f.Kind == faults.Concurrent || f.Process == faults.Dispatcher {
+			out.Faults = append(out.Faults, f) // boundaries and passes, not deliveries
+			continue
+		}
+		before, _ := slices.BinarySearch(removed, f.At)
+		if f.Kind == faults.Reissue {
+			switch {
+			case f.Index == index:
+				changed = true
+				continue
+			case f.Index > index:
+				f.Index--
+				changed = true
+			}
+		}
+		if before > 0 {
+			f.At -= before
+			changed = true
+		}
+		out.Faults = append(out.Faults, f)
+	}
+	return out, changed
+}
+
 // reduce finishes rapid's work on plain values: it tries the case without
 // each workload message and without each fault, keeping every removal that
 // still fails with the anomaly, until no removal does. rapid shrinks the
@@ -378,8 +419,12 @@ func (t *Tester) reduce(h *histories.History, res checkers.Result, anomaly histo
 	for progress := true; progress; {
 		progress = false
 		for i := len(c.Workload) - 1; i >= 0 && len(c.Workload) > 1; i-- {
-			w := append(slices.Clone(c.Workload[:i]), c.Workload[i+1:]...)
-			if try(Case{Workload: w.Number(), Plan: c.Plan}) {
+			w := append(slices.Clone(c.Workload[:i]), c.Workload[i+1:]...).Number()
+			// The faults pinned to later deliveries follow them; those
+			// pinned to the dropped message's move to the next delivery.
+			// If that does not fail, the faults stay where they were.
+			moved, ok := retarget(c.Plan, h, c.Workload[i].Key, i)
+			if ok && try(Case{Workload: w, Plan: moved}) || try(Case{Workload: w, Plan: c.Plan}) {
 				progress = true
 			}
 		}

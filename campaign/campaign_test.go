@@ -9,6 +9,7 @@ import (
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
 )
 
 func TestSameSeedSameHistory(t *testing.T) {
@@ -86,4 +87,37 @@ func TestParallelSearchIsTheSerialSearch(t *testing.T) {
 			require.Equal(t, serial.Minimal.Hash(), parallel.Minimal.Hash(), c.strategy)
 		}
 	}
+}
+
+// TestRetargetFollowsTheDeliveries: dropping a message moves the faults
+// pinned to later deliveries down by its deliveries, moves one pinned to
+// its own delivery to the next, renumbers a re-issue, and leaves
+// boundaries and dispatcher passes alone.
+func TestRetargetFollowsTheDeliveries(t *testing.T) {
+	deliver := func(attempt int, key string) histories.Event {
+		return histories.Event{Kind: histories.Deliver, Attempt: attempt, Message: &model.Message{Key: key}}
+	}
+	// Deliveries: #1 k1, #2 k2, #3 k2 (again), #4 k3.
+	h := &histories.History{Events: []histories.Event{deliver(1, "k1"), deliver(2, "k2"), deliver(3, "k2"), deliver(4, "k3")}}
+	p := faults.Plan{Consumers: 2, Faults: []faults.Fault{
+		{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.AfterCommit},
+		{Kind: faults.Crash, Process: faults.Consumer, At: 2, Point: faults.AfterCommit},
+		{Kind: faults.Redelivery, At: 3},
+		{Kind: faults.Reissue, At: 3, Index: 2},
+		{Kind: faults.Reissue, At: 0, Index: 1},
+		{Kind: faults.Concurrent, At: 9},
+		{Kind: faults.Crash, Process: faults.Dispatcher, At: 3, Point: faults.AfterPublish},
+	}}
+	moved, ok := retarget(p, h, "k2", 1)
+	require.True(t, ok)
+	require.Equal(t, faults.Plan{Consumers: 2, Faults: []faults.Fault{
+		{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.AfterCommit},
+		{Kind: faults.Crash, Process: faults.Consumer, At: 1, Point: faults.AfterCommit}, // k2's second delivery: now k3's
+		{Kind: faults.Redelivery, At: 1},
+		{Kind: faults.Reissue, At: 1, Index: 1},
+		{Kind: faults.Concurrent, At: 9},
+		{Kind: faults.Crash, Process: faults.Dispatcher, At: 3, Point: faults.AfterPublish},
+	}}, moved)
+	_, ok = retarget(faults.Plan{Faults: []faults.Fault{{Kind: faults.Redelivery, At: 0}}}, h, "k3", 2)
+	require.False(t, ok, "nothing before delivery #1 is dropped")
 }
