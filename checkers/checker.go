@@ -459,7 +459,7 @@ func (a *analysis) unwitnessed(m model.Model) []string {
 // anomalyPriority orders anomalies from most to least specific; the first
 // one a failure shows is the one shrinking preserves.
 var anomalyPriority = []histories.Anomaly{
-	histories.Lost, histories.Duplicate, histories.Ghost, histories.OutOfOrder, histories.Inconsistent, histories.Stuck,
+	histories.Lost, histories.Duplicate, histories.Ghost, histories.OutOfOrder, histories.RealTime, histories.Inconsistent, histories.Stuck,
 }
 
 // Primary returns the most specific anomaly of the result, "" if none: the

@@ -457,3 +457,24 @@ func TestAHistoryOfNoEventsIsMalformed(t *testing.T) {
 	require.ErrorIs(t, err, ErrMalformed)
 	require.ErrorContains(t, err, "no events")
 }
+
+// TestExplainRealTime: k1 ended before k2 was first delivered, but the
+// outputs say k2 came first (k2 published FirstItemAdded, k1 did not): the
+// one departure from exactly-once is real time, and the name says so.
+func TestExplainRealTime(t *testing.T) {
+	b := (&builder{}).send("m1", "k1", "o1", model.AddItem, addA).send("m2", "k2", "o1", model.AddItem, addB).
+		deliver(1, "m1", "k1", "o1", model.AddItem, addA).at(histories.Commit, 1).
+		publish(1, "m1/out1", "k1", model.ItemAdded, itemA1).
+		at(histories.Ack, 1).at(histories.Done, 1).
+		deliver(2, "m2", "k2", "o1", model.AddItem, addB).at(histories.Commit, 2).
+		publish(2, "m2/out1", "k2", model.ItemAdded, `{"sku":"b","qty":2}`).
+		publish(2, "m2/out2", "k2", model.FirstItemAdded, `{"sku":"b"}`).
+		at(histories.Ack, 2).at(histories.Done, 2).
+		observe("o1", `{"lines":{"a":1,"b":2},"confirmed":false}`)
+	res := check(t, b, Options{})
+	require.Equal(t, histories.Violation, res.Verdict)
+	require.Equal(t, []histories.Anomaly{histories.RealTime}, res.Anomalies)
+	f := res.Findings[0]
+	require.Equal(t, []string{"k2", "k1"}, f.Keys)
+	require.Equal(t, `k2 (AddItem{"sku":"b","qty":2} to o1) took effect before k1 (AddItem{"sku":"a","qty":1} to o1), although every attempt at k1 had ended (step 7) before k2 was first delivered (step 8); the effects on o1 match the order k2, k1`, f.Text)
+}

@@ -151,6 +151,45 @@ func baseOrders(a *analysis, keys []string, ordered bool) [][]string {
 	return out
 }
 
+// allOrders returns every order of keys (send order kept when ordered:
+// keys are in send order).
+func allOrders(keys []string, ordered bool) [][]string {
+	if ordered {
+		return [][]string{keys}
+	}
+	var out [][]string
+	var rec func(prefix, rest []string)
+	rec = func(prefix, rest []string) {
+		if len(rest) == 0 {
+			out = append(out, append([]string(nil), prefix...))
+			return
+		}
+		for i, k := range rest {
+			next := append(append([]string(nil), rest[:i]...), rest[i+1:]...)
+			rec(append(prefix, k), next)
+		}
+	}
+	rec(nil, keys)
+	return out
+}
+
+// againstRealTime returns the finding of an order that explains an
+// aggregate's effects but breaks real time: a message placed before one
+// whose attempts had all ended before it was first delivered.
+func againstRealTime(a *analysis, agg string, order []string) (Finding, bool) {
+	for i := 0; i < len(order); i++ {
+		for j := i + 1; j < len(order); j++ {
+			early, late := a.logicals[order[i]], a.logicals[order[j]]
+			if late.Return < early.Call {
+				return Finding{Anomaly: histories.RealTime, Aggregate: agg, Keys: []string{early.Key, late.Key},
+					Text: fmt.Sprintf("%s took effect before %s, although every attempt at %s had ended (step %d) before %s was first delivered (step %d); the effects on %s match the order %s",
+						early.describe(), late.describe(), late.Key, late.Return, early.Key, early.Call, agg, strings.Join(order, ", "))}, true
+			}
+		}
+	}
+	return Finding{}, false
+}
+
 func sortedByCall(a *analysis, keys []string) []string {
 	out := append([]string(nil), keys...)
 	for i := 1; i < len(out); i++ {
@@ -215,6 +254,20 @@ func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
 				res.Expected = append(res.Expected, describeClosest(a, agg, keys, evaluate(a, cache, agg, keys))...)
 				res.add(outOfOrder(a, agg, keys, order))
 				return
+			}
+		}
+	}
+	// Would the effects be explained, each message once, if real time did
+	// not matter?
+	if len(keys) <= maxPermuted {
+		perfect := 2 * (len(keys) + 1)
+		for _, order := range allOrders(keys, m.Ordered()) {
+			if ev := evaluate(a, cache, agg, order); ev.ok && ev.score == perfect {
+				if f, ok := againstRealTime(a, agg, order); ok {
+					res.Expected = append(res.Expected, describeClosest(a, agg, order, ev)...)
+					res.add(f)
+					return
+				}
 			}
 		}
 	}

@@ -20,5 +20,8 @@ const (
 	Ghost        Anomaly = "ghost"
 	Inconsistent Anomaly = "inconsistent"
 	OutOfOrder   Anomaly = "out-of-order"
+	// RealTime: the effects match an execution in which a message takes
+	// effect before another that had ended before it was first delivered.
+	RealTime Anomaly = "real-time"
 	Stuck        Anomaly = "stuck"
 )
