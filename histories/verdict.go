@@ -23,5 +23,5 @@ const (
 	// RealTime: the effects match an execution in which a message takes
 	// effect before another that had ended before it was first delivered.
 	RealTime Anomaly = "real-time"
-	Stuck        Anomaly = "stuck"
+	Stuck    Anomaly = "stuck"
 )
