@@ -60,27 +60,53 @@ func CheckStream(hd histories.Header, src histories.Stream, o CheckOptions) (che
 		downstream = checkers.Downstream(hd.Downstream)
 	}
 	if hd.Verdict == histories.Inconclusive {
-		drained := errors.New("drained")
-		err := src.Each(func(ev *histories.Event) error {
-			if ev.Kind == histories.Observe || ev.Kind == histories.Undrained {
-				return drained
-			}
-			return nil
-		})
-		switch {
-		case err == nil:
-			// Saved by a run cut short (its backend failed): nothing to judge.
-			return checkers.Result{Verdict: histories.Inconclusive,
-				Reason: "the run that saved this history was cut short (its backend failed) before the final states were read"}, nil
-		case !errors.Is(err, drained):
+		complete, err := observedToTheEnd(src)
+		if err != nil {
 			var se *histories.SyntaxError
 			if errors.As(err, &se) {
 				return checkers.Result{}, fmt.Errorf("%w: %w", checkers.ErrMalformed, err)
 			}
 			return checkers.Result{}, err
 		}
+		if !complete {
+			// Saved by a run cut short (its backend failed): nothing to judge.
+			return checkers.Result{Verdict: histories.Inconclusive,
+				Reason: "the run that saved this history was cut short (its backend failed) before the final states were read"}, nil
+		}
 	}
 	return checkers.CheckStream(src, m, checkers.Options{Downstream: downstream, Timeout: o.Timeout})
+}
+
+// observedToTheEnd reports whether a history ran to its end: the run was
+// declared stuck, or the final state of every aggregate a message targets
+// was read. A run cut short by its backend may stop anywhere, halfway
+// through reading the final states too.
+func observedToTheEnd(src histories.Stream) (bool, error) {
+	targeted, observed := map[string]bool{}, map[string]bool{}
+	stuck := false
+	err := src.Each(func(ev *histories.Event) error {
+		switch {
+		case ev.Kind == histories.Send && ev.Message != nil:
+			targeted[ev.Message.Aggregate] = true
+		case ev.Kind == histories.Observe:
+			observed[ev.Aggregate] = true
+		case ev.Kind == histories.Undrained:
+			stuck = true
+		}
+		return nil
+	})
+	if err != nil || stuck {
+		return stuck, err
+	}
+	if len(observed) == 0 {
+		return false, nil
+	}
+	for agg := range targeted {
+		if !observed[agg] {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // ReplayOptions configure a replay of a saved history.

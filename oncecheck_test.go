@@ -10,6 +10,7 @@ import (
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -66,4 +67,26 @@ func TestAHistoryPreemptedAtAReadReplaysEventForEvent(t *testing.T) {
 	replayed, _, err := Replay(saved, ReplayOptions{})
 	require.NoError(t, err)
 	require.Equal(t, saved.Events, replayed.Events)
+}
+
+// TestAHistoryCutShortWhileObservingIsInconclusive: a run whose backend
+// failed while it read the final states saved some observations, not all;
+// checked again, it is inconclusive, as it was, not malformed.
+func TestAHistoryCutShortWhileObservingIsInconclusive(t *testing.T) {
+	add := func(id, key, agg string) *model.Message {
+		return &model.Message{ID: id, Key: key, Aggregate: agg, Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}
+	}
+	h := &histories.History{
+		Header: histories.Header{Format: histories.Format, Version: histories.Version, Model: "orders", Strategy: "naive",
+			Backend: "pg", Verdict: histories.Inconclusive},
+		Events: []histories.Event{
+			{Step: 1, Kind: histories.Send, Process: "sender", Message: add("m1", "k1", "o1")},
+			{Step: 2, Kind: histories.Send, Process: "sender", Message: add("m2", "k2", "o2")},
+			{Step: 3, Kind: histories.Observe, Process: "observer", Aggregate: "o1", State: model.State(`{"confirmed":false,"lines":{}}`)},
+		},
+	}
+	res, err := Check(h, CheckOptions{})
+	require.NoError(t, err)
+	require.Equal(t, histories.Inconclusive, res.Verdict)
+	require.Contains(t, res.Reason, "cut short")
 }
