@@ -11,6 +11,7 @@ import (
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/internal/pgtest"
 )
 
 // concurrency measures what a free-running campaign's histories show: how
@@ -51,7 +52,7 @@ func concurrency(t *testing.T, dir string) (overlapping, conflicts int) {
 // do meet real conflicts (each a nack and a redelivery), and a strategy
 // that is not safe is still caught.
 func TestFreeRunningOnPostgres(t *testing.T) {
-	requirePostgres(t)
+	dsn := pgtest.DSN(t)
 	kinds := []faults.Kind{faults.Crash, faults.Redelivery, faults.Concurrent}
 	runs := 40
 	if testing.Short() {
@@ -59,7 +60,7 @@ func TestFreeRunningOnPostgres(t *testing.T) {
 	}
 	overlapping, conflicts := 0, 0
 	for _, strategy := range []string{"outbox", "reservation"} {
-		tester, err := New(Config{Strategy: strat(strategy), Backend: pgstore.Backend{}, Faults: kinds, FreeRunning: true, Consumers: 4})
+		tester, err := New(Config{Strategy: strat(strategy), Backend: pgstore.Backend{DSN: dsn}, Faults: kinds, FreeRunning: true, Consumers: 4})
 		require.NoError(t, err)
 		dir := t.TempDir()
 		rep, err := tester.Search(context.Background(), SearchOptions{Runs: runs, Seed: 3, Out: dir, KeepAll: true})
@@ -72,7 +73,7 @@ func TestFreeRunningOnPostgres(t *testing.T) {
 	require.Positive(t, overlapping, "attempts ran at the same time")
 	require.Positive(t, conflicts, "and met in the database")
 
-	tester, err := New(Config{Strategy: strat("naive"), Backend: pgstore.Backend{}, Faults: []faults.Kind{faults.Redelivery}, FreeRunning: true})
+	tester, err := New(Config{Strategy: strat("naive"), Backend: pgstore.Backend{DSN: dsn}, Faults: []faults.Kind{faults.Redelivery}, FreeRunning: true})
 	require.NoError(t, err)
 	defer tester.Close()
 	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 100, Seed: 3, Out: t.TempDir(), NoShrink: true})

@@ -14,6 +14,7 @@ import (
 	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/internal/pgtest"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -23,11 +24,8 @@ import (
 // simulation, history, check) with a bare loop that issues the same
 // transactions through the same store without the harness. Metric: tx/s.
 func BenchmarkPostgresTransactions(b *testing.B) {
-	dsn := os.Getenv(pgstore.DSNEnv)
-	if dsn == "" {
-		b.Fatalf("%s is not set: run through make bench, which provides a PostgreSQL", pgstore.DSNEnv)
-	}
-	tester, err := New(Config{Strategy: strat("naive"), Backend: pgstore.Backend{}, Faults: []faults.Kind{faults.Crash}})
+	dsn := pgtest.DSN(b)
+	tester, err := New(Config{Strategy: strat("naive"), Backend: pgstore.Backend{DSN: dsn}, Faults: []faults.Kind{faults.Crash}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package campaign
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 
@@ -12,24 +11,16 @@ import (
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/internal/pgtest"
 	"github.com/oncecheck/oncecheck/model"
 	"github.com/oncecheck/oncecheck/sim"
 )
-
-// requirePostgres fails the test when no PostgreSQL is configured: make
-// test provides one (scripts/with-postgres.sh). Never skipped.
-func requirePostgres(t *testing.T) {
-	t.Helper()
-	if os.Getenv(pgstore.DSNEnv) == "" {
-		t.Fatalf("%s is not set: run the tests through make test, which provides a PostgreSQL (or set it to a DSN)", pgstore.DSNEnv)
-	}
-}
 
 // TestPostgresGivesTheVerdictsOfMemory runs the whole matrix of every
 // model on both backends, with the same seeds and fewer runs per cell, and
 // requires the same cells: verdict, anomalies and the run that found them.
 func TestPostgresGivesTheVerdictsOfMemory(t *testing.T) {
-	requirePostgres(t)
+	dsn := pgtest.DSN(t)
 	if testing.Short() {
 		t.Skip("heavy: make test runs it in its second step, without -race and -short")
 	}
@@ -38,7 +29,7 @@ func TestPostgresGivesTheVerdictsOfMemory(t *testing.T) {
 			o := MatrixOptions{Model: mdl(name), Runs: 12, Seed: 1, Out: t.TempDir()}
 			mem, err := RunMatrix(context.Background(), o)
 			require.NoError(t, err)
-			o.Backend = pgstore.Backend{}
+			o.Backend = pgstore.Backend{DSN: dsn}
 			pg, err := RunMatrix(context.Background(), o)
 			require.NoError(t, err)
 			require.Equal(t, len(mem.Cells), len(pg.Cells))
@@ -57,7 +48,7 @@ func TestPostgresGivesTheVerdictsOfMemory(t *testing.T) {
 // crash must happen, leave a checkable history, and give the same events
 // and verdict on both backends.
 func TestEveryCrashPointOnPostgres(t *testing.T) {
-	requirePostgres(t)
+	dsn := pgtest.DSN(t)
 	w := model.Workload{
 		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
 		{Aggregate: "o1", Type: model.Confirm, Payload: []byte(`{}`)},
@@ -66,7 +57,7 @@ func TestEveryCrashPointOnPostgres(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			mem, err := New(Config{Strategy: strat(name), Faults: []faults.Kind{faults.Crash}})
 			require.NoError(t, err)
-			pg, err := New(Config{Strategy: strat(name), Faults: []faults.Kind{faults.Crash}, Backend: pgstore.Backend{}})
+			pg, err := New(Config{Strategy: strat(name), Faults: []faults.Kind{faults.Crash}, Backend: pgstore.Backend{DSN: dsn}})
 			require.NoError(t, err)
 			defer pg.Close()
 			var opps []sim.Opportunity

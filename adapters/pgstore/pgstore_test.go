@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -12,19 +11,13 @@ import (
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/storetest"
 	"github.com/oncecheck/oncecheck/adapters/strategykit"
+	"github.com/oncecheck/oncecheck/internal/pgtest"
 )
 
 // dsn returns the PostgreSQL to test against. make test provides one
 // (scripts/with-postgres.sh); without it the test fails: PostgreSQL is part
 // of the product, never skipped.
-func dsn(t *testing.T) string {
-	t.Helper()
-	d := os.Getenv("ONCECHECK_PG")
-	if d == "" {
-		t.Fatal("ONCECHECK_PG is not set: run the tests through make test, which provides a PostgreSQL (or set it to a DSN)")
-	}
-	return d
-}
+func dsn(t *testing.T) string { return pgtest.DSN(t) }
 
 func open(t *testing.T, o Options) *Store {
 	t.Helper()

@@ -2,7 +2,6 @@ package shop_test
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,21 +11,15 @@ import (
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/examples/shop"
 	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/internal/pgtest"
 )
-
-func requirePostgres(t *testing.T) {
-	if os.Getenv(pgstore.DSNEnv) == "" {
-		t.Fatalf("%s is not set: run through make test, which provides a PostgreSQL", pgstore.DSNEnv)
-	}
-}
 
 // This is all a team needs to keep its handler honest in CI.
 func TestShopIsExactlyOnce(t *testing.T) {
-	requirePostgres(t)
 	oncecheck.Verify(t, oncecheck.Spec{
 		Model:    shop.Model,
 		Strategy: shop.Strategy,
-		Backend:  pgstore.Backend{},
+		Backend:  pgstore.Backend{DSN: pgtest.DSN(t)},
 		Faults:   []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure, faults.Concurrent},
 		Runs:     80,
 		Out:      t.TempDir(),
@@ -36,11 +29,10 @@ func TestShopIsExactlyOnce(t *testing.T) {
 // The same with the consumers truly in parallel on PostgreSQL: the inbox's
 // primary key and the cart's row lock keep them apart.
 func TestShopIsExactlyOnceWithParallelConsumers(t *testing.T) {
-	requirePostgres(t)
 	oncecheck.Verify(t, oncecheck.Spec{
 		Model:       shop.Model,
 		Strategy:    shop.Strategy,
-		Backend:     pgstore.Backend{},
+		Backend:     pgstore.Backend{DSN: pgtest.DSN(t)},
 		Faults:      []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure},
 		Runs:        40,
 		Out:         t.TempDir(),
@@ -63,12 +55,11 @@ func (r *recorder) Errorf(format string, args ...any) {
 func (r *recorder) Skipf(format string, args ...any) { r.Errorf(format, args...) }
 
 func TestBrokenShopIsCaughtWithAClearExplanation(t *testing.T) {
-	requirePostgres(t)
 	r := &recorder{}
 	oncecheck.Verify(r, oncecheck.Spec{
 		Model:    shop.Model,
 		Strategy: shop.Broken,
-		Backend:  pgstore.Backend{},
+		Backend:  pgstore.Backend{DSN: pgtest.DSN(t)},
 		Faults:   []faults.Kind{faults.Crash},
 		Runs:     200,
 		Out:      t.TempDir(),
