@@ -27,8 +27,8 @@ import (
 )
 
 // Catalogue is a set of models, strategies and backends, each known by its
-// name. Lookups search it in order; a later entry of the same name
-// shadows nothing (With replaces it in place).
+// name. A lookup returns the first entry of the name; the With methods
+// replace an entry of the same name in place rather than add a second.
 type Catalogue struct {
 	Models     []model.Model
 	Strategies []adapters.Strategy
