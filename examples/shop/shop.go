@@ -2,12 +2,13 @@
 // oncecheck: a cart service that consumes AddToCart and Checkout commands
 // and publishes CartUpdated, OrderPlaced and CheckoutRejected events. Its
 // handler is written the way the team would write it, with pgx and SQL:
-// an inbox table for deduplication and an outbox table, both in the
+// an inbox table keyed on the idempotence key (a re-issued command, with a
+// new message id, is the same intent) and an outbox table, both in the
 // transaction that changes the cart, and a relay that publishes the outbox.
 //
 // Model is the team's specification of the business logic; Strategy is
 // the handler as oncecheck runs it; Broken is a subtly wrong variant that
-// records the message id in its own transaction before the work.
+// records the key in its own transaction before the work.
 package shop
 
 import (
@@ -110,7 +111,7 @@ func count(c Cart) int {
 // Schema is the service's tables.
 const Schema = `
 CREATE TABLE carts (cart_id text PRIMARY KEY, state text NOT NULL);
-CREATE TABLE inbox (message_id text PRIMARY KEY);
+CREATE TABLE inbox (idempotency_key text PRIMARY KEY);
 CREATE TABLE outbox (seq bigserial PRIMARY KEY, message_id text NOT NULL UNIQUE,
 	type text NOT NULL, payload text NOT NULL, cause text NOT NULL);`
 
@@ -150,7 +151,7 @@ func (h handler) Handle(env adapters.Env, msg model.Message) error {
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING`, msg.ID)
+		tag, err := tx.Exec(ctx, `INSERT INTO inbox (idempotency_key) VALUES ($1) ON CONFLICT DO NOTHING`, msg.Key)
 		if err != nil {
 			_ = tx.Rollback(ctx)
 			return err
@@ -168,7 +169,7 @@ func (h handler) Handle(env adapters.Env, msg model.Message) error {
 	}
 	defer tx.Rollback(ctx)
 	if !h.inboxFirst {
-		tag, err := tx.Exec(ctx, `INSERT INTO inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING`, msg.ID)
+		tag, err := tx.Exec(ctx, `INSERT INTO inbox (idempotency_key) VALUES ($1) ON CONFLICT DO NOTHING`, msg.Key)
 		if err != nil {
 			return err
 		}
@@ -204,7 +205,7 @@ func (h handler) Handle(env adapters.Env, msg model.Message) error {
 	}
 	for i, ev := range events {
 		if _, err := tx.Exec(ctx, `INSERT INTO outbox (message_id, type, payload, cause) VALUES ($1, $2, $3, $4)`,
-			fmt.Sprintf("%s/event-%d", msg.ID, i+1), ev.Type, string(ev.Payload), msg.Key); err != nil {
+			fmt.Sprintf("%s/event-%d", msg.Key, i+1), ev.Type, string(ev.Payload), msg.Key); err != nil {
 			return err
 		}
 	}

@@ -19,8 +19,7 @@ func TestShopIsExactlyOnce(t *testing.T) {
 	oncecheck.Verify(t, oncecheck.Spec{
 		Model:    shop.Model,
 		Strategy: shop.Strategy,
-		Backend:  pgstore.Backend{DSN: pgtest.DSN(t)},
-		Faults:   []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure, faults.Concurrent},
+		Backend:  pgstore.Backend{DSN: pgtest.DSN(t)}, // every fault kind
 		Runs:     80,
 		Out:      t.TempDir(),
 	})
@@ -33,7 +32,7 @@ func TestShopIsExactlyOnceWithParallelConsumers(t *testing.T) {
 		Model:       shop.Model,
 		Strategy:    shop.Strategy,
 		Backend:     pgstore.Backend{DSN: pgtest.DSN(t)},
-		Faults:      []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure},
+		Faults:      []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure, faults.Reissue},
 		Runs:        40,
 		Out:         t.TempDir(),
 		FreeRunning: true,
