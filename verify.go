@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -175,13 +176,38 @@ func failureText(t TB, spec Spec, h *histories.History, res checkers.Result, pat
 	_ = report.Explanation(&b, h, res) // a strings.Builder does not fail
 	if path != "" {
 		fmt.Fprintf(&b, "saved: %s\n", path)
-		fmt.Fprintf(&b, "replay: %s=%s go test -run '^%s$' .\n", ReplayEnv, path, t.Name())
+		fmt.Fprintf(&b, "replay (from the module's root): %s\n", replayCommand(t.Name(), path))
 		if _, err := catalogue.Builtin().Model(spec.Model.Name()); err == nil {
 			// The command line knows the built-in models only.
 			fmt.Fprintf(&b, "report: go run github.com/oncecheck/oncecheck/cmd/oncecheck show --html report.html %s", path)
 		}
 	}
 	return b.String()
+}
+
+// replayCommand is the command that replays the history at path in the
+// test called name, run from the root of the module under test: the path
+// made absolute, the test's package named relative to the root (go test
+// runs a test in its package's directory).
+func replayCommand(name, path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	pkg := "."
+	if wd, err := os.Getwd(); err == nil {
+		for root := wd; ; root = filepath.Dir(root) {
+			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+				if rel, err := filepath.Rel(root, wd); err == nil && rel != "." {
+					pkg = "./" + filepath.ToSlash(rel)
+				}
+				break
+			}
+			if filepath.Dir(root) == root {
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s=%s go test -run '^%s$' %s", ReplayEnv, path, name, pkg)
 }
 
 func injectedSummary(m map[faults.Kind]int) string {

@@ -59,7 +59,7 @@ func TestVerifyExplainsAFailureAndReplaysIt(t *testing.T) {
 	require.Contains(t, msg, "oncecheck: dedup is not exactly-once: lost")
 	require.Contains(t, msg, "evidence: attempt #1")
 	require.Contains(t, msg, "Timeline:")
-	require.Regexp(t, `replay: ONCECHECK_REPLAY=\S+\.jsonl go test -run '\^TestDedup\$' \.`, msg)
+	require.Regexp(t, `replay \(from the module's root\): ONCECHECK_REPLAY=/\S+\.jsonl go test -run '\^TestDedup\$' \.\n`, msg)
 
 	// The same test name gives the same seed: the failure reproduces.
 	again := &recorder{name: "TestDedup"}

@@ -70,4 +70,6 @@ func TestBrokenShopIsCaughtWithAClearExplanation(t *testing.T) {
 	require.Contains(t, msg, "had no effect at all")
 	require.Contains(t, msg, "crash consumer at delivery #1")
 	require.True(t, strings.Contains(msg, "sql: INSERT INTO inbox"), "the timeline shows the inbox insert")
+	require.Contains(t, msg, "go test -run '^TestBrokenShop$' ./examples/shop\n", "the replay command names the package from the module's root")
+	require.NotContains(t, msg, "report: ", "the command line cannot open a model of one's own")
 }
