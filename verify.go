@@ -125,7 +125,7 @@ func Verify(t TB, spec Spec) {
 	case histories.Inconclusive:
 		t.Errorf("oncecheck: inconclusive after %d runs: %s", rep.Runs, rep.Reason)
 	default:
-		t.Errorf("%s", failureText(t, spec, rep.Minimal, rep.Result, rep.Path, rep.RunsToFailure))
+		t.Errorf("%s", failureText(t, spec, rep.Minimal, rep.Result, rep.Path, rep.SaveError, rep.RunsToFailure))
 	}
 }
 
@@ -161,12 +161,12 @@ func verifyReplay(t TB, spec Spec, path string) {
 	same := histories.FirstDifference(h.Events, replayed.Events) == 0
 	t.Logf("oncecheck: replayed %s (events identical to the saved ones: %v)", path, same)
 	if res.Verdict != histories.Pass {
-		t.Errorf("%s", failureText(t, spec, replayed, res, path, 0))
+		t.Errorf("%s", failureText(t, spec, replayed, res, path, nil, 0))
 	}
 }
 
 // failureText explains a failure for a test log.
-func failureText(t TB, spec Spec, h *histories.History, res checkers.Result, path string, runs int) string {
+func failureText(t TB, spec Spec, h *histories.History, res checkers.Result, path string, saveErr error, runs int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "oncecheck: %s is not exactly-once: %s", spec.Strategy.Name, report.Anomalies(res))
 	if runs > 0 {
@@ -174,6 +174,9 @@ func failureText(t TB, spec Spec, h *histories.History, res checkers.Result, pat
 	}
 	b.WriteString("\n")
 	_ = report.Explanation(&b, h, res) // a strings.Builder does not fail
+	if saveErr != nil {
+		fmt.Fprintf(&b, "not saved: %v\n", saveErr)
+	}
 	if path != "" {
 		fmt.Fprintf(&b, "saved: %s\n", path)
 		fmt.Fprintf(&b, "replay (from the module's root): %s\n", replayCommand(t.Name(), path))

@@ -2,6 +2,8 @@ package campaign
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -120,4 +122,43 @@ func TestRetargetFollowsTheDeliveries(t *testing.T) {
 	}}, moved)
 	_, ok = retarget(faults.Plan{Faults: []faults.Fault{{Kind: faults.Redelivery, At: 0}}}, h, "k3", 2)
 	require.False(t, ok, "nothing before delivery #1 is dropped")
+}
+
+// TestAnUnwritableOutIsRefusedBeforeTheCampaign: a results directory that
+// cannot take a file is a configuration error, before any run.
+func TestAnUnwritableOutIsRefusedBeforeTheCampaign(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	tester, err := New(Config{Strategy: strat("naive")})
+	require.NoError(t, err)
+	runs := 0
+	_, err = tester.Search(context.Background(), SearchOptions{Runs: 10, Out: file, Progress: func(int, int) { runs++ }})
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "Out", ce.Field)
+	require.Zero(t, runs)
+	_, err = RunMatrix(context.Background(), MatrixOptions{Strategies: strats("naive"), Runs: 1, Out: file})
+	require.ErrorAs(t, err, &ce)
+}
+
+// TestAFailedSaveKeepsTheFinding: when the counterexample cannot be saved
+// (here the results directory is replaced by a file during the campaign),
+// the report still has the violation, the minimal history and its
+// explanation, and says why it was not saved.
+func TestAFailedSaveKeepsTheFinding(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "results")
+	tester, err := New(Config{Strategy: strat("naive"), Faults: []faults.Kind{faults.Redelivery}})
+	require.NoError(t, err)
+	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 200, Seed: 99, Out: out, NoShrink: true, Progress: func(done, _ int) {
+		if done == 1 {
+			require.NoError(t, os.RemoveAll(out))
+			require.NoError(t, os.WriteFile(out, nil, 0o644))
+		}
+	}})
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, rep.Verdict)
+	require.NotNil(t, rep.Minimal)
+	require.NotEmpty(t, rep.Result.Findings)
+	require.Empty(t, rep.Path)
+	require.Error(t, rep.SaveError)
 }

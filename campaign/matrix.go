@@ -73,6 +73,8 @@ type Cell struct {
 	ShrinkMillis    float64 `json:"shrink_ms,omitempty"`
 	// History is the path of the saved counterexample.
 	History string `json:"history,omitempty"`
+	// SaveError says why the counterexample could not be saved.
+	SaveError string `json:"save_error,omitempty"`
 	// NotApplicable says why the strategy makes no sense with the model;
 	// such a cell is not run.
 	NotApplicable string `json:"not_applicable,omitempty"`
@@ -112,6 +114,12 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 	}
 	if o.Backend == nil {
 		o.Backend = memstore.Backend{}
+	}
+	if o.Out == "" {
+		o.Out = "oncecheck-results"
+	}
+	if err := writable(o.Out); err != nil {
+		return nil, err
 	}
 	if len(o.Columns) == 0 {
 		o.Columns = MatrixColumns()
@@ -213,6 +221,9 @@ func runCell(ctx context.Context, o MatrixOptions, strategy adapters.Strategy, c
 	c.Verdict, c.Runs, c.Reason = rep.Verdict, rep.Runs, rep.Reason
 	if rep.Verdict == histories.Violation {
 		c.RunsToFailure, c.History = rep.RunsToFailure, rep.Path
+		if rep.SaveError != nil {
+			c.SaveError = rep.SaveError.Error()
+		}
 		c.MillisToFailure = float64(rep.TimeToFailure.Microseconds()) / 1000
 		c.ShrinkMillis = float64(rep.ShrinkTime.Microseconds()) / 1000
 		c.Anomalies = append(c.Anomalies, rep.Result.Anomalies...)

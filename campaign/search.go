@@ -3,6 +3,7 @@ package campaign
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,7 @@ type Report struct {
 	Result        checkers.Result    // the minimal history's check
 	Path          string             // where Minimal was saved
 	ShrinkError   error              // why shrinking failed, if it did
+	SaveError     error              // why Minimal could not be saved (Path is then empty)
 	// TimeToFailure is the wall time from the campaign's start to the
 	// failing run's verdict; ShrinkTime is the time shrinking took.
 	TimeToFailure, ShrinkTime time.Duration
@@ -83,6 +85,9 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 	}
 	if o.CheckDeterminism && t.cfg.FreeRunning {
 		return Report{}, configErrorf("CheckDeterminism", "a free-running run is not deterministic: checking determinism needs the scheduler")
+	}
+	if err := writable(o.Out); err != nil {
+		return Report{}, err
 	}
 	rep := Report{Config: t.cfg, Seed: o.Seed, Verdict: histories.Pass, Injected: map[faults.Kind]int{}}
 	started := time.Now()
@@ -144,11 +149,8 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 			}
 			rep.ShrinkTime = time.Since(shrinkStart)
 		}
-		path, err := histories.Save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
-		if err != nil {
-			return rep, err
-		}
-		rep.Path = path
+		// A failure to save loses no finding: the report has it all.
+		rep.Path, rep.SaveError = histories.Save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
 		return rep, nil
 	}
 	if rep.Inconclusive > 0 {
@@ -156,6 +158,27 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 	}
 	rep.DeterminismChecked = o.CheckDeterminism
 	return rep, nil
+}
+
+// writable checks, before a campaign, that its histories can be saved in
+// dir (created if needed): a directory, and one that takes a file.
+func writable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return configErrorf("Out", "cannot save histories there: %v", err)
+	}
+	f, err := os.CreateTemp(dir, ".oncecheck-probe-")
+	if err != nil {
+		return configErrorf("Out", "cannot save histories there: %v", err)
+	}
+	name := f.Name()
+	err = f.Close()
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return configErrorf("Out", "cannot save histories there: %v", err)
+	}
+	return nil
 }
 
 func fileName(h *histories.History, seed uint64) string {

@@ -313,3 +313,15 @@ func TestRunJSON(t *testing.T) {
 	require.FileExists(t, v.History)
 	require.NotZero(t, v.Injected["crash"])
 }
+
+// TestAnUnwritableOutIsAUsageError: --out is checked before the campaign.
+func TestAnUnwritableOutIsAUsageError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	code, stdout, stderr := cli(t, "run", "--strategy", "naive", "--runs", "5", "--out", file)
+	require.Equal(t, exitUsage, code, "stdout: %s", stdout)
+	require.Contains(t, stderr, "--out: cannot save histories there")
+	code, _, stderr = cli(t, "matrix", "--runs", "1", "--model", "orders", "--out", file)
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "--out: cannot save histories there")
+}

@@ -115,7 +115,11 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 				case cell.NotApplicable != "":
 					c.Skipped, c.SystemOut = &struct{}{}, cell.NotApplicable
 				case cell.Verdict == histories.Violation:
-					c.failed(fmt.Sprintf("%s @%d", cell.Summary(), cell.RunsToFailure), "counterexample: "+cell.History)
+					detail := "counterexample: " + cell.History
+					if cell.SaveError != "" {
+						detail = "counterexample not saved: " + cell.SaveError
+					}
+					c.failed(fmt.Sprintf("%s @%d", cell.Summary(), cell.RunsToFailure), detail)
 				case cell.Verdict == histories.Inconclusive:
 					c.inconclusive(cell.Reason)
 				default:
@@ -213,8 +217,11 @@ func writeText(w io.Writer, mx *campaign.Matrix) {
 	fmt.Fprintf(w, "\npass N: N runs passed; ANOMALY @N: found in run N; n/a: does not apply (see 'oncecheck list').\n")
 	var saved []string
 	for _, c := range mx.Cells {
-		if c.History != "" {
+		switch {
+		case c.History != "":
 			saved = append(saved, fmt.Sprintf("  %s x %s: %s", c.Strategy, c.Fault, c.History))
+		case c.SaveError != "":
+			saved = append(saved, fmt.Sprintf("  %s x %s: not saved: %s", c.Strategy, c.Fault, c.SaveError))
 		}
 	}
 	if len(saved) > 0 {

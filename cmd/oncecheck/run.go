@@ -149,7 +149,11 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		case histories.Violation:
 			var b strings.Builder
 			_ = report.Explanation(&b, rep.Minimal, rep.Result) // a strings.Builder does not fail
-			fmt.Fprintf(&b, "\nSaved: %s\nReplay: %s replay %s\n", rep.Path, self(), rep.Path)
+			if rep.SaveError != nil {
+				fmt.Fprintf(&b, "\nNot saved: %v\n", rep.SaveError)
+			} else {
+				fmt.Fprintf(&b, "\nSaved: %s\nReplay: %s replay %s\n", rep.Path, self(), rep.Path)
+			}
 			c.failed(fmt.Sprintf("%s is not exactly-once: %s (run %d, seed %d)", *strategy, report.Anomalies(rep.Result), rep.RunsToFailure, rep.FailingSeed), b.String())
 		case histories.Inconclusive:
 			c.inconclusive(rep.Reason)
@@ -210,6 +214,10 @@ func printReport(w io.Writer, rep campaign.Report, interrupted bool) int {
 			report.Plural(len(h.Header.Workload), "message"), report.Plural(len(h.Header.Plan.Faults), "fault"), seconds(rep.ShrinkTime))
 	}
 	_ = report.Explanation(w, h, rep.Result)
+	if rep.SaveError != nil {
+		fmt.Fprintf(w, "\nNot saved: %v\n", rep.SaveError)
+		return exitViolation
+	}
 	fmt.Fprintf(w, "\nSaved:  %s\n", rep.Path)
 	fmt.Fprintf(w, "Replay: %s replay %s\n", self(), rep.Path)
 	fmt.Fprintf(w, "Check:  %s check %s\n", self(), rep.Path)
@@ -276,6 +284,7 @@ func printReportJSON(w io.Writer, rep campaign.Report, strategy string) (int, er
 		ShrinkMs      float64             `json:"shrink_ms,omitempty"`
 		FailingSeed   uint64              `json:"failing_seed,omitempty"`
 		History       string              `json:"history,omitempty"`
+		SaveError     string              `json:"save_error,omitempty"`
 		Injected      map[string]int      `json:"injected"`
 		Reason        string              `json:"reason,omitempty"`
 	}{
@@ -284,6 +293,9 @@ func printReportJSON(w io.Writer, rep campaign.Report, strategy string) (int, er
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
 		Injected: injected, Reason: rep.Reason,
+	}
+	if rep.SaveError != nil {
+		out.SaveError = rep.SaveError.Error()
 	}
 	if out.Anomalies == nil {
 		out.Anomalies = []histories.Anomaly{}
