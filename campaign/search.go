@@ -2,8 +2,11 @@ package campaign
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -161,18 +164,32 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 }
 
 // writable checks, before a campaign, that its histories can be saved in
-// dir (created if needed): a directory, and one that takes a file.
+// dir: an existing directory takes a file, or the nearest existing
+// ancestor of a missing one takes a directory. It leaves nothing behind:
+// the directory is made when a history is saved.
 func writable(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return configErrorf("Out", "cannot save histories there: %v", err)
+	probe := dir
+	for {
+		info, err := os.Stat(probe)
+		if err == nil && !info.IsDir() {
+			return configErrorf("Out", "cannot save histories there: %s is not a directory", probe)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || filepath.Dir(probe) == probe {
+			return configErrorf("Out", "cannot save histories there: %v", err)
+		}
+		probe = filepath.Dir(probe)
 	}
-	f, err := os.CreateTemp(dir, ".oncecheck-probe-")
-	if err != nil {
-		return configErrorf("Out", "cannot save histories there: %v", err)
+	made, err := os.MkdirTemp(probe, ".oncecheck-probe-")
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(made, "probe"); err == nil {
+			err = f.Close()
+		}
 	}
-	name := f.Name()
-	err = f.Close()
-	if rerr := os.Remove(name); err == nil {
+	if rerr := os.RemoveAll(made); err == nil && made != "" {
 		err = rerr
 	}
 	if err != nil {
