@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/checkers"
@@ -121,6 +122,9 @@ type ReplayOptions struct {
 	// Backend runs the plan on another backend (default: the history's
 	// own).
 	Backend string
+	// Isolation runs the plan at another isolation level (default: the
+	// history's own).
+	Isolation adapters.Isolation
 }
 
 // Replay re-runs the workload and plan of a saved history and checks the new
@@ -147,11 +151,17 @@ func Replay(h *histories.History, o ReplayOptions) (*histories.History, checkers
 	if err != nil {
 		return nil, checkers.Result{}, err
 	}
-	t, err := campaign.New(campaign.Config{
+	cfg := campaign.Config{
 		Model: m, Strategy: s, Backend: b, Faults: h.Header.Faults,
 		Downstream: checkers.Downstream(h.Header.Downstream), FreeRunning: h.Header.FreeRunning,
 		ReadsNotPreempted: !h.Header.ReadsPreempt,
-	})
+		Isolation:         adapters.Isolation(h.Header.IsolationLevel()),
+		LockConflicts:     h.Header.LockConflicts(),
+	}
+	if o.Isolation != "" {
+		cfg.Isolation, cfg.LockConflicts = o.Isolation, false
+	}
+	t, err := campaign.New(cfg)
 	if err != nil {
 		return nil, checkers.Result{}, err
 	}

@@ -28,11 +28,14 @@ import (
 // unique-constraint violation).
 var ErrExists = errors.New("key already exists")
 
-// ErrConflict is returned by a write or a locking read (Put, Insert,
-// Delete, GetForUpdate, Claim) when another open transaction holds the
-// key's lock, or committed the key after this transaction's snapshot; and
-// by Commit of a transaction an earlier conflict aborted. The harness treats
-// it as a real consumer does: the delivery is nacked and retried.
+// ErrConflict is a serialization failure or a deadlock, as PostgreSQL
+// reports them (SQLSTATE 40001, 40P01): returned by a write or a locking
+// read (Put, Insert, Delete, GetForUpdate, Claim) under repeatable read or
+// serializable when another transaction committed the key after this
+// one's snapshot, by a wait for a lock that closes a cycle of waits, by a
+// lock timeout when one is set, and by Commit of a serializable
+// transaction that cannot be serialized. A handler treats it as a real
+// consumer does: the delivery is nacked and retried.
 var ErrConflict = errors.New("transaction conflict")
 
 // ErrBackend wraps failures of the store itself (a database that cannot be
@@ -53,15 +56,18 @@ type Tx interface {
 	// Get reads a key; ok is false when it is absent.
 	Get(table, key string) (value []byte, ok bool, err error)
 	// GetForUpdate reads a key the transaction means to write, and takes
-	// its write lock as SELECT ... FOR UPDATE does: ErrConflict when
-	// another open transaction holds the lock or the key changed since
-	// this transaction's snapshot. A key with no row in the snapshot has
-	// nothing to lock, as on PostgreSQL: the conflict comes at the write.
+	// its write lock as SELECT ... FOR UPDATE does: it waits while another
+	// open transaction holds the lock, then reads the newest version (read
+	// committed) or fails with ErrConflict if the key changed since this
+	// transaction's snapshot (repeatable read, serializable). A key with
+	// no row has nothing to lock, as on PostgreSQL.
 	GetForUpdate(table, key string) (value []byte, ok bool, err error)
-	// Put writes a key, creating or replacing it.
+	// Put writes a key, creating or replacing it (INSERT ... ON CONFLICT
+	// DO UPDATE); it waits for the key's lock as GetForUpdate does.
 	Put(table, key string, value []byte) error
-	// Insert writes a key that must not exist yet; otherwise ErrExists
-	// (ErrConflict when another open transaction is inserting it).
+	// Insert writes a key that must not exist yet; otherwise ErrExists.
+	// When another open transaction is inserting it, Insert waits for that
+	// one to end (ErrExists if it committed).
 	Insert(table, key string, value []byte) error
 	// Delete removes a key (no error if absent).
 	Delete(table, key string) error
@@ -84,8 +90,12 @@ type Tx interface {
 type Env interface {
 	// Model is the business logic the handler applies.
 	Model() model.Model
-	// Begin opens a transaction on the backend's store.
+	// Begin opens a transaction on the backend's store, at the run's
+	// isolation level (read committed unless the run says otherwise).
 	Begin() (Tx, error)
+	// BeginTx opens a transaction with options of the handler's own (its
+	// isolation level, read only), as a service passes pgx.TxOptions.
+	BeginTx(o TxOptions) (Tx, error)
 	// Publish sends outputs to the broker, one publish per message, in
 	// order. An error means the broker did not confirm a publish.
 	Publish(msgs ...model.Message) error

@@ -8,8 +8,9 @@ import (
 // Store is a backend as the harness uses it: it hands out transactions
 // (which it wraps before adapters see them) and is emptied between runs.
 type Store interface {
-	// Begin opens a transaction.
-	Begin() (StoreTx, error)
+	// Begin opens a transaction with the given options (the zero value:
+	// the store's isolation level, read-write).
+	Begin(o TxOptions) (StoreTx, error)
 	// Reset empties the store for the next run.
 	Reset() error
 	// Close releases the store (and drops what it created).
@@ -47,18 +48,26 @@ type StoreOptions struct {
 	// Processes is the number of processes that may hold a transaction at
 	// once.
 	Processes int
-	// LockWait is how long a write waits for a lock that another
-	// transaction holds, for processes that run truly in parallel (0: the
-	// store's own behaviour; the in-memory store then fails at once).
+	// Isolation is the level of transactions that ask for none (zero:
+	// ReadCommitted).
+	Isolation Isolation
+	// LockWait is a lock timeout: how long a write waits for a lock that
+	// another transaction holds before it fails with ErrConflict. Zero
+	// waits until the holder ends, as PostgreSQL does by default.
 	LockWait time.Duration
+	// LockConflicts is how histories before format 1.3 ran: at repeatable
+	// read, with the snapshot taken at Begin, and a write that meets a row
+	// lock failing at once with ErrConflict instead of waiting. Only for
+	// replaying such a history.
+	LockConflicts bool
 }
 
 // EnvExtender is a Store whose handlers get more than Env: the pg backend
 // gives SQL transactions (package sqlenv). The harness passes every Env it
 // hands a handler or a dispatcher through ExtendEnv; begin opens a
-// transaction through the harness, as Env.Begin does.
+// transaction through the harness, as Env.BeginTx does.
 type EnvExtender interface {
-	ExtendEnv(env Env, begin func() (HarnessedTx, error)) Env
+	ExtendEnv(env Env, begin func(TxOptions) (HarnessedTx, error)) Env
 }
 
 // HarnessedTx is a store transaction as the harness holds it, for a

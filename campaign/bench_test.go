@@ -88,6 +88,9 @@ type bareEnv struct {
 
 func (e *bareEnv) Model() model.Model          { return e.m }
 func (e *bareEnv) Begin() (adapters.Tx, error) { return e.store.Begin(), nil }
+func (e *bareEnv) BeginTx(o adapters.TxOptions) (adapters.Tx, error) {
+	return e.store.BeginTx(o), nil
+}
 func (e *bareEnv) Publish(msgs ...model.Message) error {
 	e.published = append(e.published, msgs...)
 	return nil

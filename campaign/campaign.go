@@ -75,6 +75,19 @@ type Config struct {
 	// replay of such a history wants it: a task preempted between a read
 	// and the write that depends on it is how lost updates happen.
 	ReadsNotPreempted bool
+	// Isolation is the transactions' isolation level, unless a handler
+	// asks for its own (default adapters.ReadCommitted, PostgreSQL's and
+	// pgx's default): docs/design.md, "Isolation".
+	Isolation adapters.Isolation
+	// LockTimeout, if set, bounds how long a write waits for a row lock
+	// (PostgreSQL's lock_timeout) before it fails with a conflict; by
+	// default it waits until the holder ends.
+	LockTimeout time.Duration
+	// LockConflicts runs as histories before format 1.3 did: at
+	// repeatable read, with a write that meets a row lock failing at once
+	// (adapters.StoreOptions.LockConflicts). Only a replay of such a
+	// history wants it.
+	LockConflicts bool
 }
 
 func (c *Config) defaults() {
@@ -95,6 +108,9 @@ func (c *Config) defaults() {
 	}
 	if c.Downstream == "" {
 		c.Downstream = checkers.DownstreamDedupByID
+	}
+	if c.LockConflicts {
+		c.Isolation = adapters.RepeatableRead
 	}
 }
 
@@ -145,15 +161,19 @@ func New(cfg Config) (*Tester, error) {
 	if _, err := checkers.ParseDownstream(string(cfg.Downstream)); err != nil {
 		return nil, configErrorf("Downstream", "%v", err)
 	}
+	level, err := adapters.ParseIsolation(string(cfg.Isolation))
+	if err != nil {
+		return nil, configErrorf("Isolation", "%v", err)
+	}
+	cfg.Isolation = level
+	if cfg.LockTimeout < 0 {
+		return nil, configErrorf("LockTimeout", "must not be negative, not %s", cfg.LockTimeout)
+	}
 	if err := s.Check(m); err != nil {
 		return nil, fmt.Errorf("strategy %s does not apply to model %s: %w", s.Name, m.Name(), err)
 	}
-	opts := adapters.StoreOptions{DDL: s.SQLSchema, Processes: max(cfg.Consumers, 4)}
-	if cfg.FreeRunning {
-		// Parallel transactions wait for each other's locks, as on
-		// PostgreSQL, rather than burning deliveries on conflicts.
-		opts.LockWait = 100 * time.Millisecond
-	}
+	opts := adapters.StoreOptions{DDL: s.SQLSchema, Processes: max(cfg.Consumers, 4),
+		Isolation: cfg.Isolation, LockWait: cfg.LockTimeout, LockConflicts: cfg.LockConflicts}
 	t := &Tester{cfg: cfg, model: m, stores: storePool{backend: cfg.Backend, opts: opts}}
 	// The first store is opened now, so that a backend that cannot serve
 	// says so before the campaign.
@@ -305,12 +325,17 @@ func (t *Tester) recycle(h *histories.History) {
 }
 
 func (t *Tester) header(c Case, seed uint64) histories.Header {
-	return histories.Header{
+	h := histories.Header{
 		Format: histories.Format, Version: histories.Version, Tool: ToolVersion, Seed: seed,
 		Model: t.model.Name(), Strategy: t.cfg.Strategy.Name, Backend: t.cfg.Backend.Name(),
 		Downstream: string(t.cfg.Downstream), Faults: slices.Clone(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
-		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted,
+		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted, Isolation: string(t.cfg.Isolation),
 	}
+	if t.cfg.LockConflicts {
+		// It ran as format 1.2 did, and says so: a replay must too.
+		h.Version, h.Isolation = "1.2", ""
+	}
+	return h
 }
 
 // Shrink minimises the failing case of seed with rapid, then by removing

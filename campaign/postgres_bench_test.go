@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/faults"
@@ -63,7 +64,7 @@ func BenchmarkPostgresTransactions(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, msg := range cases[i%len(cases)].Workload {
-				tx, err := store.Begin()
+				tx, err := store.Begin(adapters.TxOptions{})
 				if err != nil {
 					b.Fatal(err)
 				}

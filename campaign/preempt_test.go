@@ -57,9 +57,13 @@ func (checkThenAct) Handle(env adapters.Env, msg model.Message) error {
 var checkThenActStrategy = adapters.Strategy{Name: "check-then-act", NewHandler: func() adapters.Handler { return checkThenAct{} }}
 
 // TestReadsArePreemptionPoints: a check-then-act handler raced by a second
-// copy on a competing consumer. Preempting it right after the check's read
-// (boundary #3) finds the race; before reads were points, the only way in
-// was a preemption right after a Begin (boundary #2).
+// copy on a competing consumer, at read committed. Preempting it right
+// after the check's read (boundary #3) finds the race, and so does a
+// preemption after the act's Begin (boundary #4: the act then reads the
+// state the other copy committed, and applies the message again). Without
+// read points only the second remains. (A preemption right after the
+// check's Begin finds nothing: the check's read then sees the other
+// copy's mark.)
 func TestReadsArePreemptionPoints(t *testing.T) {
 	w := model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number()
 	finds := func(readsNotPreempted bool) []int {
@@ -77,6 +81,6 @@ func TestReadsArePreemptionPoints(t *testing.T) {
 		}
 		return found
 	}
-	require.Equal(t, []int{1, 2}, finds(false), "after the Begin, and after the check's read")
-	require.Equal(t, []int{1}, finds(true), "format 1.1: after the Begin only")
+	require.Equal(t, []int{2, 3}, finds(false), "after the check's read, and after the act's Begin")
+	require.Equal(t, []int{2}, finds(true), "format 1.1: after the act's Begin only")
 }

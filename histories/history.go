@@ -29,7 +29,7 @@ const Format = "oncecheck-history"
 
 // Version is the history format version written by this build. Readers accept
 // any 1.x version.
-const Version = "1.2"
+const Version = "1.3"
 
 // MaxLineBytes bounds one line of a history file.
 const MaxLineBytes = 16 << 20
@@ -55,6 +55,12 @@ type Header struct {
 	// concurrent fault may preempt a task (format 1.2; absent means false,
 	// as in every 1.1 history): a replay must schedule the same way.
 	ReadsPreempt bool `json:"reads_preempt,omitempty"`
+	// Isolation is the transaction isolation level of the run's store
+	// ("read-committed", "repeatable-read" or "serializable"; format 1.3,
+	// where a write that meets a row lock waits for it). Histories before
+	// 1.3 have none: they ran at repeatable read, and a write that met a
+	// lock failed at once (see LockConflicts).
+	Isolation string `json:"isolation,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   Verdict   `json:"verdict,omitempty"`
@@ -86,9 +92,11 @@ const (
 	Requeue   Kind = "requeue"  // the broker puts a copy back or duplicates it (fault)
 	Refused   Kind = "refused"  // the broker refuses an ack or a publish (fault)
 	Switch    Kind = "switch"   // the scheduler preempts a process (fault)
+	Wait      Kind = "wait"     // a transaction waits for a row lock another holds
+	Wake      Kind = "wake"     // a waiting transaction may go on (the lock was released, or it is a deadlock victim)
 )
 
-var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Undrained, Requeue, Refused, Switch}
+var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Undrained, Requeue, Refused, Switch, Wait, Wake}
 
 // Event is one thing that happened in a run.
 type Event struct {
@@ -304,6 +312,11 @@ func checkHeader(h *Header) error {
 	if h.Model == "" {
 		return errors.New(`"model" is missing`)
 	}
+	switch h.Isolation {
+	case "", "read-committed", "repeatable-read", "serializable":
+	default:
+		return fmt.Errorf(`"isolation" is %q, want "read-committed", "repeatable-read" or "serializable"`, h.Isolation)
+	}
 	if h.Downstream != "" && h.Downstream != "dedup-by-id" && h.Downstream != "none" {
 		return fmt.Errorf(`"downstream" is %q, want "dedup-by-id" or "none" (or no field, for "dedup-by-id")`, h.Downstream)
 	}
@@ -316,14 +329,19 @@ func checkHeader(h *Header) error {
 func explicitlyEmpty(raw []byte) []string {
 	var present struct {
 		Downstream *string `json:"downstream"`
+		Isolation  *string `json:"isolation"`
 	}
 	if json.Unmarshal(raw, &present) != nil {
 		return nil // the strict decoding says what is wrong
 	}
+	var empty []string
 	if present.Downstream != nil && *present.Downstream == "" {
-		return []string{"downstream"}
+		empty = append(empty, "downstream")
 	}
-	return nil
+	if present.Isolation != nil && *present.Isolation == "" {
+		empty = append(empty, "isolation")
+	}
+	return empty
 }
 
 // Load reads a history file.
@@ -364,4 +382,26 @@ func Save(h *History, dir, name string) (string, error) {
 		return "", fmt.Errorf("save history: %w", err)
 	}
 	return final, nil
+}
+
+// LockConflicts reports whether the history ran before format 1.3, when a
+// write that met a row lock failed at once with a conflict instead of
+// waiting, and a repeatable-read snapshot was taken at the transaction's
+// begin: a replay must run the same way.
+func (h Header) LockConflicts() bool {
+	major, minor, _ := strings.Cut(h.Version, ".")
+	m, _ := strconv.Atoi(minor)
+	return major == "1" && m < 3
+}
+
+// IsolationLevel is the header's isolation level, with the default of its
+// format: "repeatable-read" before 1.3, "read-committed" from 1.3.
+func (h Header) IsolationLevel() string {
+	switch {
+	case h.Isolation != "":
+		return h.Isolation
+	case h.LockConflicts():
+		return "repeatable-read"
+	}
+	return "read-committed"
 }

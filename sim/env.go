@@ -163,12 +163,14 @@ func (e *env) finishTxs() {
 
 func (e *env) Model() model.Model { return e.r.cfg.Model }
 
-func (e *env) Begin() (adapters.Tx, error) { return e.begin(), nil }
+func (e *env) Begin() (adapters.Tx, error) { return e.begin(adapters.TxOptions{}), nil }
+
+func (e *env) BeginTx(o adapters.TxOptions) (adapters.Tx, error) { return e.begin(o), nil }
 
 // begin opens a transaction on the store and records it; a store that
 // cannot begin one ends the run.
-func (e *env) begin() *tx {
-	inner, err := e.r.store.Begin()
+func (e *env) begin(o adapters.TxOptions) *tx {
+	inner, err := e.r.store.Begin(o)
 	var t *tx
 	e.r.harness(func() {
 		if err != nil {
@@ -190,12 +192,15 @@ func (r *runner) handed(e *env) adapters.Env {
 
 // beginHarnessed opens a transaction for a store's own kind of transaction
 // (adapters.EnvExtender), as Begin does.
-func (e *env) beginHarnessed() (adapters.HarnessedTx, error) { return e.begin(), nil }
+func (e *env) beginHarnessed(o adapters.TxOptions) (adapters.HarnessedTx, error) {
+	return e.begin(o), nil
+}
 
 // opened records a transaction the store began; it is a crash point.
 func (e *env) opened(inner adapters.StoreTx) *tx {
 	t := &tx{env: e, inner: inner, n: len(e.r.txs) + 1}
 	e.r.txs = append(e.r.txs, t)
+	e.r.byInner[inner] = t
 	e.open = append(e.open, t)
 	ev := e.base(histories.Begin)
 	ev.Tx = t.n

@@ -121,6 +121,7 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		cfg:      cfg,
 		store:    store,
 		inflight: map[int]model.Message{},
+		byInner:  map[adapters.StoreTx]*tx{},
 		explore:  map[faults.Kind]bool{},
 		bound:    bound,
 		kill:     make(chan struct{}),
@@ -136,6 +137,11 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		r.explore[k] = true
 	}
 	r.horizonDeliveries, r.horizonPasses, r.horizonBoundaries = cfg.Plan.Horizon()
+	lw, waits := store.(adapters.LockWaiter)
+	if waits && !cfg.FreeRunning {
+		lw.SetLockScheduler(locks{r})
+		defer lw.SetLockScheduler(nil)
+	}
 	var err error
 	if cfg.FreeRunning {
 		r.free, r.ended = true, make(chan *task)
@@ -175,7 +181,9 @@ type task struct {
 	returned bool // fn returned (as opposed to crashing)
 	err      error
 	panicked any
-	busy     bool // a dispatcher pass found work
+	busy     bool   // a dispatcher pass found work
+	blocked  bool   // it waits for a row lock (see locks)
+	woken    string // why it may go on after a wait
 }
 
 type runner struct {
@@ -202,6 +210,7 @@ type runner struct {
 	bound                                               int
 	ids                                                 int
 	txs                                                 []*tx
+	byInner                                             map[adapters.StoreTx]*tx
 	drained                                             bool
 
 	kill    chan struct{}
@@ -349,6 +358,12 @@ func (r *runner) run() error {
 		r.drainDue()
 		p := r.next()
 		if p == nil {
+			if r.blocked() {
+				// Every task left waits for a lock that a transaction
+				// of its own process holds: it waits forever.
+				r.stuck()
+				return nil
+			}
 			break
 		}
 		if p.task == nil && (r.deliveries >= r.bound || r.passes >= r.bound) || r.boundaries >= boundariesPerDelivery*r.bound {
@@ -376,7 +391,7 @@ func (r *runner) idle() bool {
 func (r *runner) canAct(p *process) bool {
 	switch {
 	case p.task != nil:
-		return true
+		return !p.task.blocked
 	case p.kind == faults.Consumer:
 		return len(r.queue) > 0
 	default:
@@ -388,7 +403,7 @@ func (r *runner) canAct(p *process) bool {
 // preempted, otherwise the next one round-robin that can act.
 func (r *runner) next() *process {
 	cur := r.current
-	if cur != nil && cur.task != nil && !r.preempt {
+	if cur != nil && cur.task != nil && !cur.task.blocked && !r.preempt {
 		return cur
 	}
 	preempted := r.preempt
@@ -422,7 +437,11 @@ func (r *runner) stuck() {
 	var running []string
 	for _, p := range r.procs {
 		if p.task != nil {
-			running = append(running, p.name+" in "+p.task.env.where())
+			what := " in "
+			if p.task.blocked {
+				what = " waiting for a lock in "
+			}
+			running = append(running, p.name+what+p.task.env.where())
 		}
 	}
 	detail := fmt.Sprintf("after %d deliveries and %d dispatcher passes, %d copies are still queued (%s)",
@@ -662,7 +681,7 @@ func (r *runner) observe() error {
 	p := r.procs[0]
 	r.start(p)
 	for _, agg := range r.cfg.Workload.Aggregates() {
-		tx, err := r.store.Begin()
+		tx, err := r.store.Begin(adapters.TxOptions{})
 		if err != nil {
 			return fmt.Errorf("observe %s: %w", agg, err)
 		}

@@ -143,28 +143,29 @@ func TestAdapterNamedCrashPoint(t *testing.T) {
 }
 
 func TestCompetingConsumersInterleave(t *testing.T) {
-	// Preempt consumer-1 right after its write (boundaries 0, 1, 2 are
-	// before-handle, after-begin, after-write): consumer-2 takes the next
-	// message, and its write of the same order conflicts with consumer-1's
-	// lock (first updater wins): consumer-2 nacks, consumer-1 commits, and
-	// consumer-2's retry succeeds.
+	// Preempt consumer-1 right after its write (boundaries 0, 1, 2, 3 are
+	// before-handle, after-begin, after the read, after-write): consumer-2
+	// takes the next message, finds no state row for the order (consumer-1's
+	// is not committed), and its insert of one waits for consumer-1's lock;
+	// consumer-1 commits, consumer-2 wakes to find the row there: a
+	// conflict, so it nacks, and the retry succeeds.
 	w := model.Workload{
 		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"sku":"a","qty":1}`)},
 		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"sku":"b","qty":1}`)},
 	}.Number()
-	plan := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Concurrent, At: 2}}}
-	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: w, Plan: plan}))
+	plan := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Concurrent, At: 3}}}
+	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: strategy(t, naive.Name), Workload: w, Plan: plan, ReadsPreempt: true}))
 	require.NoError(t, err)
 	var seq []string
 	for _, e := range evs {
 		switch e.Kind {
-		case histories.Deliver, histories.Commit, histories.Abort, histories.Switch, histories.Nack:
+		case histories.Deliver, histories.Commit, histories.Abort, histories.Switch, histories.Nack, histories.Wait, histories.Wake:
 			seq = append(seq, e.Process+" "+string(e.Kind))
 		}
 	}
 	require.Equal(t, []string{
-		"consumer-1 deliver", "consumer-1 switch", "consumer-2 deliver", "consumer-2 abort",
-		"consumer-2 nack", "consumer-1 commit", "consumer-2 deliver", "consumer-2 commit",
+		"consumer-1 deliver", "consumer-1 switch", "consumer-2 deliver", "consumer-2 wait", "consumer-1 commit",
+		"consumer-2 wake", "consumer-2 abort", "consumer-2 nack", "consumer-1 deliver", "consumer-1 commit",
 	}, seq)
 	require.Equal(t, `{"confirmed":false,"lines":{"a":1,"b":1}}`, evs[len(evs)-1].State.String())
 }

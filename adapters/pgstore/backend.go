@@ -39,5 +39,6 @@ func (b Backend) Open(o adapters.StoreOptions) (adapters.Store, error) {
 	}
 	// A process may hold a transaction while the harness reads with another.
 	conns := int32(2 * (max(o.Processes, 4) + 1))
-	return Open(context.Background(), dsn, Options{Keep: b.Keep, DDL: o.DDL, MaxConns: conns})
+	return Open(context.Background(), dsn, Options{Keep: b.Keep, DDL: o.DDL, MaxConns: conns,
+		Isolation: o.Isolation, LockTimeout: o.LockWait, LockConflicts: o.LockConflicts})
 }

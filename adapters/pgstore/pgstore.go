@@ -9,17 +9,22 @@
 // insert, INSERT ... ON CONFLICT DO UPDATE for an upsert. A table no
 // declaration names lives in a generic table of keys and values.
 //
-// Transactions run at the REPEATABLE READ isolation level (snapshot
-// isolation; the snapshot is taken when the transaction begins), with a
-// short lock_timeout: the semantics of the in-memory store, so that a plan
-// gives the same verdict on both. Two kinds of failure are conflicts a real
-// consumer retries (the harness nacks the delivery): serialization failures
-// (40001), when a transaction writes a row changed since its snapshot, and
-// lock timeouts (55P03) or deadlocks (40P01), when it writes a row another
-// open transaction has written. The short lock timeout matters: the harness
-// runs one process at a time, so a transaction waiting for a lock held by a
-// parked process would wait forever; instead it fails at once, and the
-// outcome stays a function of the schedule. A crash closes the
+// Transactions run at the isolation level they ask for, by default the
+// store's (Options.Isolation, read committed unless set), with no lock
+// timeout unless one is set: PostgreSQL's own behaviour. Serialization
+// failures (40001) and deadlocks (40P01) are conflicts a real consumer
+// retries (adapters.ErrConflict; the harness nacks the delivery).
+//
+// Under the harness's scheduler (SetLockScheduler) one process runs at a
+// time, so a statement that waits for a row lock held by a parked process
+// would wait forever. Each statement therefore runs beside the task: when
+// it has not returned within a moment, the store asks the server whom it
+// waits for (pg_blocking_pids), parks the task as blocked on that
+// transaction, and lets the scheduler run the others; the holder's commit
+// or rollback makes the task runnable again, and the server hands it the
+// lock. A wait that closes a cycle is a deadlock: the store cancels the
+// statement of the cycle's first waiter, as PostgreSQL's own detector
+// would, before PostgreSQL's deadlock_timeout runs out. A crash closes the
 // transaction's connection, so the server aborts what was open.
 //
 // Inserting a key that exists is a unique violation (ErrExists), with
@@ -45,9 +50,10 @@ import (
 	"github.com/oncecheck/oncecheck/adapters/strategykit"
 )
 
-// LockTimeout is how long a transaction waits for a row lock before the
-// write fails as a conflict.
-const LockTimeout = 100 * time.Millisecond
+// legacyLockTimeout is the lock timeout of a store with
+// Options.LockConflicts: long enough for the server to notice the lock,
+// short enough to fail "at once".
+const legacyLockTimeout = 100 * time.Millisecond
 
 // Options configure a Store.
 type Options struct {
@@ -64,6 +70,14 @@ type Options struct {
 	// (see adapters.Strategy.SQLSchema). With DDL, the declared tables of
 	// strategykit.Tables are not created: every key-value table is generic.
 	DDL string
+	// Isolation is the level of transactions that ask for none (default
+	// read committed).
+	Isolation adapters.Isolation
+	// LockTimeout, if set, is the lock_timeout of every transaction.
+	LockTimeout time.Duration
+	// LockConflicts runs as histories before format 1.3 did (see
+	// adapters.StoreOptions.LockConflicts).
+	LockConflicts bool
 }
 
 // Store is a PostgreSQL backend in a schema of its own.
@@ -74,6 +88,11 @@ type Store struct {
 	keep    bool
 	timeout time.Duration
 	tables  map[string]statements // of the declared tables
+
+	level         adapters.Isolation
+	lockTimeout   time.Duration
+	lockConflicts bool
+	locks         lockWaits
 }
 
 // statements are the SQL of one table's operations. The key is $1 and the
@@ -151,7 +170,11 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		_, _ = rand.Read(b[:]) // a name unique across processes; it never reaches a run
 		o.Schema = fmt.Sprintf("oncecheck_%x_%d", b, schemas.Add(1))
 	}
-	s := &Store{pool: pool, schema: o.Schema, keep: o.Keep, timeout: o.Timeout, tables: map[string]statements{}}
+	s := &Store{pool: pool, schema: o.Schema, keep: o.Keep, timeout: o.Timeout, tables: map[string]statements{},
+		level: o.Isolation.Or(adapters.ReadCommitted), lockTimeout: o.LockTimeout, lockConflicts: o.LockConflicts}
+	if o.LockConflicts {
+		s.level, s.lockTimeout = adapters.RepeatableRead, legacyLockTimeout
+	}
 	s.table = pgx.Identifier{o.Schema, "kv"}.Sanitize()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
@@ -231,27 +254,54 @@ func (s *Store) ctx() (context.Context, context.CancelFunc) {
 }
 
 // Begin implements adapters.Store.
-func (s *Store) Begin() (adapters.StoreTx, error) {
+func (s *Store) Begin(o adapters.TxOptions) (adapters.StoreTx, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, classify(err)
 	}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	opts := pgx.TxOptions{IsoLevel: isoLevel(o.Isolation.Or(s.level))}
+	if o.ReadOnly || o.Deferrable {
+		opts.AccessMode = pgx.ReadOnly
+	}
+	if o.Deferrable {
+		opts.DeferrableMode = pgx.Deferrable
+	}
+	tx, err := conn.BeginTx(ctx, opts)
 	if err != nil {
 		conn.Release()
 		return nil, classify(err)
 	}
-	// SET takes no snapshot; the SELECT pins it at the beginning, as the
-	// in-memory store does. Unqualified names resolve to the schema.
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'; SET LOCAL search_path TO %s; SELECT 1",
-		LockTimeout.Milliseconds(), pgx.Identifier{s.schema}.Sanitize())); err != nil {
+	// Unqualified names resolve to the schema. SET takes no snapshot: a
+	// repeatable-read snapshot is taken at the first statement, as in
+	// any PostgreSQL transaction (but at Begin for LockConflicts, as
+	// histories before 1.3 ran).
+	setup := "SET LOCAL search_path TO " + pgx.Identifier{s.schema}.Sanitize()
+	if s.lockTimeout > 0 {
+		setup += fmt.Sprintf("; SET LOCAL lock_timeout = '%dms'", s.lockTimeout.Milliseconds())
+	}
+	if s.lockConflicts {
+		setup += "; SELECT 1"
+	}
+	if _, err := tx.Exec(ctx, setup); err != nil {
 		_ = tx.Rollback(ctx)
 		conn.Release()
 		return nil, classify(err)
 	}
-	return &Tx{s: s, conn: conn, tx: tx}, nil
+	t := &Tx{s: s, conn: conn, tx: tx, pid: conn.Conn().PgConn().PID()}
+	s.locks.opened(t)
+	return t, nil
+}
+
+func isoLevel(l adapters.Isolation) pgx.TxIsoLevel {
+	switch l {
+	case adapters.RepeatableRead:
+		return pgx.RepeatableRead
+	case adapters.Serializable:
+		return pgx.Serializable
+	}
+	return pgx.ReadCommitted
 }
 
 // Reset implements adapters.Store: it empties every table of the schema.
@@ -306,8 +356,10 @@ type Tx struct {
 	s      *Store
 	conn   *pgxpool.Conn
 	tx     pgx.Tx
+	pid    uint32 // the server process of its connection
 	writes []string
 	done   bool
+	victim bool // chosen as a deadlock's victim while it waited
 }
 
 var (
@@ -361,7 +413,7 @@ func (t *Tx) get(table, key, sql string) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	var v []byte
-	err = t.tx.QueryRow(ctx, sql, args...).Scan(&v)
+	err = t.statement(ctx, cancel, table+"/"+key, func(ctx context.Context) error { return t.tx.QueryRow(ctx, sql, args...).Scan(&v) })
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -381,7 +433,11 @@ func (t *Tx) exec(table, key string, value []byte, withValue bool, sql string) (
 	}
 	ctx, cancel := t.s.ctx()
 	defer cancel()
-	tag, err := t.tx.Exec(ctx, sql, args...)
+	var tag pgconn.CommandTag
+	err = t.statement(ctx, cancel, table+"/"+key, func(ctx context.Context) (err error) {
+		tag, err = t.tx.Exec(ctx, sql, args...)
+		return err
+	})
 	if err != nil {
 		return tag, classify(err)
 	}
@@ -439,14 +495,18 @@ func (t *Tx) rows(table, sql string) ([]adapters.Row, error) {
 	if t.s.sql(table).generic {
 		args = []any{table}
 	}
-	rows, err := t.tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, classify(err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (adapters.Row, error) {
-		var row adapters.Row
-		err := r.Scan(&row.Key, &row.Value)
-		return row, err
+	var out []adapters.Row
+	err := t.statement(ctx, cancel, "table "+table, func(ctx context.Context) error {
+		rows, err := t.tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (adapters.Row, error) {
+			var row adapters.Row
+			err := r.Scan(&row.Key, &row.Value)
+			return row, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, classify(err)
@@ -467,6 +527,7 @@ func (t *Tx) Commit() error {
 	}
 	t.done = true
 	defer t.conn.Release()
+	defer t.s.locks.ended(t)
 	ctx, cancel := t.s.ctx()
 	defer cancel()
 	if err := t.tx.Commit(ctx); err != nil {
@@ -483,6 +544,7 @@ func (t *Tx) Rollback() error {
 	}
 	t.done = true
 	defer t.conn.Release()
+	defer t.s.locks.ended(t)
 	ctx, cancel := t.s.ctx()
 	defer cancel()
 	if err := t.tx.Rollback(ctx); err != nil {
@@ -502,9 +564,10 @@ func (t *Tx) Abort() error {
 		return nil
 	}
 	t.done = true
+	defer t.s.locks.ended(t)
 	ctx, cancel := t.s.ctx()
 	defer cancel()
-	pid := t.conn.Conn().PgConn().PID()
+	pid := t.pid
 	err := t.conn.Conn().Close(ctx)
 	t.conn.Release() // the pool drops a closed connection
 	if err != nil {
@@ -528,6 +591,9 @@ func (t *Tx) Abort() error {
 
 // classify maps a pgx error to the harness's vocabulary.
 func classify(err error) error {
+	if errors.Is(err, adapters.ErrConflict) || errors.Is(err, adapters.ErrBackend) {
+		return err // classified already (a deadlock's victim, a failed lock check)
+	}
 	if errors.Is(err, pgx.ErrTxCommitRollback) {
 		// A commit of a transaction that a conflict had aborted.
 		return fmt.Errorf("%w: %v", adapters.ErrConflict, err)

@@ -28,7 +28,9 @@ func open(t *testing.T, o Options) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) adapters.Store { return open(t, Options{}) })
+	storetest.Run(t, func(t *testing.T, o adapters.StoreOptions) adapters.Store {
+		return open(t, Options{Isolation: o.Isolation, LockTimeout: o.LockWait, LockConflicts: o.LockConflicts})
+	})
 }
 
 func schemaExists(t *testing.T, name string) bool {
@@ -45,11 +47,11 @@ func TestEachStoreHasItsOwnSchemaDroppedOnClose(t *testing.T) {
 	require.NoError(t, err)
 	b := open(t, Options{})
 	require.NotEqual(t, a.Schema(), b.Schema())
-	tx, err := a.Begin()
+	tx, err := a.Begin(adapters.TxOptions{})
 	require.NoError(t, err)
 	require.NoError(t, tx.Put("t", "k", []byte("a's")))
 	require.NoError(t, tx.Commit())
-	tx, err = b.Begin()
+	tx, err = b.Begin(adapters.TxOptions{})
 	require.NoError(t, err)
 	_, ok, err := tx.Get("t", "k")
 	require.NoError(t, err)
@@ -77,7 +79,7 @@ func TestUnreachableServerIsABackendFailure(t *testing.T) {
 
 func TestAbortClosesTheConnection(t *testing.T) {
 	s := open(t, Options{})
-	tx, err := s.Begin()
+	tx, err := s.Begin(adapters.TxOptions{})
 	require.NoError(t, err)
 	require.NoError(t, tx.Put("t", "k", []byte("v")))
 	pid := tx.(*Tx).conn.Conn().PgConn().PID()
@@ -113,7 +115,7 @@ func TestDeclaredTablesAreTablesOfTheirOwn(t *testing.T) {
 			require.Equal(t, want, typ, spec.Name)
 		}
 	}
-	tx, err := s.Begin()
+	tx, err := s.Begin(adapters.TxOptions{})
 	require.NoError(t, err)
 	require.NoError(t, strategykit.PutCounter(tx, strategykit.VersionTable, "o1", 7))
 	require.NoError(t, strategykit.SaveState(tx, "o1", []byte(`{"lines":{}}`)))

@@ -19,8 +19,13 @@ import (
 // Env is implemented by the Env of the pg backend.
 type Env interface {
 	adapters.Env
-	// BeginSQL opens a pgx transaction through the harness.
+	// BeginSQL opens a pgx transaction through the harness, at the run's
+	// isolation level.
 	BeginSQL() (pgx.Tx, error)
+	// BeginSQLTx opens a pgx transaction through the harness with the
+	// options a service passes to pgx (isolation level, access mode,
+	// deferrable mode).
+	BeginSQLTx(o pgx.TxOptions) (pgx.Tx, error)
 }
 
 // ErrNotSQL is returned by Begin and Tx on a backend without SQL.
@@ -34,6 +39,17 @@ func Begin(env adapters.Env) (pgx.Tx, error) {
 		return nil, ErrNotSQL
 	}
 	return e.BeginSQL()
+}
+
+// BeginTx opens a pgx transaction on env with the given options, as
+// pgx.Conn.BeginTx does in the service's own code, or returns ErrNotSQL
+// when env's backend has no SQL.
+func BeginTx(env adapters.Env, o pgx.TxOptions) (pgx.Tx, error) {
+	e, ok := env.(Env)
+	if !ok {
+		return nil, ErrNotSQL
+	}
+	return e.BeginSQLTx(o)
 }
 
 // Tx returns the pgx transaction behind a Tx of the pg backend (the one

@@ -7,6 +7,7 @@ package strategykit
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/oncecheck/oncecheck/adapters"
@@ -23,16 +24,24 @@ const OutboxTable = "outbox"
 
 // LoadState reads an aggregate's state from StateTable, or the model's
 // initial state when the aggregate has none yet. The read takes the row's
-// write lock (GetForUpdate): the state is read to be changed.
+// write lock (GetForUpdate): the state is read to be changed. An aggregate
+// with no row has nothing to lock: SaveState of its first state is then a
+// lost update at read committed if another transaction creates the row
+// meanwhile; Apply creates it with Insert instead.
 func LoadState(tx adapters.Tx, m model.Model, aggregate string) (model.State, error) {
+	st, _, err := loadState(tx, m, aggregate)
+	return st, err
+}
+
+func loadState(tx adapters.Tx, m model.Model, aggregate string) (model.State, bool, error) {
 	v, ok, err := tx.GetForUpdate(StateTable, aggregate)
 	if err != nil {
-		return nil, fmt.Errorf("load state of %s: %w", aggregate, err)
+		return nil, false, fmt.Errorf("load state of %s: %w", aggregate, err)
 	}
 	if !ok {
-		return m.Initial(aggregate), nil
+		return m.Initial(aggregate), false, nil
 	}
-	return model.State(v), nil
+	return model.State(v), true, nil
 }
 
 // SaveState writes an aggregate's state into StateTable.
@@ -44,9 +53,14 @@ func SaveState(tx adapters.Tx, aggregate string, s model.State) error {
 }
 
 // Apply loads the state of msg's aggregate, applies msg with the model, and
-// saves the new state, all in tx. It returns the model's outputs.
+// saves the new state, all in tx. It returns the model's outputs. The
+// state's row is locked from the read on; an aggregate's first state is
+// created with Insert, so that two transactions that both found no row
+// cannot both write one: the second fails with adapters.ErrConflict (at
+// read committed, after waiting for the first), as the service's INSERT
+// would with a unique violation.
 func Apply(tx adapters.Tx, m model.Model, msg model.Message) (model.Outputs, error) {
-	st, err := LoadState(tx, m, msg.Aggregate)
+	st, exists, err := loadState(tx, m, msg.Aggregate)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +68,17 @@ func Apply(tx adapters.Tx, m model.Model, msg model.Message) (model.Outputs, err
 	if err != nil {
 		return nil, err
 	}
-	if err := SaveState(tx, msg.Aggregate, next); err != nil {
+	if exists {
+		err = SaveState(tx, msg.Aggregate, next)
+	} else {
+		err = tx.Insert(StateTable, msg.Aggregate, next)
+		if errors.Is(err, adapters.ErrExists) {
+			err = fmt.Errorf("%w: the state of %s was created by another transaction meanwhile", adapters.ErrConflict, msg.Aggregate)
+		} else if err != nil {
+			err = fmt.Errorf("save state of %s: %w", msg.Aggregate, err)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return outs, nil

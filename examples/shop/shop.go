@@ -180,16 +180,21 @@ func (h handler) Handle(env adapters.Env, msg model.Message) error {
 			return env.Ack() // a duplicate: its events are in the outbox or out
 		}
 	}
+	// The cart's row must exist to be locked: SELECT ... FOR UPDATE of a
+	// missing row locks nothing, and two first commands to a cart would
+	// then both write it, the second overwriting the first (a lost update
+	// at read committed, PostgreSQL's default). The insert waits for a
+	// racing one and then does nothing.
+	if _, err := tx.Exec(ctx, `INSERT INTO carts (cart_id, state) VALUES ($1, '{"items":{}}') ON CONFLICT DO NOTHING`, msg.Aggregate); err != nil {
+		return err
+	}
 	cart := Cart{Items: map[string]int{}}
 	var state string
-	switch err := tx.QueryRow(ctx, `SELECT state FROM carts WHERE cart_id = $1 FOR UPDATE`, msg.Aggregate).Scan(&state); {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
+	if err := tx.QueryRow(ctx, `SELECT state FROM carts WHERE cart_id = $1 FOR UPDATE`, msg.Aggregate).Scan(&state); err != nil {
 		return err
-	default:
-		if err := json.Unmarshal([]byte(state), &cart); err != nil {
-			return fmt.Errorf("cart %s: %w", msg.Aggregate, err)
-		}
+	}
+	if err := json.Unmarshal([]byte(state), &cart); err != nil {
+		return fmt.Errorf("cart %s: %w", msg.Aggregate, err)
 	}
 	cart, events, err := decide(cart, msg)
 	if err != nil {
@@ -199,8 +204,7 @@ func (h handler) Handle(env adapters.Env, msg model.Message) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO carts (cart_id, state) VALUES ($1, $2)
-		ON CONFLICT (cart_id) DO UPDATE SET state = excluded.state`, msg.Aggregate, string(b)); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE carts SET state = $2 WHERE cart_id = $1`, msg.Aggregate, string(b)); err != nil {
 		return err
 	}
 	for i, ev := range events {
