@@ -156,10 +156,10 @@ func Replay(h *histories.History, o ReplayOptions) (*histories.History, checkers
 		Downstream: checkers.Downstream(h.Header.Downstream), FreeRunning: h.Header.FreeRunning,
 		ReadsNotPreempted: !h.Header.ReadsPreempt,
 		Isolation:         adapters.Isolation(h.Header.IsolationLevel()),
-		LockConflicts:     h.Header.LockConflicts(),
+		Format12:          h.Header.Before13(),
 	}
 	if o.Isolation != "" {
-		cfg.Isolation, cfg.LockConflicts = o.Isolation, false
+		cfg.Isolation, cfg.Format12 = o.Isolation, false
 	}
 	t, err := campaign.New(cfg)
 	if err != nil {

@@ -68,6 +68,10 @@ type Spec struct {
 	// on PostgreSQL, their transactions meet as in production. A failure
 	// is then not reproducible by seed; its saved history is the evidence.
 	FreeRunning bool
+	// Isolation is the transactions' isolation level (default read
+	// committed, PostgreSQL's; a handler may ask for its own with
+	// Env.BeginTx or sqlenv.BeginTx).
+	Isolation adapters.Isolation
 }
 
 // Verify checks, in a test, that a handler is exactly-once: it generates
@@ -105,7 +109,7 @@ func Verify(t TB, spec Spec) {
 	tester, err := campaign.New(campaign.Config{
 		Model: spec.Model, Strategy: spec.Strategy, Backend: spec.Backend, Faults: spec.Faults,
 		MaxMessages: spec.MaxMessages, MaxFaults: spec.MaxFaults,
-		Downstream: spec.Downstream, FreeRunning: spec.FreeRunning,
+		Downstream: spec.Downstream, FreeRunning: spec.FreeRunning, Isolation: spec.Isolation,
 	})
 	if err != nil {
 		failOrSkip(t, err)

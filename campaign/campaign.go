@@ -83,11 +83,12 @@ type Config struct {
 	// (PostgreSQL's lock_timeout) before it fails with a conflict; by
 	// default it waits until the holder ends.
 	LockTimeout time.Duration
-	// LockConflicts runs as histories before format 1.3 did: at
-	// repeatable read, with a write that meets a row lock failing at once
-	// (adapters.StoreOptions.LockConflicts). Only a replay of such a
-	// history wants it.
-	LockConflicts bool
+	// Format12 runs as histories of format 1.2 and before ran: at
+	// repeatable read, a write that meets a row lock failing at once
+	// (adapters.StoreOptions.LockConflicts), and a lease that expires as
+	// its copy is delivered (sim.Config.LeaseExpiresAtDelivery). Only a
+	// replay of such a history wants it.
+	Format12 bool
 }
 
 func (c *Config) defaults() {
@@ -109,7 +110,7 @@ func (c *Config) defaults() {
 	if c.Downstream == "" {
 		c.Downstream = checkers.DownstreamDedupByID
 	}
-	if c.LockConflicts {
+	if c.Format12 {
 		c.Isolation = adapters.RepeatableRead
 	}
 }
@@ -173,7 +174,7 @@ func New(cfg Config) (*Tester, error) {
 		return nil, fmt.Errorf("strategy %s does not apply to model %s: %w", s.Name, m.Name(), err)
 	}
 	opts := adapters.StoreOptions{DDL: s.SQLSchema, Processes: max(cfg.Consumers, 4),
-		Isolation: cfg.Isolation, LockWait: cfg.LockTimeout, LockConflicts: cfg.LockConflicts}
+		Isolation: cfg.Isolation, LockWait: cfg.LockTimeout, LockConflicts: cfg.Format12}
 	t := &Tester{cfg: cfg, model: m, stores: storePool{backend: cfg.Backend, opts: opts}}
 	// The first store is opened now, so that a backend that cannot serve
 	// says so before the campaign.
@@ -291,7 +292,7 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 		buffer = *b
 	}
 	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.cfg.Strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer,
-		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted}, nil)
+		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted, LeaseExpiresAtDelivery: t.cfg.Format12}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = histories.Inconclusive
@@ -331,7 +332,7 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 		Downstream: string(t.cfg.Downstream), Faults: slices.Clone(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
 		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted, Isolation: string(t.cfg.Isolation),
 	}
-	if t.cfg.LockConflicts {
+	if t.cfg.Format12 {
 		// It ran as format 1.2 did, and says so: a replay must too.
 		h.Version, h.Isolation = "1.2", ""
 	}

@@ -52,6 +52,9 @@ type MatrixOptions struct {
 	// Parallel is the number of cells run at once (default: the number of
 	// CPUs).
 	Parallel int
+	// Isolation is the isolation level of every cell (default read
+	// committed).
+	Isolation adapters.Isolation
 	// Progress, when set, is called after each cell.
 	Progress func(done, total int, c Cell)
 }
@@ -86,6 +89,7 @@ type Cell struct {
 type Matrix struct {
 	Model      string   `json:"model"`
 	Backend    string   `json:"backend"`
+	Isolation  string   `json:"isolation"`
 	Seed       uint64   `json:"seed"`
 	Runs       int      `json:"runs_per_cell"`
 	Strategies []string `json:"strategies"`
@@ -141,7 +145,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 	for i, s := range o.Strategies {
 		names[i] = s.Name
 	}
-	mx := &Matrix{Model: o.Model.Name(), Backend: o.Backend.Name(), Seed: o.Seed, Runs: o.Runs, Strategies: names, Columns: o.Columns}
+	mx := &Matrix{Model: o.Model.Name(), Backend: o.Backend.Name(), Isolation: string(o.Isolation.Or(adapters.ReadCommitted)), Seed: o.Seed, Runs: o.Runs, Strategies: names, Columns: o.Columns}
 	type job struct {
 		index    int
 		strategy adapters.Strategy
@@ -204,7 +208,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 
 func runCell(ctx context.Context, o MatrixOptions, strategy adapters.Strategy, column string, kinds []faults.Kind) (Cell, error) {
 	c := Cell{Strategy: strategy.Name, Fault: column, Anomalies: []histories.Anomaly{}}
-	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages})
+	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages, Isolation: o.Isolation})
 	if err != nil {
 		var unsupported *adapters.UnsupportedError
 		if errors.As(err, &unsupported) {

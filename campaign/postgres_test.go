@@ -17,29 +17,39 @@ import (
 )
 
 // TestPostgresGivesTheVerdictsOfMemory runs the whole matrix of every
-// model on both backends, with the same seeds and fewer runs per cell, and
-// requires the same cells: verdict, anomalies and the run that found them.
+// model on both backends, at every isolation level, with the same seeds
+// and fewer runs per cell (fewer still at the levels other than the
+// default), and requires the same cells: verdict, anomalies and the run
+// that found them.
 func TestPostgresGivesTheVerdictsOfMemory(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	if testing.Short() {
 		t.Skip("heavy: make test runs it in its second step, without -race and -short")
 	}
-	for _, name := range builtin.ModelNames() {
-		t.Run(name, func(t *testing.T) {
-			o := MatrixOptions{Model: mdl(name), Runs: 12, Seed: 1, Out: t.TempDir()}
-			mem, err := RunMatrix(context.Background(), o)
-			require.NoError(t, err)
-			o.Backend = pgstore.Backend{DSN: dsn}
-			pg, err := RunMatrix(context.Background(), o)
-			require.NoError(t, err)
-			require.Equal(t, len(mem.Cells), len(pg.Cells))
-			for i, m := range mem.Cells {
-				p := pg.Cells[i]
-				require.Equal(t, m.Summary(), p.Summary(), "%s/%s", m.Strategy, m.Fault)
-				require.Equal(t, m.RunsToFailure, p.RunsToFailure, "%s/%s", m.Strategy, m.Fault)
-				require.NotEqual(t, histories.Inconclusive, p.Verdict, p.Reason)
-			}
-		})
+	for _, level := range adapters.Isolations() {
+		for _, name := range builtin.ModelNames() {
+			t.Run(string(level)+"/"+name, func(t *testing.T) { samePostgresMatrix(t, dsn, level, name) })
+		}
+	}
+}
+
+func samePostgresMatrix(t *testing.T, dsn string, level adapters.Isolation, name string) {
+	runs := 12
+	if level != adapters.ReadCommitted {
+		runs = 4
+	}
+	o := MatrixOptions{Model: mdl(name), Runs: runs, Seed: 1, Out: t.TempDir(), Isolation: level}
+	mem, err := RunMatrix(context.Background(), o)
+	require.NoError(t, err)
+	o.Backend = pgstore.Backend{DSN: dsn}
+	pg, err := RunMatrix(context.Background(), o)
+	require.NoError(t, err)
+	require.Equal(t, len(mem.Cells), len(pg.Cells))
+	for i, m := range mem.Cells {
+		p := pg.Cells[i]
+		require.Equal(t, m.Summary(), p.Summary(), "%s/%s", m.Strategy, m.Fault)
+		require.Equal(t, m.RunsToFailure, p.RunsToFailure, "%s/%s", m.Strategy, m.Fault)
+		require.NotEqual(t, histories.Inconclusive, p.Verdict, p.Reason)
 	}
 }
 

@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -71,7 +72,7 @@ func TestReadsArePreemptionPoints(t *testing.T) {
 		require.NoError(t, err)
 		var found []int
 		for at := range 30 {
-			p := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired}, {Kind: faults.Concurrent, At: at}}}
+			p := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.Duplicate}, {Kind: faults.Concurrent, At: at}}}
 			_, res, err := tester.Execute(Case{Workload: w, Plan: p}, 1)
 			require.NoError(t, err)
 			if res.Verdict == histories.Violation {
@@ -83,4 +84,21 @@ func TestReadsArePreemptionPoints(t *testing.T) {
 	}
 	require.Equal(t, []int{2, 3}, finds(false), "after the check's read, and after the act's Begin")
 	require.Equal(t, []int{2}, finds(true), "format 1.1: after the act's Begin only")
+}
+
+// TestCheckThenActIsFound: campaigns of 300 runs with the fault kinds that
+// make a second copy meet the first (competing consumers, redeliveries and
+// leases that expire mid-attempt, re-issues, reorders) find the
+// check-then-act race as a duplicate with every seed tried here (20 of 20
+// seeds in docs/benchmarks.md).
+func TestCheckThenActIsFound(t *testing.T) {
+	tester, err := New(Config{Strategy: checkThenActStrategy,
+		Faults: []faults.Kind{faults.Concurrent, faults.Redelivery, faults.Reissue, faults.Reorder}})
+	require.NoError(t, err)
+	for seed := uint64(1000); seed <= 5000; seed += 1000 {
+		rep, err := tester.Search(context.Background(), SearchOptions{Runs: 300, Seed: seed, Out: t.TempDir(), NoShrink: true})
+		require.NoError(t, err)
+		require.Equal(t, histories.Violation, rep.Verdict, "seed %d", seed)
+		require.Equal(t, histories.Duplicate, rep.Result.Primary(), "seed %d: %v", seed, rep.Result.Findings)
+	}
 }

@@ -145,8 +145,10 @@ type Fault struct {
 	// Index selects which publish (0-based) for publish points and publish
 	// failures, which write for AfterWrite (Generator always picks the
 	// first; exhaustive mode tries each), how far behind the head the
-	// reordered copy is (1..ReorderWindow), or which workload message is
-	// re-issued.
+	// reordered copy is (1..ReorderWindow), which workload message is
+	// re-issued, or at which scheduling point of its attempt (0-based) a
+	// lease expires (format 1.3; before, a lease expired as its copy was
+	// delivered).
 	Index int `json:"index,omitempty"`
 }
 
@@ -168,7 +170,7 @@ func (f Fault) String() string {
 		case Duplicate:
 			return fmt.Sprintf("broker duplicates the copy of delivery #%d", f.At+1)
 		case LeaseExpired:
-			return fmt.Sprintf("lease of delivery #%d expires while it is handled: redelivered, late ack refused", f.At+1)
+			return fmt.Sprintf("lease of delivery #%d expires at its step %d: another consumer gets the copy at once, the late ack is refused", f.At+1, f.Index+1)
 		}
 		return fmt.Sprintf("ack of delivery #%d lost: redelivered", f.At+1)
 	case Reorder:
@@ -221,6 +223,22 @@ func (p Plan) Redelivery(at int) string {
 		}
 	}
 	return ""
+}
+
+// LeaseSteps bounds the scheduling point of an attempt at which a
+// generated lease expires: the points of a handler's check, its
+// transaction and its publishes.
+const LeaseSteps = 10
+
+// LeaseExpiry returns the scheduling point of the at-th delivery's attempt
+// at which its lease expires, if a lease-expired redelivery hits it.
+func (p Plan) LeaseExpiry(at int) (step int, ok bool) {
+	for _, f := range p.Faults {
+		if f.Kind == Redelivery && f.At == at && f.Variant == LeaseExpired {
+			return f.Index, true
+		}
+	}
+	return 0, false
 }
 
 // LosesAck reports whether the ack of the at-th delivery is lost.
@@ -362,7 +380,8 @@ type Options struct {
 
 // Generator returns a rapid generator of plans. Plans shrink toward fewer
 // faults placed earlier. A plan runs two consumers when Concurrent is among
-// the kinds it draws from (with Swarm, the subset drawn for that plan).
+// the kinds it draws from (with Swarm, the subset drawn for that plan), or
+// when it has a lease that expires.
 func Generator(o Options) *rapid.Generator[Plan] {
 	deliveries := max(o.Deliveries, 1)
 	messages := max(o.Messages, 1)
@@ -396,6 +415,9 @@ func Generator(o Options) *rapid.Generator[Plan] {
 			f.At = rapid.IntRange(0, deliveries-1).Draw(t, "at")
 			if v := rapid.SampledFrom(variants[Redelivery]).Draw(t, "variant"); v != AckLost {
 				f.Variant = v
+			}
+			if f.Variant == LeaseExpired {
+				f.Index = rapid.IntRange(0, LeaseSteps-1).Draw(t, "step")
 			}
 		case PublishFailure:
 			f.Process = process(t)
@@ -431,6 +453,13 @@ func Generator(o Options) *rapid.Generator[Plan] {
 			return faultOf(t, pick(t, kinds, weights))
 		})
 		p.Faults = rapid.SliceOfN(fault, 0, o.MaxFaults).Draw(t, "faults")
+		for _, f := range p.Faults {
+			if f.Kind == Redelivery && f.Variant == LeaseExpired {
+				// An expired lease hands the copy to another consumer
+				// while the first still works on it.
+				p.Consumers = 2
+			}
+		}
 		return p
 	})
 }

@@ -59,7 +59,7 @@ type Header struct {
 	// ("read-committed", "repeatable-read" or "serializable"; format 1.3,
 	// where a write that meets a row lock waits for it). Histories before
 	// 1.3 have none: they ran at repeatable read, and a write that met a
-	// lock failed at once (see LockConflicts).
+	// lock failed at once (see Before13).
 	Isolation string `json:"isolation,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
@@ -384,11 +384,12 @@ func Save(h *History, dir, name string) (string, error) {
 	return final, nil
 }
 
-// LockConflicts reports whether the history ran before format 1.3, when a
-// write that met a row lock failed at once with a conflict instead of
-// waiting, and a repeatable-read snapshot was taken at the transaction's
-// begin: a replay must run the same way.
-func (h Header) LockConflicts() bool {
+// Before13 reports whether the history ran before format 1.3, when a write
+// that met a row lock failed at once with a conflict instead of waiting, a
+// repeatable-read snapshot was taken at the transaction's begin, and an
+// expiring lease expired as its copy was delivered: a replay must run the
+// same way.
+func (h Header) Before13() bool {
 	major, minor, _ := strings.Cut(h.Version, ".")
 	m, _ := strconv.Atoi(minor)
 	return major == "1" && m < 3
@@ -400,7 +401,7 @@ func (h Header) IsolationLevel() string {
 	switch {
 	case h.Isolation != "":
 		return h.Isolation
-	case h.LockConflicts():
+	case h.Before13():
 		return "repeatable-read"
 	}
 	return "read-committed"

@@ -53,9 +53,12 @@ type env struct {
 	msg     model.Message
 
 	acked, nacked, leaseExpired bool
-	passStart                   int // runner.finished when a dispatcher pass began
-	publishes, writes           int
-	open                        []*tx
+	// leaseAt is the scheduling point of the attempt at which its lease
+	// expires (-1: it does not); step counts the attempt's points.
+	leaseAt, step     int
+	passStart         int // runner.finished when a dispatcher pass began
+	publishes, writes int
+	open              []*tx
 	// publishFailed holds the publish indexes at which a planned publish
 	// failure has struck this attempt: a fault hits one publish call, so a
 	// retry of the same publish reaches the broker.
@@ -93,6 +96,7 @@ func (e *env) boundary(p faults.Point, index int) {
 // run it only counts the boundary: tasks run in parallel.
 func (e *env) yield() {
 	r := e.r
+	e.leaseStep()
 	if r.free {
 		r.boundaries++
 		return
@@ -115,6 +119,33 @@ func (e *env) yield() {
 	case <-t.resume:
 	case <-r.kill:
 		runtime.Goexit()
+	}
+}
+
+// leaseStep counts a scheduling point of an attempt; the lease expires
+// here if the plan says so (or might, when exploring): the broker queues
+// the copy again at the head, and the holder is preempted, so that another
+// consumer takes it while the holder still works on it.
+func (e *env) leaseStep() {
+	if e.attempt == 0 || e.acked || e.nacked || e.leaseExpired {
+		return
+	}
+	step := e.step
+	e.step++
+	if !e.r.cfg.LeaseExpiresAtDelivery {
+		e.r.offer(faults.Fault{Kind: faults.Redelivery, At: e.at, Variant: faults.LeaseExpired, Index: step})
+	}
+	if step != e.leaseAt {
+		return
+	}
+	r := e.r
+	e.leaseExpired = true
+	delete(r.inflight, e.attempt)
+	r.queue = append([]model.Message{e.msg}, r.queue...)
+	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: e.attempt,
+		Detail: fmt.Sprintf("lease expires while the handler works (at its step %d): %s is queued again", step+1, e.msg.ID), Fault: string(faults.Redelivery)})
+	if !r.free && r.othersCanAct(e.proc) {
+		r.preempt, r.leaseSwitch = true, true
 	}
 }
 

@@ -64,6 +64,12 @@ type Config struct {
 	// is not a function of its seed: the history it records is the evidence.
 	FreeRunning bool
 	Consumers   int
+	// LeaseExpiresAtDelivery expires a lease-expired copy's lease as it is
+	// delivered, as histories of format 1.2 and before ran; otherwise the
+	// lease expires at the attempt's scheduling point the fault names, and
+	// the holder is preempted there: another consumer takes the copy while
+	// the first still works on it.
+	LeaseExpiresAtDelivery bool
 	// Events, when it has capacity, is the buffer the run records into
 	// (from its start; what it held is overwritten), so that a campaign
 	// can reuse the buffer of a history it dropped.
@@ -197,7 +203,10 @@ type runner struct {
 	procs   []*process
 	current *process
 	preempt bool
-	due     bool // a dispatcher pass is due
+	// leaseSwitch says the preemption is a lease's expiry, not a
+	// concurrent fault: the timeline says so.
+	leaseSwitch bool
+	due         bool // a dispatcher pass is due
 	// finished counts consumer attempts that ended; a dispatcher pass
 	// that began before the last of them may not have seen its outbox
 	// rows (its snapshot is older), so another pass is due.
@@ -418,9 +427,14 @@ func (r *runner) next() *process {
 			continue
 		}
 		if preempted && cur != nil && cur.task != nil {
-			r.record(histories.Event{Kind: histories.Switch, Process: cur.name, Attempt: cur.task.env.attempt, Pass: cur.task.env.pass,
-				Detail: "preempted: " + p.name + " runs", Fault: string(faults.Concurrent)})
+			ev := histories.Event{Kind: histories.Switch, Process: cur.name, Attempt: cur.task.env.attempt, Pass: cur.task.env.pass,
+				Detail: "preempted: " + p.name + " runs", Fault: string(faults.Concurrent)}
+			if r.leaseSwitch {
+				ev.Detail, ev.Fault = "its lease expired: "+p.name+" runs", string(faults.Redelivery)
+			}
+			r.record(ev)
 		}
+		r.leaseSwitch = false
 		return p
 	}
 	if cur != nil && r.canAct(cur) {
@@ -531,13 +545,20 @@ func (r *runner) deliver(p *process) {
 	r.record(ev)
 	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
 	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.Duplicate})
-	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.LeaseExpired})
+	if r.cfg.LeaseExpiresAtDelivery {
+		r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.LeaseExpired})
+	}
+	e.leaseAt = -1
 	switch r.cfg.Plan.Redelivery(at) {
 	case faults.Duplicate:
 		r.queue = append(r.queue, msg)
 		r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: attempt,
 			Detail: "broker duplicate: a second copy of " + msg.ID + " is queued", Fault: string(faults.Redelivery)})
 	case faults.LeaseExpired:
+		if !r.cfg.LeaseExpiresAtDelivery {
+			e.leaseAt, _ = r.cfg.Plan.LeaseExpiry(at)
+			break
+		}
 		e.leaseExpired = true
 		delete(r.inflight, attempt)
 		r.queue = append([]model.Message{msg}, r.queue...)

@@ -78,6 +78,8 @@ func flagFor(field string) string {
 		return "--max-faults"
 	case "FreeRunning":
 		return "--free-running"
+	case "LockTimeout":
+		return "--lock-timeout"
 	}
 	return "--" + strings.ToLower(field)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/catalogue"
@@ -26,6 +27,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		backend    = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
 		pgDSN      = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 		runs       = fs.Int("runs", 200, "runs per cell")
+		isolation  = fs.String("isolation", "read-committed", "transaction isolation level: read-committed (PostgreSQL's default), repeatable-read or serializable")
 		seed       = fs.Uint64("seed", 1, "seed of every cell (run i of a cell uses seed+i)")
 		out        = fs.String("out", "oncecheck-results", "directory for saved counterexamples")
 		format     = fs.String("format", "text", "output format: text, markdown or json")
@@ -74,7 +76,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	for _, m := range models {
 		mx, err := campaign.RunMatrix(ctx, campaign.MatrixOptions{
 			Model: m, Backend: b, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
-			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel,
+			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel, Isolation: adapters.Isolation(*isolation),
 			Progress: matrixProgress(stderr, m.Name()),
 		})
 		if uerr := asUsage(err); uerr != nil {
@@ -187,7 +189,7 @@ func cellText(c campaign.Cell) string {
 }
 
 func writeText(w io.Writer, mx *campaign.Matrix) {
-	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend)
+	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s, %s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation)
 	rows := [][]string{append([]string{"strategy"}, mx.Columns...)}
 	for _, s := range mx.Strategies {
 		row := []string{s}
@@ -231,7 +233,7 @@ func writeText(w io.Writer, mx *campaign.Matrix) {
 }
 
 func writeMarkdown(w io.Writer, mx *campaign.Matrix) {
-	fmt.Fprintf(w, "### %s\n\n%d runs per cell, seed %d, backend %s.\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend)
+	fmt.Fprintf(w, "### %s\n\n%d runs per cell, seed %d, backend %s, %s.\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation)
 	fmt.Fprintf(w, "| strategy | %s |\n|---|%s\n", strings.Join(mx.Columns, " | "), strings.Repeat("---|", len(mx.Columns)))
 	for _, s := range mx.Strategies {
 		cells := make([]string, 0, len(mx.Columns))

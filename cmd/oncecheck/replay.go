@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/report"
@@ -18,6 +19,7 @@ func replayCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout
 `, stdout)
 	strategy := fs.String("strategy", "", "run the plan on another strategy (default: the history's own)")
 	backend := fs.String("backend", "", "run on another backend: mem, or pg with $ONCECHECK_PG (default: the history's own)")
+	isolation := fs.String("isolation", "", "run at another isolation level: read-committed, repeatable-read or serializable (default: the history's own)")
 	verbose := fs.Bool("v", false, "print the explanation and timeline of a failing replay")
 	asJSON := fs.Bool("json", false, "print the outcome as one JSON object")
 	files, err := parse(fs, args)
@@ -31,7 +33,7 @@ func replayCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout
 	if err != nil {
 		return exitUsage, err
 	}
-	replayed, res, err := oncecheck.Replay(h, oncecheck.ReplayOptions{Catalogue: cat, Strategy: *strategy, Backend: *backend})
+	replayed, res, err := oncecheck.Replay(h, oncecheck.ReplayOptions{Catalogue: cat, Strategy: *strategy, Backend: *backend, Isolation: adapters.Isolation(*isolation)})
 	if uerr := asUsage(err); uerr != nil {
 		return exitUsage, usagef("%s: %v", files[0], uerr)
 	}

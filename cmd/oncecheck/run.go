@@ -42,6 +42,8 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		maxMessages  = fs.Int("max-messages", 8, "most logical messages per run")
 		maxFaults    = fs.Int("max-faults", 3, "most faults per run")
 		downstream   = fs.String("downstream", "dedup-by-id", "output-copy policy: dedup-by-id or none")
+		isolation    = fs.String("isolation", "read-committed", "transaction isolation level: read-committed (PostgreSQL's default), repeatable-read or serializable")
+		lockTimeout  = fs.Duration("lock-timeout", 0, "how long a write waits for a row lock before it fails (default: until the holder ends, as PostgreSQL)")
 		shrinkTime   = fs.Duration("shrink-time", 20*time.Second, "time budget for shrinking a failure")
 		checkTimeout = fs.Duration("check-timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
 		swarm        = fs.Bool("swarm", true, "with several fault kinds, let each run enable a random subset with random weights")
@@ -98,6 +100,7 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		Model: m, Strategy: s, Backend: b, Faults: kinds,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
 		NoSwarm: !*swarm, FreeRunning: *freeRunning, Consumers: *consumers,
+		Isolation: adapters.Isolation(*isolation), LockTimeout: *lockTimeout,
 	})
 	if err != nil {
 		if uerr := asUsage(err); uerr != nil {
