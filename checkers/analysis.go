@@ -23,6 +23,7 @@ type logical struct {
 	attempts  int       // deliveries of its copies
 	commits   int       // attempts that committed
 	committed int       // step of its first commit, 0 if none
+	finished  bool      // an attempt at it ended with done
 	// Room for the usual single output, so that it takes no allocation
 	// of its own.
 	output0 [1]*output
@@ -200,6 +201,9 @@ func (a *analysis) digest(policy Downstream, guess int) error {
 				return invalid(ev, "attempt never delivered, or already ended")
 			}
 			at.End, at.ended = ev.Step, true
+			if ev.Kind == histories.Done {
+				at.l.finished = true
+			}
 		case histories.Begin, histories.Abort, histories.Ack, histories.Nack, histories.AckLost:
 			if err := a.needsAttempt(ev); err != nil {
 				return err
@@ -478,6 +482,21 @@ func (a *analysis) checkPositions(m model.Model) error {
 	return nil
 }
 
+// pending names, for a stuck run, the messages no attempt finished: they
+// will never apply, or applied without being acknowledged.
+func (a *analysis) pending() string {
+	var keys []string
+	for _, l := range a.list {
+		if !l.finished {
+			keys = append(keys, l.describe())
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return "; no attempt finished " + strings.Join(keys, ", ") + ", which will never apply"
+}
+
 // keysOfAggregate returns the keys of an aggregate in send order.
 func (a *analysis) keysOfAggregate(agg string) []string {
 	if a.byAggregate == nil {
@@ -690,6 +709,18 @@ func (t *attemptTable) each(f func(*attempt)) {
 	for _, at := range t.sparse {
 		f(at)
 	}
+}
+
+// publishedBetween returns the steps of the first and the last of the
+// message's first publications (0, 0 when it published nothing).
+func (l *logical) publishedBetween() (first, last int) {
+	for _, o := range l.Outputs {
+		if first == 0 || o.Step < first {
+			first = o.Step
+		}
+		last = max(last, o.Step)
+	}
+	return first, last
 }
 
 // effect is the step at which a logical message took effect: its first
