@@ -174,8 +174,8 @@ type keyPlan struct {
 	phantom   bool
 	phantomAt int // index in the trail of the state the phantom saw
 	outcome   outcome
-	missing   bag // outLost: what was never published
-	extra     bag // outRepublished: the copies under new ids
+	missing   bag  // outLost: what was never published
+	extra     bag  // outRepublished: the copies under new ids
 	names     uint // the anomaly names of its deviations (nameBit)
 }
 
@@ -876,8 +876,6 @@ func subset(xs, of model.Outputs) bool {
 	}
 	return true
 }
-
-
 
 func times(n int) string {
 	switch n {
