@@ -392,7 +392,7 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 			if prevGhostly && !ghostly {
 				// The committed attempt's content is the message's
 				// output; the ghost's is reported here.
-				a.replaceOutput(p.Causation, p.ID, content)
+				a.replaceOutput(p.Causation, p.ID, content, prev)
 			}
 			if prevGhostly != ghostly {
 				f.Anomaly = histories.Ghost
@@ -634,15 +634,21 @@ func joinInts(xs []int) string {
 }
 
 // replaceOutput makes content the observed content of output id of the
-// logical message key.
-func (a *analysis) replaceOutput(key, id string, content model.Output) {
+// logical message key; what the ghost published under that id (prev)
+// stays an output of the message, published by an attempt that never
+// committed, which the explainer accounts for.
+func (a *analysis) replaceOutput(key, id string, content model.Output, prev *output) {
 	l := a.logicals[key]
 	if l == nil {
 		return
 	}
 	for _, o := range l.Outputs {
 		if o.ID == id {
+			ghost := *o
+			ghost.ID += " (uncommitted)"
 			o.Content, o.Ghostly = content, false
+			l.Outputs = append(l.Outputs, &ghost)
+			return
 		}
 	}
 }

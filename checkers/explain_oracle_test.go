@@ -129,6 +129,11 @@ func digestForOracle(h *histories.History, policy checkers.Downstream) *oracleHi
 	seen := map[string]*oOut{}
 	owner := map[string]*oMsg{}
 	copies := map[string]int{}
+	type ghostOut struct {
+		m *oMsg
+		o oOut
+	}
+	var ghosts []ghostOut
 	for i := range h.Events {
 		ev := &h.Events[i]
 		if ev.Kind != histories.Publish {
@@ -145,6 +150,8 @@ func digestForOracle(h *histories.History, policy checkers.Downstream) *oracleHi
 					d.problems = append(d.problems, histories.Inconsistent)
 				}
 				if prev.ghostly && !g {
+					// The ghost's content stays an output of its message.
+					ghosts = append(ghosts, ghostOut{owner[ev.Message.ID], *prev})
 					prev.content, prev.ghostly = c, false
 				}
 			} else if policy == checkers.DownstreamNone && copies[ev.Message.ID] == 2 {
@@ -171,6 +178,11 @@ func digestForOracle(h *histories.History, policy checkers.Downstream) *oracleHi
 					m.outs[j].content, m.outs[j].ghostly = o.content, o.ghostly
 				}
 			}
+		}
+	}
+	for _, g := range ghosts {
+		if g.m != nil {
+			g.m.outs = append(g.m.outs, g.o)
 		}
 	}
 	for _, ms := range d.aggs {
