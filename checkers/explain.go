@@ -20,8 +20,8 @@ import (
 //
 //   - a message left out (no application at all): lost;
 //   - each application of a message beyond its first: duplicate;
-//   - an application whose outputs were published but whose state change is
-//     missing (a phantom): ghost when the message has an output published by
+//   - an application whose outputs were published, all or some, but whose
+//     state change is missing (a phantom): ghost when the message has an output published by
 //     an attempt that wrote and never committed, else lost (the message has
 //     no other application) or duplicate (it has);
 //   - a message's outputs not all published: lost;
@@ -453,7 +453,7 @@ func (e *explainer) plan(k int) (int, []keyPlan) {
 		// It published: a phantom that saw one of the states.
 		for i, st := range e.trail {
 			r := e.cache.apply(st, e.ks[k])
-			if r.err == nil && slices.Equal(r.bag, obs) {
+			if r.err == nil && obs.within(r.bag) {
 				return 1, []keyPlan{{phantom: true, phantomAt: i, names: nameBit(e.phantomName(k))}}
 			}
 		}
@@ -463,10 +463,14 @@ func (e *explainer) plan(k int) (int, []keyPlan) {
 	if c+1 <= e.maxApps[k] && cost != 0 {
 		for i, st := range e.trail {
 			r := e.cache.apply(st, e.ks[k])
-			if r.err != nil || len(r.bag) == 0 || !r.bag.within(obs) {
+			if r.err != nil {
 				continue
 			}
-			pc, popts := e.publications(k, r.bag)
+			published := r.bag.minus(r.bag.minus(obs)) // it may have crashed halfway
+			if len(published) == 0 {
+				continue
+			}
+			pc, popts := e.publications(k, published)
 			if pc < 0 {
 				continue
 			}

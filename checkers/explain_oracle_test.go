@@ -282,7 +282,7 @@ func oracleAggregate(m model.Model, agg string, msgs []*oMsg, observed model.Sta
 				return 1, []uint{bitOf(histories.Lost)}
 			}
 			for _, st := range trail {
-				if _, outs, ok := apply(st, i); ok && msOf(outs).eq(obs[i]) {
+				if _, outs, ok := apply(st, i); ok && obs[i].le(msOf(outs)) {
 					if msgs[i].ghostly {
 						return 1, []uint{bitOf(histories.Ghost)}
 					}
@@ -307,8 +307,22 @@ func oracleAggregate(m model.Model, agg string, msgs []*oMsg, observed model.Sta
 		phantoms := [][]string{nil}
 		if c+1 <= maxApps[i] {
 			for _, st := range trail {
-				if _, outs, ok := apply(st, i); ok && len(outs) > 0 && msOf(outs).le(obs[i]) {
-					phantoms = append(phantoms, outs)
+				if _, outs, ok := apply(st, i); ok {
+					// What it published before it crashed, maybe all.
+					var some []string
+					left := ms{}
+					for k, v := range obs[i] {
+						left[k] = v
+					}
+					for _, o := range outs {
+						if left[o] > 0 {
+							left[o]--
+							some = append(some, o)
+						}
+					}
+					if len(some) > 0 {
+						phantoms = append(phantoms, some)
+					}
 				}
 			}
 		}
