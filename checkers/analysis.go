@@ -517,13 +517,6 @@ func (l *logical) describe() string {
 	return fmt.Sprintf("%s (%s to %s)", l.Key, l.Msg.Output(), l.Msg.Aggregate)
 }
 
-// attemptsOf counts the deliveries of a logical message's copies.
-func (a *analysis) attemptsOf(key string) int { return a.logicals[key].attempts }
-
-// commitsOf counts the attempts at a logical message that committed a
-// transaction: how many times its effect is likely to have been applied.
-func (a *analysis) commitsOf(key string) int { return a.logicals[key].commits }
-
 // attemptsOfKeys returns the attempts at the given logical messages, by
 // attempt number.
 func (a *analysis) attemptsOfKeys(keys []string) []*attempt {

@@ -843,44 +843,6 @@ func describeClosest(a *analysis, agg string, order []string, ev evaluation) []s
 	return lines
 }
 
-// diff returns exp minus obs and obs minus exp, as multisets.
-func diff(exp, obs model.Outputs) (missing, extra model.Outputs) {
-	left := map[string]int{}
-	for _, o := range obs {
-		left[o.String()]++
-	}
-	for _, o := range exp {
-		if left[o.String()] > 0 {
-			left[o.String()]--
-		} else {
-			missing = append(missing, o)
-		}
-	}
-	for _, o := range obs {
-		if left[o.String()] > 0 {
-			left[o.String()]--
-			extra = append(extra, o)
-		}
-	}
-	return missing, extra
-}
-
-func subset(xs, of model.Outputs) bool {
-	for _, x := range xs {
-		found := false
-		for _, o := range of {
-			if o.String() == x.String() {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
 func times(n int) string {
 	switch n {
 	case 1:
