@@ -41,11 +41,14 @@ lint:
 bench:
 	GO=$(GO) ./scripts/with-postgres.sh ./scripts/bench.sh
 
-## soak: the expected matrix with 20,000 runs in every safe cell, and the
-## checker against the brute-force oracle on 100,000 histories.
+## soak: the expected matrix with 20,000 runs in every safe cell, the
+## checker against the brute-force oracle on 100,000 histories, and the
+## explanations against the oracle of the simplest explanation on 100,000
+## generated and hand-mutated histories (verdicts and names).
 soak:
 	$(GO) test -count=1 -timeout 2h -run 'TestMatrixMatchesExpectation' ./campaign -oncecheck.soak
 	$(GO) test -count=1 -timeout 1h -run 'TestCheckerAgreesWithBruteForce' ./checkers -rapid.checks=100000
+	$(GO) test -count=1 -timeout 1h -v -run 'TestExplanationsAgreeWithOracle' ./checkers -oncecheck.explain-histories=100000
 
 ## corpus: regenerate the regression corpus of saved histories: a shrunk
 ## counterexample for every unsafe matrix cell of every model, and passing

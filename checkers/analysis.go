@@ -23,6 +23,7 @@ type logical struct {
 	attempts  int       // deliveries of its copies
 	commits   int       // attempts that committed
 	committed int       // step of its first commit, 0 if none
+	finished  bool      // an attempt at it ended with done
 	// Room for the usual single output, so that it takes no allocation
 	// of its own.
 	output0 [1]*output
@@ -200,6 +201,9 @@ func (a *analysis) digest(policy Downstream, guess int) error {
 				return invalid(ev, "attempt never delivered, or already ended")
 			}
 			at.End, at.ended = ev.Step, true
+			if ev.Kind == histories.Done {
+				at.l.finished = true
+			}
 		case histories.Begin, histories.Abort, histories.Ack, histories.Nack, histories.AckLost:
 			if err := a.needsAttempt(ev); err != nil {
 				return err
@@ -388,7 +392,7 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 			if prevGhostly && !ghostly {
 				// The committed attempt's content is the message's
 				// output; the ghost's is reported here.
-				a.replaceOutput(p.Causation, p.ID, content)
+				a.replaceOutput(p.Causation, p.ID, content, prev)
 			}
 			if prevGhostly != ghostly {
 				f.Anomaly = histories.Ghost
@@ -478,6 +482,21 @@ func (a *analysis) checkPositions(m model.Model) error {
 	return nil
 }
 
+// pending names, for a stuck run, the messages no attempt finished: they
+// will never apply, or applied without being acknowledged.
+func (a *analysis) pending() string {
+	var keys []string
+	for _, l := range a.list {
+		if !l.finished {
+			keys = append(keys, l.describe())
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return "; no attempt finished " + strings.Join(keys, ", ") + ", which will never apply"
+}
+
 // keysOfAggregate returns the keys of an aggregate in send order.
 func (a *analysis) keysOfAggregate(agg string) []string {
 	if a.byAggregate == nil {
@@ -497,13 +516,6 @@ func (a *analysis) keysOfAggregate(agg string) []string {
 func (l *logical) describe() string {
 	return fmt.Sprintf("%s (%s to %s)", l.Key, l.Msg.Output(), l.Msg.Aggregate)
 }
-
-// attemptsOf counts the deliveries of a logical message's copies.
-func (a *analysis) attemptsOf(key string) int { return a.logicals[key].attempts }
-
-// commitsOf counts the attempts at a logical message that committed a
-// transaction: how many times its effect is likely to have been applied.
-func (a *analysis) commitsOf(key string) int { return a.logicals[key].commits }
 
 // attemptsOfKeys returns the attempts at the given logical messages, by
 // attempt number.
@@ -615,15 +627,21 @@ func joinInts(xs []int) string {
 }
 
 // replaceOutput makes content the observed content of output id of the
-// logical message key.
-func (a *analysis) replaceOutput(key, id string, content model.Output) {
+// logical message key; what the ghost published under that id (prev)
+// stays an output of the message, published by an attempt that never
+// committed, which the explainer accounts for.
+func (a *analysis) replaceOutput(key, id string, content model.Output, prev *output) {
 	l := a.logicals[key]
 	if l == nil {
 		return
 	}
 	for _, o := range l.Outputs {
 		if o.ID == id {
+			ghost := *o
+			ghost.ID += " (uncommitted)"
 			o.Content, o.Ghostly = content, false
+			l.Outputs = append(l.Outputs, &ghost)
+			return
 		}
 	}
 }
@@ -690,6 +708,18 @@ func (t *attemptTable) each(f func(*attempt)) {
 	for _, at := range t.sparse {
 		f(at)
 	}
+}
+
+// publishedBetween returns the steps of the first and the last of the
+// message's first publications (0, 0 when it published nothing).
+func (l *logical) publishedBetween() (first, last int) {
+	for _, o := range l.Outputs {
+		if first == 0 || o.Step < first {
+			first = o.Step
+		}
+		last = max(last, o.Step)
+	}
+	return first, last
 }
 
 // effect is the step at which a logical message took effect: its first

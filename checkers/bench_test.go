@@ -162,7 +162,7 @@ func BenchmarkCheck(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			pm := porcupineModel(m)
+			pm := porcupineModel(m, false)
 			a = nil
 			runtime.GC() // the garbage of building the history is not the first side's to pay
 			var ours, raw time.Duration

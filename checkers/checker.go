@@ -50,10 +50,48 @@ func ParseDownstream(s string) (Downstream, error) {
 	return "", fmt.Errorf("unknown downstream policy %q (known: dedup-by-id, none)", s)
 }
 
+// OutputOrder says whether the order in which an aggregate's outputs were
+// published is part of the property.
+type OutputOrder string
+
+// The output-order policies.
+const (
+	// OutputOrderAsModel checks the order of outputs where the model's
+	// streams are ordered (Model.Ordered), and not elsewhere. The default.
+	OutputOrderAsModel OutputOrder = ""
+	// OutputOrderChecked requires, in each aggregate, the outputs to be
+	// published in the order their messages took effect: all the outputs
+	// of a message (by the first publication of each id) before any output
+	// of a message applied after it. It catches a relay that publishes an
+	// aggregate's events out of order (newest first, or a retried output
+	// after a later one).
+	OutputOrderChecked OutputOrder = "checked"
+	// OutputOrderIgnored leaves the order of outputs out of the property.
+	OutputOrderIgnored OutputOrder = "ignored"
+)
+
+// ParseOutputOrder parses a policy name; "" means the default.
+func ParseOutputOrder(s string) (OutputOrder, error) {
+	switch o := OutputOrder(s); o {
+	case OutputOrderAsModel, OutputOrderChecked, OutputOrderIgnored:
+		return o, nil
+	}
+	return "", fmt.Errorf("unknown output-order policy %q (known: checked, ignored, or none for the model's default)", s)
+}
+
+// checks reports whether the policy checks the outputs' order for m.
+func (o OutputOrder) checks(m model.Model) bool {
+	return o == OutputOrderChecked || o == OutputOrderAsModel && m.Ordered()
+}
+
 // Options configure a check.
 type Options struct {
 	// Downstream is the output-copy policy; "" means dedup-by-id.
 	Downstream Downstream
+	// OutputOrder says whether each aggregate's outputs must be published
+	// in the order their messages took effect; "" checks it where the
+	// model's streams are ordered.
+	OutputOrder OutputOrder
 	// Timeout bounds the search; 0 means 30 seconds. Expiry gives
 	// Inconclusive, never Pass.
 	Timeout time.Duration
@@ -137,6 +175,10 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 	if o.Timeout == 0 {
 		o.Timeout = defaultTimeout
 	}
+	if _, err := ParseOutputOrder(string(o.OutputOrder)); err != nil {
+		return Result{}, err
+	}
+	outOrder := o.OutputOrder.checks(m)
 	a, err := analyze(src, o.Downstream)
 	if err != nil {
 		var unread *readError
@@ -164,14 +206,23 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 		}
 	}()
 	for _, s := range a.stuck {
-		res.add(Finding{Anomaly: histories.Stuck, Text: "the run did not drain: " + s, Steps: a.stuckSteps})
+		res.add(Finding{Anomaly: histories.Stuck, Text: "the run did not drain: " + s + a.pending(), Steps: a.stuckSteps})
 	}
 	for _, f := range a.problems {
 		res.add(f)
 	}
 	if len(a.stuck) > 0 {
-		// Without a drained final state, state checks are meaningless.
+		// What did drain is compared all the same, where the history
+		// observed a state: the messages still pending may or may not
+		// have taken effect.
 		res.Verdict = histories.Violation
+		if !o.VerdictOnly {
+			for _, agg := range a.aggregates {
+				if _, ok := a.observed[agg]; ok {
+					explainAggregate(a, m, agg, outOrder, &res)
+				}
+			}
+		}
 		return res, nil
 	}
 	for _, agg := range sortedKeys(a.observed) {
@@ -184,7 +235,7 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 	// took effect usually is a serial order that explains everything, and
 	// checking one order is a single pass. Only the aggregates it does not
 	// explain go to porcupine's search.
-	searched := a.unwitnessed(m)
+	searched := a.unwitnessed(m, outOrder)
 	// A message the model rejects makes the history unreadable, not
 	// wrong. The witness applied every message of the aggregates it
 	// explains; the others' messages are tried once per distinct content,
@@ -215,7 +266,7 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	pm := porcupineModel(m)
+	pm := porcupineModel(m, outOrder)
 	deadline := time.Now().Add(o.Timeout)
 	outcome := porcupine.CheckOperationsTimeout(pm, ops, o.Timeout)
 	switch {
@@ -247,7 +298,7 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 					Text: fmt.Sprintf("%s: porcupine found a violation, but re-checking this aggregate alone ran out of time", agg)})
 				continue
 			}
-			explainAggregate(a, m, agg, &res)
+			explainAggregate(a, m, agg, outOrder, &res)
 		}
 	}
 	if len(res.Anomalies) == 0 {
@@ -262,6 +313,9 @@ type opInput struct {
 	Aggregate string
 	Key       string
 	Msg       *model.Message
+	// FirstPub and LastPub are the steps of the message's first and last
+	// first publications (0 when it published nothing).
+	FirstPub, LastPub int
 }
 
 // opOutput is what was observed: a logical message's outputs, or the final
@@ -287,8 +341,9 @@ func operations(a *analysis, m model.Model, aggs []string) ([]porcupine.Operatio
 			continue
 		}
 		msg := l.Msg
+		first, last := l.publishedBetween()
 		ops = append(ops, porcupine.Operation{
-			ClientId: i, Input: &opInput{Aggregate: msg.Aggregate, Key: l.Key, Msg: msg},
+			ClientId: i, Input: &opInput{Aggregate: msg.Aggregate, Key: l.Key, Msg: msg, FirstPub: first, LastPub: last},
 			Call: int64(l.Call), Output: &opOutput{Outputs: l.contents()}, Return: int64(l.Return),
 		})
 	}
@@ -330,9 +385,10 @@ type aggState struct {
 	state   model.State // nil: the model's initial state
 	applied bool        // ordered models: a message has been applied
 	pos     int64       // ordered models: position of the last applied message
+	pub     int         // output order: the last publication of the applied messages
 }
 
-func porcupineModel(m model.Model) porcupine.Model {
+func porcupineModel(m model.Model, outOrder bool) porcupine.Model {
 	ordered := m.Ordered()
 	current := func(s *aggState, agg string) model.State {
 		if s.state == nil {
@@ -366,22 +422,26 @@ func porcupineModel(m model.Model) porcupine.Model {
 			if ordered && s.applied && in.Msg.Position <= s.pos {
 				return false, s // a stream's messages apply in send order
 			}
+			if outOrder && in.FirstPub != 0 && in.FirstPub < s.pub {
+				return false, s // its outputs went out before an earlier message's
+			}
 			next, outs, err := m.Apply(cur, *in.Msg)
 			if err != nil || !outs.Equal(out.Outputs) {
 				return false, s
 			}
-			return true, &aggState{state: next, applied: true, pos: in.Msg.Position}
+			return true, &aggState{state: next, applied: true, pos: in.Msg.Position, pub: max(s.pub, in.LastPub)}
 		},
 		Equal: func(a, b any) bool {
 			x, y := a.(*aggState), b.(*aggState)
-			return x.state.Equal(y.state) && (!ordered || x.applied == y.applied && x.pos == y.pos)
+			return x.state.Equal(y.state) && (!ordered || x.applied == y.applied && x.pos == y.pos) && x.pub == y.pub
 		},
 		Hash: func(s any) uint64 {
 			st := s.(*aggState)
+			h := st.state.Hash() ^ uint64(st.pub)*0xbf58476d1ce4e5b9
 			if ordered && st.applied {
-				return st.state.Hash() ^ (uint64(st.pos)+1)*0x9e3779b97f4a7c15
+				return h ^ (uint64(st.pos)+1)*0x9e3779b97f4a7c15
 			}
-			return st.state.Hash()
+			return h
 		},
 		DescribeOperation: func(input, output any) string {
 			in, out := input.(*opInput), output.(*opOutput)
@@ -401,10 +461,10 @@ func porcupineModel(m model.Model) porcupine.Model {
 // aggregate's observed outputs and final state. A true answer proves the
 // aggregate exactly-once; a false one proves nothing, and the search
 // decides.
-func (a *analysis) witness(m model.Model, agg string) bool {
+func (a *analysis) witness(m model.Model, agg string, outOrder bool) bool {
 	order := slices.Clone(a.perAgg[agg])
 	slices.SortStableFunc(order, func(x, y *logical) int { return x.effect() - y.effect() })
-	latestCall := 0
+	latestCall, latestPub := 0, 0
 	st := m.Initial(agg)
 	for i, l := range order {
 		if l.Return < latestCall {
@@ -413,6 +473,13 @@ func (a *analysis) witness(m model.Model, agg string) bool {
 		latestCall = max(latestCall, l.Call)
 		if m.Ordered() && i > 0 && l.Msg.Position <= order[i-1].Msg.Position {
 			return false
+		}
+		if outOrder {
+			first, last := l.publishedBetween()
+			if first != 0 && first < latestPub {
+				return false
+			}
+			latestPub = max(latestPub, last)
 		}
 		next, outs, err := m.Apply(st, *l.Msg)
 		if err != nil || !l.published(outs) {
@@ -426,13 +493,13 @@ func (a *analysis) witness(m model.Model, agg string) bool {
 
 // unwitnessed returns the aggregates the witness does not explain, trying
 // the witness of the aggregates on every CPU.
-func (a *analysis) unwitnessed(m model.Model) []string {
+func (a *analysis) unwitnessed(m model.Model, outOrder bool) []string {
 	explained := make([]bool, len(a.aggregates))
 	workers := min(runtime.GOMAXPROCS(0), len(a.aggregates))
 	if len(a.list) < 1000 {
 		// A goroutine costs more than a small history's witness.
 		for i, agg := range a.aggregates {
-			explained[i] = a.witness(m, agg)
+			explained[i] = a.witness(m, agg, outOrder)
 		}
 		workers = 0
 	}
@@ -442,7 +509,7 @@ func (a *analysis) unwitnessed(m model.Model) []string {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(a.aggregates); i += workers {
-				explained[i] = a.witness(m, a.aggregates[i])
+				explained[i] = a.witness(m, a.aggregates[i], outOrder)
 			}
 		}()
 	}

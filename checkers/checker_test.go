@@ -374,6 +374,7 @@ func TestExplanationsNameAttemptsAndSteps(t *testing.T) {
 		`  k1 AddItem{"sku":"a","qty":1}: expected [FirstItemAdded{"sku":"a"}, ItemAdded{"qty":1,"sku":"a"}], observed [] [DIFFERS]`,
 		`  final state: expected {"confirmed":false,"lines":{"a":1}}, observed {"confirmed":false,"lines":{"a":1}} [ok]`,
 		`  the observation first departs from it at the outputs of k1 (AddItem{"sku":"a","qty":1} to o1)`,
+		"  the simplest explanation (1 deviation from exactly-once) applies k1",
 	}, res.Expected)
 }
 

@@ -2,43 +2,53 @@ package checkers
 
 import (
 	"fmt"
+	"math/bits"
+	"slices"
 	"strings"
 
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
-// The explainer looks, within one failing aggregate, for the execution that
-// best accounts for what was observed. Candidates are the exactly-once serial
-// orders that respect real time (all of them for small partitions, the order
-// of first delivery otherwise) and their single perturbations: one message
-// left out (lost) or applied again, up to as many times as it was attempted
-// (at most maxRepeats), at a later point (duplicate). The best candidate is
-// the one that matches the most observations (the final state and each
-// message's outputs); ties go to the smaller deviation from the record of
-// commits, then to fewer perturbations, then to the earlier order (see
-// better). Its departures from the observation become findings.
+// The explainer finds, within one failing aggregate, the simplest
+// explanation of what was observed: an execution of the model that
+// reproduces the observed final state and every message's published
+// outputs with the fewest deviations from exactly-once
+// (docs/history-format.md, "How a violation is explained"). An execution
+// is a sequence of applications of the aggregate's messages; the
+// deviations, each counting one, are:
+//
+//   - a message left out (no application at all): lost;
+//   - each application of a message beyond its first: duplicate;
+//   - an application whose outputs were published, all or some, but whose
+//     state change is missing (a phantom): ghost when the message has an output published by
+//     an attempt that wrote and never committed, else lost (the message has
+//     no other application) or duplicate (it has);
+//   - a message's outputs not all published: lost;
+//   - a message's outputs published again under a new id: duplicate;
+//   - the first applications in an order against send order (ordered
+//     models), or against the order of the aggregate's published outputs
+//     (Options.OutputOrder): out-of-order;
+//   - the first applications in an order against real time: real-time.
+//
+// A message is applied (phantoms included) at most as many times as its
+// copies were delivered, and at least once when it published. The search
+// deepens one deviation at a time up to maxDeviations, over every order of
+// the messages, trying first the order in which they took effect (commits,
+// then ends of attempts); among the explanations of the fewest deviations
+// it picks the one with the fewest distinct anomaly names, then the
+// earliest in simplestFirst. A search that reaches its budget reports the
+// simplest explanation it found, or says that it found none.
 
-// maxPermuted bounds the partition size for which every serial order is
-// tried.
-const maxPermuted = 6
+// maxDeviations bounds the deviations of an explanation.
+const maxDeviations = 3
 
-type candidate struct {
-	seq       []string // keys in application order; a key may appear 0, 1 or 2 times
-	perturbed int
-}
+// searchBudget bounds the nodes of the explainer's search per aggregate.
+const searchBudget = 300_000
 
-type evaluation struct {
-	state   model.State
-	outputs map[string]model.Outputs // of all the applications of each key
-	first   map[string]model.Outputs // of the first application of each key
-	score   int
-	// deviation is how far the number of applications of each message is
-	// from the number of its attempts that committed; among candidates
-	// that explain as much, the one closest to the record is likelier.
-	deviation int
-	ok        bool // the model accepted every step
-}
+// exactMessages is the aggregate size up to which the search is exact
+// (no pruning of revisited nodes).
+const exactMessages = 8
 
 // applyCache memoises the model's Apply over (state, logical message): the
 // explainer evaluates many sequences that share prefixes.
@@ -52,6 +62,7 @@ type applyKey struct{ state, key string }
 type applyResult struct {
 	next model.State
 	outs model.Outputs
+	bag  bag // the outputs as a multiset
 	err  error
 }
 
@@ -59,118 +70,726 @@ func newApplyCache(m model.Model) *applyCache {
 	return &applyCache{m: m, memo: map[applyKey]applyResult{}}
 }
 
-func (c *applyCache) apply(s model.State, l *logical) (model.State, model.Outputs, error) {
+func (c *applyCache) apply(s model.State, l *logical) applyResult {
 	k := applyKey{string(s), l.Key}
 	if r, ok := c.memo[k]; ok {
-		return r.next, r.outs, r.err
+		return r
 	}
 	next, outs, err := c.m.Apply(s, *l.Msg)
-	c.memo[k] = applyResult{next, outs, err}
-	return next, outs, err
+	r := applyResult{next: next, outs: outs, err: err}
+	if err == nil {
+		r.bag = bagOf(outs)
+	}
+	c.memo[k] = r
+	return r
 }
 
-func evaluate(a *analysis, c *applyCache, agg string, seq []string) evaluation {
-	m := c.m
-	ev := evaluation{state: m.Initial(agg), outputs: map[string]model.Outputs{}, first: map[string]model.Outputs{}, ok: true}
-	for _, k := range seq {
-		next, outs, err := c.apply(ev.state, a.logicals[k])
-		if err != nil {
-			ev.ok = false
-			return ev
+// bag is a multiset of outputs: their canonical texts, sorted.
+type bag []string
+
+func bagOf(outs model.Outputs) bag {
+	b := make(bag, 0, len(outs))
+	for _, o := range outs {
+		if p, err := model.Canonical(o.Payload); err == nil {
+			o.Payload = p
 		}
-		ev.state = next
-		if _, applied := ev.outputs[k]; !applied {
-			ev.first[k] = outs
-		}
-		ev.outputs[k] = append(ev.outputs[k], outs...)
+		b = append(b, o.String())
 	}
-	count := map[string]int{}
-	for _, k := range seq {
-		count[k]++
-	}
-	for _, k := range a.keysOfAggregate(agg) {
-		d := count[k] - a.commitsOf(k)
-		ev.deviation += max(d, -d)
-	}
-	// A matching final state or output list scores 2. Outputs that match
-	// but for extras published by attempts that never committed score 1:
-	// such an execution explains them as ghosts, which is likelier than
-	// a committed attempt computing wrong outputs.
-	if obs, ok := a.observed[agg]; ok && obs.Equal(ev.state) {
-		ev.score += 2
-	}
-	for _, k := range a.keysOfAggregate(agg) {
-		l := a.logicals[k]
-		obs := l.contents()
-		if ev.outputs[k].Equal(obs) || count[k] > 1 && ev.first[k].Equal(obs) {
-			// A repeated application may have published its outputs, or
-			// not (it crashed, or they had the same ids).
-			ev.score += 2
-		} else if missing, extra := diff(ev.outputs[k], obs); len(missing) == 0 && extraUncommitted(l.Outputs, extra) {
-			ev.score++
-		}
-	}
-	return ev
+	slices.Sort(b)
+	return b
 }
 
-// baseOrders returns the exactly-once serial orders to consider: the send
-// order alone for an ordered model, otherwise every order that respects
-// real time (the order of first delivery alone for large partitions).
-func baseOrders(a *analysis, keys []string, ordered bool) [][]string {
-	if ordered {
-		return [][]string{keys} // keysOfAggregate lists keys in send order
+// sum is the multiset sum, union the multiset union (the larger count of
+// each element).
+func (b bag) sum(o bag) bag {
+	out := append(append(bag(nil), b...), o...)
+	slices.Sort(out)
+	return out
+}
+
+func (b bag) union(o bag) bag {
+	var out bag
+	i, j := 0, 0
+	for i < len(b) || j < len(o) {
+		switch {
+		case j == len(o) || i < len(b) && b[i] < o[j]:
+			out = append(out, b[i])
+			i++
+		case i == len(b) || o[j] < b[i]:
+			out = append(out, o[j])
+			j++
+		default:
+			out = append(out, b[i])
+			i, j = i+1, j+1
+		}
 	}
-	if len(keys) > maxPermuted {
-		return [][]string{sortedByCall(a, keys)}
+	return out
+}
+
+// within reports whether b is included in o, as multisets.
+func (b bag) within(o bag) bool {
+	j := 0
+	for _, x := range b {
+		for j < len(o) && o[j] < x {
+			j++
+		}
+		if j == len(o) || o[j] != x {
+			return false
+		}
+		j++
 	}
-	var out [][]string
-	var rec func(prefix []string, rest []string)
-	rec = func(prefix, rest []string) {
-		if len(rest) == 0 {
-			out = append(out, append([]string(nil), prefix...))
+	return true
+}
+
+// minus returns b without the elements of o (as multisets).
+func (b bag) minus(o bag) bag {
+	var out bag
+	j := 0
+	for _, x := range b {
+		for j < len(o) && o[j] < x {
+			j++
+		}
+		if j < len(o) && o[j] == x {
+			j++
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func (b bag) String() string { return "[" + strings.Join(b, ", ") + "]" }
+
+// outcome says how a message's observed outputs relate to its applications.
+type outcome int
+
+const (
+	outMatched     outcome = iota // published as some applications produce them
+	outLost                       // some of them never published
+	outRepublished                // some published again under a new id
+)
+
+// keyPlan is how an explanation accounts for one message.
+type keyPlan struct {
+	phantom   bool
+	phantomAt int // index in the trail of the state the phantom saw
+	outcome   outcome
+	missing   bag  // outLost: what was never published
+	extra     bag  // outRepublished: the copies under new ids
+	names     uint // the anomaly names of its deviations (nameBit)
+}
+
+// explanation is a solution of the search.
+type explanation struct {
+	cost  int
+	names uint
+	seq   []int // effective applications (key indexes), in order
+	first []int // keys in the order of their first application
+	trail []model.State
+	rt    bool // the first applications break real time
+	send  bool // ... send order
+	out   bool // ... the order of published outputs
+	plans []keyPlan
+}
+
+// explainer is the search for one aggregate.
+type explainer struct {
+	a        *analysis
+	agg      string
+	cache    *applyCache
+	ks       []*logical // in send order
+	obs      []bag      // observed outputs of each message
+	ghostly  []bool     // an output of the message came from an uncommitted attempt
+	maxApps  []int
+	free     []bool // pending in a stuck run: leaving it out costs nothing
+	minPub   []int  // first publication steps (0: published nothing)
+	maxPub   []int
+	ordered  bool
+	outOrder bool
+	observed model.State
+	prefer   []int // key indexes, in the order they took effect
+
+	nodes     int
+	exhausted bool
+	exact     bool
+	seen      map[string]int // inexact search: node -> lowest bound seen
+
+	// the current sequence
+	level    int
+	count    []int
+	mis      []bool
+	apps     [][]bag
+	seq      []int
+	first    []int
+	trail    []model.State
+	maxCall  int
+	maxPos   int64
+	maxPubAt int
+	rt, send bool
+	out      bool
+	lb       int
+
+	best *explanation
+}
+
+func newExplainer(a *analysis, m model.Model, agg string, outOrder bool) *explainer {
+	ls := a.perAgg[agg]
+	n := len(ls)
+	e := &explainer{a: a, agg: agg, cache: newApplyCache(m), ks: ls, ordered: m.Ordered(), outOrder: outOrder,
+		observed: a.observed[agg], exact: n <= exactMessages,
+		obs: make([]bag, n), ghostly: make([]bool, n), maxApps: make([]int, n), free: make([]bool, n),
+		minPub: make([]int, n), maxPub: make([]int, n), count: make([]int, n), mis: make([]bool, n), apps: make([][]bag, n)}
+	for i, l := range ls {
+		e.obs[i] = bagOf(l.contents())
+		e.maxApps[i] = max(1, l.attempts)
+		e.free[i] = len(a.stuck) > 0 && !l.finished
+		for _, o := range l.Outputs {
+			e.ghostly[i] = e.ghostly[i] || o.Ghostly
+			if e.minPub[i] == 0 || o.Step < e.minPub[i] {
+				e.minPub[i] = o.Step
+			}
+			e.maxPub[i] = max(e.maxPub[i], o.Step)
+		}
+		e.prefer = append(e.prefer, i)
+	}
+	slices.SortStableFunc(e.prefer, func(x, y int) int {
+		if d := ls[x].effect() - ls[y].effect(); d != 0 {
+			return d
+		}
+		return ls[x].Call - ls[y].Call
+	})
+	if !e.exact {
+		e.seen = map[string]int{}
+	}
+	return e
+}
+
+// search runs the deepening search; it returns the simplest explanation
+// found (nil if none) and whether the search was complete.
+func (e *explainer) search() (*explanation, bool) {
+	for level := 0; level <= maxDeviations; level++ {
+		e.level = level
+		clear(e.seen)
+		e.trail = append(e.trail[:0], e.cache.m.Initial(e.agg))
+		e.dfs()
+		if e.best != nil || e.exhausted {
+			return e.best, !e.exhausted
+		}
+	}
+	return nil, true
+}
+
+func (e *explainer) dfs() {
+	e.nodes++
+	if e.nodes > searchBudget {
+		e.exhausted = true
+		return
+	}
+	if e.best != nil && e.best.names == 1 {
+		return // nothing beats a lone first name
+	}
+	state := e.trail[len(e.trail)-1]
+	if !e.exact {
+		key := fmt.Sprint(e.count, e.rt, e.send, e.out, e.mis) + string(state)
+		if lb, ok := e.seen[key]; ok && lb <= e.lb {
 			return
 		}
-		for i, k := range rest {
-			// Real time: k may come next only if no remaining message
-			// ended before k was first delivered.
-			ok := true
-			for j, r := range rest {
-				if j != i && a.logicals[r].Return < a.logicals[k].Call {
-					ok = false
-					break
-				}
-			}
-			if !ok {
+		e.seen[key] = e.lb
+	}
+	if state.Equal(e.observed) {
+		e.leaf()
+	}
+	for _, k := range e.prefer {
+		if e.exhausted {
+			return
+		}
+		l := e.ks[k]
+		if e.count[k] >= e.maxApps[k] {
+			continue
+		}
+		r := e.cache.apply(state, l)
+		if r.err != nil {
+			continue
+		}
+		if e.count[k] == 0 {
+			rt := e.rt || len(e.first) > 0 && l.Return < e.maxCall
+			send := e.send || e.ordered && len(e.first) > 0 && l.Msg.Position <= e.maxPos
+			out := e.out || e.outOrder && e.minPub[k] != 0 && e.minPub[k] < e.maxPubAt
+			mis := !slices.Equal(r.bag, e.obs[k])
+			lb := e.lb + b2i(rt && !e.rt) + b2i(send && !e.send) + b2i(out && !e.out) + b2i(mis)
+			if lb > e.level {
 				continue
 			}
-			next := append(append([]string(nil), rest[:i]...), rest[i+1:]...)
-			rec(append(prefix, k), next)
+			saved := [...]int{e.maxCall, e.maxPubAt, e.lb}
+			savedPos, savedFlags := e.maxPos, [3]bool{e.rt, e.send, e.out}
+			e.rt, e.send, e.out, e.lb = rt, send, out, lb
+			e.maxCall = max(e.maxCall, l.Call)
+			e.maxPos = max(e.maxPos, l.Msg.Position)
+			e.maxPubAt = max(e.maxPubAt, e.maxPub[k])
+			e.mis[k] = mis
+			e.push(k, r)
+			e.first = append(e.first, k)
+			e.dfs()
+			e.first = e.first[:len(e.first)-1]
+			e.pop(k)
+			e.mis[k] = false
+			e.maxCall, e.maxPubAt, e.lb = saved[0], saved[1], saved[2]
+			e.maxPos = savedPos
+			e.rt, e.send, e.out = savedFlags[0], savedFlags[1], savedFlags[2]
+			continue
+		}
+		// Applied again: one more deviation, unless a mismatch of its
+		// first outputs already counted one.
+		inc := 1
+		if e.count[k] == 1 && e.mis[k] {
+			inc = 0
+		}
+		if e.lb+inc > e.level {
+			continue
+		}
+		e.lb += inc
+		e.push(k, r)
+		e.dfs()
+		e.pop(k)
+		e.lb -= inc
+	}
+}
+
+func (e *explainer) push(k int, r applyResult) {
+	e.count[k]++
+	e.apps[k] = append(e.apps[k], r.bag)
+	e.seq = append(e.seq, k)
+	e.trail = append(e.trail, r.next)
+}
+
+func (e *explainer) pop(k int) {
+	e.count[k]--
+	e.apps[k] = e.apps[k][:len(e.apps[k])-1]
+	e.seq = e.seq[:len(e.seq)-1]
+	e.trail = e.trail[:len(e.trail)-1]
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// leaf evaluates the current sequence as a complete execution (its final
+// state matches): the cost of each message, and the explanation if it is
+// within the level and simpler than the best so far.
+func (e *explainer) leaf() {
+	cost := b2i(e.rt) + b2i(e.send) + b2i(e.out)
+	if cost > e.level {
+		return
+	}
+	base := uint(0)
+	if e.rt {
+		base |= nameBit(histories.RealTime)
+	}
+	if e.send || e.out {
+		base |= nameBit(histories.OutOfOrder)
+	}
+	plans := make([]keyPlan, len(e.ks))
+	options := make([][]keyPlan, len(e.ks))
+	for k := range e.ks {
+		c, opts := e.plan(k)
+		if c < 0 {
+			return
+		}
+		cost += c
+		if cost > e.level {
+			return
+		}
+		options[k] = opts
+	}
+	// The fewest distinct names, then the most specific ones, over the
+	// choices of equal cost of each message.
+	masks := map[uint]bool{base: true}
+	for _, opts := range options {
+		next := map[uint]bool{}
+		for m := range masks {
+			for _, o := range opts {
+				next[m|o.names] = true
+			}
+		}
+		masks = next
+	}
+	best := uint(0)
+	found := false
+	for m := range masks {
+		if !found || simplerNames(m, best) {
+			best, found = m, true
 		}
 	}
-	rec(nil, sortedByCall(a, keys))
+	if e.best != nil && (e.best.cost < cost || e.best.cost == cost && !simplerNames(best, e.best.names)) {
+		return
+	}
+	for k, opts := range options {
+		for _, o := range opts {
+			if o.names&^best == 0 {
+				plans[k] = o
+				break
+			}
+		}
+	}
+	e.best = &explanation{cost: cost, names: best, seq: slices.Clone(e.seq), first: slices.Clone(e.first),
+		trail: slices.Clone(e.trail), rt: e.rt, send: e.send, out: e.out, plans: plans}
+}
+
+// plan returns the cost of accounting for message k in the current
+// sequence and the ways of doing it at that cost; a negative cost means
+// the sequence cannot account for it.
+func (e *explainer) plan(k int) (int, []keyPlan) {
+	c, obs := e.count[k], e.obs[k]
+	if c == 0 {
+		if len(obs) == 0 {
+			if e.free[k] {
+				return 0, []keyPlan{{}}
+			}
+			return 1, []keyPlan{{names: nameBit(histories.Lost)}}
+		}
+		// It published: a phantom that saw one of the states.
+		for i, st := range e.trail {
+			r := e.cache.apply(st, e.ks[k])
+			if r.err == nil && obs.within(r.bag) {
+				return 1, []keyPlan{{phantom: true, phantomAt: i, names: nameBit(e.phantomName(k))}}
+			}
+		}
+		return -1, nil
+	}
+	cost, opts := e.publications(k, nil)
+	if c+1 <= e.maxApps[k] && cost != 0 {
+		for i, st := range e.trail {
+			r := e.cache.apply(st, e.ks[k])
+			if r.err != nil {
+				continue
+			}
+			published := r.bag.minus(r.bag.minus(obs)) // it may have crashed halfway
+			if len(published) == 0 {
+				continue
+			}
+			pc, popts := e.publications(k, published)
+			if pc < 0 {
+				continue
+			}
+			pc++
+			if cost >= 0 && pc > cost {
+				continue
+			}
+			if cost < 0 || pc < cost {
+				cost, opts = pc, nil
+			}
+			for _, p := range popts {
+				p.phantom, p.phantomAt = true, i
+				p.names |= nameBit(e.phantomName(k))
+				opts = addPlan(opts, p)
+			}
+		}
+	}
+	if cost < 0 {
+		return -1, nil
+	}
+	return cost + c - 1, withRepeats(opts, c)
+}
+
+// withRepeats adds duplicate to the names of the plans of a message
+// applied c times, more than once.
+func withRepeats(opts []keyPlan, c int) []keyPlan {
+	if c == 1 {
+		return opts
+	}
+	var out []keyPlan
+	for _, o := range opts {
+		o.names |= nameBit(histories.Duplicate)
+		out = addPlan(out, o)
+	}
 	return out
 }
 
-// allOrders returns every order of keys (send order kept when ordered:
-// keys are in send order).
-func allOrders(keys []string, ordered bool) [][]string {
-	if ordered {
-		return [][]string{keys}
+// addPlan adds p to the plans unless one has its names already.
+func addPlan(plans []keyPlan, p keyPlan) []keyPlan {
+	if slices.ContainsFunc(plans, func(o keyPlan) bool { return o.names == p.names }) {
+		return plans
 	}
-	var out [][]string
-	var rec func(prefix, rest []string)
-	rec = func(prefix, rest []string) {
-		if len(rest) == 0 {
-			out = append(out, append([]string(nil), prefix...))
-			return
-		}
-		for i, k := range rest {
-			next := append(append([]string(nil), rest[:i]...), rest[i+1:]...)
-			rec(append(prefix, k), next)
+	return append(plans, p)
+}
+
+func (e *explainer) phantomName(k int) histories.Anomaly {
+	switch {
+	case e.ghostly[k]:
+		return histories.Ghost
+	case e.count[k] == 0:
+		return histories.Lost
+	}
+	return histories.Duplicate
+}
+
+// publications compares the observed outputs of message k, less what a
+// phantom published, with what subsets of its applications publish (the
+// first application's, alone, when it was applied once): 0 when some
+// subset's outputs, merged by id or not, are what was observed; 1 when
+// some were never published, or published again under a new id; -1
+// otherwise.
+func (e *explainer) publications(k int, phantom bag) (int, []keyPlan) {
+	apps, obs := e.apps[k], e.obs[k]
+	best, plans := -1, []keyPlan(nil)
+	consider := func(c int, p keyPlan) {
+		switch {
+		case best < 0 || c < best:
+			best, plans = c, []keyPlan{p}
+		case c == best:
+			plans = addPlan(plans, p)
 		}
 	}
-	rec(nil, keys)
-	return out
+	subsets := 1<<len(apps) - 1
+	for s := 1; s <= subsets; s++ {
+		if len(apps) == 1 && s != 1 {
+			break
+		}
+		union, total := phantom, phantom
+		for i, b := range apps {
+			if s&(1<<i) != 0 {
+				union, total = union.union(b), total.sum(b)
+			}
+		}
+		switch {
+		case union.within(obs) && obs.within(total):
+			consider(0, keyPlan{outcome: outMatched})
+		case obs.within(total):
+			consider(1, keyPlan{outcome: outLost, missing: union.minus(obs), names: nameBit(histories.Lost)})
+		case union.within(obs):
+			extra := obs.minus(total)
+			if allIn(extra, union) {
+				consider(1, keyPlan{outcome: outRepublished, extra: extra, names: nameBit(histories.Duplicate)})
+			}
+		}
+	}
+	return best, plans
+}
+
+func allIn(xs, of bag) bool {
+	for _, x := range xs {
+		if !slices.Contains(of, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// simplestFirst orders the anomaly names for ties between explanations of
+// as many deviations: an execution that applies every message once, in
+// another order, before one that leaves a message out or applies it again.
+var simplestFirst = []histories.Anomaly{
+	histories.OutOfOrder, histories.RealTime, histories.Lost, histories.Duplicate, histories.Ghost,
+}
+
+// nameBit is an anomaly's bit in a set of names (simplestFirst).
+func nameBit(a histories.Anomaly) uint {
+	return 1 << slices.Index(simplestFirst, a)
+}
+
+// simplerNames reports whether the set of names x is simpler than y: fewer
+// names, then the ones earlier in simplestFirst.
+func simplerNames(x, y uint) bool {
+	if bits.OnesCount(x) != bits.OnesCount(y) {
+		return bits.OnesCount(x) < bits.OnesCount(y)
+	}
+	for x != y {
+		lx, ly := x&-x, y&-y
+		if lx != ly {
+			return lx < ly
+		}
+		x, y = x&^lx, y&^ly
+	}
+	return false
+}
+
+// explainAggregate adds the findings of one failing aggregate to res.
+func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res *Result) {
+	e := newExplainer(a, m, agg, outOrder)
+	x, complete := e.search()
+	keys := a.keysOfAggregate(agg)
+	if x == nil {
+		order := make([]string, 0, len(keys))
+		for _, k := range e.prefer {
+			order = append(order, e.ks[k].Key)
+		}
+		res.Expected = append(res.Expected, describeClosest(a, agg, order, once(a, e.cache, agg, order))...)
+		text := fmt.Sprintf("the effects on %s match no execution with at most %d deviations from exactly-once "+
+			"(a message left out, applied again, applied without its state change, outputs lost or published again, an order against send order or real time)", agg, maxDeviations)
+		if !complete {
+			text = fmt.Sprintf("the search for the simplest explanation of %s stopped at its budget (%d steps) before finding one; "+
+				"this names no cause: compare the closest exactly-once execution below with the observation", agg, searchBudget)
+		}
+		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys, Text: text})
+		return
+	}
+	order := make([]string, 0, len(keys))
+	for _, k := range x.first {
+		order = append(order, e.ks[k].Key)
+	}
+	// The closest exactly-once execution: the explanation's order, with
+	// the messages it leaves out at the end; where the order is the
+	// deviation, send order (ordered models) or the order of first
+	// delivery, which respects real time.
+	reference := slices.Clone(order)
+	for i, l := range e.ks {
+		if !slices.Contains(x.first, i) {
+			reference = append(reference, l.Key)
+		}
+	}
+	if x.send || x.rt || x.out {
+		ls := slices.Clone(e.ks)
+		if !e.ordered {
+			slices.SortStableFunc(ls, func(p, q *logical) int { return p.Call - q.Call })
+		}
+		reference = reference[:0]
+		for _, l := range ls {
+			reference = append(reference, l.Key)
+		}
+	}
+	res.Expected = append(res.Expected, describeClosest(a, agg, reference, once(a, e.cache, agg, reference))...)
+	applications := make([]string, len(x.seq))
+	for i, k := range x.seq {
+		applications[i] = e.ks[k].Key
+	}
+	res.Expected = append(res.Expected, fmt.Sprintf("  the simplest explanation (%d %s from exactly-once) applies %s",
+		x.cost, plural(x.cost, "deviation", "deviations"), strings.Join(applications, ", ")))
+	if !complete {
+		res.Expected = append(res.Expected, fmt.Sprintf("  (the search stopped at its budget of %d steps: the explanation above is the simplest found, with %d deviations, not proven the simplest)", searchBudget, x.cost))
+	}
+	if x.send {
+		sent := make([]string, 0, len(order))
+		for _, l := range e.ks {
+			if slices.Contains(order, l.Key) {
+				sent = append(sent, l.Key)
+			}
+		}
+		res.add(outOfOrder(a, agg, sent, order))
+	}
+	if x.out {
+		res.add(outputsOutOfOrder(e, x, order))
+	}
+	if x.rt {
+		if f, ok := againstRealTime(a, agg, order); ok {
+			res.add(f)
+		}
+	}
+	applied := map[int]int{}
+	for _, k := range x.seq {
+		applied[k]++
+	}
+	for k, l := range e.ks {
+		p := x.plans[k]
+		c := applied[k]
+		obs := l.contents()
+		switch {
+		case c == 0 && p.phantom && p.names == nameBit(histories.Ghost):
+			res.add(Finding{Anomaly: histories.Ghost, Aggregate: agg, Keys: []string{l.Key},
+				Text: fmt.Sprintf("%s published %s from an attempt that never committed, and its state change is not in the final state of %s", l.describe(), obs, agg)})
+		case c == 0 && p.phantom:
+			res.add(Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{l.Key},
+				Text: fmt.Sprintf("%s published %s, but its state change is missing from the final state of %s: the final state is what the other messages give without it", l.describe(), obs, agg)})
+		case c == 0 && p.names != 0:
+			f := Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{l.Key}}
+			if r := e.cache.apply(e.cache.m.Initial(agg), l); r.err == nil && len(r.outs) > 0 {
+				f.Text = fmt.Sprintf("%s had no effect at all: its state change is not in the final state of %s and it published nothing", l.describe(), agg)
+			} else {
+				f.Text = fmt.Sprintf("%s had no effect at all on the final state of %s", l.describe(), agg)
+			}
+			res.add(f)
+		}
+		if c > 1 {
+			res.add(Finding{Anomaly: histories.Duplicate, Aggregate: agg, Keys: []string{l.Key},
+				Text: fmt.Sprintf("%s was applied %s: the final state and outputs match an execution that applies it %s (observed outputs %s)", l.describe(), times(c), times(c), obs)})
+		}
+		if c > 0 && p.phantom {
+			seen := x.trail[p.phantomAt]
+			var own bag
+			for i, j := range x.seq {
+				if j == k {
+					own = own.sum(e.cache.apply(x.trail[i], l).bag)
+				}
+			}
+			extra := e.obs[k].minus(own)
+			if p.names&nameBit(histories.Ghost) != 0 {
+				res.add(Finding{Anomaly: histories.Ghost, Aggregate: agg, Keys: []string{l.Key},
+					Text: fmt.Sprintf("%s published %s from an attempt that never committed (computed on the state %s); no exactly-once execution publishes it", l.describe(), extra, seen)})
+			} else {
+				res.add(Finding{Anomaly: histories.Duplicate, Aggregate: agg, Keys: []string{l.Key},
+					Text: fmt.Sprintf("%s was applied once more without its state change: it published %s, computed on the state %s", l.describe(), extra, seen)})
+			}
+		}
+		if c == 0 {
+			continue
+		}
+		switch p.outcome {
+		case outLost:
+			f := Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{l.Key}}
+			if anyIn(p.missing, e.obs[k]) {
+				f.Text = fmt.Sprintf("%s published only %s of its outputs; an exactly-once execution also publishes %s", l.describe(), obs, p.missing)
+			} else {
+				f.Text = fmt.Sprintf("%s never published %s (published %s)", l.describe(), p.missing, obs)
+			}
+			res.add(f)
+		case outRepublished:
+			res.add(Finding{Anomaly: histories.Duplicate, Aggregate: agg, Keys: []string{l.Key},
+				Text: fmt.Sprintf("%s published %s again with a new message id", l.describe(), p.extra)})
+		}
+	}
+}
+
+func anyIn(xs, of bag) bool {
+	for _, x := range xs {
+		if slices.Contains(of, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// outputsOutOfOrder explains an aggregate whose outputs were published in
+// another order than its messages took effect.
+func outputsOutOfOrder(e *explainer, x *explanation, order []string) Finding {
+	last := -1
+	for _, k := range x.first {
+		if e.minPub[k] == 0 {
+			continue
+		}
+		if last >= 0 && e.minPub[k] < e.maxPub[last] {
+			early, late := e.ks[last], e.ks[k]
+			return Finding{Anomaly: histories.OutOfOrder, Aggregate: e.agg, Keys: []string{late.Key, early.Key},
+				Text: fmt.Sprintf("the outputs of %s were published (step %d) before those of %s (step %d), which took effect before it; the effects on %s match the order %s, and its outputs must be published in that order",
+					late.describe(), e.minPub[k], early.describe(), e.maxPub[last], e.agg, strings.Join(order, ", "))}
+		}
+		if last < 0 || e.maxPub[k] > e.maxPub[last] {
+			last = k
+		}
+	}
+	return Finding{Anomaly: histories.OutOfOrder, Aggregate: e.agg, Keys: order,
+		Text: fmt.Sprintf("the outputs of %s were not published in the order %s, in which its messages took effect", e.agg, strings.Join(order, ", "))}
+}
+
+// evaluation is an exactly-once execution of an order: its final state
+// and each message's outputs.
+type evaluation struct {
+	state   model.State
+	outputs map[string]model.Outputs
+}
+
+// once applies each message of order once.
+func once(a *analysis, c *applyCache, agg string, order []string) evaluation {
+	ev := evaluation{state: c.m.Initial(agg), outputs: map[string]model.Outputs{}}
+	for _, k := range order {
+		r := c.apply(ev.state, a.logicals[k])
+		if r.err != nil {
+			break
+		}
+		ev.state, ev.outputs[k] = r.next, r.outs
+	}
+	return ev
 }
 
 // againstRealTime returns the finding of an order that explains an
@@ -188,198 +807,6 @@ func againstRealTime(a *analysis, agg string, order []string) (Finding, bool) {
 		}
 	}
 	return Finding{}, false
-}
-
-func sortedByCall(a *analysis, keys []string) []string {
-	out := append([]string(nil), keys...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && a.logicals[out[j]].Call < a.logicals[out[j-1]].Call; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
-}
-
-// maxRepeats bounds how many times the explainer tries applying one message.
-const maxRepeats = 4
-
-// perturbations returns the base order, the base order with one message left
-// out, and the base order with one message applied again (up to its number of
-// attempts) at a later point.
-func perturbations(a *analysis, base []string) []candidate {
-	out := []candidate{{seq: base}}
-	for i := range base {
-		without := append(append([]string(nil), base[:i]...), base[i+1:]...)
-		out = append(out, candidate{seq: without, perturbed: 1})
-	}
-	for i, k := range base {
-		repeats := min(a.attemptsOf(k), maxRepeats)
-		for extra := 1; extra < repeats; extra++ {
-			for j := i + 1; j <= len(base); j++ {
-				seq := append([]string(nil), base[:j]...)
-				for range extra {
-					seq = append(seq, k)
-				}
-				seq = append(seq, base[j:]...)
-				out = append(out, candidate{seq: seq, perturbed: extra})
-			}
-		}
-	}
-	return out
-}
-
-// better reports whether candidate c (evaluated as ev) explains more than
-// the best so far: more observations matched, then fewer deviations from
-// the commit record, then fewer perturbations.
-func better(ev evaluation, c candidate, bestEv evaluation, best candidate) bool {
-	if ev.score != bestEv.score {
-		return ev.score > bestEv.score
-	}
-	if ev.deviation != bestEv.deviation {
-		return ev.deviation < bestEv.deviation
-	}
-	return c.perturbed < best.perturbed
-}
-
-// explainAggregate adds the findings of one failing aggregate to res.
-func explainAggregate(a *analysis, m model.Model, agg string, res *Result) {
-	keys := a.keysOfAggregate(agg)
-	cache := newApplyCache(m)
-	if m.Ordered() {
-		// Would the effects be explained, each message once, if send
-		// order did not matter?
-		perfect := 2 * (len(keys) + 1)
-		for _, order := range baseOrders(a, keys, false) {
-			if ev := evaluate(a, cache, agg, order); ev.ok && ev.score == perfect {
-				res.Expected = append(res.Expected, describeClosest(a, agg, keys, evaluate(a, cache, agg, keys))...)
-				res.add(outOfOrder(a, agg, keys, order))
-				return
-			}
-		}
-	}
-	// Would the effects be explained, each message once, if real time did
-	// not matter?
-	if len(keys) <= maxPermuted {
-		perfect := 2 * (len(keys) + 1)
-		for _, order := range allOrders(keys, m.Ordered()) {
-			if ev := evaluate(a, cache, agg, order); ev.ok && ev.score == perfect {
-				if f, ok := againstRealTime(a, agg, order); ok {
-					res.Expected = append(res.Expected, describeClosest(a, agg, order, ev)...)
-					res.add(f)
-					return
-				}
-			}
-		}
-	}
-	var (
-		best     candidate
-		bestEval evaluation
-		found    bool
-		closest  []string // best exactly-once order
-		closeEv  evaluation
-	)
-	bases := baseOrders(a, keys, m.Ordered())
-	perfect := 2 * (len(keys) + 1)
-	perfectBase := false // some exactly-once order explains everything
-	for _, base := range bases {
-		ev := evaluate(a, cache, agg, base)
-		if !ev.ok {
-			continue
-		}
-		if closest == nil || ev.score > closeEv.score {
-			closest, closeEv = base, ev
-		}
-		perfectBase = perfectBase || ev.score == perfect && ev.deviation == 0
-	}
-	// Candidates in order (each base, then its perturbations); the first
-	// best wins ties. Nothing beats a candidate that explains everything
-	// with no deviation and the fewest perturbations any remaining
-	// candidate can have, so the search stops there.
-search:
-	for _, base := range bases {
-		for _, c := range perturbations(a, base) {
-			ev := evaluate(a, cache, agg, c.seq)
-			if !ev.ok {
-				continue
-			}
-			if !found || better(ev, c, bestEval, best) {
-				best, bestEval, found = c, ev, true
-				if ev.score == perfect && ev.deviation == 0 && (c.perturbed == 0 || c.perturbed == 1 && !perfectBase) {
-					break search
-				}
-			}
-		}
-	}
-	if !found {
-		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys,
-			Text: fmt.Sprintf("no execution of the model accepts the messages of %s", agg)})
-		return
-	}
-
-	if closest != nil {
-		res.Expected = append(res.Expected, describeClosest(a, agg, closest, closeEv)...)
-	}
-	count := map[string]int{}
-	for _, k := range best.seq {
-		count[k]++
-	}
-	explained := false
-	for _, k := range keys {
-		l := a.logicals[k]
-		obs := l.contents()
-		exp := bestEval.outputs[k]
-		switch {
-		case count[k] == 0:
-			if len(obs) > 0 && allUncommitted(l.Outputs) {
-				res.add(Finding{Anomaly: histories.Ghost, Aggregate: agg, Keys: []string{k},
-					Text: fmt.Sprintf("%s published %s from an attempt that never committed, and its state change is not in the final state", l.describe(), obs)})
-			} else {
-				f := Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{k}}
-				switch once := closeEv.outputs[k]; {
-				case len(obs) == 0 && len(once) > 0:
-					f.Text = fmt.Sprintf("%s had no effect at all: neither its state change nor its outputs %s were observed", l.describe(), once)
-				case len(obs) == 0:
-					f.Text = fmt.Sprintf("%s had no effect at all on the final state of %s", l.describe(), agg)
-				default:
-					f.Text = fmt.Sprintf("%s published %s, but its state change is missing from the final state of %s", l.describe(), obs, agg)
-				}
-				res.add(f)
-			}
-			explained = true
-		case count[k] > 1:
-			res.add(Finding{Anomaly: histories.Duplicate, Aggregate: agg, Keys: []string{k},
-				Text: fmt.Sprintf("%s was applied %s: the final state and outputs match an execution that applies it %s (observed outputs %s)", l.describe(), times(count[k]), times(count[k]), obs)})
-			explained = true
-		case !exp.Equal(obs):
-			missing, extra := diff(exp, obs)
-			f := Finding{Aggregate: agg, Keys: []string{k}}
-			switch {
-			case len(missing) == 0 && subset(extra, exp):
-				f.Anomaly = histories.Duplicate
-				f.Text = fmt.Sprintf("%s published %s again with a new message id", l.describe(), extra)
-			case len(extra) > 0 && extraUncommitted(l.Outputs, extra):
-				f.Anomaly = histories.Ghost
-				f.Text = fmt.Sprintf("%s published %s from an attempt that never committed; no exactly-once execution publishes it", l.describe(), extra)
-			case len(extra) == 0:
-				f.Anomaly = histories.Lost
-				f.Text = fmt.Sprintf("%s never published %s (published %s)", l.describe(), missing, obs)
-			default:
-				f.Anomaly = histories.Inconsistent
-				f.Text = fmt.Sprintf("%s published %s where an exactly-once execution publishes %s", l.describe(), obs, exp)
-			}
-			res.add(f)
-			explained = true
-		}
-	}
-	if obs := a.observed[agg]; !obs.Equal(bestEval.state) {
-		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys,
-			Text: fmt.Sprintf("final state of %s is %s; the closest execution ends in %s", agg, obs, bestEval.state)})
-		explained = true
-	}
-	if !explained {
-		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys,
-			Text: fmt.Sprintf("the effects on %s match no serial order that respects real time", agg)})
-	}
 }
 
 // describeClosest renders the closest exactly-once execution: each message
@@ -416,71 +843,6 @@ func describeClosest(a *analysis, agg string, order []string, ev evaluation) []s
 	return lines
 }
 
-// diff returns exp minus obs and obs minus exp, as multisets.
-func diff(exp, obs model.Outputs) (missing, extra model.Outputs) {
-	left := map[string]int{}
-	for _, o := range obs {
-		left[o.String()]++
-	}
-	for _, o := range exp {
-		if left[o.String()] > 0 {
-			left[o.String()]--
-		} else {
-			missing = append(missing, o)
-		}
-	}
-	for _, o := range obs {
-		if left[o.String()] > 0 {
-			left[o.String()]--
-			extra = append(extra, o)
-		}
-	}
-	return missing, extra
-}
-
-func subset(xs, of model.Outputs) bool {
-	for _, x := range xs {
-		found := false
-		for _, o := range of {
-			if o.String() == x.String() {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
-func allUncommitted(outs []*output) bool {
-	for _, o := range outs {
-		if !o.Ghostly {
-			return false
-		}
-	}
-	return len(outs) > 0
-}
-
-// extraUncommitted reports whether every extra output was published by an
-// attempt that never committed.
-func extraUncommitted(outs []*output, extra model.Outputs) bool {
-	for _, x := range extra {
-		found := false
-		for _, o := range outs {
-			if o.Content.String() == x.String() && o.Ghostly {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
 func times(n int) string {
 	switch n {
 	case 1:
@@ -510,4 +872,11 @@ func outOfOrder(a *analysis, agg string, sent, applied []string) Finding {
 	}
 	return Finding{Anomaly: histories.OutOfOrder, Aggregate: agg, Keys: sent,
 		Text: fmt.Sprintf("the effects on %s match the order %s, which breaks real time", agg, strings.Join(applied, ", "))}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

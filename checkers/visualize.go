@@ -30,7 +30,7 @@ func Visualize(h *histories.History, m model.Model, o Options, w io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	_, info := porcupine.CheckOperationsVerbose(porcupineModel(m), ops, o.Timeout)
+	_, info := porcupine.CheckOperationsVerbose(porcupineModel(m, o.OutputOrder.checks(m)), ops, o.Timeout)
 	var notes []porcupine.Annotation
 	for _, ev := range h.Events {
 		if ev.Fault == "" {
@@ -44,5 +44,5 @@ func Visualize(h *histories.History, m model.Model, o Options, w io.Writer) erro
 		})
 	}
 	info.AddAnnotations(notes)
-	return porcupine.Visualize(porcupineModel(m), info, w)
+	return porcupine.Visualize(porcupineModel(m, o.OutputOrder.checks(m)), info, w)
 }

@@ -65,6 +65,9 @@ func TestGeneratorRespectsOptions(t *testing.T) {
 			case Reissue:
 				require.Less(t, f.At, o.Deliveries)
 				require.Less(t, f.Index, o.Messages)
+			case Redelivery:
+				require.Less(t, f.At, o.Deliveries)
+				require.Less(t, f.Index, LeaseSteps)
 			default:
 				require.Less(t, f.At, o.Deliveries)
 				require.Less(t, f.Index, o.MaxPublishes)
@@ -73,8 +76,9 @@ func TestGeneratorRespectsOptions(t *testing.T) {
 				require.True(t, o.Dispatcher)
 			}
 		}
-		if slices.Contains(kinds, Concurrent) {
-			require.Equal(t, 2, p.ConsumerCount())
+		leases := slices.ContainsFunc(p.Faults, func(f Fault) bool { return f.Variant == LeaseExpired })
+		if slices.Contains(kinds, Concurrent) || leases {
+			require.Equal(t, 2, p.ConsumerCount(), "concurrent, or a lease that expires")
 		} else {
 			require.Equal(t, 1, p.ConsumerCount())
 		}

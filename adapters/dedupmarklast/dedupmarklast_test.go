@@ -1,6 +1,7 @@
 package dedupmarklast_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -55,7 +56,11 @@ func TestDedupMarkLastLetsTwoConsumersPassTheCheck(t *testing.T) {
 		{Kind: faults.Redelivery, Variant: faults.LeaseExpired},
 		{Kind: faults.Concurrent, At: 6},
 	}})
-	strategytest.Violates(t, res, histories.Duplicate, "applied twice")
+	// Applied twice; the second attempt's output reuses the first's id
+	// with another content, which the check also reports (the content
+	// kept under the id makes the first one's count as not published).
+	require.Contains(t, res.Anomalies, histories.Duplicate, "%v", res.Findings)
+	require.Contains(t, fmt.Sprint(res.Findings), "applied twice")
 }
 
 // TestDedupMarkLastAppliesAReissueAgain holds that dedup-mark-last keys on the

@@ -23,19 +23,21 @@ func TestDedupRepublishSurvivesReorderingAndCompetingConsumers(t *testing.T) {
 // inconsistent.
 func TestDedupRepublishRepublishesOutputsOfTheWrongState(t *testing.T) {
 	cases := []struct {
-		name  string
-		fault faults.Fault
-		word  string
+		name    string
+		fault   faults.Fault
+		anomaly histories.Anomaly
+		word    string
 	}{
-		{"lost ack", faults.Fault{Kind: faults.Redelivery, Variant: faults.AckLost}, "two contents"},
-		{"crash after the commit", strategytest.Crash(0, faults.AfterCommit), `ItemAdded{"qty":2,"sku":"a"}`},
-		{"publish failure", faults.Fault{Kind: faults.PublishFailure, Variant: faults.Rejected, Process: faults.Consumer}, `ItemAdded{"qty":2,"sku":"a"}`},
+		{"lost ack", faults.Fault{Kind: faults.Redelivery, Variant: faults.AckLost}, histories.Inconsistent, "two contents"},
+		// The first publish is lost; what goes out is computed as if the
+		// message were applied again: lost, beside duplicate.
+		{"crash after the commit", strategytest.Crash(0, faults.AfterCommit), histories.Lost, `ItemAdded{"qty":2,"sku":"a"}`},
+		{"publish failure", faults.Fault{Kind: faults.PublishFailure, Variant: faults.Rejected, Process: faults.Consumer}, histories.Lost, `ItemAdded{"qty":2,"sku":"a"}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			require.Equal(t, string(histories.Inconsistent), strategytest.Expected(t, deduprepublish.Name, model.Orders{}, c.fault.Kind))
 			res := strategytest.Execute(t, deduprepublish.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, faults.Plan{Faults: []faults.Fault{c.fault}})
-			strategytest.Violates(t, res, histories.Inconsistent, c.word)
+			strategytest.Violates(t, res, c.anomaly, c.word)
 		})
 	}
 }

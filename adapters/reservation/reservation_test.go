@@ -55,19 +55,24 @@ func TestReservationRecognisesAReissue(t *testing.T) {
 // with copies of one message cannot both reserve its key, wherever one is
 // preempted.
 func TestReservationHoldsWhenTwoConsumersRaceOnOneKey(t *testing.T) {
-	for name, second := range map[string]faults.Fault{
-		"lease expired": {Kind: faults.Redelivery, Variant: faults.LeaseExpired},
-		"re-issue":      {Kind: faults.Reissue, At: 0, Index: 0},
-	} {
-		t.Run(name, func(t *testing.T) {
-			// The run has 11 scheduling boundaries before it drains.
-			for b := range 11 {
-				plan := faults.Plan{Consumers: 2, Faults: []faults.Fault{second, {Kind: faults.Concurrent, At: b}}}
-				res := strategytest.Execute(t, reservation.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, plan)
-				require.Equal(t, histories.Pass, res.Verdict, "preempted at boundary #%d: %v", b+1, res.Findings)
-			}
-		})
-	}
+	one := model.Workload{strategytest.AddItem("o1", "a")}
+	t.Run("lease expired", func(t *testing.T) {
+		// The lease expires at each point of the attempt in turn, and the
+		// other consumer takes the copy there.
+		for step := range faults.LeaseSteps {
+			plan := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired, Index: step}}}
+			res := strategytest.Execute(t, reservation.Strategy(), model.Orders{}, one, plan)
+			require.Equal(t, histories.Pass, res.Verdict, "lease expired at step %d: %v", step+1, res.Findings)
+		}
+	})
+	t.Run("re-issue", func(t *testing.T) {
+		// The run has 11 scheduling boundaries before it drains.
+		for b := range 11 {
+			plan := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Reissue, At: 0, Index: 0}, {Kind: faults.Concurrent, At: b}}}
+			res := strategytest.Execute(t, reservation.Strategy(), model.Orders{}, one, plan)
+			require.Equal(t, histories.Pass, res.Verdict, "preempted at boundary #%d: %v", b+1, res.Findings)
+		}
+	})
 }
 
 // TestReservationAppliesAnOrderedModelInArrivalOrder holds that on profiles, a
