@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -35,11 +35,11 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// buildTool compiles the command once per test binary.
+// buildTool compiles cmd/oncecheck.
 func buildTool(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "oncecheck")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/oncecheck").CombinedOutput()
 	require.NoError(t, err, string(out))
 	return bin
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/histories"
 )
 
@@ -90,7 +91,7 @@ func TestPostgresRestartMidRunIsInconclusive(t *testing.T) {
 func TestUnreachablePostgresIsInconclusive(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run(t.Context(), []string{"run", "--backend", "pg", "--pg", "postgres://nobody@127.0.0.1:1/x?sslmode=disable&connect_timeout=2",
-		"--strategy", "naive", "--runs", "5"}, &stdout, &stderr)
+		"--strategy", "naive", "--runs", "5"}, &stdout, &stderr, withDefaults(catalogue.Catalogue{}))
 	require.Equal(t, exitInconclusive, code)
 	require.Regexp(t, `(?m)^INCONCLUSIVE: open the pg backend: backend failure: .*127\.0\.0\.1`, stdout.String())
 	require.Empty(t, stderr.String())

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, st
 		return exitUsage, usagef("want one shell: bash, zsh or fish")
 	}
 	var names []string
-	for _, c := range commands {
+	for _, c := range commands() {
 		names = append(names, c.name)
 	}
 	kinds := []string{"all"}
