@@ -167,7 +167,7 @@ func checkOne(ctx context.Context, stdout, stderr io.Writer, cat catalogue.Catal
 
 // quietWriter drops the lines of histories that pass (check -q).
 type quietWriter struct {
-	w    io.Writer
+	w io.Writer
 }
 
 func (q *quietWriter) Write(p []byte) (int, error) {

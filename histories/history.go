@@ -348,7 +348,7 @@ func Save(h *History, dir, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create temporary history: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	defer os.Remove(tmp.Name())              // no-op after a successful rename
 	if err := tmp.Chmod(0o644); err != nil { // CreateTemp's 0600 would hide it from a CI's other users
 		tmp.Close()
 		return "", fmt.Errorf("create temporary history: %w", err)
