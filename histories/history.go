@@ -348,8 +348,9 @@ func Save(h *History, dir, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create temporary history: %w", err)
 	}
-	defer os.Remove(tmp.Name())              // no-op after a successful rename
-	if err := tmp.Chmod(0o644); err != nil { // CreateTemp's 0600 would hide it from a CI's other users
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	// CreateTemp's 0600 would hide the history from a CI's other users.
+	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return "", fmt.Errorf("create temporary history: %w", err)
 	}
