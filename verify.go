@@ -142,7 +142,11 @@ func Verify(t TB, spec Spec) {
 		failOrSkip(t, err)
 		return
 	}
-	defer tester.Close()
+	defer func() {
+		if err := tester.Close(); err != nil {
+			t.Logf("oncecheck: warning: %v", err)
+		}
+	}()
 	start := time.Now()
 	rep, err := tester.Search(context.Background(), campaign.SearchOptions{Runs: spec.Runs, Seed: spec.Seed, Out: spec.Out})
 	if err != nil {

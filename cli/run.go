@@ -130,7 +130,11 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
 		return exitInconclusive, nil
 	}
-	defer tester.Close()
+	defer func() {
+		if err := tester.Close(); err != nil {
+			fmt.Fprintf(stderr, "oncecheck run: warning: %v\n", err)
+		}
+	}()
 	if *exhaustive {
 		return runExhaustive(ctx, stdout, stderr, tester, *faultList, *out, *maxMessages, *maxFaults)
 	}
