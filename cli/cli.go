@@ -350,7 +350,7 @@ func dashes(name string) string {
 // didYouMean names the candidate closest to s, when one is close enough
 // to be a misspelling of it.
 func didYouMean(s string, candidates []string) string {
-	best, bestDist := "", len(s)/2+2
+	best, bestDist := "", len(strings.TrimLeft(s, "-"))/3+1
 	for _, c := range candidates {
 		if d := editDistance(strings.TrimLeft(s, "-"), strings.TrimLeft(c, "-")); d < bestDist {
 			best, bestDist = c, d

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/pgstore"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/model"
 
@@ -24,6 +25,7 @@ func replayCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 `, stdout)
 	strategy := fs.String("strategy", "", "run the plan on another strategy (default: the history's own)")
 	backend := fs.String("backend", "", "run on another backend: mem, or pg with $ONCECHECK_PG (default: the history's own)")
+	pgDSN := fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 	verbose := fs.Bool("v", false, "print the explanation and timeline of a failing replay")
 	asJSON := fs.Bool("json", false, "print the outcome as one JSON object")
 	files, err := parse(fs, args)
@@ -32,6 +34,12 @@ func replayCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	}
 	if len(files) != 1 {
 		return exitUsage, usagef("want exactly one history file (- for standard input), got %d", len(files))
+	}
+	if *pgDSN != "" {
+		if err := checkDSN(*pgDSN); err != nil {
+			return exitUsage, err
+		}
+		cat = cat.WithBackends(pgstore.Backend{DSN: *pgDSN})
 	}
 	in, err := openInput(ctx, files[0])
 	if errors.Is(err, errInterrupted) {
