@@ -45,7 +45,7 @@ func newVerdictJSON(file string, res checkers.Result) verdictJSON {
 }
 
 func checkCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := newFlagSet("check", "check [flags] FILE...", `  oncecheck check oncecheck-results/naive-orders-redelivery-duplicate-42.jsonl
+	fs := newFlagSet("check", "check [flags] FILE...", `  oncecheck check oncecheck-results/naive-orders-redelivery-duplicate-mem-42.jsonl
   oncecheck check 'oncecheck-results/*.jsonl'
   oncecheck check --json --downstream none oncecheck-results/*.jsonl
   cat history.jsonl | oncecheck check -

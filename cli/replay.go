@@ -20,8 +20,8 @@ import (
 )
 
 func replayCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := newFlagSet("replay", "replay [flags] FILE", `  oncecheck replay oncecheck-results/dedup-orders-crash-lost-42.jsonl
-  oncecheck replay --strategy outbox oncecheck-results/dedup-orders-crash-lost-42.jsonl
+	fs := newFlagSet("replay", "replay [flags] FILE", `  oncecheck replay oncecheck-results/dedup-orders-crash-lost-mem-42.jsonl
+  oncecheck replay --strategy outbox oncecheck-results/dedup-orders-crash-lost-mem-42.jsonl
 `, stdout)
 	strategy := fs.String("strategy", "", "run the plan on another strategy (default: the history's own)")
 	backend := fs.String("backend", "", "run on another backend: mem, or pg with $ONCECHECK_PG (default: the history's own)")

@@ -17,9 +17,9 @@ import (
 )
 
 func showCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := newFlagSet("show", "show [flags] FILE", `  oncecheck show oncecheck-results/dedup-orders-crash-lost-42.jsonl
-  oncecheck show --json oncecheck-results/dedup-orders-crash-lost-42.jsonl
-  oncecheck show --html report.html oncecheck-results/dedup-orders-crash-lost-42.jsonl
+	fs := newFlagSet("show", "show [flags] FILE", `  oncecheck show oncecheck-results/dedup-orders-crash-lost-mem-42.jsonl
+  oncecheck show --json oncecheck-results/dedup-orders-crash-lost-mem-42.jsonl
+  oncecheck show --html report.html oncecheck-results/dedup-orders-crash-lost-mem-42.jsonl
   oncecheck show - < history.jsonl
 `, stdout)
 	asJSON := fs.Bool("json", false, "print the history and its check as one JSON object")
