@@ -39,7 +39,7 @@ func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, st
 		"--faults":   strings.Join(kinds, " "),
 		"--format":   "text markdown json",
 	}
-	flags := "--strategy --model --backend --pg --faults --runs --seed --out --keep-all --keep-db --max-messages --max-faults --downstream --shrink-time --check-timeout --swarm --check-determinism --exhaustive --junit --format --expect --parallel --shrink --json --html --timeout -v --help"
+	flags := "--strategy --model --backend --pg --faults --runs --seed --out --keep-all --keep-db --max-messages --max-faults --downstream --shrink-time --check-timeout --swarm --check-determinism --exhaustive --junit --format --expect --parallel --shrink --shard --json --html --timeout -q -v --help --version"
 	switch rest[0] {
 	case "bash":
 		fmt.Fprintf(stdout, `# bash completion for oncecheck
