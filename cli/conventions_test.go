@@ -219,3 +219,12 @@ func decodeMatrix(t *testing.T, s string) []*campaign.Matrix {
 	}
 	return doc.Models
 }
+
+func TestExhaustiveJSON(t *testing.T) {
+	code, out, _ := cli(t, "run", "--exhaustive", "--strategy", "dedup", "--faults", "crash", "--json", "--out", t.TempDir())
+	require.Equal(t, exitViolation, code, out)
+	var v exhaustiveJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
+	require.Equal(t, "violation", v.Verdict)
+	require.FileExists(t, v.History)
+}

@@ -136,7 +136,7 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		}
 	}()
 	if *exhaustive {
-		return runExhaustive(ctx, stdout, stderr, tester, *faultList, *out, *maxMessages, *maxFaults)
+		return runExhaustive(ctx, stdout, stderr, tester, *faultList, *out, *maxMessages, *maxFaults, *asJSON)
 	}
 	if *seed == 0 {
 		*seed = randomSeed()
@@ -310,8 +310,12 @@ func printReport(w, stderr io.Writer, rep campaign.Report, interrupted, quiet bo
 	return exitViolation
 }
 
-func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campaign.Tester, faultList, out string, maxMessages, maxFaults int) (int, error) {
+func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campaign.Tester, faultList, out string, maxMessages, maxFaults int, asJSON bool) (int, error) {
 	cfg := tester.Config()
+	textOut := stdout
+	if asJSON { // one JSON object says the outcome
+		stdout = io.Discard
+	}
 	fmt.Fprintf(stdout, "oncecheck run --exhaustive: strategy=%s model=%s faults=%s max-messages=%d max-faults=%d\n",
 		cfg.Strategy.Name, cfg.Model.Name(), faultList, maxMessages, maxFaults)
 	start := time.Now()
@@ -328,6 +332,21 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campai
 	})
 	if err != nil {
 		return exitInconclusive, err
+	}
+	if asJSON {
+		v := exhaustiveJSON{Strategy: cfg.Strategy.Name, Model: cfg.Model.Name(), Backend: cfg.Backend.Name(), Verdict: string(rep.Verdict),
+			Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings, Workloads: rep.Workloads, Schedules: rep.Schedules,
+			History: rep.Path, Reason: rep.Reason}
+		if v.Anomalies == nil {
+			v.Anomalies = []histories.Anomaly{}
+		}
+		if err := encodeJSON(textOut, v); err != nil {
+			return exitInconclusive, err
+		}
+		if ctx.Err() != nil && rep.Verdict != histories.Violation {
+			return exitInterrupted, nil
+		}
+		return exitCode(rep.Verdict), nil
 	}
 	fmt.Fprintf(stdout, "explored %s and %s in %s; %s checked, %s pruned as equivalent to one already explored\n",
 		report.Plural(rep.Workloads, "workload shape"), report.Plural(rep.Schedules, "schedule"), time.Since(start).Round(time.Millisecond),
@@ -348,6 +367,20 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campai
 	fmt.Fprintf(stdout, "\nSaved:  %s\n", rep.Path)
 	fmt.Fprintf(stdout, "Replay: %s replay %s\n", self(), rep.Path)
 	return exitViolation, nil
+}
+
+// exhaustiveJSON is the outcome of run --exhaustive --json.
+type exhaustiveJSON struct {
+	Strategy  string              `json:"strategy"`
+	Model     string              `json:"model"`
+	Backend   string              `json:"backend"`
+	Verdict   string              `json:"verdict"`
+	Anomalies []histories.Anomaly `json:"anomalies"`
+	Findings  []checkers.Finding  `json:"findings,omitempty"`
+	Workloads int                 `json:"workloads"`
+	Schedules int                 `json:"schedules"`
+	History   string              `json:"history,omitempty"`
+	Reason    string              `json:"reason,omitempty"`
 }
 
 // runJSON is a run's outcome as one JSON object (run --json, merge).
