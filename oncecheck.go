@@ -10,7 +10,7 @@
 //
 // This package is what a library user needs: Verify in a test, and Check
 // and Replay of a saved history. The engine behind them is package
-// campaign; the command line is cmd/oncecheck.
+// campaign; the command line is package cli (cmd/oncecheck runs it).
 package oncecheck
 
 import (

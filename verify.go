@@ -3,10 +3,12 @@ package oncecheck
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,31 @@ const ReplayEnv = "ONCECHECK_REPLAY"
 // SeedEnv names the environment variable that sets Verify's seed.
 const SeedEnv = "ONCECHECK_SEED"
 
+// RunsEnv names the environment variable that sets Verify's number of
+// runs.
+const RunsEnv = "ONCECHECK_RUNS"
+
+// DefaultOut is where Verify saves counterexamples when go test is run
+// without -artifacts: relative to the test's package directory (go
+// ignores testdata directories).
+const DefaultOut = "testdata/oncecheck"
+
+// The go test command line sets Verify's runs and seed too:
+// go test -run TestX . -args -oncecheck.runs=5000 -oncecheck.seed=7
+// (or before -args, as go test passes unknown flags on). They are
+// registered in test binaries only, as testing's own flags are.
+var (
+	runsFlag *int
+	seedFlag *uint64
+)
+
+func init() {
+	if testing.Testing() {
+		runsFlag = flag.Int("oncecheck.runs", 0, "runs of each oncecheck.Verify (default 300, 60 with -short; $"+RunsEnv+")")
+		seedFlag = flag.Uint64("oncecheck.seed", 0, "seed of each oncecheck.Verify (default: from the test's name; $"+SeedEnv+")")
+	}
+}
+
 // TB is the part of testing.TB that Verify uses; *testing.T is one.
 type TB interface {
 	Helper()
@@ -46,11 +73,12 @@ type Spec struct {
 	Strategy adapters.Strategy
 	// Faults are the fault kinds to inject (default: all).
 	Faults []faults.Kind
-	// Runs is the number of generated cases (default 300; 60 with -short).
+	// Runs is the number of generated cases (default: -oncecheck.runs,
+	// else $ONCECHECK_RUNS, else 300; 60 with -short).
 	Runs int
-	// Seed is the campaign's seed (default: from $ONCECHECK_SEED, else
-	// derived from the test's name, so that a test is reproducible and
-	// -count=N repeats the same cases).
+	// Seed is the campaign's seed (default: -oncecheck.seed, else
+	// $ONCECHECK_SEED, else derived from the test's name, so that a test
+	// is reproducible and -count=N repeats the same cases).
 	Seed uint64
 	// MaxMessages and MaxFaults bound each case (defaults 8 and 3).
 	MaxMessages, MaxFaults int
@@ -59,9 +87,15 @@ type Spec struct {
 	// names no server (adapters.ErrNoServer) skips the test, or fails it
 	// when $CI is set.
 	Backend adapters.Backend
-	// Out is where counterexamples are saved (default
-	// "oncecheck-results", in the package's directory).
+	// Out is where counterexamples are saved (default: the test's
+	// T.ArtifactDir when go test has -artifacts, so that they land under
+	// its -outputdir; DefaultOut otherwise).
 	Out string
+	// CLI is the package of a command of the module's own that runs
+	// cli.Main over a catalogue with Model and Strategy, relative to the
+	// module's root (as "./cmd/oncecheck"): a failure then prints the
+	// show --html, check and replay commands through it.
+	CLI string
 	// Downstream is the output-copy policy (default dedup-by-id).
 	Downstream checkers.Downstream
 	// FreeRunning runs the consumers truly in parallel (campaign.Config):
@@ -95,16 +129,13 @@ func Verify(t TB, spec Spec) {
 		return
 	}
 	if spec.Runs == 0 {
-		spec.Runs = 300
-		if testing.Short() {
-			spec.Runs = 60
-		}
+		spec.Runs = defaultRuns()
 	}
 	if spec.Seed == 0 {
 		spec.Seed = seedFor(t.Name())
 	}
 	if spec.Out == "" {
-		spec.Out = "oncecheck-results"
+		spec.Out = defaultOut(t)
 	}
 	tester, err := campaign.New(campaign.Config{
 		Model: spec.Model, Strategy: spec.Strategy, Backend: spec.Backend, Faults: spec.Faults,
@@ -115,7 +146,11 @@ func Verify(t TB, spec Spec) {
 		failOrSkip(t, err)
 		return
 	}
-	defer tester.Close()
+	defer func() {
+		if err := tester.Close(); err != nil {
+			t.Logf("oncecheck: warning: %v", err)
+		}
+	}()
 	start := time.Now()
 	rep, err := tester.Search(context.Background(), campaign.SearchOptions{Runs: spec.Runs, Seed: spec.Seed, Out: spec.Out})
 	if err != nil {
@@ -182,14 +217,65 @@ func failureText(t TB, spec Spec, h *histories.History, res checkers.Result, pat
 		fmt.Fprintf(&b, "not saved: %v\n", saveErr)
 	}
 	if path != "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
 		fmt.Fprintf(&b, "saved: %s\n", path)
 		fmt.Fprintf(&b, "replay (from the module's root): %s\n", replayCommand(t.Name(), path))
-		if _, err := catalogue.Builtin().Model(spec.Model.Name()); err == nil {
-			// The command line knows the built-in models only.
-			fmt.Fprintf(&b, "report: go run github.com/oncecheck/oncecheck/cmd/oncecheck show --html report.html %s", path)
+		if tool := commandLine(spec); tool != "" {
+			fmt.Fprintf(&b, "report: %s show --html report.html %s\n", tool, path)
+			fmt.Fprintf(&b, "check:  %s check %s\n", tool, path)
+			fmt.Fprintf(&b, "replay: %s replay %s\n", tool, path)
+		} else {
+			fmt.Fprintf(&b, "(for show --html, check and replay of it, set Spec.CLI to a main of yours over cli.Main: docs/writing-an-adapter.md, section 5)\n")
 		}
 	}
 	return b.String()
+}
+
+// commandLine is the command, run from the module's root, that opens a
+// history of spec's model and strategy: Spec.CLI's, or the built-in
+// command line when both are built in; empty when there is none.
+func commandLine(spec Spec) string {
+	if spec.CLI != "" {
+		return "go run " + spec.CLI
+	}
+	builtin := catalogue.Builtin()
+	if _, err := builtin.Model(spec.Model.Name()); err != nil {
+		return ""
+	}
+	if _, err := builtin.Strategy(spec.Strategy.Name); err != nil {
+		return ""
+	}
+	return "go run github.com/oncecheck/oncecheck/cmd/oncecheck"
+}
+
+// defaultRuns is -oncecheck.runs, else $ONCECHECK_RUNS, else 300 (60 with
+// -short).
+func defaultRuns() int {
+	if runsFlag != nil && *runsFlag > 0 {
+		return *runsFlag
+	}
+	if s := os.Getenv(RunsEnv); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return n
+		}
+	}
+	if testing.Testing() && flag.Parsed() && testing.Short() {
+		return 60
+	}
+	return 300
+}
+
+// defaultOut is the test's artifact directory when go test has
+// -artifacts, DefaultOut otherwise.
+func defaultOut(t TB) string {
+	if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
+		if a, ok := t.(interface{ ArtifactDir() string }); ok {
+			return a.ArtifactDir()
+		}
+	}
+	return DefaultOut
 }
 
 // replayCommand is the command that replays the history at path in the
@@ -230,8 +316,12 @@ func injectedSummary(m map[faults.Kind]int) string {
 	return strings.Join(parts, " ")
 }
 
-// seedFor returns $ONCECHECK_SEED, or a seed derived from a test name.
+// seedFor returns -oncecheck.seed, $ONCECHECK_SEED, or a seed derived
+// from a test name.
 func seedFor(name string) uint64 {
+	if seedFlag != nil && *seedFlag != 0 {
+		return *seedFlag
+	}
 	if s := os.Getenv(SeedEnv); s != "" {
 		var seed uint64
 		if _, err := fmt.Sscan(s, &seed); err == nil && seed != 0 {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -144,8 +145,10 @@ func TestAnUnwritableOutIsRefusedBeforeTheCampaign(t *testing.T) {
 // TestAFailedSaveKeepsTheFinding: when the counterexample cannot be saved
 // (here the results directory is replaced by a file during the campaign),
 // the report still has the violation, the minimal history and its
-// explanation, and says why it was not saved.
+// explanation, says why it was not saved where asked, and saved it in
+// the fallback directory.
 func TestAFailedSaveKeepsTheFinding(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
 	out := filepath.Join(t.TempDir(), "results")
 	tester, err := New(Config{Strategy: strat("naive"), Faults: []faults.Kind{faults.Redelivery}})
 	require.NoError(t, err)
@@ -159,6 +162,33 @@ func TestAFailedSaveKeepsTheFinding(t *testing.T) {
 	require.Equal(t, histories.Violation, rep.Verdict)
 	require.NotNil(t, rep.Minimal)
 	require.NotEmpty(t, rep.Result.Findings)
-	require.Empty(t, rep.Path)
 	require.Error(t, rep.SaveError)
+	require.Equal(t, FallbackDir(), filepath.Dir(rep.Path))
+	h, err := histories.Load(rep.Path)
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, h.Header.Verdict)
+}
+
+// TestStaleTemporaryFilesAreRemoved: a temporary file that a killed save
+// left is removed by the next campaign once it is a minute old; a fresh
+// one (a live writer's) stays. Histories are saved mode 0644.
+func TestStaleTemporaryFilesAreRemoved(t *testing.T) {
+	out := t.TempDir()
+	stale, fresh := filepath.Join(out, ".tmp-x.jsonl-1"), filepath.Join(out, ".tmp-y.jsonl-2")
+	require.NoError(t, os.WriteFile(stale, []byte("{"), 0o600))
+	require.NoError(t, os.WriteFile(fresh, []byte("{"), 0o600))
+	old := time.Now().Add(-2 * time.Minute)
+	require.NoError(t, os.Chtimes(stale, old, old))
+	matches, err := filepath.Glob(filepath.Join(out, "*.jsonl"))
+	require.NoError(t, err)
+	require.Empty(t, matches, "no glob of histories matches a temporary file")
+	tester, err := New(Config{Strategy: strat("naive"), Faults: []faults.Kind{faults.Redelivery}})
+	require.NoError(t, err)
+	rep, err := tester.Search(context.Background(), SearchOptions{Runs: 200, Seed: 99, Out: out, NoShrink: true})
+	require.NoError(t, err)
+	require.NoFileExists(t, stale)
+	require.FileExists(t, fresh)
+	info, err := os.Stat(rep.Path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o644), info.Mode().Perm())
 }

@@ -96,6 +96,9 @@ func (t *Tester) Exhaustive(ctx context.Context, o ExhaustiveOptions) (Exhaustiv
 		consumers = 2
 	}
 	shapes := enum.Shapes(o.MaxMessages)
+	if len(shapes) == 0 {
+		return rep, configErrorf("Model", "model %s lists no workload to enumerate (model.Typed: set its Messages)", t.model.Name())
+	}
 	parallel := o.Parallel
 	if parallel <= 0 {
 		parallel = runtime.NumCPU()

@@ -35,21 +35,29 @@ func LoadExpectedMatrix(path string) (ExpectedMatrix, error) {
 func (e ExpectedMatrix) Compare(mx *Matrix) []string {
 	var out []string
 	for _, c := range mx.Cells {
-		want, ok := e[mx.Model][c.Strategy][c.Fault]
-		if !ok {
-			out = append(out, fmt.Sprintf("%s/%s/%s: no expectation (got %s)", mx.Model, c.Strategy, c.Fault, c.Summary()))
-			continue
-		}
-		if !e.agrees(want, c) {
-			detail := ""
-			if c.History != "" {
-				detail = " (" + c.History + ")"
-			}
-			out = append(out, fmt.Sprintf("%s/%s/%s: expected %s, got %s%s", mx.Model, c.Strategy, c.Fault, want, c.Summary(), detail))
+		if d, ok := e.Disagreement(mx.Model, c); !ok {
+			out = append(out, d)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Disagreement reports whether a cell of a model's matrix agrees with the
+// expectation, and when it does not, says how, in one line.
+func (e ExpectedMatrix) Disagreement(model string, c Cell) (string, bool) {
+	want, ok := e[model][c.Strategy][c.Fault]
+	if !ok {
+		return fmt.Sprintf("%s/%s/%s: no expectation (got %s)", model, c.Strategy, c.Fault, c.Summary()), false
+	}
+	if !e.agrees(want, c) {
+		detail := ""
+		if c.History != "" {
+			detail = " (" + c.History + ")"
+		}
+		return fmt.Sprintf("%s/%s/%s: expected %s, got %s%s", model, c.Strategy, c.Fault, want, c.Summary(), detail), false
+	}
+	return "", true
 }
 
 func (ExpectedMatrix) agrees(want string, c Cell) bool {

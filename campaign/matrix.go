@@ -3,6 +3,7 @@ package campaign
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -57,6 +58,11 @@ type MatrixOptions struct {
 	Isolation adapters.Isolation
 	// Progress, when set, is called after each cell.
 	Progress func(done, total int, c Cell)
+	// Shard and Shards split the cells between Shards processes: this one
+	// runs the cells whose index i, strategy by strategy and column by
+	// column, has i%Shards == Shard-1 (default: all of them). The shards'
+	// cells together are the whole matrix's, cell for cell.
+	Shard, Shards int
 }
 
 // Cell is one strategy under one fault column.
@@ -83,6 +89,9 @@ type Cell struct {
 	NotApplicable string `json:"not_applicable,omitempty"`
 	// Reason says why a cell is inconclusive.
 	Reason string `json:"reason,omitempty"`
+	// Stopped says that the cell passed the runs it did but was stopped
+	// (its context cancelled) before it had done them all.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // Matrix is a table of verdicts: strategies by fault columns, for one model.
@@ -95,6 +104,9 @@ type Matrix struct {
 	Strategies []string `json:"strategies"`
 	Columns    []string `json:"faults"`
 	Cells      []Cell   `json:"cells"`
+	// Shard is "K/N" for a matrix that ran shard K of N of the cells
+	// (MatrixOptions.Shard), empty for a whole one.
+	Shard string `json:"shard,omitempty"`
 }
 
 // Cell returns the cell of a strategy and column.
@@ -151,10 +163,20 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 		strategy adapters.Strategy
 		column   int
 	}
+	if o.Shards > 1 && (o.Shard < 1 || o.Shard > o.Shards) {
+		return nil, configErrorf("Shard", "shard %d of %d does not exist", o.Shard, o.Shards)
+	}
+	if o.Shards > 1 {
+		mx.Shard = fmt.Sprintf("%d/%d", o.Shard, o.Shards)
+	}
 	var jobs []job
+	i := 0
 	for _, s := range o.Strategies {
 		for ci := range o.Columns {
-			jobs = append(jobs, job{len(jobs), s, ci})
+			if o.Shards <= 1 || i%o.Shards == o.Shard-1 {
+				jobs = append(jobs, job{len(jobs), s, ci})
+			}
+			i++
 		}
 	}
 	mx.Cells = make([]Cell, len(jobs))
@@ -223,6 +245,7 @@ func runCell(ctx context.Context, o MatrixOptions, strategy adapters.Strategy, c
 		return c, err
 	}
 	c.Verdict, c.Runs, c.Reason = rep.Verdict, rep.Runs, rep.Reason
+	c.Stopped = rep.Verdict == histories.Pass && rep.Runs < o.Runs
 	if rep.Verdict == histories.Violation {
 		c.RunsToFailure, c.History = rep.RunsToFailure, rep.Path
 		if rep.SaveError != nil {
@@ -237,11 +260,14 @@ func runCell(ctx context.Context, o MatrixOptions, strategy adapters.Strategy, c
 }
 
 // Summary renders a cell's outcome in a word or two: "pass", "n/a",
-// "inconclusive", or its anomalies joined by "+" ("lost+duplicate").
+// "stopped" (interrupted), "inconclusive", or its anomalies joined by "+"
+// ("lost+duplicate").
 func (c Cell) Summary() string {
 	switch {
 	case c.NotApplicable != "":
 		return "n/a"
+	case c.Stopped:
+		return "stopped"
 	case c.Verdict == histories.Pass:
 		return "pass"
 	case c.Verdict == histories.Violation:

@@ -67,7 +67,7 @@ type Report struct {
 	Result        checkers.Result    // the minimal history's check
 	Path          string             // where Minimal was saved
 	ShrinkError   error              // why shrinking failed, if it did
-	SaveError     error              // why Minimal could not be saved (Path is then empty)
+	SaveError     error              // why Minimal could not be saved in Out (Path is then the fallback's, or empty)
 	// TimeToFailure is the wall time from the campaign's start to the
 	// failing run's verdict; ShrinkTime is the time shrinking took.
 	TimeToFailure, ShrinkTime time.Duration
@@ -152,8 +152,9 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 			}
 			rep.ShrinkTime = time.Since(shrinkStart)
 		}
-		// A failure to save loses no finding: the report has it all.
-		rep.Path, rep.SaveError = histories.Save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
+		// A failure to save loses no finding: the report has it all, and
+		// the history goes to the fallback directory.
+		rep.Path, rep.SaveError = save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
 		return rep, nil
 	}
 	if rep.Inconclusive > 0 {
@@ -168,6 +169,7 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 // ancestor of a missing one takes a directory. It leaves nothing behind:
 // the directory is made when a history is saved.
 func writable(dir string) error {
+	removeStale(dir)
 	probe := dir
 	for {
 		info, err := os.Stat(probe)
@@ -198,6 +200,35 @@ func writable(dir string) error {
 	return nil
 }
 
+// removeStale removes the temporary files a process killed while saving
+// left in dir (histories.Save's ".tmp-*"), once they are a minute old: a
+// live writer's file is younger.
+func removeStale(dir string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	for _, m := range matches {
+		if info, err := os.Lstat(m); err == nil && info.Mode().IsRegular() && time.Since(info.ModTime()) > time.Minute {
+			_ = os.Remove(m)
+		}
+	}
+}
+
+// FallbackDir is where a counterexample that cannot be saved in its
+// results directory (read-only, full, not a directory) is saved instead.
+func FallbackDir() string { return filepath.Join(os.TempDir(), "oncecheck-results") }
+
+// save saves h in dir, or else in FallbackDir: the path is where it went,
+// the error why dir did not take it.
+func save(h *histories.History, dir, name string) (string, error) {
+	path, err := histories.Save(h, dir, name)
+	if err == nil {
+		return path, nil
+	}
+	if fallback, ferr := histories.Save(h, FallbackDir(), name); ferr == nil {
+		return fallback, err
+	}
+	return "", err
+}
+
 func fileName(h *histories.History, seed uint64) string {
 	outcome := string(h.Header.Verdict)
 	if len(h.Header.Anomalies) > 0 {
@@ -214,7 +245,11 @@ func fileName(h *histories.History, seed uint64) string {
 	if len(h.Header.Faults) == len(faults.AllKinds) {
 		kinds = "all"
 	}
-	return fmt.Sprintf("%s-%s-%s-%s-%d.jsonl", h.Header.Strategy, h.Header.Model, kinds, outcome, seed)
+	backend := h.Header.Backend
+	if backend == "" {
+		backend = "mem"
+	}
+	return fmt.Sprintf("%s-%s-%s-%s-%s-%d.jsonl", h.Header.Strategy, h.Header.Model, kinds, outcome, backend, seed)
 }
 
 // outcome is what one run gave.

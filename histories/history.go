@@ -355,7 +355,8 @@ func Load(path string) (*History, error) {
 }
 
 // Save writes the history atomically into dir (created if needed) under
-// name: a temporary file is written, synced and renamed, so a reader never
+// name, mode 0644: a temporary file (".tmp-NAME-RANDOM", which no glob
+// of histories matches) is written, synced and renamed, so a reader never
 // sees half a history. It returns the final path.
 func Save(h *History, dir, name string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -366,6 +367,11 @@ func Save(h *History, dir, name string) (string, error) {
 		return "", fmt.Errorf("create temporary history: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	// CreateTemp's 0600 would hide the history from a CI's other users.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("create temporary history: %w", err)
+	}
 	if err := h.Encode(tmp); err != nil {
 		tmp.Close()
 		return "", err

@@ -34,9 +34,40 @@ type Typed[S any] struct {
 	Step func(s S, m Message) (S, Outputs, error)
 	// Generate returns a workload generator (see Workload.Number).
 	Generate func(maxMessages int) *rapid.Generator[Workload]
+	// Messages are the few message contents (type and payload; their
+	// aggregate is ignored) that make a difference to the logic, for the
+	// exhaustive mode: Shapes lists every sequence of up to maxMessages of
+	// them over aggregates numbered in order of first use.
+	Messages []Message
+	// Prefix names the aggregates of enumerated workloads: Prefix1,
+	// Prefix2, ... (default "a").
+	Prefix string
 }
 
-var _ Model = Typed[int]{}
+var (
+	_ Model      = Typed[int]{}
+	_ Enumerator = Typed[int]{}
+)
+
+// Shapes implements Enumerator from Messages: every workload of 1 to
+// maxMessages of them, each on an aggregate already used or the next new
+// one, smallest first. It lists none when Messages is empty.
+func (t Typed[S]) Shapes(maxMessages int) []Workload {
+	if len(t.Messages) == 0 {
+		return nil
+	}
+	prefix := t.Prefix
+	if prefix == "" {
+		prefix = "a"
+	}
+	return shapes(maxMessages, func(_, used int, _ bool) []shapeOption {
+		opts := make([]shapeOption, len(t.Messages))
+		for i, m := range t.Messages {
+			opts[i] = shapeOption{prefix, Message{Type: m.Type, Payload: m.Payload}, used}
+		}
+		return opts
+	})
+}
 
 // Name implements Model.
 func (t Typed[S]) Name() string { return t.Title }

@@ -58,7 +58,9 @@ func TestTextReport(t *testing.T) {
 	require.Contains(t, out, "!! #1 CRASH at before-commit")
 }
 
-// chromium returns Debian's Chromium; make test installs it when missing.
+// chromium returns a headless Chromium on PATH. Without one the test is
+// skipped, saying why, except under $CI, where it fails (make test-deps
+// says so and installs Debian's package when it can).
 func chromium(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -66,7 +68,11 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatalf("headless Chromium is needed for the HTML report test: install Debian's chromium package (make test does)")
+	msg := "headless Chromium is needed for the HTML report test: none on PATH (Debian: apt-get install chromium; make test-deps does it)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 	return ""
 }
 

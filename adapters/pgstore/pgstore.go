@@ -158,7 +158,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("postgres DSN %q: %w", dsn, err)
+		return nil, fmt.Errorf("postgres DSN: %w", err) // pgx's error masks the password
 	}
 	cfg.MaxConns = max(8, o.MaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -343,12 +343,24 @@ func (s *Store) Close() error {
 	if s.keep {
 		return nil
 	}
+	// After a backend failure (the server restarted, a connection was
+	// cut) the pool's first attempts may fail on dead connections: try
+	// again until the timeout, so that the schema is dropped once the
+	// server answers again.
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s.schema}.Sanitize()+" CASCADE"); err != nil {
-		return classify(err)
+	drop := "DROP SCHEMA IF EXISTS " + pgx.Identifier{s.schema}.Sanitize() + " CASCADE"
+	for {
+		_, err := s.pool.Exec(ctx, drop)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("schema %s left on the server (drop it by hand): %w", s.schema, classify(err))
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // Tx is a transaction of a Store, on a connection of its own.

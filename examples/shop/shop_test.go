@@ -21,7 +21,7 @@ func TestShopIsExactlyOnce(t *testing.T) {
 		Strategy: shop.Strategy,
 		Backend:  pgstore.Backend{DSN: pgtest.DSN(t)}, // every fault kind
 		Runs:     80,
-		Out:      t.TempDir(),
+		CLI:      "./examples/shop/cmd/shopcheck", // a failure prints its show, check and replay commands
 	})
 }
 
@@ -34,7 +34,7 @@ func TestShopIsExactlyOnceWithParallelConsumers(t *testing.T) {
 		Backend:     pgstore.Backend{DSN: pgtest.DSN(t)},
 		Faults:      []faults.Kind{faults.Crash, faults.Redelivery, faults.PublishFailure, faults.Reissue},
 		Runs:        40,
-		Out:         t.TempDir(),
+		CLI:         "./examples/shop/cmd/shopcheck",
 		FreeRunning: true,
 	})
 }
@@ -62,6 +62,7 @@ func TestBrokenShopIsCaughtWithAClearExplanation(t *testing.T) {
 		Faults:   []faults.Kind{faults.Crash},
 		Runs:     200,
 		Out:      t.TempDir(),
+		CLI:      "./examples/shop/cmd/shopcheck",
 	})
 	require.Len(t, r.errors, 1, "the broken variant must fail")
 	msg := r.errors[0]
@@ -71,5 +72,5 @@ func TestBrokenShopIsCaughtWithAClearExplanation(t *testing.T) {
 	require.Contains(t, msg, "crash consumer at delivery #1")
 	require.True(t, strings.Contains(msg, "sql: INSERT INTO inbox"), "the timeline shows the inbox insert")
 	require.Contains(t, msg, "go test -run '^TestBrokenShop$' ./examples/shop\n", "the replay command names the package from the module's root")
-	require.NotContains(t, msg, "report: ", "the command line cannot open a model of one's own")
+	require.Contains(t, msg, "report: go run ./examples/shop/cmd/shopcheck show --html report.html /", "the shop's own command line opens it")
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -54,6 +54,8 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		freeRunning  = fs.Bool("free-running", false, "run the consumers truly in parallel instead of interleaving them deterministically (runs are then not reproducible by seed; each failing history is)")
 		consumers    = fs.Int("consumers", 0, "consumers of a --free-running run (default 4)")
 		exhaustive   = fs.Bool("exhaustive", false, "enumerate every placement of up to --max-faults faults over every workload of up to --max-messages messages (defaults 2 and 3) instead of sampling")
+		shardFlag    = fs.String("shard", "", "run only shard K of N of the runs (K/N, with --seed; merge the shards' --json with 'oncecheck merge')")
+		quiet        = fs.Bool("q", false, "quiet: no progress and no explanation; the verdict and where the counterexample is")
 	)
 	rest, err := parse(fs, args)
 	if err != nil {
@@ -89,6 +91,24 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 	if *runs < 1 {
 		return exitUsage, usagef("--runs must be at least 1")
 	}
+	sh, err := parseShard(*shardFlag)
+	if err != nil {
+		return exitUsage, err
+	}
+	if sh.n > 1 && *seed == 0 {
+		return exitUsage, usagef("--shard needs --seed: every shard must draw from the same seed")
+	}
+	if sh.n > 1 && *exhaustive {
+		return exitUsage, usagef("--shard splits sampled runs; --exhaustive cannot be split")
+	}
+	if err := checkReportPath("--junit", *junit); err != nil {
+		return exitUsage, err
+	}
+	if *pgDSN != "" {
+		if err := checkDSN(*pgDSN); err != nil {
+			return exitUsage, err
+		}
+	}
 	if *pgDSN != "" || *keepDB {
 		cat = cat.WithBackends(pgstore.Backend{DSN: *pgDSN, Keep: *keepDB})
 	}
@@ -106,63 +126,86 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		if uerr := asUsage(err); uerr != nil {
 			return exitUsage, uerr
 		}
+		if *asJSON {
+			return exitInconclusive, encodeJSON(stdout, runJSON{Strategy: *strategy, Model: *modelName, Backend: *backend, Seed: *seed,
+				Verdict: string(histories.Inconclusive), Anomalies: []histories.Anomaly{}, Injected: map[string]int{}, Reason: err.Error()})
+		}
 		fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
 		return exitInconclusive, nil
 	}
-	defer tester.Close()
+	defer func() {
+		if err := tester.Close(); err != nil {
+			fmt.Fprintf(stderr, "oncecheck run: warning: %v\n", err)
+		}
+	}()
 	if *exhaustive {
-		return runExhaustive(ctx, stdout, stderr, tester, *faultList, *out, *maxMessages, *maxFaults)
+		return runExhaustive(ctx, stdout, stderr, tester, *faultList, *out, *maxMessages, *maxFaults, *asJSON)
 	}
 	if *seed == 0 {
 		*seed = randomSeed()
 	}
 	started := time.Now()
-	if !*asJSON {
+	lo, hi := sh.block(*runs)
+	if !*asJSON && !*quiet {
 		mode := ""
 		if *freeRunning {
 			mode = " free-running"
 		}
-		fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d%s\n",
-			*strategy, *modelName, *backend, *faultList, *runs, *seed, mode)
+		shard := ""
+		if sh.n > 1 {
+			shard = fmt.Sprintf(" shard=%s (runs %d-%d)", sh, lo+1, hi)
+		}
+		fmt.Fprintf(stdout, "oncecheck run: strategy=%s model=%s backend=%s faults=%s runs=%d seed=%d%s%s\n",
+			*strategy, *modelName, *backend, *faultList, *runs, *seed, mode, shard)
 	}
 	bar := newProgress(stderr)
-	rep, err := tester.Search(ctx, campaign.SearchOptions{
-		Runs: *runs, Seed: *seed, Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime, CheckDeterminism: *determinism,
-		Progress: bar.update, Parallel: *parallel,
-	})
+	progress := bar.update
+	if *quiet || hi == lo {
+		progress = nil
+	}
+	var rep campaign.Report
+	if hi > lo {
+		rep, err = tester.Search(ctx, campaign.SearchOptions{
+			Runs: hi - lo, Seed: *seed + uint64(lo), Out: *out, KeepAll: *keepAll, ShrinkTime: *shrinkTime, CheckDeterminism: *determinism,
+			Progress: progress, Parallel: *parallel,
+		})
+	} else { // more shards than runs: this one has none
+		rep = campaign.Report{Config: tester.Config(), Verdict: histories.Pass, Injected: map[faults.Kind]int{}}
+	}
 	bar.done()
 	if uerr := asUsage(err); uerr != nil {
 		return exitUsage, uerr
 	}
 	if err != nil {
+		if *asJSON {
+			return exitInconclusive, encodeJSON(stdout, runJSON{Strategy: *strategy, Model: *modelName, Backend: *backend, Seed: *seed,
+				Verdict: string(histories.Inconclusive), Anomalies: []histories.Anomaly{}, Injected: map[string]int{}, Reason: err.Error()})
+		}
 		return exitInconclusive, err
 	}
+	rep.Seed = *seed
+	if rep.Verdict == histories.Violation {
+		rep.RunsToFailure += lo
+		rep.Runs += lo
+	}
+	v := newRunJSON(rep, *strategy, sh)
 	var code int
 	if *asJSON {
-		if code, err = printReportJSON(stdout, rep, *strategy); err != nil {
+		if err := encodeJSON(stdout, v); err != nil {
 			return exitInconclusive, err
 		}
+		code = exitCode(rep.Verdict)
 	} else {
-		code = printReport(stdout, rep, ctx.Err() != nil)
+		code = printReport(stdout, stderr, rep, ctx.Err() != nil, *quiet)
 	}
 	if *junit != "" {
-		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", *strategy, *modelName, *faultList), Classname: "oncecheck.run",
-			Time: time.Since(started).Seconds()}
-		switch rep.Verdict {
-		case histories.Violation:
+		var explanation string
+		if rep.Verdict == histories.Violation {
 			var b strings.Builder
 			_ = report.Explanation(&b, rep.Minimal, rep.Result) // a strings.Builder does not fail
-			if rep.SaveError != nil {
-				fmt.Fprintf(&b, "\nNot saved: %v\n", rep.SaveError)
-			} else {
-				fmt.Fprintf(&b, "\nSaved: %s\nReplay: %s replay %s\n", rep.Path, self(), rep.Path)
-			}
-			c.failed(fmt.Sprintf("%s is not exactly-once: %s (run %d, seed %d)", *strategy, report.Anomalies(rep.Result), rep.RunsToFailure, rep.FailingSeed), b.String())
-		case histories.Inconclusive:
-			c.inconclusive(rep.Reason)
-		default:
-			c.SystemOut = fmt.Sprintf("%d runs passed, seed %d", rep.Runs, *seed)
+			explanation = b.String()
 		}
+		c := runJUnitCase(v, *faultList, explanation, time.Since(started))
 		if err := writeJUnit(*junit, "oncecheck run", []junitCase{c}); err != nil {
 			return exitInconclusive, err
 		}
@@ -173,6 +216,42 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 	return code, nil
 }
 
+// runJUnitCase is a run's outcome as a JUnit test case: a violation is a
+// failure with its explanation, an inconclusive run an error.
+func runJUnitCase(v runJSON, faultList, explanation string, took time.Duration) junitCase {
+	c := junitCase{Name: fmt.Sprintf("%s/%s/%s", v.Strategy, v.Model, faultList), Classname: "oncecheck.run", Time: took.Seconds()}
+	switch histories.Verdict(v.Verdict) {
+	case histories.Violation:
+		var b strings.Builder
+		b.WriteString(explanation)
+		if v.SaveError != "" {
+			fmt.Fprintf(&b, "\nNot saved where asked: %s\n", v.SaveError)
+		}
+		if v.History != "" {
+			fmt.Fprintf(&b, "\nSaved: %s\nReplay: %s replay %s\n", v.History, self(), v.History)
+		}
+		c.failed(fmt.Sprintf("%s is not exactly-once: %s (run %d, seed %d)", v.Strategy, anomalyList(v.Anomalies), v.RunsToFailure, v.FailingSeed), b.String())
+	case histories.Inconclusive:
+		c.inconclusive(v.Reason)
+	default:
+		c.SystemOut = fmt.Sprintf("%d runs passed, seed %d", v.Runs, v.Seed)
+	}
+	return c
+}
+
+func anomalyList(as []histories.Anomaly) string {
+	names := make([]string, len(as))
+	for i, a := range as {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
+}
+
+// encodeJSON writes v as one line of JSON.
+func encodeJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
+
 func randomSeed() uint64 {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -181,7 +260,7 @@ func randomSeed() uint64 {
 	return binary.LittleEndian.Uint64(b[:]) >> 1 // keep it positive as an int64
 }
 
-func printReport(w io.Writer, rep campaign.Report, interrupted bool) int {
+func printReport(w, stderr io.Writer, rep campaign.Report, interrupted, quiet bool) int {
 	counts := make([]string, 0, len(faults.AllKinds))
 	for _, k := range faults.AllKinds {
 		if n, ok := rep.Injected[k]; ok {
@@ -216,10 +295,17 @@ func printReport(w io.Writer, rep campaign.Report, interrupted bool) int {
 			report.Plural(len(rep.Original.Header.Workload), "message"), report.Plural(len(rep.Original.Header.Plan.Faults), "fault"),
 			report.Plural(len(h.Header.Workload), "message"), report.Plural(len(h.Header.Plan.Faults), "fault"), seconds(rep.ShrinkTime))
 	}
-	_ = report.Explanation(w, h, rep.Result)
+	if !quiet {
+		_ = report.Explanation(w, h, rep.Result)
+	}
 	if rep.SaveError != nil {
-		fmt.Fprintf(w, "\nNot saved: %v\n", rep.SaveError)
-		return exitViolation
+		fmt.Fprintf(w, "\nNot saved where asked: %v\n", rep.SaveError)
+		if rep.Path == "" {
+			fmt.Fprintf(w, "Not saved in %s either: the history follows on standard error.\n", campaign.FallbackDir())
+			_ = h.Encode(stderr)
+			return exitViolation
+		}
+		fmt.Fprintf(w, "Saved instead in the fallback directory.\n")
 	}
 	fmt.Fprintf(w, "\nSaved:  %s\n", rep.Path)
 	fmt.Fprintf(w, "Replay: %s replay %s\n", self(), rep.Path)
@@ -227,8 +313,12 @@ func printReport(w io.Writer, rep campaign.Report, interrupted bool) int {
 	return exitViolation
 }
 
-func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campaign.Tester, faultList, out string, maxMessages, maxFaults int) (int, error) {
+func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campaign.Tester, faultList, out string, maxMessages, maxFaults int, asJSON bool) (int, error) {
 	cfg := tester.Config()
+	textOut := stdout
+	if asJSON { // one JSON object says the outcome
+		stdout = io.Discard
+	}
 	fmt.Fprintf(stdout, "oncecheck run --exhaustive: strategy=%s model=%s faults=%s max-messages=%d max-faults=%d\n",
 		cfg.Strategy.Name, cfg.Model.Name(), faultList, maxMessages, maxFaults)
 	start := time.Now()
@@ -245,6 +335,21 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campai
 	})
 	if err != nil {
 		return exitInconclusive, err
+	}
+	if asJSON {
+		v := exhaustiveJSON{Strategy: cfg.Strategy.Name, Model: cfg.Model.Name(), Backend: cfg.Backend.Name(), Verdict: string(rep.Verdict),
+			Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings, Workloads: rep.Workloads, Schedules: rep.Schedules,
+			History: rep.Path, Reason: rep.Reason}
+		if v.Anomalies == nil {
+			v.Anomalies = []histories.Anomaly{}
+		}
+		if err := encodeJSON(textOut, v); err != nil {
+			return exitInconclusive, err
+		}
+		if ctx.Err() != nil && rep.Verdict != histories.Violation {
+			return exitInterrupted, nil
+		}
+		return exitCode(rep.Verdict), nil
 	}
 	fmt.Fprintf(stdout, "explored %s and %s in %s; %s checked, %s pruned as equivalent to one already explored\n",
 		report.Plural(rep.Workloads, "workload shape"), report.Plural(rep.Schedules, "schedule"), time.Since(start).Round(time.Millisecond),
@@ -267,35 +372,53 @@ func runExhaustive(ctx context.Context, stdout, stderr io.Writer, tester *campai
 	return exitViolation, nil
 }
 
-// printReportJSON prints a campaign's outcome as one JSON object.
-func printReportJSON(w io.Writer, rep campaign.Report, strategy string) (int, error) {
+// exhaustiveJSON is the outcome of run --exhaustive --json.
+type exhaustiveJSON struct {
+	Strategy  string              `json:"strategy"`
+	Model     string              `json:"model"`
+	Backend   string              `json:"backend"`
+	Verdict   string              `json:"verdict"`
+	Anomalies []histories.Anomaly `json:"anomalies"`
+	Findings  []checkers.Finding  `json:"findings,omitempty"`
+	Workloads int                 `json:"workloads"`
+	Schedules int                 `json:"schedules"`
+	History   string              `json:"history,omitempty"`
+	Reason    string              `json:"reason,omitempty"`
+}
+
+// runJSON is a run's outcome as one JSON object (run --json, merge).
+type runJSON struct {
+	Strategy      string              `json:"strategy"`
+	Model         string              `json:"model"`
+	Backend       string              `json:"backend"`
+	Seed          uint64              `json:"seed"`
+	Shard         string              `json:"shard,omitempty"`
+	Verdict       string              `json:"verdict"`
+	Anomalies     []histories.Anomaly `json:"anomalies"`
+	Findings      []checkers.Finding  `json:"findings,omitempty"`
+	Runs          int                 `json:"runs"`
+	RunsToFailure int                 `json:"runs_to_failure,omitempty"`
+	MsToFailure   float64             `json:"ms_to_failure,omitempty"`
+	ShrinkMs      float64             `json:"shrink_ms,omitempty"`
+	FailingSeed   uint64              `json:"failing_seed,omitempty"`
+	History       string              `json:"history,omitempty"`
+	SaveError     string              `json:"save_error,omitempty"`
+	Injected      map[string]int      `json:"injected"`
+	Inconclusive  int                 `json:"inconclusive,omitempty"`
+	Reason        string              `json:"reason,omitempty"`
+}
+
+func newRunJSON(rep campaign.Report, strategy string, sh shard) runJSON {
 	injected := map[string]int{}
 	for k, n := range rep.Injected {
 		injected[string(k)] = n
 	}
-	out := struct {
-		Strategy      string              `json:"strategy"`
-		Model         string              `json:"model"`
-		Backend       string              `json:"backend"`
-		Seed          uint64              `json:"seed"`
-		Verdict       string              `json:"verdict"`
-		Anomalies     []histories.Anomaly `json:"anomalies"`
-		Findings      []checkers.Finding  `json:"findings,omitempty"`
-		Runs          int                 `json:"runs"`
-		RunsToFailure int                 `json:"runs_to_failure,omitempty"`
-		MsToFailure   float64             `json:"ms_to_failure,omitempty"`
-		ShrinkMs      float64             `json:"shrink_ms,omitempty"`
-		FailingSeed   uint64              `json:"failing_seed,omitempty"`
-		History       string              `json:"history,omitempty"`
-		SaveError     string              `json:"save_error,omitempty"`
-		Injected      map[string]int      `json:"injected"`
-		Reason        string              `json:"reason,omitempty"`
-	}{
-		Strategy: strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Seed: rep.Seed,
+	out := runJSON{
+		Strategy: strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Seed: rep.Seed, Shard: sh.String(),
 		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
-		Injected: injected, Reason: rep.Reason,
+		Injected: injected, Inconclusive: rep.Inconclusive, Reason: rep.Reason,
 	}
 	if rep.SaveError != nil {
 		out.SaveError = rep.SaveError.Error()
@@ -303,10 +426,7 @@ func printReportJSON(w io.Writer, rep campaign.Report, strategy string) (int, er
 	if out.Anomalies == nil {
 		out.Anomalies = []histories.Anomaly{}
 	}
-	if err := json.NewEncoder(w).Encode(out); err != nil {
-		return exitInconclusive, err
-	}
-	return exitCode(rep.Verdict), nil
+	return out
 }
 
 // seconds renders a duration for people: "0.04 s", "12.3 s".

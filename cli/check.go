@@ -1,6 +1,7 @@
-package main
+package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,22 +44,27 @@ func newVerdictJSON(file string, res checkers.Result) verdictJSON {
 	return v
 }
 
-func checkCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := newFlagSet("check", "check [flags] FILE...", `  oncecheck check oncecheck-results/naive-orders-redelivery-duplicate-42.jsonl
+func checkCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet("check", "check [flags] FILE...", `  oncecheck check oncecheck-results/naive-orders-redelivery-duplicate-mem-42.jsonl
   oncecheck check 'oncecheck-results/*.jsonl'
   oncecheck check --json --downstream none oncecheck-results/*.jsonl
+  cat history.jsonl | oncecheck check -
 `, stdout)
 	downstream := fs.String("downstream", "", "output-copy policy: dedup-by-id or none (default: each history's own)")
 	verbose := fs.Bool("v", false, "print the explanation and timeline of failing histories")
 	asJSON := fs.Bool("json", false, "print one JSON object per file (JSON Lines)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
 	junit := fs.String("junit", "", "also write a JUnit XML report (one test case per file) to this file")
+	quiet := fs.Bool("q", false, "quiet: print only the files that do not pass")
 	args, err := parse(fs, args)
 	if err != nil {
 		return exitUsage, err
 	}
 	if len(args) == 0 {
-		return exitUsage, usagef("want at least one history file (or a glob)")
+		return exitUsage, usagef("want at least one history file (or a glob; - for standard input)")
+	}
+	if err := checkReportPath("--junit", *junit); err != nil {
+		return exitUsage, err
 	}
 	var policy checkers.Downstream
 	if *downstream != "" {
@@ -72,8 +78,18 @@ func checkCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout,
 	}
 	worst := exitPass
 	var cases []junitCase
+	checked := 0
 	for _, file := range files {
-		code := checkOne(stdout, stderr, cat, file, policy, *timeout, *verbose, *asJSON, len(files) > 1)
+		out := stdout
+		if *quiet {
+			out = &quietWriter{w: stdout}
+		}
+		code := checkOne(ctx, out, stderr, cat, file, policy, *timeout, *verbose, *asJSON)
+		if code == exitInterrupted {
+			fmt.Fprintf(stderr, "oncecheck check: %v while checking %s; %d of %s checked\n", context.Cause(ctx), file, checked, report.Plural(len(files), "history"))
+			return exitInterrupted, nil
+		}
+		checked++
 		worst = worse(worst, code)
 		c := junitCase{Name: file, Classname: "oncecheck.check"}
 		switch code {
@@ -91,7 +107,7 @@ func checkCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout,
 			return exitInconclusive, err
 		}
 	}
-	if len(files) > 1 && !*asJSON {
+	if len(files) > 1 && !*asJSON && !*quiet {
 		fmt.Fprintf(stdout, "%d histories checked\n", len(files))
 	}
 	return worst, nil
@@ -100,15 +116,29 @@ func checkCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout,
 // checkOne checks one file, streamed from disk (a history of millions of
 // events is not held in memory), and prints its verdict line; a file that
 // cannot be read gets one line on stderr (or a JSON object with "error").
-func checkOne(stdout, stderr io.Writer, cat catalogue.Catalogue, file string, policy checkers.Downstream, timeout time.Duration, verbose, asJSON, several bool) int {
-	f, err := openHistory(file)
+// A signal gives exitInterrupted at once.
+func checkOne(ctx context.Context, stdout, stderr io.Writer, cat catalogue.Catalogue, file string, policy checkers.Downstream, timeout time.Duration, verbose, asJSON bool) int {
+	in, err := openInput(ctx, file)
+	if errors.Is(err, errInterrupted) {
+		return exitInterrupted
+	}
+	defer in.close()
+	var f *histories.File
 	var res checkers.Result
 	if err == nil {
+		f, err = openHistory(in)
+	}
+	if err == nil {
 		bar := newProgress(stderr)
-		res, err = oncecheck.CheckStream(f.Header, countedStream{f, bar, "events read from " + file}, oncecheck.CheckOptions{Catalogue: cat, Downstream: policy, Timeout: timeout})
+		res, err = interruptible(ctx, 0, func() (checkers.Result, error) {
+			return oncecheck.CheckStream(f.Header, countedStream{f, bar, "events read from " + file}, oncecheck.CheckOptions{Catalogue: cat, Downstream: policy, Timeout: timeout})
+		})
 		bar.done()
+		if errors.Is(err, errInterrupted) {
+			return exitInterrupted
+		}
 		if err != nil {
-			err = usagef("%s", historyError(file, err))
+			err = usagef("%s", in.rename(historyError(in.path, err)))
 		}
 	}
 	if err != nil {
@@ -125,7 +155,7 @@ func checkOne(stdout, stderr io.Writer, cat catalogue.Catalogue, file string, po
 	}
 	if res.Verdict == histories.Violation && verbose {
 		// The explanation and timeline need the whole history.
-		h, err := loadHistory(file)
+		h, err := loadHistory(in)
 		if err != nil {
 			fmt.Fprintf(stderr, "oncecheck check: %v\n", err)
 			return exitUsage
@@ -133,6 +163,18 @@ func checkOne(stdout, stderr io.Writer, cat catalogue.Catalogue, file string, po
 		return printVerdict(stdout, file, h.Header, len(h.Events), h, res, verbose)
 	}
 	return printVerdict(stdout, file, f.Header, f.Len(), nil, res, verbose)
+}
+
+// quietWriter drops the lines of histories that pass (check -q).
+type quietWriter struct {
+	w io.Writer
+}
+
+func (q *quietWriter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(": PASS (")) {
+		return len(p), nil
+	}
+	return q.w.Write(p)
 }
 
 // countedStream reports the events of each pass over a history file to a
@@ -184,18 +226,18 @@ func expand(args []string) ([]string, error) {
 	return files, nil
 }
 
-func loadHistory(path string) (*histories.History, error) {
-	h, err := histories.Load(path)
+func loadHistory(in *input) (*histories.History, error) {
+	h, err := histories.Load(in.path)
 	if err != nil {
-		return nil, usagef("%s", historyError(path, err))
+		return nil, usagef("%s", in.rename(historyError(in.path, err)))
 	}
 	return h, nil
 }
 
-func openHistory(path string) (*histories.File, error) {
-	f, err := histories.Open(path)
+func openHistory(in *input) (*histories.File, error) {
+	f, err := histories.Open(in.path)
 	if err != nil {
-		return nil, usagef("%s", historyError(path, err))
+		return nil, usagef("%s", in.rename(historyError(in.path, err)))
 	}
 	return f, nil
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -8,10 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/histories"
 )
 
@@ -75,6 +80,8 @@ func TestPostgresRestartMidRunIsInconclusive(t *testing.T) {
 	require.NotContains(t, stdout.String(), "VIOLATION")
 	require.NotContains(t, stderr.String(), "goroutine", "no stack trace")
 
+	require.Empty(t, schemas(t, dsn), "the run's schema is dropped once the server is back")
+
 	entries, err := os.ReadDir(out)
 	require.NoError(t, err)
 	for _, e := range entries {
@@ -90,8 +97,45 @@ func TestPostgresRestartMidRunIsInconclusive(t *testing.T) {
 func TestUnreachablePostgresIsInconclusive(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run(t.Context(), []string{"run", "--backend", "pg", "--pg", "postgres://nobody@127.0.0.1:1/x?sslmode=disable&connect_timeout=2",
-		"--strategy", "naive", "--runs", "5"}, &stdout, &stderr)
+		"--strategy", "naive", "--runs", "5"}, &stdout, &stderr, withDefaults(catalogue.Catalogue{}))
 	require.Equal(t, exitInconclusive, code)
 	require.Regexp(t, `(?m)^INCONCLUSIVE: open the pg backend: backend failure: .*127\.0\.0\.1`, stdout.String())
 	require.Empty(t, stderr.String())
+}
+
+// schemas lists the schemas oncecheck's stores made on the server.
+func schemas(t *testing.T, dsn string) []string {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	rows, err := conn.Query(t.Context(), "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'oncecheck%'")
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+// TestSignalsOnPostgresLeaveNoSchema stops run and matrix on PostgreSQL
+// with SIGINT and SIGTERM: each exits 130 or 143 with its summary, and no
+// schema of theirs is left on the server.
+func TestSignalsOnPostgresLeaveNoSchema(t *testing.T) {
+	dsn, _ := throwawayPostgres(t)
+	bin := buildTool(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		want := map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143}[sig]
+		for _, args := range [][]string{
+			{"run", "--strategy", "outbox", "--faults", "crash", "--runs", "100000000", "--seed", "1"},
+			{"matrix", "--model", "orders", "--runs", "100000", "--parallel", "2"},
+		} {
+			out := filepath.Join(t.TempDir(), "results")
+			cmd, stdout, stderr := startTool(t, bin, append(args, "--backend", "pg", "--pg", dsn, "--out", out)...)
+			time.Sleep(3 * time.Second)
+			require.NotEmpty(t, schemas(t, dsn), "%v: the campaign has its schema", args)
+			require.NoError(t, cmd.Process.Signal(sig))
+			require.Equal(t, want, waitExit(t, cmd, stdout), "%v: stderr: %s", args, stderr.String())
+			require.Contains(t, stdout.String()+stderr.String(), "interrupted", args)
+			require.Empty(t, schemas(t, dsn), "%v: no schema left", args)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -13,12 +13,14 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/catalogue"
 )
 
 func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, &out, &errOut)
+	code = run(context.Background(), args, &out, &errOut, withDefaults(catalogue.Builtin()))
 	return code, out.String(), errOut.String()
 }
 
@@ -219,7 +221,7 @@ func TestList(t *testing.T) {
 
 func TestMatrixJSONAndExpect(t *testing.T) {
 	dir := t.TempDir()
-	code, out, stderr := cli(t, "matrix", "--model", "orders", "--runs", "50", "--format", "json", "--out", dir, "--expect", "../../expected/matrix.json", "--shrink=false")
+	code, out, stderr := cli(t, "matrix", "--model", "orders", "--runs", "50", "--format", "json", "--out", dir, "--expect", "../expected/matrix.json", "--shrink=false")
 	// 50 runs may miss a rare unsafe cell: the comparison may disagree,
 	// but the output must be complete and well formed.
 	require.Contains(t, []int{exitPass, exitViolation}, code, stderr)

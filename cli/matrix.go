@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/report"
 )
 
 func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
@@ -21,6 +22,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
   oncecheck matrix --model accounts --runs 1000
   oncecheck matrix --format markdown > matrix.md
   oncecheck matrix --format json --expect expected/matrix.json
+  oncecheck matrix --shard 2/4 --format json > shard-2.json   # then: oncecheck merge shard-*.json
 `, stdout)
 	var (
 		modelName  = fs.String("model", "", "model to test (default: every model)")
@@ -34,8 +36,10 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		shrink     = fs.Bool("shrink", true, "shrink each counterexample before saving it")
 		shrinkTime = fs.Duration("shrink-time", 5*time.Second, "time budget for shrinking one counterexample")
 		parallel   = fs.Int("parallel", 0, "cells run at once (default: the number of CPUs)")
-		expect     = fs.String("expect", "", "JSON file of expected verdicts; exit 1 when a cell disagrees")
+		expect     = fs.String("expect", "", "JSON file of expected verdicts; exit 1 when a cell disagrees (a cell that agrees is a pass in --junit)")
 		junit      = fs.String("junit", "", "also write a JUnit XML report (one test case per cell) to this file")
+		shardFlag  = fs.String("shard", "", "run only shard K of N of the cells (K/N; merge the shards' --format json with 'oncecheck merge')")
+		quiet      = fs.Bool("q", false, "quiet: no progress and no list of counterexamples")
 	)
 	rest, err := parse(fs, args)
 	if err != nil {
@@ -50,7 +54,17 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	if *runs < 1 {
 		return exitUsage, usagef("--runs must be at least 1")
 	}
+	sh, err := parseShard(*shardFlag)
+	if err != nil {
+		return exitUsage, err
+	}
+	if err := checkReportPath("--junit", *junit); err != nil {
+		return exitUsage, err
+	}
 	if *pgDSN != "" {
+		if err := checkDSN(*pgDSN); err != nil {
+			return exitUsage, err
+		}
 		cat = cat.WithBackends(pgstore.Backend{DSN: *pgDSN})
 	}
 	models := cat.Models
@@ -68,22 +82,30 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	var expected campaign.ExpectedMatrix
 	if *expect != "" {
 		if expected, err = campaign.LoadExpectedMatrix(*expect); err != nil {
-			return exitUsage, usagef("%v", err)
+			return exitUsage, usagef("--expect: %v", err)
 		}
 	}
 	start := time.Now()
 	var results []*campaign.Matrix
 	for _, m := range models {
+		progress := matrixProgress(stderr, m.Name())
+		if *quiet {
+			progress = nil
+		}
 		mx, err := campaign.RunMatrix(ctx, campaign.MatrixOptions{
 			Model: m, Backend: b, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
-			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel, Isolation: adapters.Isolation(*isolation),
-			Progress: matrixProgress(stderr, m.Name()),
+			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel, Progress: progress,
+			Shard: sh.k, Shards: sh.n, Isolation: adapters.Isolation(*isolation),
 		})
 		if uerr := asUsage(err); uerr != nil {
 			return exitUsage, uerr
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
+			if *format == "json" {
+				_ = json.NewEncoder(stdout).Encode(map[string]any{"models": results, "verdict": histories.Inconclusive, "reason": err.Error()})
+			} else {
+				fmt.Fprintf(stdout, "INCONCLUSIVE: %v\n", err)
+			}
 			return exitInconclusive, nil
 		}
 		results = append(results, mx)
@@ -91,7 +113,73 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 			break
 		}
 	}
-	switch *format {
+	if ctx.Err() != nil {
+		// Cells never started are shown as such.
+		for _, mx := range results {
+			markUnrun(mx)
+		}
+	}
+	o := matrixOutput{format: *format, junit: *junit, expectPath: *expect, expected: expected, quiet: *quiet,
+		elapsed: time.Since(start), builtin: sameStrategies(cat.Strategies, catalogue.Builtin().Strategies)}
+	code, err := o.write(stdout, stderr, results)
+	if err != nil {
+		return code, err
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintf(stderr, "interrupted (%v): the table shows the cells finished so far; 'not run' cells were never started, 'stopped N' ones stopped after N runs\n", context.Cause(ctx))
+		return exitInterrupted, nil
+	}
+	return code, nil
+}
+
+// sameStrategies reports whether a catalogue's strategies are the built-in
+// ones, whose failing cells are expected.
+func sameStrategies(a, b []adapters.Strategy) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// markUnrun adds the cells of an interrupted matrix that never started,
+// marked as stopped after 0 runs ("not run"). A sharded matrix's cells of
+// other shards stay out.
+func markUnrun(mx *campaign.Matrix) {
+	if mx.Shard != "" {
+		return
+	}
+	var cells []campaign.Cell
+	for _, s := range mx.Strategies {
+		for _, col := range mx.Columns {
+			c, ok := mx.Cell(s, col)
+			if !ok {
+				c = campaign.Cell{Strategy: s, Fault: col, Verdict: histories.Pass, Anomalies: []histories.Anomaly{}, Stopped: true}
+			}
+			cells = append(cells, c)
+		}
+	}
+	mx.Cells = cells
+}
+
+// matrixOutput writes matrices (run, or merged from shards) in a format,
+// with their JUnit report and their comparison with an expectation.
+type matrixOutput struct {
+	format     string
+	junit      string
+	expectPath string
+	expected   campaign.ExpectedMatrix
+	quiet      bool
+	elapsed    time.Duration
+	builtin    bool // the strategies are the built-in ones
+}
+
+func (o matrixOutput) write(stdout, stderr io.Writer, results []*campaign.Matrix) (int, error) {
+	switch o.format {
 	case "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -104,33 +192,18 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		}
 	default:
 		for _, mx := range results {
-			writeText(stdout, mx)
+			writeText(stdout, mx, o.quiet)
 		}
-		fmt.Fprintf(stdout, "%d models in %s\n", len(results), time.Since(start).Round(100*time.Millisecond))
+		if o.elapsed > 0 {
+			fmt.Fprintf(stdout, "%s in %s\n", report.Plural(len(results), "model"), o.elapsed.Round(100*time.Millisecond))
+		}
+		if o.builtin && o.expected == nil && !o.quiet && failing(results) {
+			fmt.Fprintf(stdout, "The failing cells are the built-in strategies' known failures (each package's doc says why; expected/matrix.json lists them).\n"+
+				"To verify a handler of your own, see docs/writing-an-adapter.md.\n")
+		}
 	}
-	if *junit != "" {
-		var cases []junitCase
-		for _, mx := range results {
-			for _, cell := range mx.Cells {
-				c := junitCase{Name: cell.Strategy + "/" + cell.Fault, Classname: "oncecheck.matrix." + mx.Model}
-				switch {
-				case cell.NotApplicable != "":
-					c.Skipped, c.SystemOut = &struct{}{}, cell.NotApplicable
-				case cell.Verdict == histories.Violation:
-					detail := "counterexample: " + cell.History
-					if cell.SaveError != "" {
-						detail = "counterexample not saved: " + cell.SaveError
-					}
-					c.failed(fmt.Sprintf("%s @%d", cell.Summary(), cell.RunsToFailure), detail)
-				case cell.Verdict == histories.Inconclusive:
-					c.inconclusive(cell.Reason)
-				default:
-					c.SystemOut = fmt.Sprintf("%d runs passed", cell.Runs)
-				}
-				cases = append(cases, c)
-			}
-		}
-		if err := writeJUnit(*junit, "oncecheck matrix", cases); err != nil {
+	if o.junit != "" {
+		if err := writeJUnit(o.junit, "oncecheck matrix", o.junitCases(results)); err != nil {
 			return exitInconclusive, err
 		}
 	}
@@ -142,26 +215,74 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 			}
 		}
 	}
-	if expected != nil {
+	if o.expected != nil {
 		var mismatches []string
 		for _, mx := range results {
-			mismatches = append(mismatches, expected.Compare(mx)...)
+			mismatches = append(mismatches, o.expected.Compare(mx)...)
 		}
 		if len(mismatches) > 0 {
-			fmt.Fprintf(stderr, "%d cells disagree with %s:\n", len(mismatches), *expect)
+			fmt.Fprintf(stderr, "%d cells disagree with %s:\n", len(mismatches), o.expectPath)
 			for _, m := range mismatches {
 				fmt.Fprintf(stderr, "  %s\n", m)
 			}
 			code = exitViolation
-		} else {
-			fmt.Fprintf(stderr, "every cell agrees with %s\n", *expect)
+		} else if !o.quiet {
+			fmt.Fprintf(stderr, "every cell agrees with %s\n", o.expectPath)
 		}
 	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(stderr, "interrupted: the table shows the cells finished so far")
-		return exitInterrupted, nil
-	}
 	return code, nil
+}
+
+func failing(results []*campaign.Matrix) bool {
+	for _, mx := range results {
+		for _, c := range mx.Cells {
+			if c.Verdict == histories.Violation {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// junitCases are the cells as test cases: with an expectation, a cell is a
+// pass when it agrees with it (an expected failure found) and a failure
+// when it does not; without one, a violation is a failure.
+func (o matrixOutput) junitCases(results []*campaign.Matrix) []junitCase {
+	var cases []junitCase
+	for _, mx := range results {
+		for _, cell := range mx.Cells {
+			c := junitCase{Name: cell.Strategy + "/" + cell.Fault, Classname: "oncecheck.matrix." + mx.Model, Time: (cell.MillisToFailure + cell.ShrinkMillis) / 1000}
+			detail := "counterexample: " + cell.History
+			if cell.SaveError != "" {
+				detail = "counterexample not saved: " + cell.SaveError
+			}
+			if o.expected != nil && cell.NotApplicable == "" && !cell.Stopped {
+				if d, ok := o.expected.Disagreement(mx.Model, cell); !ok {
+					c.failed(d, detail)
+				} else if cell.Verdict == histories.Violation {
+					c.SystemOut = fmt.Sprintf("expected failure found: %s @%d; %s", cell.Summary(), cell.RunsToFailure, detail)
+				} else {
+					c.SystemOut = fmt.Sprintf("%d runs passed, as expected", cell.Runs)
+				}
+				cases = append(cases, c)
+				continue
+			}
+			switch {
+			case cell.NotApplicable != "":
+				c.Skipped, c.SystemOut = &struct{}{}, cell.NotApplicable
+			case cell.Stopped:
+				c.Skipped, c.SystemOut = &struct{}{}, fmt.Sprintf("interrupted after %d runs", cell.Runs)
+			case cell.Verdict == histories.Violation:
+				c.failed(fmt.Sprintf("%s @%d", cell.Summary(), cell.RunsToFailure), detail)
+			case cell.Verdict == histories.Inconclusive:
+				c.inconclusive(cell.Reason)
+			default:
+				c.SystemOut = fmt.Sprintf("%d runs passed", cell.Runs)
+			}
+			cases = append(cases, c)
+		}
+	}
+	return cases
 }
 
 // matrixProgress reports cells done on stderr at most once a second.
@@ -180,6 +301,10 @@ func cellText(c campaign.Cell) string {
 	switch {
 	case c.NotApplicable != "":
 		return "n/a"
+	case c.Stopped && c.Runs == 0:
+		return "not run"
+	case c.Stopped:
+		return fmt.Sprintf("stopped %d", c.Runs)
 	case c.Verdict == histories.Pass:
 		return fmt.Sprintf("pass %d", c.Runs)
 	case c.Verdict == histories.Violation:
@@ -188,8 +313,12 @@ func cellText(c campaign.Cell) string {
 	return "inconclusive"
 }
 
-func writeText(w io.Writer, mx *campaign.Matrix) {
-	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s, %s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation)
+func writeText(w io.Writer, mx *campaign.Matrix, quiet bool) {
+	shard := ""
+	if mx.Shard != "" {
+		shard = ", shard " + mx.Shard + " ('-': another shard's cell)"
+	}
+	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s, %s%s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation, shard)
 	rows := [][]string{append([]string{"strategy"}, mx.Columns...)}
 	for _, s := range mx.Strategies {
 		row := []string{s}
@@ -226,7 +355,7 @@ func writeText(w io.Writer, mx *campaign.Matrix) {
 			saved = append(saved, fmt.Sprintf("  %s x %s: not saved: %s", c.Strategy, c.Fault, c.SaveError))
 		}
 	}
-	if len(saved) > 0 {
+	if len(saved) > 0 && !quiet {
 		fmt.Fprintf(w, "Counterexamples (replay with '%s replay FILE'):\n%s\n", self(), strings.Join(saved, "\n"))
 	}
 	fmt.Fprintln(w)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -10,6 +10,9 @@ import (
 
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {
+	if o, ok := w.(*output); ok {
+		return o.terminal
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -21,7 +24,11 @@ func isTerminal(w io.Writer) bool {
 // colour wraps s in an ANSI colour when w is a terminal and NO_COLOR is
 // unset.
 func colour(w io.Writer, code, s string) string {
-	if !isTerminal(w) || os.Getenv("NO_COLOR") != "" {
+	if o, ok := w.(*output); ok {
+		if !o.colours {
+			return s
+		}
+	} else if !isTerminal(w) || os.Getenv("NO_COLOR") != "" {
 		return s
 	}
 	return "\x1b[" + code + "m" + s + "\x1b[0m"

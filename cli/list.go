@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func listCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, 
 	}
 	fmt.Fprintf(stdout, "  %-17s %s\n", "all", "every kind above")
 	fmt.Fprintln(stdout, "Backends:")
-	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "embedded in-memory store: snapshot isolation, the first updater of a key wins")
+	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "embedded in-memory store with PostgreSQL's isolation levels and row locks")
 	fmt.Fprintf(stdout, "  %-17s %s\n", "pg", "PostgreSQL through pgx (--pg DSN or $ONCECHECK_PG): REPEATABLE READ, the same semantics")
 	var na []string
 	for _, s := range cat.Strategies {

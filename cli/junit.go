@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/xml"
@@ -48,6 +48,31 @@ func (c *junitCase) inconclusive(message string) {
 
 // writeJUnit writes the cases as one test suite, atomically.
 func writeJUnit(path, suite string, cases []junitCase) error {
+	b, err := junitXML(suite, cases)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".junit-*")
+	if err != nil {
+		return fmt.Errorf("junit report: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("junit report: %w", err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("junit report: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("junit report: %w", err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// junitXML is the cases as one test suite, an XML document.
+func junitXML(suite string, cases []junitCase) ([]byte, error) {
 	s := junitSuite{Name: suite, Tests: len(cases), Cases: cases}
 	for _, c := range cases {
 		switch {
@@ -61,19 +86,7 @@ func writeJUnit(path, suite string, cases []junitCase) error {
 	}
 	b, err := xml.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return fmt.Errorf("junit report: %w", err)
+		return nil, fmt.Errorf("junit report: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".junit-*")
-	if err != nil {
-		return fmt.Errorf("junit report: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append([]byte(xml.Header), b...)); err != nil {
-		tmp.Close()
-		return fmt.Errorf("junit report: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("junit report: %w", err)
-	}
-	return os.Rename(tmp.Name(), path)
+	return append(append([]byte(xml.Header), b...), '\n'), nil
 }

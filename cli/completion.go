@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,7 +11,8 @@ import (
 )
 
 // completionCmd prints a shell completion script: commands, their flags,
-// and the values of --strategy, --model, --backend, --faults and --format.
+// and the values of --strategy, --model, --backend, --faults, --format and
+// --isolation.
 func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, _ io.Writer) (int, error) {
 	fs := newFlagSet("completion", "completion bash|zsh|fish", `  source <(oncecheck completion bash)
   oncecheck completion zsh > "${fpath[1]}/_oncecheck"
@@ -25,7 +26,7 @@ func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, st
 		return exitUsage, usagef("want one shell: bash, zsh or fish")
 	}
 	var names []string
-	for _, c := range commands {
+	for _, c := range commands() {
 		names = append(names, c.name)
 	}
 	kinds := []string{"all"}
@@ -33,13 +34,14 @@ func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, st
 		kinds = append(kinds, string(k))
 	}
 	values := map[string]string{
-		"--strategy": strings.Join(cat.StrategyNames(), " "),
-		"--model":    strings.Join(cat.ModelNames(), " "),
-		"--backend":  strings.Join(cat.BackendNames(), " "),
-		"--faults":   strings.Join(kinds, " "),
-		"--format":   "text markdown json",
+		"--strategy":  strings.Join(cat.StrategyNames(), " "),
+		"--model":     strings.Join(cat.ModelNames(), " "),
+		"--backend":   strings.Join(cat.BackendNames(), " "),
+		"--faults":    strings.Join(kinds, " "),
+		"--format":    "text markdown json",
+		"--isolation": "read-committed repeatable-read serializable",
 	}
-	flags := "--strategy --model --backend --pg --faults --runs --seed --out --keep-all --keep-db --max-messages --max-faults --downstream --shrink-time --check-timeout --swarm --check-determinism --exhaustive --junit --format --expect --parallel --shrink --json --html --timeout -v --help"
+	flags := "--strategy --model --backend --pg --faults --runs --seed --out --keep-all --keep-db --max-messages --max-faults --downstream --isolation --lock-timeout --free-running --consumers --shrink-time --check-timeout --swarm --check-determinism --exhaustive --junit --format --expect --parallel --shrink --shard --json --html --timeout -q -v --help --version"
 	switch rest[0] {
 	case "bash":
 		fmt.Fprintf(stdout, `# bash completion for oncecheck
@@ -53,7 +55,7 @@ _oncecheck() {
 	fi
 	case "$prev" in
 `, strings.Join(names, " ")+" help")
-		for _, f := range []string{"--strategy", "--model", "--backend", "--faults", "--format"} {
+		for _, f := range []string{"--strategy", "--model", "--backend", "--faults", "--format", "--isolation"} {
 			fmt.Fprintf(stdout, "\t%s) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", f, values[f])
 		}
 		fmt.Fprintf(stdout, `	esac
