@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
 )
@@ -102,4 +104,54 @@ func Expect(mxs ...*Matrix) ExpectedMatrix {
 		}
 	}
 	return e
+}
+
+// Encode writes the expectation of the matrices mxs as the committed files
+// are written: one line per strategy, models, strategies and columns in
+// the matrices' order.
+func (e ExpectedMatrix) Encode(mxs ...*Matrix) ([]byte, error) {
+	var b strings.Builder
+	b.WriteString("{\n")
+	for i, mx := range mxs {
+		name, err := json.Marshal(mx.Model)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "  %s: {\n", name)
+		for j, s := range mx.Strategies {
+			var cells []string
+			for _, col := range mx.Columns {
+				want, ok := e[mx.Model][s][col]
+				if !ok {
+					continue
+				}
+				k, _ := json.Marshal(col)
+				v, _ := json.Marshal(want)
+				cells = append(cells, fmt.Sprintf("%s: %s", k, v))
+			}
+			sname, _ := json.Marshal(s)
+			fmt.Fprintf(&b, "    %s: {%s}", sname, strings.Join(cells, ", "))
+			if j < len(mx.Strategies)-1 {
+				b.WriteString(",")
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("  }")
+		if i < len(mxs)-1 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("}\n")
+	return []byte(b.String()), nil
+}
+
+// ExpectedMatrixFile is the file, in dir, of the expected matrix at an
+// isolation level: matrix.json at read committed (the default),
+// matrix-<level>.json at the others.
+func ExpectedMatrixFile(dir string, level adapters.Isolation) string {
+	if level = level.Or(adapters.ReadCommitted); level == adapters.ReadCommitted {
+		return filepath.Join(dir, "matrix.json")
+	}
+	return filepath.Join(dir, "matrix-"+string(level)+".json")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		shrinkTime = fs.Duration("shrink-time", 5*time.Second, "time budget for shrinking one counterexample")
 		parallel   = fs.Int("parallel", 0, "cells run at once (default: the number of CPUs)")
 		expect     = fs.String("expect", "", "JSON file of expected verdicts; exit 1 when a cell disagrees (a cell that agrees is a pass in --junit)")
+		record     = fs.String("record", "", "write the verdicts found as an expectation file for --expect (each violation expects its primary anomaly)")
 		junit      = fs.String("junit", "", "also write a JUnit XML report (one test case per cell) to this file")
 		shardFlag  = fs.String("shard", "", "run only shard K of N of the cells (K/N; merge the shards' --format json with 'oncecheck merge')")
 		quiet      = fs.Bool("q", false, "quiet: no progress and no list of counterexamples")
@@ -117,6 +119,15 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		// Cells never started are shown as such.
 		for _, mx := range results {
 			markUnrun(mx)
+		}
+	}
+	if *record != "" && ctx.Err() == nil {
+		b, err := campaign.Expect(results...).Encode(results...)
+		if err == nil {
+			err = os.WriteFile(*record, b, 0o644)
+		}
+		if err != nil {
+			return exitInconclusive, fmt.Errorf("--record: %w", err)
 		}
 	}
 	o := matrixOutput{format: *format, junit: *junit, expectPath: *expect, expected: expected, quiet: *quiet,

@@ -391,6 +391,7 @@ type runJSON struct {
 	Strategy      string              `json:"strategy"`
 	Model         string              `json:"model"`
 	Backend       string              `json:"backend"`
+	Isolation     string              `json:"isolation,omitempty"`
 	Seed          uint64              `json:"seed"`
 	Shard         string              `json:"shard,omitempty"`
 	Verdict       string              `json:"verdict"`
@@ -414,7 +415,8 @@ func newRunJSON(rep campaign.Report, strategy string, sh shard) runJSON {
 		injected[string(k)] = n
 	}
 	out := runJSON{
-		Strategy: strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Seed: rep.Seed, Shard: sh.String(),
+		Strategy: strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Isolation: string(rep.Config.Isolation),
+		Seed: rep.Seed, Shard: sh.String(),
 		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),

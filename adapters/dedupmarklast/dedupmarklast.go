@@ -10,9 +10,10 @@
 //
 // What the harness adds to the prediction: competing consumers alone do not
 // break it. Each copy is delivered once, so no two attempts at one id ever
-// overlap, and the store refuses the lost update of two different messages.
-// It takes a redelivery during the window (a lease that expires while the
-// first attempt runs, in the "all" column) for the race to show.
+// overlap, and the state's row lock keeps two different messages from
+// losing each other's update. It takes a redelivery during the window (a
+// lease that expires while the first attempt runs, and another consumer
+// takes the copy) for the race to show, at every isolation level.
 package dedupmarklast
 
 import (

@@ -13,11 +13,10 @@ import (
 	"github.com/oncecheck/oncecheck/model"
 )
 
-// TestDedupMarkLastSurvivesRedeliveryReorderingAndCompetingConsumers holds
-// that dedup-mark-last passes campaigns of redeliveries, of reorders and of
-// competing consumers.
-func TestDedupMarkLastSurvivesRedeliveryReorderingAndCompetingConsumers(t *testing.T) {
-	strategytest.Survives(t, dedupmarklast.Strategy(), model.Orders{}, faults.Redelivery, faults.Reorder, faults.Concurrent)
+// TestDedupMarkLastSurvivesReorderingAndCompetingConsumers holds that
+// dedup-mark-last passes campaigns of reorders and of competing consumers.
+func TestDedupMarkLastSurvivesReorderingAndCompetingConsumers(t *testing.T) {
+	strategytest.Survives(t, dedupmarklast.Strategy(), model.Orders{}, faults.Reorder, faults.Concurrent)
 }
 
 // TestDedupMarkLastAppliesTheWorkAgainBeforeTheMark holds that a crash or
@@ -48,13 +47,11 @@ func TestDedupMarkLastAppliesTheWorkAgainBeforeTheMark(t *testing.T) {
 // holding copies of one message both pass the check before either marks:
 // duplicate.
 func TestDedupMarkLastLetsTwoConsumersPassTheCheck(t *testing.T) {
-	require.Equal(t, "violation", strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, "all"))
-	// Consumer 1 is preempted after its commit (boundary #7: its two reads
-	// are boundaries too) while the copy, its lease expired, is back at the
-	// head for consumer 2.
+	require.Equal(t, string(histories.Duplicate), strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, faults.Redelivery))
+	// Consumer 1's lease expires after its commit (its step #7: its two
+	// reads are steps too), and consumer 2 takes the copy there.
 	res := strategytest.Execute(t, dedupmarklast.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, faults.Plan{Consumers: 2, Faults: []faults.Fault{
-		{Kind: faults.Redelivery, Variant: faults.LeaseExpired},
-		{Kind: faults.Concurrent, At: 6},
+		{Kind: faults.Redelivery, Variant: faults.LeaseExpired, Index: 6},
 	}})
 	// Applied twice; the second attempt's output reuses the first's id
 	// with another content, which the check also reports (the content

@@ -11,7 +11,9 @@
 // that retries the committed work. The message is then applied again:
 // duplicate. Re-issues have a new id: duplicate. As for dedup-mark-last,
 // competing consumers alone never handle the same copy twice; with a
-// redelivery among them they do.
+// redelivery among them they do: a lease that expires while the first
+// attempt runs hands the copy to another consumer, whose set never saw it
+// (duplicate; out-of-order on an ordered model).
 package dedupmemory
 
 import (

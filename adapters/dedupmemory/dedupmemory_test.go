@@ -5,18 +5,30 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/dedupmemory"
 	"github.com/oncecheck/oncecheck/adapters/strategytest"
+	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
-// TestDedupMemorySurvivesRedeliveryReorderingAndCompetingConsumers holds that
-// dedup-memory passes campaigns of redeliveries, of reorders and of competing
-// consumers.
-func TestDedupMemorySurvivesRedeliveryReorderingAndCompetingConsumers(t *testing.T) {
-	strategytest.Survives(t, dedupmemory.Strategy(), model.Orders{}, faults.Redelivery, faults.Reorder, faults.Concurrent)
+// TestDedupMemorySurvivesReorderingAndCompetingConsumers holds that
+// dedup-memory passes campaigns of reorders and of competing consumers.
+func TestDedupMemorySurvivesReorderingAndCompetingConsumers(t *testing.T) {
+	strategytest.Survives(t, dedupmemory.Strategy(), model.Orders{}, faults.Reorder, faults.Concurrent)
+}
+
+// TestDedupMemoryMissesACopyAnotherConsumerTakes holds that a lease that
+// expires while the first attempt runs hands the copy to a consumer whose
+// set never saw it: duplicate, at every level.
+func TestDedupMemoryMissesACopyAnotherConsumerTakes(t *testing.T) {
+	for _, level := range adapters.Isolations() {
+		require.Equal(t, string(histories.Duplicate), strategytest.ExpectedAt(t, level, dedupmemory.Name, model.Orders{}, faults.Redelivery))
+		results := strategytest.LeaseSteps(t, campaign.Config{Strategy: dedupmemory.Strategy(), Isolation: level}, strategytest.AddItem("o1", "a"))
+		require.True(t, strategytest.Shows(results, histories.Duplicate), "%s: %v", level, results)
+	}
 }
 
 // TestDedupMemoryForgetsOnARestart holds that a restart empties the set, and a

@@ -5,20 +5,24 @@
 // acks. Engineers choose it so that no output is ever lost: an output is out
 // before the state says the message was handled.
 //
-// It survives redeliveries and a crash after the commit (the copy is
-// recognised as processed). When the commit does not happen after the
+// It survives a crash after the commit (the copy is recognised as
+// processed), and redeliveries at repeatable read and serializable. When the commit does not happen after the
 // publish (a crash, or a publish failure), the outputs are already out for
 // a state change that never committed. The retry recomputes them from the
 // state it then finds: if another message changed the aggregate in between,
 // the first outputs belong to no exactly-once execution: ghost. It keys on
 // the message id, so a re-issue is applied again: duplicate.
 //
-// What the harness adds: competing consumers alone do not break it. Both
-// backends give snapshot isolation where the first updater of a row wins,
-// so a consumer that races another for an order fails at its state write,
-// before it publishes anything. It takes a redelivery during the attempt
-// (a lease that expires, in the "all" column) for the processed-id insert,
-// which comes after the publish, to fail.
+// What the harness adds: competing consumers alone do not break it: the
+// state's row lock makes a consumer that races another for an order wait,
+// and it publishes on the state the other committed. It takes a lease
+// that expires during the attempt, handing the copy to a second consumer,
+// for the processed-id insert, which comes after the publish, to fail. At
+// read committed (the default) the second consumer computes its outputs
+// on the state the first committed meanwhile, publishes them under the
+// same ids, and then fails to mark the id: ghost. At repeatable read it
+// computes on its snapshot, publishes what the first did, and fails to
+// serialize: the redelivery column passes.
 package publishfirst
 
 import (

@@ -5,8 +5,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/publishfirst"
 	"github.com/oncecheck/oncecheck/adapters/strategytest"
+	"github.com/oncecheck/oncecheck/campaign"
+	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -16,7 +19,26 @@ import (
 // publish-first passes campaigns of redeliveries, of reorders and of competing
 // consumers.
 func TestPublishFirstSurvivesRedeliveryReorderingAndCompetingConsumers(t *testing.T) {
-	strategytest.Survives(t, publishfirst.Strategy(), model.Orders{}, faults.Redelivery, faults.Reorder, faults.Concurrent)
+	strategytest.Survives(t, publishfirst.Strategy(), model.Orders{}, faults.Reorder, faults.Concurrent)
+	strategytest.SurvivesAt(t, adapters.RepeatableRead, publishfirst.Strategy(), model.Orders{}, faults.Redelivery)
+}
+
+// TestPublishFirstPublishesAGhostWhenALeaseExpiresAtReadCommitted holds
+// that a second consumer given the copy of an expired lease computes its
+// outputs on the state the first one committed meanwhile (read committed
+// reads it), publishes them under the same ids, then fails to mark the id
+// processed: its outputs belong to no exactly-once execution. At
+// repeatable read it computes on its snapshot and publishes what the
+// first one did.
+func TestPublishFirstPublishesAGhostWhenALeaseExpiresAtReadCommitted(t *testing.T) {
+	require.Equal(t, string(histories.Ghost), strategytest.Expected(t, publishfirst.Name, model.Orders{}, faults.Redelivery))
+	w := func(level adapters.Isolation) []checkers.Result {
+		return strategytest.LeaseSteps(t, campaign.Config{Strategy: publishfirst.Strategy(), Isolation: level}, strategytest.AddItem("o1", "a"))
+	}
+	require.True(t, strategytest.Shows(w(adapters.ReadCommitted), histories.Ghost))
+	for _, res := range w(adapters.RepeatableRead) {
+		strategytest.Passes(t, res)
+	}
 }
 
 // TestPublishFirstSurvivesACrashAfterTheCommit holds that a copy that comes

@@ -7,8 +7,8 @@
 //
 // It is predicted to survive crashes, redeliveries, publish failures and
 // competing consumers without a processed-id table, in constant space per
-// aggregate; here it survives redeliveries and publish failures (see below
-// for crashes and competing consumers).
+// aggregate; here it survives publish failures, and redeliveries at
+// repeatable read and serializable (see below for the rest).
 // It relies on messages arriving in position order: a reordered delivery
 // processes a later message first, and the earlier one is then skipped:
 // lost. A re-issued command is written to the command stream again and gets
@@ -20,7 +20,11 @@
 // messages; when a later message of the same aggregate is processed first,
 // the earlier one's position is below the stored one and it is skipped. The
 // strategy needs a broker that never redelivers out of order (a Kafka
-// partition, a Message DB category read by one consumer).
+// partition, a Message DB category read by one consumer). And at read
+// committed, the default, an aggregate's first message has no position row
+// to lock (SELECT ... FOR UPDATE of a missing row locks nothing): when a
+// lease expires and a second consumer takes the copy while the first works
+// on it, both read no position and both apply it: duplicate.
 package sequence
 
 import (

@@ -5,17 +5,32 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/sequence"
 	"github.com/oncecheck/oncecheck/adapters/strategytest"
+	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
 
-// TestSequenceSurvivesRedeliveryAndPublishFailures holds that sequence passes
-// campaigns of redeliveries and of publish failures.
-func TestSequenceSurvivesRedeliveryAndPublishFailures(t *testing.T) {
-	strategytest.Survives(t, sequence.Strategy(), model.Orders{}, faults.Redelivery, faults.PublishFailure)
+// TestSequenceSurvivesPublishFailures holds that sequence passes campaigns
+// of publish failures.
+func TestSequenceSurvivesPublishFailures(t *testing.T) {
+	strategytest.Survives(t, sequence.Strategy(), model.Orders{}, faults.PublishFailure)
+}
+
+// TestSequenceAppliesACopyTwiceAtReadCommitted holds that at read committed the
+// first message of an aggregate has no position row to lock (SELECT ... FOR
+// UPDATE of a missing row locks nothing): a consumer given the copy of an
+// expired lease reads no position either, and both apply it: duplicate. At
+// repeatable read the second one's write fails to serialize, and it
+// survives redeliveries.
+func TestSequenceAppliesACopyTwiceAtReadCommitted(t *testing.T) {
+	require.Equal(t, string(histories.Duplicate), strategytest.Expected(t, sequence.Name, model.Orders{}, faults.Redelivery))
+	results := strategytest.LeaseSteps(t, campaign.Config{Strategy: sequence.Strategy()}, strategytest.AddItem("o1", "a"))
+	require.True(t, strategytest.Shows(results, histories.Duplicate), "%v", results)
+	strategytest.SurvivesAt(t, adapters.RepeatableRead, sequence.Strategy(), model.Orders{}, faults.Redelivery)
 }
 
 // TestSequenceSurvivesCrashesAfterTheCommit holds that state, position and

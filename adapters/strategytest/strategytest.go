@@ -1,12 +1,14 @@
 // Package strategytest is what the built-in strategies' tests share: a
 // campaign that must pass under the faults a strategy's doc says it
 // survives, and a hand-built case that must show the anomaly its doc
-// predicts, each checked against expected/matrix.json. Like storetest, it
-// is imported by tests only.
+// predicts, each checked against the expected matrix of the isolation
+// level (expected/matrix.json at the default). Like storetest, it is
+// imported by tests only.
 package strategytest
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,38 +22,51 @@ import (
 	"github.com/oncecheck/oncecheck/model"
 )
 
-// ExpectedMatrix is the path of the expected verdicts from a strategy's
-// package directory.
-const ExpectedMatrix = "../../expected/matrix.json"
+// ExpectedDir is the directory of the expected verdicts (see
+// campaign.ExpectedMatrixFile) from a strategy's package directory.
+const ExpectedDir = "../../expected"
 
 // Expected returns the verdict expected/matrix.json names for a strategy
-// under a fault column of a model.
+// under a fault column of a model, at the default isolation level.
 func Expected(t *testing.T, strategy string, m model.Model, column faults.Kind) string {
 	t.Helper()
-	mx, err := campaign.LoadExpectedMatrix(ExpectedMatrix)
+	return ExpectedAt(t, adapters.ReadCommitted, strategy, m, column)
+}
+
+// ExpectedAt is Expected at an isolation level.
+func ExpectedAt(t *testing.T, level adapters.Isolation, strategy string, m model.Model, column faults.Kind) string {
+	t.Helper()
+	file := campaign.ExpectedMatrixFile(ExpectedDir, level)
+	mx, err := campaign.LoadExpectedMatrix(file)
 	require.NoError(t, err)
 	want, ok := mx[m.Name()][strategy][string(column)]
-	require.True(t, ok, "expected/matrix.json has a cell %s/%s/%s", m.Name(), strategy, column)
+	require.True(t, ok, "%s has a cell %s/%s/%s", file, m.Name(), strategy, column)
 	return want
 }
 
 // Survives runs, for each fault column, a campaign of s on model m under
-// that kind alone ("all": every kind), after checking that
-// expected/matrix.json predicts a pass there, and requires it to pass with
-// the faults injected: 500 runs, 50 with -short.
+// that kind alone ("all": every kind), at the default isolation level,
+// after checking that expected/matrix.json predicts a pass there, and
+// requires it to pass with the faults injected: 500 runs, 50 with -short.
 func Survives(t *testing.T, s adapters.Strategy, m model.Model, columns ...faults.Kind) {
+	t.Helper()
+	SurvivesAt(t, adapters.ReadCommitted, s, m, columns...)
+}
+
+// SurvivesAt is Survives at an isolation level.
+func SurvivesAt(t *testing.T, level adapters.Isolation, s adapters.Strategy, m model.Model, columns ...faults.Kind) {
 	t.Helper()
 	runs := 500
 	if testing.Short() {
 		runs = 50
 	}
 	for _, column := range columns {
-		require.Equal(t, "pass", Expected(t, s.Name, m, column), "expected/matrix.json: %s under %s", m.Name(), column)
+		require.Equal(t, "pass", ExpectedAt(t, level, s.Name, m, column), "%s under %s at %s", m.Name(), column, level)
 		kinds := []faults.Kind{column}
 		if column == "all" {
 			kinds = faults.AllKinds
 		}
-		tester, err := campaign.New(campaign.Config{Strategy: s, Model: m, Faults: kinds})
+		tester, err := campaign.New(campaign.Config{Strategy: s, Model: m, Faults: kinds, Isolation: level})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = tester.Close() })
 		rep, err := tester.Search(context.Background(), campaign.SearchOptions{Runs: runs, Seed: 1, Out: t.TempDir(), NoShrink: true})
@@ -125,4 +140,35 @@ func Crash(at int, point faults.Point) faults.Fault {
 // #at+1.
 func CrashAt(at int, point faults.Point, index int) faults.Fault {
 	return faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: at, Point: point, Index: index}
+}
+
+// LeaseSteps runs a one-message case of cfg once for each scheduling point
+// of the first attempt at which its lease may expire (another consumer then
+// takes the copy), and returns the result of each run in which it did.
+func LeaseSteps(t *testing.T, cfg campaign.Config, msg model.Message) []checkers.Result {
+	t.Helper()
+	tester, err := campaign.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tester.Close() })
+	var results []checkers.Result
+	for step := range faults.LeaseSteps {
+		p := faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired, Index: step}}}
+		h, res, err := tester.Execute(campaign.Case{Workload: model.Workload{msg}.Number(), Plan: p}, 1)
+		require.NoError(t, err)
+		if h.InjectedFaults()[string(faults.Redelivery)] > 0 {
+			results = append(results, res)
+		}
+	}
+	require.NotEmpty(t, results, "the lease expired in some run")
+	return results
+}
+
+// Shows reports whether some result's anomalies include a.
+func Shows(results []checkers.Result, a histories.Anomaly) bool {
+	for _, res := range results {
+		if slices.Contains(res.Anomalies, a) {
+			return true
+		}
+	}
+	return false
 }

@@ -8,8 +8,13 @@
 // it is nacked, to be retried after the ones before it. A message expecting
 // an earlier version is stale (already applied): acked and skipped.
 //
-// It survives redeliveries, reordering (early messages wait), re-issues
-// (the copy expects a version that has passed) and competing consumers. Like
+// It survives reordering (early messages wait), re-issues (the copy
+// expects a version that has passed), competing consumers, and
+// redeliveries at repeatable read and serializable. At read committed, the
+// default, an aggregate's first message has no version row to lock (SELECT
+// ... FOR UPDATE of a missing row locks nothing): when a lease expires and a
+// second consumer takes the copy while the first works on it, both read no
+// version and both apply it: duplicate. Like
 // dedup, it publishes after the commit without storing the outputs, so a
 // crash or publish failure between the commit and the last publish loses
 // outputs: the retry is stale and skipped: lost. It is the only strategy of

@@ -5,8 +5,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/strategytest"
 	"github.com/oncecheck/oncecheck/adapters/version"
+	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -17,11 +19,23 @@ func profile(typ, user, name string) model.Message {
 	return model.Message{Aggregate: user, Type: typ, Payload: []byte(`{"name":"` + name + `"}`)}
 }
 
-// TestVersionSurvivesRedeliveryReorderingReissuesAndCompetingConsumers holds
-// that version passes campaigns of redeliveries, reorders, re-issues and
-// competing consumers.
-func TestVersionSurvivesRedeliveryReorderingReissuesAndCompetingConsumers(t *testing.T) {
-	strategytest.Survives(t, version.Strategy(), model.Orders{}, faults.Redelivery, faults.Reorder, faults.Reissue, faults.Concurrent)
+// TestVersionSurvivesReorderingReissuesAndCompetingConsumers holds that
+// version passes campaigns of reorders, re-issues and competing consumers.
+func TestVersionSurvivesReorderingReissuesAndCompetingConsumers(t *testing.T) {
+	strategytest.Survives(t, version.Strategy(), model.Orders{}, faults.Reorder, faults.Reissue, faults.Concurrent)
+}
+
+// TestVersionAppliesACopyTwiceAtReadCommitted holds that at read committed the
+// first message of an aggregate has no version row to lock (SELECT ... FOR
+// UPDATE of a missing row locks nothing): a consumer given the copy of an
+// expired lease reads no version either, and both apply it: duplicate. At
+// repeatable read the second one's write fails to serialize, and it
+// survives redeliveries.
+func TestVersionAppliesACopyTwiceAtReadCommitted(t *testing.T) {
+	require.Equal(t, string(histories.Duplicate), strategytest.Expected(t, version.Name, model.Orders{}, faults.Redelivery))
+	results := strategytest.LeaseSteps(t, campaign.Config{Strategy: version.Strategy()}, strategytest.AddItem("o1", "a"))
+	require.True(t, strategytest.Shows(results, histories.Duplicate), "%v", results)
+	strategytest.SurvivesAt(t, adapters.RepeatableRead, version.Strategy(), model.Orders{}, faults.Redelivery)
 }
 
 // TestVersionKeepsAnOrderedModelInSendOrder holds that version passes a
