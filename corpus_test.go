@@ -33,7 +33,19 @@ func corpus(t *testing.T) []string {
 		require.False(t, h.Header.ReadsPreempt, f)
 		require.NotEmpty(t, h.Header.Plan.Faults, f)
 	}
-	return append(files, old...)
+	// Histories saved at format 1.2, with competing consumers or
+	// redeliveries: they replay as they ran, a write that met a lock
+	// failing at once and a lease expiring as its copy was delivered.
+	before13, err := filepath.Glob("histories/testdata/before-1.3/*.jsonl")
+	require.NoError(t, err)
+	require.NotEmpty(t, before13)
+	for _, f := range before13 {
+		h, err := histories.Load(f)
+		require.NoError(t, err, f)
+		require.Equal(t, "1.2", h.Header.Version, f)
+		require.True(t, h.Header.Before13(), f)
+	}
+	return append(append(files, old...), before13...)
 }
 
 func resultOutcome(res checkers.Result) (histories.Verdict, []histories.Anomaly) {

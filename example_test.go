@@ -69,11 +69,11 @@ func ExampleSpec() {
 // With $ONCECHECK_REPLAY naming a saved history, Verify replays it
 // instead of searching; $ONCECHECK_SEED sets the seed of a search.
 func ExampleReplayEnv() {
-	os.Setenv(oncecheck.ReplayEnv, "histories/testdata/corpus/dedup-orders-crash-lost-3.jsonl")
+	os.Setenv(oncecheck.ReplayEnv, "histories/testdata/corpus/dedup-orders-crash-lost-mem-3.jsonl")
 	defer os.Unsetenv(oncecheck.ReplayEnv)
 	oncecheck.Verify(printTB{}, oncecheck.Spec{Model: model.Orders{}, Strategy: dedup.Strategy()})
 	// Output:
-	// log: oncecheck: replayed histories/testdata/corpus/dedup-orders-crash-lost-3.jsonl
+	// log: oncecheck: replayed histories/testdata/corpus/dedup-orders-crash-lost-mem-3.jsonl
 	// error: oncecheck: dedup is not exactly-once: lost
 }
 
@@ -89,7 +89,7 @@ func ExampleSeedEnv() {
 
 // Check a saved history offline.
 func ExampleCheck() {
-	h, err := histories.Load("histories/testdata/corpus/publish-first-orders-crash-ghost-15.jsonl")
+	h, err := histories.Load("histories/testdata/corpus/publish-first-orders-crash-ghost-mem-15.jsonl")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -106,7 +106,7 @@ func ExampleCheck() {
 
 // Check a history file without holding it in memory.
 func ExampleCheckFile() {
-	f, err := histories.Open("histories/testdata/corpus/dedup-orders-crash-lost-3.jsonl")
+	f, err := histories.Open("histories/testdata/corpus/dedup-orders-crash-lost-mem-3.jsonl")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -124,7 +124,7 @@ func ExampleCheckFile() {
 // Check events that never were a file: any histories.Stream, here a
 // history built in memory, with the stricter downstream policy.
 func ExampleCheckStream() {
-	h, err := histories.Load("histories/testdata/corpus/outbox-orders-crash+redelivery-pass-11.jsonl")
+	h, err := histories.Load("histories/testdata/corpus/outbox-orders-crash+redelivery-pass-mem-11.jsonl")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -142,7 +142,7 @@ func ExampleCheckStream() {
 // Replay a saved counterexample on the strategy that failed, then on
 // another: the outbox survives what the dedup strategy did not.
 func ExampleReplay() {
-	h, err := histories.Load("histories/testdata/corpus/dedup-orders-crash-lost-3.jsonl")
+	h, err := histories.Load("histories/testdata/corpus/dedup-orders-crash-lost-mem-3.jsonl")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -167,7 +167,7 @@ func ExampleReplay() {
 // A model or a strategy of one's own is found by name through a catalogue:
 // the built-ins plus one's own.
 func ExampleCheckOptions() {
-	h, err := histories.Load("histories/testdata/corpus/dedup-orders-crash-lost-3.jsonl")
+	h, err := histories.Load("histories/testdata/corpus/dedup-orders-crash-lost-mem-3.jsonl")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -186,7 +186,7 @@ func ExampleCheckOptions() {
 // A replay runs where the catalogue says: the history's strategy and
 // backend by default, or others by name.
 func ExampleReplayOptions() {
-	h, err := histories.Load("histories/testdata/corpus/dedup-orders-crash-lost-3.jsonl")
+	h, err := histories.Load("histories/testdata/corpus/dedup-orders-crash-lost-mem-3.jsonl")
 	if err != nil {
 		fmt.Println(err)
 		return

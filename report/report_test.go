@@ -20,7 +20,7 @@ import (
 
 // sample is a saved counterexample from the matrix: publish-first crashes
 // between its publish and its commit, and publishes a ghost.
-const sample = "../histories/testdata/corpus/publish-first-orders-crash-ghost-15.jsonl"
+const sample = "../histories/testdata/corpus/publish-first-orders-crash-ghost-mem-15.jsonl"
 
 func load(t *testing.T) (*histories.History, checkers.Result) {
 	t.Helper()
