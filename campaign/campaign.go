@@ -75,6 +75,12 @@ type Config struct {
 	// replay of such a history wants it: a task preempted between a read
 	// and the write that depends on it is how lost updates happen.
 	ReadsNotPreempted bool
+	// Cache is the backend of the handlers' Env.Cache (default: the
+	// simulation's in-memory cache; rediscache.Backend for a real Redis).
+	Cache adapters.CacheBackend
+	// MaxDelay bounds how late a late fault's copy arrives (default
+	// faults.DefaultMaxDelay).
+	MaxDelay time.Duration
 }
 
 func (c *Config) defaults() {
@@ -120,6 +126,7 @@ type Tester struct {
 	cfg     Config
 	model   model.Model
 	stores  storePool
+	caches  cachePool
 	gen     *rapid.Generator[Case]
 	buffers sync.Pool // of *[]histories.Event: buffers of dropped histories
 }
@@ -141,6 +148,8 @@ func New(cfg Config) (*Tester, error) {
 		return nil, configErrorf("Consumers", "must be between 1 and 16, not %d", cfg.Consumers)
 	case cfg.Consumers != 0 && !cfg.FreeRunning:
 		return nil, configErrorf("Consumers", "sets the consumers of a free-running run only")
+	case cfg.MaxDelay < 0:
+		return nil, configErrorf("MaxDelay", "must not be negative, not %s", cfg.MaxDelay)
 	}
 	if _, err := checkers.ParseDownstream(string(cfg.Downstream)); err != nil {
 		return nil, configErrorf("Downstream", "%v", err)
@@ -166,12 +175,21 @@ func New(cfg Config) (*Tester, error) {
 		return nil, fmt.Errorf("open the %s backend: %w", cfg.Backend.Name(), err)
 	}
 	t.stores.put(first)
+	if cfg.Cache != nil && cfg.Cache.Name() != "mem" {
+		t.caches.backend = cfg.Cache
+		c, err := t.caches.take()
+		if err != nil {
+			_ = t.stores.close()
+			return nil, err
+		}
+		t.caches.put(c)
+	}
 	t.gen = rapid.Custom(func(rt *rapid.T) Case {
 		w := m.Workload(cfg.MaxMessages).Draw(rt, "workload")
 		p := faults.Generator(faults.Options{
 			Kinds: cfg.Faults, MaxFaults: cfg.MaxFaults, Deliveries: 2*len(w) + 2, Messages: len(w),
 			Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2, Swarm: !cfg.NoSwarm,
-			ExtraPoints: s.Points,
+			ExtraPoints: s.Points, Windows: s.Windows, MaxDelay: cfg.MaxDelay,
 		}).Draw(rt, "plan")
 		return Case{Workload: w, Plan: p}
 	})
@@ -223,7 +241,7 @@ func (p *storePool) close() error {
 
 // Close releases the tester's stores (the pg backend drops their schemas,
 // unless its Keep is set).
-func (t *Tester) Close() error { return t.stores.close() }
+func (t *Tester) Close() error { return errors.Join(t.stores.close(), t.caches.close()) }
 
 // simulate runs one case on a store of the tester's backend, emptied
 // first. With opps set it also collects the fault opportunities
@@ -238,6 +256,12 @@ func (t *Tester) simulate(cfg sim.Config, opps *[]sim.Opportunity) ([]histories.
 		return nil, fmt.Errorf("%w: %v", sim.ErrInfrastructure, err)
 	}
 	cfg.Store = store
+	cache, err := t.caches.take()
+	if err != nil {
+		return nil, err
+	}
+	defer t.caches.put(cache)
+	cfg.Cache = cache
 	if opps != nil {
 		events, found, err := sim.Explore(cfg)
 		*opps = found
@@ -309,7 +333,7 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 		Format: histories.Format, Version: histories.Version, Tool: ToolVersion, Seed: seed,
 		Model: t.model.Name(), Strategy: t.cfg.Strategy.Name, Backend: t.cfg.Backend.Name(),
 		Downstream: string(t.cfg.Downstream), Faults: slices.Clone(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
-		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted,
+		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted, Cache: cacheName(t.cfg.Cache),
 	}
 }
 

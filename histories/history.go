@@ -29,7 +29,7 @@ const Format = "oncecheck-history"
 
 // Version is the history format version written by this build. Readers accept
 // any 1.x version.
-const Version = "1.2"
+const Version = "1.3"
 
 // MaxLineBytes bounds one line of a history file.
 const MaxLineBytes = 16 << 20
@@ -55,6 +55,9 @@ type Header struct {
 	// concurrent fault may preempt a task (format 1.2; absent means false,
 	// as in every 1.1 history): a replay must schedule the same way.
 	ReadsPreempt bool `json:"reads_preempt,omitempty"`
+	// Cache is the cache backend the handlers' Env.Cache ran on ("mem" or
+	// "redis"; format 1.3, absent means "mem").
+	Cache string `json:"cache,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   Verdict   `json:"verdict,omitempty"`
@@ -86,9 +89,10 @@ const (
 	Requeue   Kind = "requeue"  // the broker puts a copy back or duplicates it (fault)
 	Refused   Kind = "refused"  // the broker refuses an ack or a publish (fault)
 	Switch    Kind = "switch"   // the scheduler preempts a process (fault)
+	CacheCmd  Kind = "cache"    // a handler's command to the cache beside the store (format 1.3)
 )
 
-var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Undrained, Requeue, Refused, Switch}
+var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Undrained, Requeue, Refused, Switch, CacheCmd}
 
 // Event is one thing that happened in a run.
 type Event struct {

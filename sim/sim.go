@@ -27,6 +27,7 @@ import (
 	"sync"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/memcache"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -68,6 +69,11 @@ type Config struct {
 	// (from its start; what it held is overwritten), so that a campaign
 	// can reuse the buffer of a history it dropped.
 	Events []histories.Event
+	// Cache is the store behind Env.Cache, empty (see
+	// adapters.CacheStore.Reset); nil gives the run an in-memory one.
+	Cache adapters.CacheStore
+	// RunID is what Env.RunID returns; empty gives the run a fresh one.
+	RunID string
 }
 
 // Opportunity is a fault that could have been injected during a run: the
@@ -127,6 +133,14 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		position: int64(len(cfg.Workload)),
 		events:   cfg.Events[:0],
 		opps:     opps,
+		cache:    cfg.Cache,
+		runID:    cfg.RunID,
+	}
+	if r.cache == nil {
+		r.cache = memcache.New()
+	}
+	if r.runID == "" {
+		r.runID = newRunID()
 	}
 	if r.events == nil {
 		// Runs record about ten events per message, rarely over forty.
@@ -211,6 +225,10 @@ type runner struct {
 
 	opps    *[]Opportunity // nil unless exploring
 	explore map[faults.Kind]bool
+
+	clock clock               // the run's time and its late copies (clock.go)
+	cache adapters.CacheStore // behind Env.Cache (cache.go)
+	runID string
 
 	free  bool       // a free-running run (Config.FreeRunning)
 	mu    sync.Mutex // the runner's state, in a free-running run
@@ -314,6 +332,9 @@ func (r *runner) runFree() error {
 		}
 		if running == 0 {
 			r.drainDue()
+			if !slices.ContainsFunc(r.procs, r.canAct) && r.arrive(true) {
+				continue
+			}
 			if exhausted && (len(r.queue) > 0 || r.due) {
 				r.stuck()
 				r.mu.Unlock()
@@ -347,8 +368,12 @@ func (r *runner) run() error {
 	r.setUp(r.cfg.Plan.ConsumerCount())
 	for {
 		r.drainDue()
+		r.arrive(false)
 		p := r.next()
 		if p == nil {
+			if r.arrive(true) {
+				continue
+			}
 			break
 		}
 		if p.task == nil && (r.deliveries >= r.bound || r.passes >= r.bound) || r.boundaries >= boundariesPerDelivery*r.bound {
@@ -510,6 +535,7 @@ func (r *runner) deliver(p *process) {
 		ev.Detail, ev.Fault = fmt.Sprintf("reordered: taken %d behind the head of the queue", idx), string(faults.Reorder)
 	}
 	r.record(ev)
+	r.scheduleLate(at, msg)
 	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
 	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.Duplicate})
 	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.LeaseExpired})
