@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/checkers"
@@ -121,6 +122,10 @@ type ReplayOptions struct {
 	// Backend runs the plan on another backend (default: the history's
 	// own).
 	Backend string
+	// Cache runs the handlers' Env.Cache on another cache backend, "mem"
+	// or "redis" (default: the history's own; add rediscache.Backend to
+	// the catalogue for Redis).
+	Cache string
 }
 
 // Replay re-runs the workload and plan of a saved history and checks the new
@@ -147,8 +152,17 @@ func Replay(h *histories.History, o ReplayOptions) (*histories.History, checkers
 	if err != nil {
 		return nil, checkers.Result{}, err
 	}
+	if o.Cache == "" {
+		o.Cache = h.Header.Cache
+	}
+	var cache adapters.CacheBackend
+	if o.Cache != "" && o.Cache != "mem" {
+		if cache, err = cat.Cache(o.Cache); err != nil {
+			return nil, checkers.Result{}, err
+		}
+	}
 	t, err := campaign.New(campaign.Config{
-		Model: m, Strategy: s, Backend: b, Faults: h.Header.Faults,
+		Model: m, Strategy: s, Backend: b, Faults: h.Header.Faults, Cache: cache,
 		Downstream: checkers.Downstream(h.Header.Downstream), FreeRunning: h.Header.FreeRunning,
 		ReadsNotPreempted: !h.Header.ReadsPreempt,
 	})

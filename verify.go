@@ -64,6 +64,12 @@ type Spec struct {
 	Out string
 	// Downstream is the output-copy policy (default dedup-by-id).
 	Downstream checkers.Downstream
+	// Cache is the backend of the handler's Env.Cache (default: the
+	// simulation's in-memory cache; rediscache.Backend for a real Redis).
+	Cache adapters.CacheBackend
+	// MaxDelay bounds how late a late fault's copy arrives (default
+	// faults.DefaultMaxDelay).
+	MaxDelay time.Duration
 	// FreeRunning runs the consumers truly in parallel (campaign.Config):
 	// on PostgreSQL, their transactions meet as in production. A failure
 	// is then not reproducible by seed; its saved history is the evidence.
@@ -105,7 +111,7 @@ func Verify(t TB, spec Spec) {
 	tester, err := campaign.New(campaign.Config{
 		Model: spec.Model, Strategy: spec.Strategy, Backend: spec.Backend, Faults: spec.Faults,
 		MaxMessages: spec.MaxMessages, MaxFaults: spec.MaxFaults,
-		Downstream: spec.Downstream, FreeRunning: spec.FreeRunning,
+		Downstream: spec.Downstream, FreeRunning: spec.FreeRunning, Cache: spec.Cache, MaxDelay: spec.MaxDelay,
 	})
 	if err != nil {
 		failOrSkip(t, err)
@@ -151,6 +157,9 @@ func verifyReplay(t TB, spec Spec, path string) {
 	o := ReplayOptions{Strategy: spec.Strategy.Name}
 	if spec.Backend != nil {
 		cat, o.Backend = cat.WithBackends(spec.Backend), spec.Backend.Name()
+	}
+	if spec.Cache != nil {
+		cat, o.Cache = cat.WithCaches(spec.Cache), spec.Cache.Name()
 	}
 	o.Catalogue = cat
 	replayed, res, err := Replay(h, o)

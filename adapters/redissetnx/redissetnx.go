@@ -14,8 +14,9 @@
 // the copy, leaves the key set and the work (or its outputs) undone, and the
 // redelivery is skipped: lost. And the key expires: a copy that comes back
 // after the time to live (a late fault just past TTL) is applied again:
-// duplicate. A time to live longer than any delay a copy can arrive with
-// (see faults.DefaultMaxDelay) closes that hole and no other.
+// duplicate. A time to live longer than any delay a copy can arrive with,
+// counted from the first delivery (a late copy may come back late again),
+// closes that hole and no other.
 package redissetnx
 
 import (

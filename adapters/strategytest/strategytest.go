@@ -9,14 +9,17 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/rediscache"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/internal/redistest"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -125,4 +128,26 @@ func Crash(at int, point faults.Point) faults.Fault {
 // #at+1.
 func CrashAt(at int, point faults.Point, index int) faults.Fault {
 	return faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: at, Point: point, Index: index}
+}
+
+// Late is a late fault: the copy of delivery #at+1 comes again after delay,
+// as the same copy (faults.LateCopy) or re-issued (faults.LateReissue).
+func Late(at int, variant string, delay time.Duration) faults.Fault {
+	return faults.Fault{Kind: faults.Late, At: at, Variant: variant, Delay: faults.Duration(delay)}
+}
+
+// EachCache runs f once on the simulation's in-memory cache ("mem") and
+// once on a real Redis ("redis": $ONCECHECK_REDIS, else 127.0.0.1:6379;
+// without one the subtest is skipped, or fails in CI), so that a strategy
+// that uses Env.Cache is held to the same outcome on both.
+func EachCache(t *testing.T, f func(t *testing.T, cache adapters.CacheBackend)) {
+	t.Helper()
+	t.Run("mem", func(t *testing.T) { f(t, nil) })
+	t.Run("redis", func(t *testing.T) { f(t, rediscache.Backend{Addr: redistest.Addr(t)}) })
+}
+
+// ExecuteOn is Execute with the handlers' cache on cache (nil: in memory).
+func ExecuteOn(t *testing.T, cache adapters.CacheBackend, s adapters.Strategy, m model.Model, w model.Workload, p faults.Plan) checkers.Result {
+	t.Helper()
+	return ExecuteWith(t, campaign.Config{Strategy: s, Model: m, Cache: cache}, w, p)
 }

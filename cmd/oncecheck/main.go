@@ -15,6 +15,7 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/adapters/rediscache"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/catalogue"
 )
@@ -44,7 +45,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 // builtin is the tool's catalogue: the built-in models and strategies, and
 // both backends (pg through $ONCECHECK_PG unless --pg names a server).
 func builtin() catalogue.Catalogue {
-	return catalogue.Builtin().WithBackends(pgstore.Backend{})
+	return catalogue.Builtin().WithBackends(pgstore.Backend{}).WithCaches(rediscache.Backend{})
 }
 
 // asUsage turns an error of the library that is the command line's fault

@@ -25,6 +25,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		modelName  = fs.String("model", "", "model to test (default: every model)")
 		backend    = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
 		pgDSN      = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
+		cacheName  = fs.String("cache", "mem", "backend of the handlers' cache (Env.Cache): mem, or redis ($ONCECHECK_REDIS, else 127.0.0.1:6379)")
 		runs       = fs.Int("runs", 200, "runs per cell")
 		seed       = fs.Uint64("seed", 1, "seed of every cell (run i of a cell uses seed+i)")
 		out        = fs.String("out", "oncecheck-results", "directory for saved counterexamples")
@@ -63,6 +64,10 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	if err != nil {
 		return exitUsage, asUsage(err)
 	}
+	cache, err := resolveCache(cat, *cacheName)
+	if err != nil {
+		return exitUsage, err
+	}
 	var expected campaign.ExpectedMatrix
 	if *expect != "" {
 		if expected, err = campaign.LoadExpectedMatrix(*expect); err != nil {
@@ -73,7 +78,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	var results []*campaign.Matrix
 	for _, m := range models {
 		mx, err := campaign.RunMatrix(ctx, campaign.MatrixOptions{
-			Model: m, Backend: b, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
+			Model: m, Backend: b, Cache: cache, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
 			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel,
 			Progress: matrixProgress(stderr, m.Name()),
 		})

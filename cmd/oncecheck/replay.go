@@ -18,6 +18,7 @@ func replayCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout
 `, stdout)
 	strategy := fs.String("strategy", "", "run the plan on another strategy (default: the history's own)")
 	backend := fs.String("backend", "", "run on another backend: mem, or pg with $ONCECHECK_PG (default: the history's own)")
+	cache := fs.String("cache", "", "run the handlers' cache on another backend: mem, or redis with $ONCECHECK_REDIS (default: the history's own)")
 	verbose := fs.Bool("v", false, "print the explanation and timeline of a failing replay")
 	asJSON := fs.Bool("json", false, "print the outcome as one JSON object")
 	files, err := parse(fs, args)
@@ -31,7 +32,7 @@ func replayCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout
 	if err != nil {
 		return exitUsage, err
 	}
-	replayed, res, err := oncecheck.Replay(h, oncecheck.ReplayOptions{Catalogue: cat, Strategy: *strategy, Backend: *backend})
+	replayed, res, err := oncecheck.Replay(h, oncecheck.ReplayOptions{Catalogue: cat, Strategy: *strategy, Backend: *backend, Cache: *cache})
 	if uerr := asUsage(err); uerr != nil {
 		return exitUsage, usagef("%s: %v", files[0], uerr)
 	}

@@ -34,6 +34,8 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		backend      = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
 		pgDSN        = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 		keepDB       = fs.Bool("keep-db", false, "keep the pg backend's schema after the run, for inspection")
+		cacheName    = fs.String("cache", "mem", "backend of the handlers' cache (Env.Cache): mem, or redis ($ONCECHECK_REDIS, else 127.0.0.1:6379)")
+		maxDelay     = fs.Duration("max-delay", faults.DefaultMaxDelay, "longest delay of a late fault's copy")
 		faultList    = fs.String("faults", "all", "comma-separated fault kinds ("+strings.Join(kindNames(), ", ")+"), or all")
 		runs         = fs.Int("runs", 100, "number of runs")
 		seed         = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
@@ -94,8 +96,12 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 	if err != nil {
 		return exitUsage, err
 	}
+	cache, err := resolveCache(cat, *cacheName)
+	if err != nil {
+		return exitUsage, err
+	}
 	tester, err := campaign.New(campaign.Config{
-		Model: m, Strategy: s, Backend: b, Faults: kinds,
+		Model: m, Strategy: s, Backend: b, Faults: kinds, Cache: cache, MaxDelay: *maxDelay,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
 		NoSwarm: !*swarm, FreeRunning: *freeRunning, Consumers: *consumers,
 	})
@@ -318,6 +324,19 @@ func seconds(d time.Duration) string {
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // resolve looks the names of a run up in the catalogue.
+// resolveCache returns the cache backend a --cache flag names (nil for the
+// simulation's in-memory cache).
+func resolveCache(cat catalogue.Catalogue, name string) (adapters.CacheBackend, error) {
+	if name == "" || name == "mem" {
+		return nil, nil
+	}
+	c, err := cat.Cache(name)
+	if err != nil {
+		return nil, usagef("--cache: %v", err)
+	}
+	return c, nil
+}
+
 func resolve(cat catalogue.Catalogue, modelName, strategy, backend string) (model.Model, adapters.Strategy, adapters.Backend, error) {
 	m, err := cat.Model(modelName)
 	if err != nil {
