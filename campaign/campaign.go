@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pgregory.net/rapid"
@@ -127,6 +128,10 @@ type Tester struct {
 	model   model.Model
 	stores  storePool
 	caches  cachePool
+	// id prefixes the RunID of every run (determinism.go); runCount
+	// numbers them.
+	id       string
+	runCount atomic.Uint64
 	gen     *rapid.Generator[Case]
 	buffers sync.Pool // of *[]histories.Event: buffers of dropped histories
 }
@@ -163,7 +168,7 @@ func New(cfg Config) (*Tester, error) {
 		// PostgreSQL, rather than burning deliveries on conflicts.
 		opts.LockWait = 100 * time.Millisecond
 	}
-	t := &Tester{cfg: cfg, model: m, stores: storePool{backend: cfg.Backend, opts: opts}}
+	t := &Tester{cfg: cfg, model: m, stores: storePool{backend: cfg.Backend, opts: opts}, id: newTesterID()}
 	// The first store is opened now, so that a backend that cannot serve
 	// says so before the campaign.
 	first, err := t.stores.take()
@@ -295,7 +300,7 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 		buffer = *b
 	}
 	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.cfg.Strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer,
-		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted}, nil)
+		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted, RunID: t.runID(seed)}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = histories.Inconclusive

@@ -583,7 +583,7 @@ func (r *runner) spawn(p *process, e *env, fn func(*task) error) {
 	} else {
 		w = &worker{jobs: make(chan job)}
 		r.wg.Add(1)
-		go r.work(w)
+		r.goLabelled(func() { r.work(w) })
 	}
 	w.jobs <- job{t, fn}
 }

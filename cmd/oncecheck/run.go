@@ -198,6 +198,9 @@ func printReport(w io.Writer, rep campaign.Report, interrupted bool) int {
 	if interrupted {
 		fmt.Fprintf(w, "interrupted after %d of the runs; summary of those:\n", rep.Runs)
 	}
+	if rep.LeftoverText != "" {
+		fmt.Fprintf(w, "%s: %s\n", colour(w, amber, "GOROUTINES LEFT"), rep.LeftoverText)
+	}
 	switch rep.Verdict {
 	case histories.Pass:
 		fmt.Fprintf(w, "%s: %d runs, no violation (faults injected: %s)\n", colour(w, green, "PASS"), rep.Runs, injected)
@@ -293,8 +296,10 @@ func printReportJSON(w io.Writer, rep campaign.Report, strategy string) (int, er
 		SaveError     string              `json:"save_error,omitempty"`
 		Injected      map[string]int      `json:"injected"`
 		Reason        string              `json:"reason,omitempty"`
+		Goroutines    int                 `json:"goroutines_left,omitempty"`
 	}{
-		Strategy: strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Seed: rep.Seed,
+		Goroutines: rep.Goroutines,
+		Strategy:   strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Seed: rep.Seed,
 		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
