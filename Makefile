@@ -12,15 +12,22 @@ all: lint test
 ## campaign and checker packages' tests again without -race and -short,
 ## heavy ones included. Tests that need PostgreSQL get it through
 ## scripts/with-postgres.sh (ONCECHECK_PG, the server on 127.0.0.1:5432, or
-## a throwaway server).
+## a throwaway server), and those that need Redis through
+## scripts/with-redis.sh (ONCECHECK_REDIS, 127.0.0.1:6379, or a throwaway
+## redis-server).
 test: lint test-deps
-	./scripts/with-postgres.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && \
+	./scripts/with-postgres.sh ./scripts/with-redis.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && \
 		$(GO) test -race -count=3 -run "^TestParallelVerifyShareNothing$$" . && \
 		$(GO) test -count=1 . ./campaign ./checkers'
 
 ## test-deps: what the tests need beyond Go and PostgreSQL: Debian's
-## Chromium for the HTML report test, installed when missing.
+## Chromium for the HTML report test, and Debian's redis-server when no
+## Redis answers, installed when missing.
 test-deps:
+	@command -v redis-server >/dev/null 2>&1 || [ -n "$${ONCECHECK_REDIS:-}" ] || { \
+		echo "installing Debian's redis-server for the Redis tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing Debian's chromium for the HTML report test"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
