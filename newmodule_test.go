@@ -13,7 +13,8 @@ import (
 
 // TestANewModuleFollowingTheGuideVerifies builds a fresh module in a
 // temporary directory from the code of docs/writing-an-adapter.md (its
-// model, handler and test, as a new user would paste them), importing
+// model, handler and test, and the cached handler and its test, as a new
+// user would paste them), importing
 // oncecheck by its module path (with a replace directive to this
 // checkout), and runs its go test: the handler verifies.
 func TestANewModuleFollowingTheGuideVerifies(t *testing.T) {
@@ -23,7 +24,7 @@ func TestANewModuleFollowingTheGuideVerifies(t *testing.T) {
 	doc, err := os.ReadFile("docs/writing-an-adapter.md")
 	require.NoError(t, err)
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
-	require.Len(t, blocks, 3, "the guide has the model, the handler and the test")
+	require.Len(t, blocks, 5, "the guide has the model, the handler, the test, the cached handler and its test")
 	here, err := os.Getwd()
 	require.NoError(t, err)
 	dir := t.TempDir()
@@ -35,14 +36,16 @@ func TestANewModuleFollowingTheGuideVerifies(t *testing.T) {
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/strategykit"
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 	"pgregory.net/rapid"
 )
 
-`+blocks[0][1]+"\n"+blocks[1][1])
+`+blocks[0][1]+"\n"+blocks[1][1]+"\n"+blocks[3][1])
 	write("counter_test.go", `package counter
 
 import (
@@ -51,7 +54,7 @@ import (
 	"github.com/oncecheck/oncecheck"
 )
 
-`+blocks[2][1])
+`+blocks[2][1]+"\n"+blocks[4][1])
 	// Our go.sum covers the dependencies the new module needs.
 	sum, err := os.ReadFile("go.sum")
 	require.NoError(t, err)
@@ -68,4 +71,6 @@ import (
 	out := run("test", "-count=1", "-v", ".")
 	require.Contains(t, out, "--- PASS: TestCounterIsExactlyOnce")
 	require.Contains(t, out, "counter is exactly-once over 300 runs")
+	require.Contains(t, out, "--- PASS: TestCachedCounterIsExactlyOnce")
+	require.Contains(t, out, "counter-cached is exactly-once over 300 runs")
 }

@@ -124,16 +124,16 @@ func configErrorf(field, format string, args ...any) error {
 // Tester runs cases of one configuration. Its methods are safe for
 // concurrent use.
 type Tester struct {
-	cfg     Config
-	model   model.Model
-	stores  storePool
-	caches  cachePool
+	cfg    Config
+	model  model.Model
+	stores storePool
+	caches cachePool
 	// id prefixes the RunID of every run (determinism.go); runCount
 	// numbers them.
 	id       string
 	runCount atomic.Uint64
-	gen     *rapid.Generator[Case]
-	buffers sync.Pool // of *[]histories.Event: buffers of dropped histories
+	gen      *rapid.Generator[Case]
+	buffers  sync.Pool // of *[]histories.Event: buffers of dropped histories
 }
 
 // New validates the configuration and returns a Tester. A configuration
