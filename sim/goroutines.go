@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"regexp"
@@ -27,27 +26,30 @@ var labelLine = regexp.MustCompile(`"` + RunLabel + `":"([^"]*)"`)
 
 // Goroutines counts the live goroutines whose RunLabel starts with prefix,
 // by label value: after runs have returned, the goroutines their adapters
-// left behind. It takes a goroutine profile, so it costs in proportion to
-// the goroutines alive: call it after a campaign, not after every run.
+// left behind. A run's own goroutines (the workers that ran its tasks,
+// perhaps still on their way out) are not counted. It takes a goroutine
+// profile, so it costs in proportion to the goroutines alive: call it after
+// a campaign, not after every run.
 func Goroutines(prefix string) map[string]int {
 	var buf bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
 		return nil
 	}
 	out := map[string]int{}
-	count := 0
-	sc := bufio.NewScanner(&buf)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if n, _, ok := strings.Cut(line, " @ "); ok {
-			count, _ = strconv.Atoi(n)
+	// The profile is a header, then one group of goroutines per stack,
+	// separated by blank lines: "N @ pcs", "# labels: {...}", frames.
+	_, groups, _ := strings.Cut(buf.String(), "\n") // the header line
+	for _, group := range strings.Split(groups, "\n\n") {
+		head, rest, _ := strings.Cut(group, "\n")
+		n, _, ok := strings.Cut(head, " @ ")
+		if !ok || strings.Contains(rest, "sim.(*runner).goLabelled") {
 			continue
 		}
-		if !strings.HasPrefix(line, "# labels: ") {
+		count, err := strconv.Atoi(n)
+		if err != nil {
 			continue
 		}
-		if m := labelLine.FindStringSubmatch(line); m != nil && strings.HasPrefix(m[1], prefix) {
+		if m := labelLine.FindStringSubmatch(rest); m != nil && strings.HasPrefix(m[1], prefix) {
 			out[m[1]] += count
 		}
 	}
