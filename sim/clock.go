@@ -40,8 +40,13 @@ func (r *runner) elapsed() time.Duration {
 // now returns the run's time.
 func (r *runner) now() time.Time { return Epoch().Add(r.elapsed()) }
 
-// scheduleLate notes the late faults of the at-th delivery, of copy msg.
+// scheduleLate notes the late faults of the at-th delivery, of copy msg,
+// and offers the others it could have had.
 func (r *runner) scheduleLate(at int, msg model.Message) {
+	for _, d := range r.cfg.LateDelays {
+		r.offer(faults.Fault{Kind: faults.Late, At: at, Delay: faults.Duration(d)})
+		r.offer(faults.Fault{Kind: faults.Late, At: at, Variant: faults.LateReissue, Delay: faults.Duration(d)})
+	}
 	for _, f := range r.cfg.Plan.Late(at) {
 		r.clock.late = append(r.clock.late, lateCopy{due: r.elapsed() + time.Duration(f.Delay), fault: f, msg: msg})
 	}

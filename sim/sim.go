@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/memcache"
@@ -74,6 +75,9 @@ type Config struct {
 	Cache adapters.CacheStore
 	// RunID is what Env.RunID returns; empty gives the run a fresh one.
 	RunID string
+	// LateDelays are the delays of the late faults Explore offers (see
+	// faults.LateDelays).
+	LateDelays []time.Duration
 }
 
 // Opportunity is a fault that could have been injected during a run: the
