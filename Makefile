@@ -12,18 +12,31 @@ all: lint test
 ## campaign and checker packages' tests again without -race and -short,
 ## heavy ones included. Tests that need PostgreSQL get it through
 ## scripts/with-postgres.sh (ONCECHECK_PG, the server on 127.0.0.1:5432, or
-## a throwaway server).
+## a throwaway server), and those that need Redis through
+## scripts/with-redis.sh (ONCECHECK_REDIS, 127.0.0.1:6379, or a throwaway
+## redis-server).
 test: lint test-deps
-	./scripts/with-postgres.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && \
+	./scripts/with-postgres.sh ./scripts/with-redis.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && \
 		$(GO) test -race -count=3 -run "^TestParallelVerifyShareNothing$$" . && \
 		$(GO) test -count=1 . ./campaign ./checkers'
 
 ## test-deps: what the tests need beyond Go and PostgreSQL: a headless
-## Chromium for the HTML report test (report/). When none is on PATH it
-## says so and installs Debian's chromium package with apt-get (as root,
-## or through sudo), unless NO_INSTALL=1 or there is no apt-get: the test
-## then skips, saying why (under $$CI it fails).
+## Chromium for the HTML report test (report/), and redis-server when no
+## Redis is named ($$ONCECHECK_REDIS) and none is installed (the Redis
+## tests start a throwaway one when nothing answers on 127.0.0.1:6379).
+## What is missing is said, then installed from Debian's packages with
+## apt-get (as root, or through sudo), unless NO_INSTALL=1 or there is no
+## apt-get: the tests that need it then skip, saying why (under $$CI they
+## fail).
 test-deps:
+	@if command -v redis-server >/dev/null 2>&1 || [ -n "$${ONCECHECK_REDIS:-}" ] || bash -c "exec 3<>/dev/tcp/127.0.0.1/6379" 2>/dev/null; then :; \
+	elif [ -n "$(NO_INSTALL)" ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "test-deps: no Redis: the Redis tests will be skipped (fail under \$$CI); install redis-server or set ONCECHECK_REDIS"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "test-deps: no Redis, needed by the Redis tests: installing Debian's redis-server package with $${SUDO:+sudo }apt-get (NO_INSTALL=1 skips this)"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null && echo "test-deps: redis-server installed"; \
+	fi
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
 	elif [ -n "$(NO_INSTALL)" ] || ! command -v apt-get >/dev/null 2>&1; then \
 		echo "test-deps: no Chromium on PATH: the HTML report test will be skipped (fails under \$$CI); install one (Debian: apt-get install chromium) to run it"; \

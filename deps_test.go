@@ -21,6 +21,7 @@ func TestInMemoryProgramsDoNotLinkPgx(t *testing.T) {
 		require.NotContains(t, d, "github.com/jackc/", "an in-memory program links %s", d)
 		require.NotEqual(t, "github.com/oncecheck/oncecheck/adapters/pgstore", d)
 		require.NotEqual(t, "github.com/oncecheck/oncecheck/adapters/sqlenv", d)
+		require.NotContains(t, d, "github.com/redis/", "an in-memory program links %s", d)
 	}
 	out, err = exec.Command("go", "list", "-deps", "./cmd/oncecheck").CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -36,5 +37,6 @@ func TestTheSimulationImportsNoBackend(t *testing.T) {
 		require.NotContains(t, d, "/adapters/memstore")
 		require.NotContains(t, d, "/adapters/pgstore")
 		require.NotContains(t, d, "github.com/jackc/")
+		require.NotContains(t, d, "/adapters/rediscache")
 	}
 }

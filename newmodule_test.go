@@ -28,7 +28,7 @@ func guide(t *testing.T) string {
 func newModule(t *testing.T) (dir, recipe string, sh func(command string) (string, int)) {
 	doc := guide(t)
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(doc, -1)
-	require.Len(t, blocks, 5, "the guide has the model, the handlers, two tests and the main")
+	require.Len(t, blocks, 7, "the guide has the model, the handlers, two tests, the main, the cached handler and its test")
 	yaml := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindStringSubmatch(doc)
 	require.NotNil(t, yaml, "the guide has a CI recipe")
 	here, err := os.Getwd()
@@ -43,19 +43,22 @@ func newModule(t *testing.T) (dir, recipe string, sh func(command string) (strin
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/strategykit"
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 	"pgregory.net/rapid"
 )
 
-`+blocks[0][1]+"\n"+blocks[1][1])
+`+blocks[0][1]+"\n"+blocks[1][1]+"\n"+blocks[5][1])
 	testFile := func(name, code string) {
 		write(name, "package counter\n\nimport (\n\t\"testing\"\n\n\t\"github.com/oncecheck/oncecheck\"\n\t\"github.com/oncecheck/oncecheck/model\"\n)\n\nvar _ model.Message\n\n"+code)
 	}
 	testFile("counter_test.go", blocks[2][1])
 	testFile("broken_test.go", blocks[3][1])
+	testFile("cached_test.go", blocks[6][1])
 	write("cmd/counter/main.go", blocks[4][1])
 	// Our go.sum covers the dependencies the new module needs.
 	sum, err := os.ReadFile("go.sum")
@@ -93,6 +96,12 @@ func TestANewModuleFollowingTheGuide(t *testing.T) {
 	require.Zero(t, code, out)
 	require.Contains(t, out, "--- PASS: TestCounterIsExactlyOnce")
 	require.Contains(t, out, "counter is exactly-once over 300 runs")
+
+	// The cached handler of section 7: the cache and the clock.
+	out, code = sh("go test -count=1 -v -run '^TestCachedCounterIsExactlyOnce$' .")
+	require.Zero(t, code, out)
+	require.Contains(t, out, "--- PASS: TestCachedCounterIsExactlyOnce")
+	require.Contains(t, out, "counter-cached is exactly-once over 300 runs")
 
 	// The exhaustive mode, on the model's listed messages.
 	exhaustive := "go run ./cmd/counter run --exhaustive --model counter --strategy counter --max-messages 2 --max-faults 1"

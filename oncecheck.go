@@ -125,6 +125,10 @@ type ReplayOptions struct {
 	// Isolation runs the plan at another isolation level (default: the
 	// history's own).
 	Isolation adapters.Isolation
+	// Cache runs the handlers' Env.Cache on another cache backend, "mem"
+	// or "redis" (default: the history's own; add rediscache.Backend to
+	// the catalogue for Redis).
+	Cache string
 }
 
 // Replay re-runs the workload and plan of a saved history and checks the new
@@ -151,8 +155,17 @@ func Replay(h *histories.History, o ReplayOptions) (*histories.History, checkers
 	if err != nil {
 		return nil, checkers.Result{}, err
 	}
+	if o.Cache == "" {
+		o.Cache = h.Header.Cache
+	}
+	var cache adapters.CacheBackend
+	if o.Cache != "" && o.Cache != "mem" {
+		if cache, err = cat.Cache(o.Cache); err != nil {
+			return nil, checkers.Result{}, err
+		}
+	}
 	cfg := campaign.Config{
-		Model: m, Strategy: s, Backend: b, Faults: h.Header.Faults,
+		Model: m, Strategy: s, Backend: b, Faults: h.Header.Faults, Cache: cache,
 		Downstream: checkers.Downstream(h.Header.Downstream), FreeRunning: h.Header.FreeRunning,
 		ReadsNotPreempted: !h.Header.ReadsPreempt,
 		Isolation:         adapters.Isolation(h.Header.IsolationLevel()),

@@ -98,6 +98,12 @@ type Spec struct {
 	CLI string
 	// Downstream is the output-copy policy (default dedup-by-id).
 	Downstream checkers.Downstream
+	// Cache is the backend of the handler's Env.Cache (default: the
+	// simulation's in-memory cache; rediscache.Backend for a real Redis).
+	Cache adapters.CacheBackend
+	// MaxDelay bounds how late a late fault's copy arrives (default
+	// faults.DefaultMaxDelay).
+	MaxDelay time.Duration
 	// FreeRunning runs the consumers truly in parallel (campaign.Config):
 	// on PostgreSQL, their transactions meet as in production. A failure
 	// is then not reproducible by seed; its saved history is the evidence.
@@ -111,7 +117,11 @@ type Spec struct {
 // Verify checks, in a test, that a handler is exactly-once: it generates
 // cases, runs them with faults, and on the first violation shrinks it,
 // saves it, and fails t with the explanation, the saved file and the
-// command that replays it. With $ONCECHECK_REPLAY set to a saved history it
+// command that replays it. A violation is reported only if its case,
+// run again, gives the same history event for event; otherwise (and when
+// the first case run twice differs) t fails saying the handler is not
+// deterministic, and why where it can tell. Goroutines the handler left
+// running after its runs fail t too, with their count. With $ONCECHECK_REPLAY set to a saved history it
 // replays that history instead of searching.
 //
 //	func TestShopIsExactlyOnce(t *testing.T) {
@@ -141,6 +151,7 @@ func Verify(t TB, spec Spec) {
 		Model: spec.Model, Strategy: spec.Strategy, Backend: spec.Backend, Faults: spec.Faults,
 		MaxMessages: spec.MaxMessages, MaxFaults: spec.MaxFaults,
 		Downstream: spec.Downstream, FreeRunning: spec.FreeRunning, Isolation: spec.Isolation,
+		Cache: spec.Cache, MaxDelay: spec.MaxDelay,
 	})
 	if err != nil {
 		failOrSkip(t, err)
@@ -157,11 +168,16 @@ func Verify(t TB, spec Spec) {
 		t.Errorf("oncecheck: %v", err)
 		return
 	}
-	switch rep.Verdict {
-	case histories.Pass:
+	if rep.LeftoverText != "" {
+		t.Errorf("oncecheck: %s: %s", spec.Strategy.Name, rep.LeftoverText)
+	}
+	switch {
+	case rep.NotDeterministic != "":
+		t.Errorf("oncecheck: %s is not deterministic, so no counterexample of it could be trusted: %s", spec.Strategy.Name, rep.NotDeterministic)
+	case rep.Verdict == histories.Pass:
 		t.Logf("oncecheck: %s is exactly-once over %d runs (seed %d, %s; faults injected: %s)",
 			spec.Strategy.Name, rep.Runs, spec.Seed, time.Since(start).Round(time.Millisecond), injectedSummary(rep.Injected))
-	case histories.Inconclusive:
+	case rep.Verdict == histories.Inconclusive:
 		t.Errorf("oncecheck: inconclusive after %d runs: %s", rep.Runs, rep.Reason)
 	default:
 		t.Errorf("%s", failureText(t, spec, rep.Minimal, rep.Result, rep.Path, rep.SaveError, rep.RunsToFailure))
@@ -190,6 +206,9 @@ func verifyReplay(t TB, spec Spec, path string) {
 	o := ReplayOptions{Strategy: spec.Strategy.Name}
 	if spec.Backend != nil {
 		cat, o.Backend = cat.WithBackends(spec.Backend), spec.Backend.Name()
+	}
+	if spec.Cache != nil {
+		cat, o.Cache = cat.WithCaches(spec.Cache), spec.Cache.Name()
 	}
 	o.Catalogue = cat
 	replayed, res, err := Replay(h, o)

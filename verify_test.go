@@ -3,11 +3,13 @@ package oncecheck
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/strategykit"
 	"github.com/oncecheck/oncecheck/catalogue"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
@@ -135,4 +137,56 @@ func TestParallelVerifyShareNothing(t *testing.T) {
 			require.Contains(t, res.Anomalies, histories.Duplicate)
 		})
 	}
+}
+
+// processSeen is a dedup set in a package-level variable, as a middleware
+// may keep one: it outlives every run.
+var processSeen = struct {
+	sync.Mutex
+	ids map[string]bool
+}{ids: map[string]bool{}}
+
+type packageLevelDedup struct{ strategykit.StateObserver }
+
+func (packageLevelDedup) Handle(env adapters.Env, msg model.Message) error {
+	processSeen.Lock()
+	seen := processSeen.ids[msg.ID]
+	processSeen.ids[msg.ID] = true
+	processSeen.Unlock()
+	if seen {
+		return env.Ack()
+	}
+	tx, err := env.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	outs, err := strategykit.Apply(tx, env.Model(), msg)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if err := env.Publish(strategykit.DerivedMessages(outs, msg)...); err != nil {
+		return err
+	}
+	return env.Ack()
+}
+
+// TestVerifyReportsAPackageLevelDedupAsNotDeterministic holds that Verify
+// says an adapter whose dedup set lives in a package-level variable is not
+// deterministic, because state carried over between runs, instead of
+// blaming a message with a counterexample.
+func TestVerifyReportsAPackageLevelDedupAsNotDeterministic(t *testing.T) {
+	processSeen.Lock()
+	clear(processSeen.ids) // as in a fresh process
+	processSeen.Unlock()
+	r := &recorder{name: "TestPackageLevelDedup"}
+	Verify(r, Spec{Model: model.Orders{}, Strategy: adapters.Strategy{Name: "package-level-dedup",
+		NewHandler: func() adapters.Handler { return packageLevelDedup{} }}, Runs: 30, Out: t.TempDir()})
+	require.Len(t, r.errors, 1, "%v", r.errors)
+	require.Contains(t, r.errors[0], "package-level-dedup is not deterministic")
+	require.Contains(t, r.errors[0], "state carried over from an earlier run")
+	require.NotContains(t, r.errors[0], "What went wrong")
 }

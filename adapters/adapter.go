@@ -12,13 +12,16 @@
 // points with Env.Point.
 //
 // What an adapter must not do: keep state that matters in memory (a crash
-// loses it, a restart builds a fresh adapter from its factory), read the
-// wall clock or global randomness (ask Env.NewID for fresh ids), or start
-// goroutines.
+// loses it, a restart builds a fresh adapter from its factory) or in a
+// package-level variable (it survives into the next run), read the wall
+// clock or global randomness (ask Env.Now for the time and Env.NewID for
+// fresh ids), or start goroutines. State that must survive a restart
+// without being part of a transaction belongs in Env.Cache.
 package adapters
 
 import (
 	"errors"
+	"time"
 
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
@@ -110,6 +113,19 @@ type Env interface {
 	// Point marks a crash point of the adapter's own; the harness may crash
 	// the process here.
 	Point(name string)
+	// Now returns the run's time: simulated, so deterministic, and
+	// advancing with the run (a millisecond per recorded event, and the
+	// delay of a late fault at once). Times to live and windows expire in
+	// it; an adapter never reads the wall clock.
+	Now() time.Time
+	// Cache returns the run's key-value store beside the database (see
+	// Cache): it survives the process's crash and is never rolled back.
+	Cache() Cache
+	// RunID identifies the run, unique in the process: a namespace for
+	// what an adapter must keep per run outside the harness. It differs
+	// between two runs of one case, so nothing derived from it may reach
+	// the store, the cache or a published message.
+	RunID() string
 }
 
 // Handler handles deliveries. A handler instance lives as long as its
@@ -151,6 +167,10 @@ type Strategy struct {
 	// Points names the adapter's own crash points (see Env.Point), so that
 	// plans place crashes there too.
 	Points []faults.Point
+	// Windows are the times to live and windows the adapter relies on (a
+	// cache key's TTL, a duplicate window), so that plans place late
+	// copies just before and just past each of them.
+	Windows []time.Duration
 	// Supports, when set, reports whether the strategy makes sense with a
 	// model; a non-nil error (see Unsupported) says why not.
 	Supports func(m model.Model) error

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/memcache"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/sim"
 )
 
 var campaign = flag.Int("oncecheck.campaign", 100_000, "runs of BenchmarkCampaignMemory")
@@ -82,6 +84,7 @@ func BenchmarkHarness(b *testing.B) {
 type bareEnv struct {
 	m         model.Model
 	store     *memstore.Store
+	cache     *memcache.Store
 	published []model.Message
 	ids       int
 }
@@ -99,9 +102,14 @@ func (e *bareEnv) Ack() error        { return nil }
 func (e *bareEnv) Nack(string) error { return nil }
 func (e *bareEnv) NewID() string     { e.ids++; return "id" }
 func (e *bareEnv) Point(string)      {}
+func (e *bareEnv) Now() time.Time    { return sim.Epoch() }
+func (e *bareEnv) Cache() adapters.Cache {
+	return e.cache.At(sim.Epoch())
+}
+func (e *bareEnv) RunID() string { return "bare" }
 
 func bareRun(s adapters.Strategy, m model.Model, deliveries []model.Message) {
-	env := &bareEnv{m: m, store: memstore.New()}
+	env := &bareEnv{m: m, store: memstore.New(), cache: memcache.New()}
 	h := s.NewHandler()
 	for _, msg := range deliveries {
 		_ = h.Handle(env, msg)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pgregory.net/rapid"
@@ -89,6 +90,12 @@ type Config struct {
 	// its copy is delivered (sim.Config.LeaseExpiresAtDelivery). Only a
 	// replay of such a history wants it.
 	Format12 bool
+	// Cache is the backend of the handlers' Env.Cache (default: the
+	// simulation's in-memory cache; rediscache.Backend for a real Redis).
+	Cache adapters.CacheBackend
+	// MaxDelay bounds how late a late fault's copy arrives (default
+	// faults.DefaultMaxDelay).
+	MaxDelay time.Duration
 }
 
 func (c *Config) defaults() {
@@ -134,11 +141,16 @@ func configErrorf(field, format string, args ...any) error {
 // Tester runs cases of one configuration. Its methods are safe for
 // concurrent use.
 type Tester struct {
-	cfg     Config
-	model   model.Model
-	stores  storePool
-	gen     *rapid.Generator[Case]
-	buffers sync.Pool // of *[]histories.Event: buffers of dropped histories
+	cfg    Config
+	model  model.Model
+	stores storePool
+	caches cachePool
+	// id prefixes the RunID of every run (determinism.go); runCount
+	// numbers them.
+	id       string
+	runCount atomic.Uint64
+	gen      *rapid.Generator[Case]
+	buffers  sync.Pool // of *[]histories.Event: buffers of dropped histories
 }
 
 // New validates the configuration and returns a Tester. A configuration
@@ -158,6 +170,8 @@ func New(cfg Config) (*Tester, error) {
 		return nil, configErrorf("Consumers", "must be between 1 and 16, not %d", cfg.Consumers)
 	case cfg.Consumers != 0 && !cfg.FreeRunning:
 		return nil, configErrorf("Consumers", "sets the consumers of a free-running run only")
+	case cfg.MaxDelay < 0:
+		return nil, configErrorf("MaxDelay", "must not be negative, not %s", cfg.MaxDelay)
 	}
 	if _, err := checkers.ParseDownstream(string(cfg.Downstream)); err != nil {
 		return nil, configErrorf("Downstream", "%v", err)
@@ -175,7 +189,7 @@ func New(cfg Config) (*Tester, error) {
 	}
 	opts := adapters.StoreOptions{DDL: s.SQLSchema, Processes: max(cfg.Consumers, 4),
 		Isolation: cfg.Isolation, LockWait: cfg.LockTimeout, LockConflicts: cfg.Format12}
-	t := &Tester{cfg: cfg, model: m, stores: storePool{backend: cfg.Backend, opts: opts}}
+	t := &Tester{cfg: cfg, model: m, stores: storePool{backend: cfg.Backend, opts: opts}, id: newTesterID()}
 	// The first store is opened now, so that a backend that cannot serve
 	// says so before the campaign.
 	first, err := t.stores.take()
@@ -187,12 +201,21 @@ func New(cfg Config) (*Tester, error) {
 		return nil, fmt.Errorf("open the %s backend: %w", cfg.Backend.Name(), err)
 	}
 	t.stores.put(first)
+	if cfg.Cache != nil && cfg.Cache.Name() != "mem" {
+		t.caches.backend = cfg.Cache
+		c, err := t.caches.take()
+		if err != nil {
+			_ = t.stores.close()
+			return nil, err
+		}
+		t.caches.put(c)
+	}
 	t.gen = rapid.Custom(func(rt *rapid.T) Case {
 		w := m.Workload(cfg.MaxMessages).Draw(rt, "workload")
 		p := faults.Generator(faults.Options{
 			Kinds: cfg.Faults, MaxFaults: cfg.MaxFaults, Deliveries: 2*len(w) + 2, Messages: len(w),
 			Dispatcher: s.NewDispatcher != nil, MaxPublishes: 2, Swarm: !cfg.NoSwarm,
-			ExtraPoints: s.Points,
+			ExtraPoints: s.Points, Windows: s.Windows, MaxDelay: cfg.MaxDelay,
 		}).Draw(rt, "plan")
 		return Case{Workload: w, Plan: p}
 	})
@@ -244,7 +267,7 @@ func (p *storePool) close() error {
 
 // Close releases the tester's stores (the pg backend drops their schemas,
 // unless its Keep is set).
-func (t *Tester) Close() error { return t.stores.close() }
+func (t *Tester) Close() error { return errors.Join(t.stores.close(), t.caches.close()) }
 
 // simulate runs one case on a store of the tester's backend, emptied
 // first. With opps set it also collects the fault opportunities
@@ -259,6 +282,12 @@ func (t *Tester) simulate(cfg sim.Config, opps *[]sim.Opportunity) ([]histories.
 		return nil, fmt.Errorf("%w: %v", sim.ErrInfrastructure, err)
 	}
 	cfg.Store = store
+	cache, err := t.caches.take()
+	if err != nil {
+		return nil, err
+	}
+	defer t.caches.put(cache)
+	cfg.Cache = cache
 	if opps != nil {
 		events, found, err := sim.Explore(cfg)
 		*opps = found
@@ -292,7 +321,8 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 		buffer = *b
 	}
 	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.cfg.Strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer,
-		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted, LeaseExpiresAtDelivery: t.cfg.Format12}, nil)
+		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted,
+		LeaseExpiresAtDelivery: t.cfg.Format12, RunID: t.runID(seed)}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = histories.Inconclusive
@@ -331,6 +361,7 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 		Model: t.model.Name(), Strategy: t.cfg.Strategy.Name, Backend: t.cfg.Backend.Name(),
 		Downstream: string(t.cfg.Downstream), Faults: slices.Clone(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
 		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted, Isolation: string(t.cfg.Isolation),
+		Cache: cacheName(t.cfg.Cache),
 	}
 	if t.cfg.Format12 {
 		// It ran as format 1.2 did, and says so: a replay must too.

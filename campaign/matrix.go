@@ -34,6 +34,8 @@ type MatrixOptions struct {
 	Model model.Model
 	// Backend is the backend of every cell (default: in memory).
 	Backend adapters.Backend
+	// Cache is the cache backend of every cell (default: in memory).
+	Cache adapters.CacheBackend
 	// Strategies are the rows, in order (default: the built-in ones,
 	// catalogue.Builtin).
 	Strategies []adapters.Strategy
@@ -230,7 +232,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 
 func runCell(ctx context.Context, o MatrixOptions, strategy adapters.Strategy, column string, kinds []faults.Kind) (Cell, error) {
 	c := Cell{Strategy: strategy.Name, Fault: column, Anomalies: []histories.Anomaly{}}
-	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Faults: kinds, MaxMessages: o.MaxMessages, Isolation: o.Isolation})
+	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Cache: o.Cache, Faults: kinds, MaxMessages: o.MaxMessages, Isolation: o.Isolation})
 	if err != nil {
 		var unsupported *adapters.UnsupportedError
 		if errors.As(err, &unsupported) {

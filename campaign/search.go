@@ -58,6 +58,16 @@ type Report struct {
 	// DeterminismChecked says every run was executed twice with identical
 	// histories.
 	DeterminismChecked bool
+	// NotDeterministic, when set, says why the campaign stopped without a
+	// verdict: a case run twice (the first case always, and a failing case
+	// before it is reported) gave two histories, so no counterexample could
+	// be trusted. The verdict is then inconclusive.
+	NotDeterministic string
+	// Goroutines counts the goroutines the adapter left running after the
+	// campaign's runs, and GoroutineRuns the runs that left some (see
+	// sim.RunLabel); LeftoverText says so in words ("" when none).
+	Goroutines, GoroutineRuns int
+	LeftoverText              string
 
 	// The first failure, when Verdict is Violation:
 	RunsToFailure int                // runs up to and including the failing one
@@ -105,8 +115,9 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		if out.nondeterministic != nil {
 			rep.Runs++
 			rep.Verdict, rep.Inconclusive = histories.Inconclusive, rep.Inconclusive+1
-			rep.Reason = fmt.Sprintf("not deterministic: seed %d gave two different histories (first difference at step %d)",
-				seed, histories.FirstDifference(h.Events, out.nondeterministic.Events))
+			rep.NotDeterministic = t.diagnose(seed, h, out.nondeterministic)
+			rep.Reason = "not deterministic: " + rep.NotDeterministic
+			t.countLeftover(&rep)
 			return rep, nil
 		}
 		for k, n := range h.InjectedFaults() {
@@ -155,12 +166,14 @@ func (t *Tester) Search(ctx context.Context, o SearchOptions) (Report, error) {
 		// A failure to save loses no finding: the report has it all, and
 		// the history goes to the fallback directory.
 		rep.Path, rep.SaveError = save(rep.Minimal, o.Out, fileName(rep.Minimal, seed))
+		t.countLeftover(&rep)
 		return rep, nil
 	}
 	if rep.Inconclusive > 0 {
 		rep.Verdict = histories.Inconclusive
 	}
 	rep.DeterminismChecked = o.CheckDeterminism
+	t.countLeftover(&rep)
 	return rep, nil
 }
 
@@ -261,14 +274,26 @@ type outcome struct {
 	nondeterministic *histories.History // the second history, when it differs
 }
 
+// countLeftover records in rep the goroutines the tester's runs left.
+func (t *Tester) countLeftover(rep *Report) {
+	if t.cfg.FreeRunning {
+		return // its goroutines are the harness's until they end
+	}
+	rep.Goroutines, rep.GoroutineRuns = t.Leftover()
+	rep.LeftoverText = leftoverText(rep.Goroutines, rep.GoroutineRuns, rep.Runs)
+}
+
 // runOne runs the case of a seed. Its check decides the verdict only; a
 // run that fails is judged again, fully, for its explanation: a campaign
-// explains one run, not every run.
+// explains one run, not every run. With checkDeterminism, and always for a
+// run that fails (on the scheduler), the case runs a second time: a
+// counterexample is reported only if it reproduces event for event.
 func (t *Tester) runOne(seed uint64, checkDeterminism bool) outcome {
 	c := t.Generate(seed)
 	h, res, err := t.execute(c, seed, true)
 	if err == nil && res.Verdict == histories.Violation {
 		res, err = t.judge(h, t.model, false)
+		checkDeterminism = checkDeterminism || !t.cfg.FreeRunning
 	}
 	out := outcome{seed: seed, h: h, res: res, err: err}
 	if checkDeterminism && err == nil {
@@ -290,7 +315,7 @@ func (t *Tester) outcomes(o SearchOptions) (next func() outcome, stop func()) {
 	if o.Parallel <= 1 {
 		i := 0
 		return func() outcome {
-			out := t.runOne(seedOf(i), o.CheckDeterminism)
+			out := t.runOne(seedOf(i), o.CheckDeterminism || i == 0 && !t.cfg.FreeRunning)
 			i++
 			return out
 		}, func() {}
@@ -325,7 +350,7 @@ func (t *Tester) outcomes(o SearchOptions) (next func() outcome, stop func()) {
 		go func() {
 			defer wg.Done()
 			for i := range indexes {
-				out := t.runOne(seedOf(i), o.CheckDeterminism)
+				out := t.runOne(seedOf(i), o.CheckDeterminism || i == 0 && !t.cfg.FreeRunning)
 				select {
 				case results <- indexed{i, out}:
 				case <-done:

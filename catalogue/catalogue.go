@@ -10,15 +10,20 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/ackfirst"
+	"github.com/oncecheck/oncecheck/adapters/brokerwindow"
 	"github.com/oncecheck/oncecheck/adapters/dedup"
 	"github.com/oncecheck/oncecheck/adapters/dedupmarkfirst"
 	"github.com/oncecheck/oncecheck/adapters/dedupmarklast"
 	"github.com/oncecheck/oncecheck/adapters/dedupmemory"
 	"github.com/oncecheck/oncecheck/adapters/deduprepublish"
+	"github.com/oncecheck/oncecheck/adapters/memcache"
 	"github.com/oncecheck/oncecheck/adapters/memstore"
 	"github.com/oncecheck/oncecheck/adapters/naive"
 	"github.com/oncecheck/oncecheck/adapters/outbox"
 	"github.com/oncecheck/oncecheck/adapters/publishfirst"
+	"github.com/oncecheck/oncecheck/adapters/redissetnx"
+	"github.com/oncecheck/oncecheck/adapters/redissetnxafter"
+	"github.com/oncecheck/oncecheck/adapters/redissetnxrelease"
 	"github.com/oncecheck/oncecheck/adapters/reservation"
 	"github.com/oncecheck/oncecheck/adapters/sequence"
 	"github.com/oncecheck/oncecheck/adapters/statebased"
@@ -33,13 +38,16 @@ type Catalogue struct {
 	Models     []model.Model
 	Strategies []adapters.Strategy
 	Backends   []adapters.Backend
+	// Caches are the backends of Env.Cache, by name ("mem", "redis").
+	Caches []adapters.CacheBackend
 }
 
 // Builtin returns the built-in models (orders, accounts, profiles), the
-// 13 built-in strategies in the order of docs/design.md, and the in-memory
-// backend. The pg backend is not in it, so that a program that does not
-// use PostgreSQL does not link its driver: add pgstore.Backend with
-// WithBackends.
+// 17 built-in strategies in the order of docs/design.md, and the in-memory
+// backend and cache. The pg backend and the Redis cache are not in it, so
+// that a program that does not use them does not link their drivers: add
+// pgstore.Backend with WithBackends, rediscache.Backend with
+// WithCaches.
 func Builtin() Catalogue {
 	return Catalogue{
 		Models: []model.Model{model.Orders{}, model.Accounts{}, model.Profiles{}},
@@ -48,8 +56,10 @@ func Builtin() Catalogue {
 			deduprepublish.Strategy(), dedupmarkfirst.Strategy(), dedupmarklast.Strategy(),
 			dedupmemory.Strategy(), outbox.Strategy(), sequence.Strategy(), version.Strategy(),
 			statebased.Strategy(), reservation.Strategy(),
+			redissetnx.Strategy(), redissetnxafter.Strategy(), redissetnxrelease.Strategy(), brokerwindow.Strategy(),
 		},
 		Backends: []adapters.Backend{memstore.Backend{}},
+		Caches:   []adapters.CacheBackend{memcache.Backend{}},
 	}
 }
 
@@ -86,6 +96,25 @@ func with[T any](have, add []T, name func(T) string) []T {
 	}
 	return out
 }
+
+// WithCaches returns a copy of c with the cache backends added; one whose
+// name c has replaces c's.
+func (c Catalogue) WithCaches(bs ...adapters.CacheBackend) Catalogue {
+	c.Caches = with(c.Caches, bs, adapters.CacheBackend.Name)
+	return c
+}
+
+// Cache returns the cache backend called name ("" is "mem"), or an
+// *UnknownError.
+func (c Catalogue) Cache(name string) (adapters.CacheBackend, error) {
+	if name == "" {
+		name = "mem"
+	}
+	return find(c.Caches, "cache", name, adapters.CacheBackend.Name)
+}
+
+// CacheNames returns the cache backends' names, in the catalogue's order.
+func (c Catalogue) CacheNames() []string { return names(c.Caches, adapters.CacheBackend.Name) }
 
 // Model returns the model called name, or an *UnknownError.
 func (c Catalogue) Model(name string) (model.Model, error) {
@@ -133,7 +162,7 @@ func names[T any](items []T, name func(T) string) []string {
 
 // UnknownError is a name that a catalogue does not know.
 type UnknownError struct {
-	// Kind is "model", "strategy" or "backend".
+	// Kind is "model", "strategy", "backend" or "cache".
 	Kind string
 	// Name is the name looked up.
 	Name string

@@ -28,6 +28,7 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/pgstore"
+	"github.com/oncecheck/oncecheck/adapters/rediscache"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/catalogue"
 )
@@ -45,7 +46,8 @@ const (
 // Main runs the command line on args (os.Args[1:]) with the models,
 // strategies and backends of cat, and returns the exit code for os.Exit.
 // An empty cat is catalogue.Builtin(); the pg backend (pgstore.Backend,
-// at $ONCECHECK_PG unless --pg names a server) is added when cat has none.
+// at $ONCECHECK_PG unless --pg names a server) is added when cat has none,
+// and so is the redis cache (rediscache.Backend, at $ONCECHECK_REDIS).
 // SIGINT and SIGTERM stop every command alike: after the current run, with
 // a summary, nothing temporary left behind, exit 130 or 143; a second
 // signal ends the process at once.
@@ -89,13 +91,16 @@ func interruptedCode(ctx context.Context) int {
 }
 
 // withDefaults fills in the built-ins for an empty catalogue and adds the
-// pg backend when it has none.
+// pg backend and the redis cache when it has none.
 func withDefaults(cat catalogue.Catalogue) catalogue.Catalogue {
 	if len(cat.Models) == 0 && len(cat.Strategies) == 0 && len(cat.Backends) == 0 {
 		cat = catalogue.Builtin()
 	}
 	if _, err := cat.Backend("pg"); err != nil {
 		cat = cat.WithBackends(pgstore.Backend{})
+	}
+	if _, err := cat.Cache("redis"); err != nil {
+		cat = cat.WithCaches(rediscache.Backend{})
 	}
 	return cat
 }

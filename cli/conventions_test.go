@@ -181,7 +181,7 @@ func TestShardsMergeIntoTheWholeCampaign(t *testing.T) {
 	require.Equal(t, exitPass, code, stderr)
 	xml, err = os.ReadFile(junit)
 	require.NoError(t, err)
-	require.Contains(t, string(xml), `tests="91" failures="0" errors="0" skipped="7"`)
+	require.Contains(t, string(xml), `tests="136" failures="0" errors="0" skipped="8"`)
 	require.Contains(t, string(xml), "expected failure found")
 
 	// JUnit reports merge too.
@@ -196,7 +196,7 @@ func TestShardsMergeIntoTheWholeCampaign(t *testing.T) {
 	}
 	code, all, _ := cli(t, append([]string{"merge"}, reports...)...)
 	require.Equal(t, exitPass, code)
-	require.Contains(t, all, `tests="91" failures="0"`)
+	require.Contains(t, all, `tests="136" failures="0"`)
 }
 
 func decode(t *testing.T, s string) map[string]any {

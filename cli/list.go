@@ -17,6 +17,7 @@ var faultSummaries = map[faults.Kind]string{
 	faults.PublishFailure: "the broker rejects a publish, fails part-way through a batch, or accepts it but reports a failure",
 	faults.Reissue:        "the sender sends an intent again with a new message id and the same idempotence key",
 	faults.Concurrent:     "two consumers whose steps interleave; each fault preempts the running one at a boundary",
+	faults.Late:           "a copy comes again, or is re-issued, after a delay in the run's time: just before or just past a TTL or window the strategy declares, or --max-delay",
 }
 
 func listCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, _ io.Writer) (int, error) {
@@ -42,6 +43,9 @@ func listCmd(_ context.Context, cat catalogue.Catalogue, args []string, stdout, 
 	fmt.Fprintln(stdout, "Backends:")
 	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "embedded in-memory store with PostgreSQL's isolation levels and row locks")
 	fmt.Fprintf(stdout, "  %-17s %s\n", "pg", "PostgreSQL through pgx (--pg DSN or $ONCECHECK_PG): REPEATABLE READ, the same semantics")
+	fmt.Fprintln(stdout, "Caches (--cache, the handlers' Env.Cache):")
+	fmt.Fprintf(stdout, "  %-17s %s\n", "mem", "in memory, part of the simulation: Redis's semantics, expiry in the run's time")
+	fmt.Fprintf(stdout, "  %-17s %s\n", "redis", "a real Redis through go-redis ($ONCECHECK_REDIS, else 127.0.0.1:6379): one Lua script per command")
 	var na []string
 	for _, s := range cat.Strategies {
 		for _, m := range cat.Models {

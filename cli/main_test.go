@@ -241,7 +241,7 @@ func TestMatrixJSONAndExpect(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &doc))
 	require.Len(t, doc.Models, 1)
-	require.Len(t, doc.Models[0].Cells, 13*7)
+	require.Len(t, doc.Models[0].Cells, 17*8)
 	for _, c := range doc.Models[0].Cells {
 		require.NotNil(t, c.Anomalies)
 		if c.Verdict == "violation" {
@@ -274,8 +274,8 @@ func TestJUnitReports(t *testing.T) {
 	require.Equal(t, exitPass, code)
 	b, err = os.ReadFile(report)
 	require.NoError(t, err)
-	require.Contains(t, string(b), `tests="91"`)
-	require.Contains(t, string(b), `skipped="7"`, "state-based does not apply to accounts")
+	require.Contains(t, string(b), `tests="136"`)
+	require.Contains(t, string(b), `skipped="8"`, "state-based does not apply to accounts")
 	require.Contains(t, string(b), `<testcase name="reservation/crash" classname="oncecheck.matrix.accounts"`)
 }
 

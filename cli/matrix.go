@@ -30,6 +30,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		backend    = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
 		pgDSN      = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 		runs       = fs.Int("runs", 200, "runs per cell")
+		cacheName  = fs.String("cache", "mem", "backend of the handlers' cache (Env.Cache): mem, or redis ($ONCECHECK_REDIS, else 127.0.0.1:6379)")
 		isolation  = fs.String("isolation", "read-committed", "transaction isolation level: read-committed (PostgreSQL's default), repeatable-read or serializable")
 		seed       = fs.Uint64("seed", 1, "seed of every cell (run i of a cell uses seed+i)")
 		out        = fs.String("out", "oncecheck-results", "directory for saved counterexamples")
@@ -81,6 +82,10 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	if err != nil {
 		return exitUsage, asUsage(err)
 	}
+	cache, err := resolveCache(cat, *cacheName)
+	if err != nil {
+		return exitUsage, err
+	}
 	var expected campaign.ExpectedMatrix
 	if *expect != "" {
 		if expected, err = campaign.LoadExpectedMatrix(*expect); err != nil {
@@ -95,7 +100,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 			progress = nil
 		}
 		mx, err := campaign.RunMatrix(ctx, campaign.MatrixOptions{
-			Model: m, Backend: b, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
+			Model: m, Backend: b, Cache: cache, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
 			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel, Progress: progress,
 			Shard: sh.k, Shards: sh.n, Isolation: adapters.Isolation(*isolation),
 		})

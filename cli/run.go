@@ -34,6 +34,8 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		backend      = fs.String("backend", "mem", "store backend: mem, or pg (PostgreSQL)")
 		pgDSN        = fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 		keepDB       = fs.Bool("keep-db", false, "keep the pg backend's schema after the run, for inspection")
+		cacheName    = fs.String("cache", "mem", "backend of the handlers' cache (Env.Cache): mem, or redis ($ONCECHECK_REDIS, else 127.0.0.1:6379)")
+		maxDelay     = fs.Duration("max-delay", faults.DefaultMaxDelay, "longest delay of a late fault's copy")
 		faultList    = fs.String("faults", "all", "comma-separated fault kinds ("+strings.Join(kindNames(), ", ")+"), or all")
 		runs         = fs.Int("runs", 100, "number of runs")
 		seed         = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
@@ -116,8 +118,12 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 	if err != nil {
 		return exitUsage, err
 	}
+	cache, err := resolveCache(cat, *cacheName)
+	if err != nil {
+		return exitUsage, err
+	}
 	tester, err := campaign.New(campaign.Config{
-		Model: m, Strategy: s, Backend: b, Faults: kinds,
+		Model: m, Strategy: s, Backend: b, Faults: kinds, Cache: cache, MaxDelay: *maxDelay,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
 		NoSwarm: !*swarm, FreeRunning: *freeRunning, Consumers: *consumers,
 		Isolation: adapters.Isolation(*isolation), LockTimeout: *lockTimeout,
@@ -274,6 +280,9 @@ func printReport(w, stderr io.Writer, rep campaign.Report, interrupted, quiet bo
 	if interrupted {
 		fmt.Fprintf(w, "interrupted after %d of the runs; summary of those:\n", rep.Runs)
 	}
+	if rep.LeftoverText != "" {
+		fmt.Fprintf(w, "%s: %s\n", colour(w, amber, "GOROUTINES LEFT"), rep.LeftoverText)
+	}
 	switch rep.Verdict {
 	case histories.Pass:
 		fmt.Fprintf(w, "%s: %d runs, no violation (faults injected: %s)\n", colour(w, green, "PASS"), rep.Runs, injected)
@@ -407,6 +416,7 @@ type runJSON struct {
 	Injected      map[string]int      `json:"injected"`
 	Inconclusive  int                 `json:"inconclusive,omitempty"`
 	Reason        string              `json:"reason,omitempty"`
+	Goroutines    int                 `json:"goroutines_left,omitempty"`
 }
 
 func newRunJSON(rep campaign.Report, strategy string, sh shard) runJSON {
@@ -416,7 +426,7 @@ func newRunJSON(rep campaign.Report, strategy string, sh shard) runJSON {
 	}
 	out := runJSON{
 		Strategy: strategy, Model: rep.Config.Model.Name(), Backend: rep.Config.Backend.Name(), Isolation: string(rep.Config.Isolation),
-		Seed: rep.Seed, Shard: sh.String(),
+		Seed: rep.Seed, Shard: sh.String(), Goroutines: rep.Goroutines,
 		Verdict: string(rep.Verdict), Anomalies: rep.Result.Anomalies, Findings: rep.Result.Findings,
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
@@ -443,6 +453,19 @@ func seconds(d time.Duration) string {
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // resolve looks the names of a run up in the catalogue.
+// resolveCache returns the cache backend a --cache flag names (nil for the
+// simulation's in-memory cache).
+func resolveCache(cat catalogue.Catalogue, name string) (adapters.CacheBackend, error) {
+	if name == "" || name == "mem" {
+		return nil, nil
+	}
+	c, err := cat.Cache(name)
+	if err != nil {
+		return nil, usagef("--cache: %v", err)
+	}
+	return c, nil
+}
+
 func resolve(cat catalogue.Catalogue, modelName, strategy, backend string) (model.Model, adapters.Strategy, adapters.Backend, error) {
 	m, err := cat.Model(modelName)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -41,6 +42,12 @@ const (
 	// Concurrent runs two consumers whose steps interleave: each fault of
 	// this kind preempts the running process at one boundary.
 	Concurrent Kind = "concurrent"
+	// Late makes a copy of the at-th delivery arrive again after a delay
+	// in the run's time: the broker redelivers it (variant redelivery, the
+	// default) or the sender re-issues it with a new id (reissue). Plans
+	// place the delay just before and just past the windows the adapter
+	// declares (a cache key's time to live, a duplicate window).
+	Late Kind = "late"
 )
 
 // Variants of Redelivery and PublishFailure.
@@ -51,15 +58,18 @@ const (
 	Rejected     = "rejected"
 	Partial      = "partial"
 	LostConfirm  = "lost-ack"
+	LateCopy     = "redelivery"
+	LateReissue  = "reissue"
 )
 
 var variants = map[Kind][]string{
 	Redelivery:     {AckLost, Duplicate, LeaseExpired},
 	PublishFailure: {Rejected, Partial, LostConfirm},
+	Late:           {LateCopy, LateReissue},
 }
 
 // AllKinds lists the kinds this build can inject, in a stable order.
-var AllKinds = []Kind{Crash, Redelivery, Reorder, PublishFailure, Reissue, Concurrent}
+var AllKinds = []Kind{Crash, Redelivery, Reorder, PublishFailure, Reissue, Concurrent, Late}
 
 // ReorderWindow bounds how far behind the head a reordered copy may be.
 const ReorderWindow = 3
@@ -112,7 +122,20 @@ const (
 	BeforePublish Point = "before-publish" // a publish about to be sent (Index says which)
 	AfterPublish  Point = "after-publish"  // a publish accepted by the broker (Index says which)
 	BeforeAck     Point = "before-ack"     // ack about to be sent
+	BeforeCache   Point = "before-cache"   // a cache command about to be sent (Index says which)
+	AfterCache    Point = "after-cache"    // a cache command done (Index says which)
 )
+
+// CachePoints are the crash points around an adapter's cache commands (see
+// adapters.Cache). A strategy that uses the cache lists them among its
+// own points, so that generated plans crash there.
+var CachePoints = []Point{BeforeCache, AfterCache}
+
+// indexed reports whether a crash at point p names which publish, write or
+// cache command of the attempt it hits (Fault.Index).
+func indexed(p Point) bool {
+	return p == BeforePublish || p == AfterPublish || p == AfterWrite || p == BeforeCache || p == AfterCache
+}
 
 // ConsumerPoints are the harness's crash points in a consumer.
 var ConsumerPoints = []Point{BeforeHandle, AfterBegin, AfterWrite, BeforeCommit, AfterCommit, BeforePublish, AfterPublish, BeforeAck}
@@ -146,10 +169,12 @@ type Fault struct {
 	// failures, which write for AfterWrite (Generator always picks the
 	// first; exhaustive mode tries each), how far behind the head the
 	// reordered copy is (1..ReorderWindow), which workload message is
-	// re-issued, or at which scheduling point of its attempt (0-based) a
+	// re-issued, at which scheduling point of its attempt (0-based) a
 	// lease expires (format 1.3; before, a lease expired as its copy was
-	// delivered).
+	// delivered), or which cache command (0-based) for the cache points.
 	Index int `json:"index,omitempty"`
+	// Delay is how late a late copy arrives, in the run's time.
+	Delay Duration `json:"delay,omitempty"`
 }
 
 // String renders a fault in one line, for reports.
@@ -161,7 +186,7 @@ func (f Fault) String() string {
 	switch f.Kind {
 	case Crash:
 		s := fmt.Sprintf("crash %s at %s #%d, %s", f.Process, unit, f.At+1, f.Point)
-		if f.Point == BeforePublish || f.Point == AfterPublish || f.Point == AfterWrite {
+		if indexed(f.Point) {
 			s += fmt.Sprintf(" #%d", f.Index+1)
 		}
 		return s
@@ -182,6 +207,11 @@ func (f Fault) String() string {
 		return fmt.Sprintf("before delivery #%d the sender re-issues workload message #%d with a new id", f.At+1, f.Index+1)
 	case Concurrent:
 		return fmt.Sprintf("preempt the running process at scheduling boundary #%d", f.At+1)
+	case Late:
+		if f.Variant == LateReissue {
+			return fmt.Sprintf("the sender re-issues the message of delivery #%d with a new id, %s later", f.At+1, f.Delay)
+		}
+		return fmt.Sprintf("the broker delivers the copy of delivery #%d again, %s later", f.At+1, f.Delay)
 	default:
 		return fmt.Sprintf("%s at #%d", f.Kind, f.At+1)
 	}
@@ -202,7 +232,7 @@ func (p Plan) ConsumerCount() int { return max(p.Consumers, 1) }
 func (p Plan) Crashes(proc Process, at int, point Point, index int) bool {
 	for _, f := range p.Faults {
 		if f.Kind == Crash && f.Process == proc && f.At == at && f.Point == point {
-			if (point == BeforePublish || point == AfterPublish || point == AfterWrite) && f.Index != index {
+			if indexed(point) && f.Index != index {
 				continue
 			}
 			return true
@@ -289,6 +319,17 @@ func (p Plan) PreemptsAt(b int) bool {
 	return false
 }
 
+// Late returns the late faults that hit the at-th delivery, in plan order.
+func (p Plan) Late(at int) []Fault {
+	var out []Fault
+	for _, f := range p.Faults {
+		if f.Kind == Late && f.At == at {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Horizon returns the deliveries, dispatcher passes and scheduling
 // boundaries after which no fault of the plan fires: from then on the run
 // drains.
@@ -346,6 +387,10 @@ func (p Plan) Validate() error {
 			if f.Index < 1 || f.Index > ReorderWindow {
 				return fmt.Errorf("fault %d: reorder distance %d out of range 1..%d", i+1, f.Index, ReorderWindow)
 			}
+		case Late:
+			if f.Delay <= 0 {
+				return fmt.Errorf("fault %d: late without a positive delay", i+1)
+			}
 		}
 	}
 	return nil
@@ -371,6 +416,12 @@ type Options struct {
 	// MaxPublishes bounds the publish index of publish crash points and
 	// publish failures.
 	MaxPublishes int
+	// Windows are the times to live and windows the adapter declares
+	// (adapters.Strategy.Windows): late faults fall just before and just
+	// past each one that MaxDelay allows.
+	Windows []time.Duration
+	// MaxDelay bounds the delay of a late fault (default DefaultMaxDelay).
+	MaxDelay time.Duration
 	// Swarm makes each plan enable a random non-empty subset of Kinds, each
 	// with a random weight, as swarm testing does: a plan then explores
 	// combinations that uniform choices make rare (many faults of one kind,
@@ -391,6 +442,7 @@ func Generator(o Options) *rapid.Generator[Plan] {
 	}
 	maxPub := max(o.MaxPublishes, 1)
 	consumerPoints := append(slices.Clone(ConsumerPoints), o.ExtraPoints...)
+	delays := LateDelays(o.Windows, o.MaxDelay)
 	process := func(t *rapid.T) Process {
 		if o.Dispatcher && rapid.IntRange(0, 3).Draw(t, "dispatcher") == 3 {
 			return Dispatcher
@@ -408,7 +460,7 @@ func Generator(o Options) *rapid.Generator[Plan] {
 			} else {
 				f.Point = rapid.SampledFrom(consumerPoints).Draw(t, "point")
 			}
-			if f.Point == BeforePublish || f.Point == AfterPublish {
+			if f.Point == BeforePublish || f.Point == AfterPublish || f.Point == BeforeCache || f.Point == AfterCache {
 				f.Index = rapid.IntRange(0, maxPub-1).Draw(t, "index")
 			}
 		case Redelivery:
@@ -432,6 +484,12 @@ func Generator(o Options) *rapid.Generator[Plan] {
 			f.Index = rapid.IntRange(0, messages-1).Draw(t, "message")
 		case Concurrent:
 			f.At = rapid.IntRange(0, boundaries-1).Draw(t, "boundary")
+		case Late:
+			f.At = rapid.IntRange(0, deliveries-1).Draw(t, "at")
+			if rapid.Bool().Draw(t, "reissued") {
+				f.Variant = LateReissue
+			}
+			f.Delay = Duration(rapid.SampledFrom(delays).Draw(t, "delay"))
 		}
 		return f
 	}

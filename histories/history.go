@@ -61,6 +61,9 @@ type Header struct {
 	// 1.3 have none: they ran at repeatable read, and a write that met a
 	// lock failed at once (see Before13).
 	Isolation string `json:"isolation,omitempty"`
+	// Cache is the cache backend the handlers' Env.Cache ran on ("mem" or
+	// "redis"; format 1.3, absent means "mem").
+	Cache string `json:"cache,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   Verdict   `json:"verdict,omitempty"`
@@ -94,9 +97,10 @@ const (
 	Switch    Kind = "switch"   // the scheduler preempts a process (fault)
 	Wait      Kind = "wait"     // a transaction waits for a row lock another holds
 	Wake      Kind = "wake"     // a waiting transaction may go on (the lock was released, or it is a deadlock victim)
+	CacheCmd  Kind = "cache"    // a handler's command to the cache beside the store (format 1.3)
 )
 
-var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Undrained, Requeue, Refused, Switch, Wait, Wake}
+var knownKinds = []Kind{Send, Deliver, Begin, Write, Commit, Abort, Publish, Ack, AckLost, Nack, Done, Crash, Restart, Dispatch, Drain, Observe, Undrained, Requeue, Refused, Switch, Wait, Wake, CacheCmd}
 
 // Event is one thing that happened in a run.
 type Event struct {

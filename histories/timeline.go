@@ -84,6 +84,8 @@ func Describe(ev Event) string {
 		return "!! STUCK: " + ev.Detail
 	case Drain:
 		return "drain: no more faults"
+	case CacheCmd:
+		return "cache " + ev.Detail
 	case Requeue, Refused, Switch:
 		return "!! " + with(strings.ToUpper(string(ev.Kind)))
 	}

@@ -58,6 +58,7 @@ type env struct {
 	leaseAt, step     int
 	passStart         int // runner.finished when a dispatcher pass began
 	publishes, writes int
+	cacheCommands     int // Env.Cache commands so far (cache.go)
 	open              []*tx
 	// publishFailed holds the publish indexes at which a planned publish
 	// failure has struck this attempt: a fault hits one publish call, so a
@@ -82,7 +83,7 @@ func (e *env) base(kind histories.Kind) histories.Event {
 // here, and then hands control back to the scheduler.
 func (e *env) boundary(p faults.Point, index int) {
 	f := faults.Fault{Kind: faults.Crash, Process: e.kind, At: e.at, Point: p}
-	if p == faults.BeforePublish || p == faults.AfterPublish || p == faults.AfterWrite {
+	if p == faults.BeforePublish || p == faults.AfterPublish || p == faults.AfterWrite || p == faults.BeforeCache || p == faults.AfterCache {
 		f.Index = index
 	}
 	e.r.offer(f)

@@ -25,8 +25,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/memcache"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
@@ -74,6 +76,14 @@ type Config struct {
 	// (from its start; what it held is overwritten), so that a campaign
 	// can reuse the buffer of a history it dropped.
 	Events []histories.Event
+	// Cache is the store behind Env.Cache, empty (see
+	// adapters.CacheStore.Reset); nil gives the run an in-memory one.
+	Cache adapters.CacheStore
+	// RunID is what Env.RunID returns; empty gives the run a fresh one.
+	RunID string
+	// LateDelays are the delays of the late faults Explore offers (see
+	// faults.LateDelays).
+	LateDelays []time.Duration
 }
 
 // Opportunity is a fault that could have been injected during a run: the
@@ -134,6 +144,14 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		position: int64(len(cfg.Workload)),
 		events:   cfg.Events[:0],
 		opps:     opps,
+		cache:    cfg.Cache,
+		runID:    cfg.RunID,
+	}
+	if r.cache == nil {
+		r.cache = memcache.New()
+	}
+	if r.runID == "" {
+		r.runID = newRunID()
 	}
 	if r.events == nil {
 		// Runs record about ten events per message, rarely over forty.
@@ -229,6 +247,10 @@ type runner struct {
 
 	opps    *[]Opportunity // nil unless exploring
 	explore map[faults.Kind]bool
+
+	clock clock               // the run's time and its late copies (clock.go)
+	cache adapters.CacheStore // behind Env.Cache (cache.go)
+	runID string
 
 	free  bool       // a free-running run (Config.FreeRunning)
 	mu    sync.Mutex // the runner's state, in a free-running run
@@ -332,6 +354,9 @@ func (r *runner) runFree() error {
 		}
 		if running == 0 {
 			r.drainDue()
+			if !slices.ContainsFunc(r.procs, r.canAct) && r.arrive(true) {
+				continue
+			}
 			if exhausted && (len(r.queue) > 0 || r.due) {
 				r.stuck()
 				r.mu.Unlock()
@@ -365,8 +390,12 @@ func (r *runner) run() error {
 	r.setUp(r.cfg.Plan.ConsumerCount())
 	for {
 		r.drainDue()
+		r.arrive(false)
 		p := r.next()
 		if p == nil {
+			if r.arrive(true) {
+				continue
+			}
 			if r.blocked() {
 				// Every task left waits for a lock that a transaction
 				// of its own process holds: it waits forever.
@@ -543,6 +572,7 @@ func (r *runner) deliver(p *process) {
 		ev.Detail, ev.Fault = fmt.Sprintf("reordered: taken %d behind the head of the queue", idx), string(faults.Reorder)
 	}
 	r.record(ev)
+	r.scheduleLate(at, msg)
 	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
 	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.Duplicate})
 	if r.cfg.LeaseExpiresAtDelivery {
@@ -597,7 +627,7 @@ func (r *runner) spawn(p *process, e *env, fn func(*task) error) {
 	} else {
 		w = &worker{jobs: make(chan job)}
 		r.wg.Add(1)
-		go r.work(w)
+		r.goLabelled(func() { r.work(w) })
 	}
 	w.jobs <- job{t, fn}
 }

@@ -11,14 +11,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck/adapters"
+	"github.com/oncecheck/oncecheck/adapters/rediscache"
 	"github.com/oncecheck/oncecheck/campaign"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/internal/redistest"
 	"github.com/oncecheck/oncecheck/model"
 )
 
@@ -47,7 +50,8 @@ func ExpectedAt(t *testing.T, level adapters.Isolation, strategy string, m model
 // Survives runs, for each fault column, a campaign of s on model m under
 // that kind alone ("all": every kind), at the default isolation level,
 // after checking that expected/matrix.json predicts a pass there, and
-// requires it to pass with the faults injected: 500 runs, 50 with -short.
+// requires it to pass with the faults injected: 500 runs, 50 with -short
+// (200 for "all").
 func Survives(t *testing.T, s adapters.Strategy, m model.Model, columns ...faults.Kind) {
 	t.Helper()
 	SurvivesAt(t, adapters.ReadCommitted, s, m, columns...)
@@ -62,17 +66,19 @@ func SurvivesAt(t *testing.T, level adapters.Isolation, s adapters.Strategy, m m
 	}
 	for _, column := range columns {
 		require.Equal(t, "pass", ExpectedAt(t, level, s.Name, m, column), "%s under %s at %s", m.Name(), column, level)
-		kinds := []faults.Kind{column}
+		kinds, n := []faults.Kind{column}, runs
 		if column == "all" {
-			kinds = faults.AllKinds
+			// Seven kinds share the faults of a run: with -short, more
+			// runs give each kind its turn.
+			kinds, n = faults.AllKinds, max(runs, 200)
 		}
 		tester, err := campaign.New(campaign.Config{Strategy: s, Model: m, Faults: kinds, Isolation: level})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = tester.Close() })
-		rep, err := tester.Search(context.Background(), campaign.SearchOptions{Runs: runs, Seed: 1, Out: t.TempDir(), NoShrink: true})
+		rep, err := tester.Search(context.Background(), campaign.SearchOptions{Runs: n, Seed: 1, Out: t.TempDir(), NoShrink: true})
 		require.NoError(t, err)
 		require.Equal(t, histories.Pass, rep.Verdict, "%s under %s, seed %d: %v", m.Name(), column, rep.FailingSeed, rep.Result.Findings)
-		require.Equal(t, runs, rep.Runs)
+		require.Equal(t, n, rep.Runs)
 		for _, k := range kinds {
 			if k == faults.PublishFailure && m.Name() == (model.Profiles{}).Name() {
 				continue // profiles publishes nothing: no publish to fail
@@ -171,4 +177,26 @@ func Shows(results []checkers.Result, a histories.Anomaly) bool {
 		}
 	}
 	return false
+}
+
+// Late is a late fault: the copy of delivery #at+1 comes again after delay,
+// as the same copy (faults.LateCopy) or re-issued (faults.LateReissue).
+func Late(at int, variant string, delay time.Duration) faults.Fault {
+	return faults.Fault{Kind: faults.Late, At: at, Variant: variant, Delay: faults.Duration(delay)}
+}
+
+// EachCache runs f once on the simulation's in-memory cache ("mem") and
+// once on a real Redis ("redis": $ONCECHECK_REDIS, else 127.0.0.1:6379;
+// without one the subtest is skipped, or fails in CI), so that a strategy
+// that uses Env.Cache is held to the same outcome on both.
+func EachCache(t *testing.T, f func(t *testing.T, cache adapters.CacheBackend)) {
+	t.Helper()
+	t.Run("mem", func(t *testing.T) { f(t, nil) })
+	t.Run("redis", func(t *testing.T) { f(t, rediscache.Backend{Addr: redistest.Addr(t)}) })
+}
+
+// ExecuteOn is Execute with the handlers' cache on cache (nil: in memory).
+func ExecuteOn(t *testing.T, cache adapters.CacheBackend, s adapters.Strategy, m model.Model, w model.Workload, p faults.Plan) checkers.Result {
+	t.Helper()
+	return ExecuteWith(t, campaign.Config{Strategy: s, Model: m, Cache: cache}, w, p)
 }
