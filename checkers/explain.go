@@ -37,9 +37,10 @@ import (
 // the messages, trying first the order in which they took effect (commits,
 // then ends of attempts); among the explanations of the fewest deviations
 // it picks the one with the fewest distinct anomaly names, then the
-// earliest in simplestFirst, then the one that leaves out, of a lost update
-// (lostupdate.go), the overwritten change rather than the overwriting
-// one. A search that reaches its budget reports the
+// earliest in simplestFirst, then the one that explains the most lost
+// updates (lostupdate.go) as such, leaving out the overwritten change and
+// applying the overwriting one, then the fewest the other way round. A
+// search that reaches its budget reports the
 // simplest explanation it found, or says that it found none.
 
 // maxDeviations bounds the deviations of an explanation.
@@ -185,14 +186,16 @@ type keyPlan struct {
 type explanation struct {
 	cost  int
 	names uint
-	kept  int   // lost updates it explains the wrong way round (keptOverwritten)
-	seq   []int // effective applications (key indexes), in order
-	first []int // keys in the order of their first application
-	trail []model.State
-	rt    bool // the first applications break real time
-	send  bool // ... send order
-	out   bool // ... the order of published outputs
-	plans []keyPlan
+	// lost updates (explainer.lu) it explains as such, and the wrong way
+	// round (lostUpdates)
+	overwrote, kept int
+	seq             []int // effective applications (key indexes), in order
+	first           []int // keys in the order of their first application
+	trail           []model.State
+	rt              bool // the first applications break real time
+	send            bool // ... send order
+	out             bool // ... the order of published outputs
+	plans           []keyPlan
 }
 
 // explainer is the search for one aggregate.
@@ -288,15 +291,16 @@ func newExplainer(a *analysis, m model.Model, agg string, outOrder bool) (*expla
 	return e, nil
 }
 
-// keptOverwritten counts the lost updates that the current sequence
-// explains the wrong way round: it leaves out the overwriting message and
-// applies the overwritten one.
-func (e *explainer) keptOverwritten() int {
-	n := 0
+// lostUpdates counts the lost updates that the current sequence explains
+// as such, leaving out the overwritten message and applying the
+// overwriting one, and those it explains the wrong way round.
+func (e *explainer) lostUpdates() (overwrote, kept int) {
 	for _, p := range e.lu {
-		n += b2i(e.count[p[0]] == 0 && e.count[p[1]] > 0)
+		over, under := e.count[p[0]] > 0, e.count[p[1]] > 0
+		overwrote += b2i(over && !under)
+		kept += b2i(!over && under)
 	}
-	return n
+	return overwrote, kept
 }
 
 // search runs the deepening search; it returns the simplest explanation
@@ -320,7 +324,7 @@ func (e *explainer) dfs() {
 		e.exhausted = true
 		return
 	}
-	if e.best != nil && e.best.names == 1 && e.best.kept == 0 {
+	if e.best != nil && e.best.names == 1 && e.best.overwrote == len(e.lu) {
 		return // nothing beats a lone first name
 	}
 	state := e.trail[len(e.trail)-1]
@@ -458,8 +462,8 @@ func (e *explainer) leaf() {
 			best, found = m, true
 		}
 	}
-	kept := e.keptOverwritten()
-	if e.best != nil && !e.best.worseThan(cost, best, kept) {
+	overwrote, kept := e.lostUpdates()
+	if e.best != nil && !e.best.worseThan(cost, best, overwrote, kept) {
 		return
 	}
 	for k, opts := range options {
@@ -470,18 +474,21 @@ func (e *explainer) leaf() {
 			}
 		}
 	}
-	e.best = &explanation{cost: cost, names: best, kept: kept, seq: slices.Clone(e.seq), first: slices.Clone(e.first),
+	e.best = &explanation{cost: cost, names: best, overwrote: overwrote, kept: kept, seq: slices.Clone(e.seq), first: slices.Clone(e.first),
 		trail: slices.Clone(e.trail), rt: e.rt, send: e.send, out: e.out, plans: plans}
 }
 
-// worseThan reports whether an explanation of cost deviations, the names
-// and kept lost updates explained the wrong way round is simpler than x.
-func (x *explanation) worseThan(cost int, names uint, kept int) bool {
+// worseThan reports whether x is less simple than an explanation of cost
+// deviations with the names, which explains overwrote lost updates as
+// such and kept the wrong way round.
+func (x *explanation) worseThan(cost int, names uint, overwrote, kept int) bool {
 	switch {
 	case cost != x.cost:
 		return cost < x.cost
 	case names != x.names:
 		return simplerNames(names, x.names)
+	case overwrote != x.overwrote:
+		return overwrote > x.overwrote
 	}
 	return kept < x.kept
 }
