@@ -18,12 +18,29 @@ import (
 
 // transaction is a committed transaction of an attempt.
 type transaction struct {
-	l         *logical
-	tx        int            // its number (0 where the history gives none)
-	begun     int            // step of its begin event
-	commit    int            // step of its commit
-	writes    []string       // the keys it wrote ("table/key"), in the order first written
-	writtenAt map[string]int // the step of its last write of each key
+	l      *logical
+	tx     int     // its number (0 where the history gives none)
+	begun  int     // step of its begin event
+	commit int     // step of its commit
+	writes []write // in the order of their keys' first writes
+}
+
+// write is a key a transaction wrote ("table/key", the event's detail)
+// and the step of its last write.
+type write struct {
+	key  string
+	step int
+}
+
+// wrote returns the step of the transaction's last write of key, and
+// whether it wrote it.
+func (t *transaction) wrote(key string) (int, bool) {
+	for _, w := range t.writes {
+		if w.key == key {
+			return w.step, true
+		}
+	}
+	return 0, false
 }
 
 // overwrite is one lost update: over's transaction began before under's
@@ -37,22 +54,20 @@ type overwrite struct {
 // finding of the message whose change it overwrote.
 func (w overwrite) sentence() string {
 	o, u := w.over, w.under
-	tx := func(t *transaction) string {
-		if t.tx == 0 {
-			return ""
-		}
-		return fmt.Sprintf("tx%d, ", t.tx)
+	overTx, underTx := "", ""
+	if o.tx != 0 {
+		overTx = fmt.Sprintf("tx%d, ", o.tx)
 	}
-	underTx := ""
 	if u.tx != 0 {
 		underTx = fmt.Sprintf(" (tx%d)", u.tx)
 	}
+	step, _ := o.wrote(w.key)
 	return fmt.Sprintf("a lost update: %s's transaction (%sbegun at step %d, before %s's commit at step %d) wrote %s at step %d and committed at step %d, over %s's change%s; it based its write on a state from before that commit",
-		o.l.Key, tx(o), o.begun, u.l.Key, u.commit, w.key, o.writtenAt[w.key], o.commit, u.l.Key, underTx)
+		o.l.Key, overTx, o.begun, u.l.Key, u.commit, w.key, step, o.commit, u.l.Key, underTx)
 }
 
 // overwrites returns the lost updates among the messages of an aggregate,
-// in the order of the overwriting commits. It reads the history again, the
+// in the order of the overwriting commits, then of the overwritten ones. It reads the history again, the
 // first time it is asked, for the transactions of all aggregates.
 func (a *analysis) overwrites(agg string) ([]overwrite, error) {
 	if a.txs == nil {
@@ -60,7 +75,7 @@ func (a *analysis) overwrites(agg string) ([]overwrite, error) {
 			return nil, err
 		}
 	}
-	var txs []*transaction
+	var txs []*transaction // in commit order, as read
 	for _, t := range a.txs {
 		if t.l.Msg.Aggregate == agg {
 			txs = append(txs, t)
@@ -68,24 +83,23 @@ func (a *analysis) overwrites(agg string) ([]overwrite, error) {
 	}
 	var out []overwrite
 	for _, o := range txs {
-		for _, u := range txs {
-			if o.l == u.l || !(o.begun < u.commit && u.commit < o.commit) {
+		// The commits while o was open.
+		from, _ := slices.BinarySearchFunc(txs, o.begun+1, func(t *transaction, step int) int { return t.commit - step })
+		for _, u := range txs[from:] {
+			if u.commit >= o.commit {
+				break
+			}
+			if u.l == o.l {
 				continue
 			}
-			for _, k := range o.writes {
-				if _, ok := u.writtenAt[k]; ok {
-					out = append(out, overwrite{over: o, under: u, key: k})
+			for _, w := range o.writes {
+				if _, ok := u.wrote(w.key); ok {
+					out = append(out, overwrite{over: o, under: u, key: w.key})
 					break
 				}
 			}
 		}
 	}
-	slices.SortStableFunc(out, func(x, y overwrite) int {
-		if d := x.over.commit - y.over.commit; d != 0 {
-			return d
-		}
-		return x.under.commit - y.under.commit
-	})
 	return out, nil
 }
 
@@ -106,13 +120,16 @@ func (a *analysis) readTransactions() error {
 		k := id{ev.Attempt, ev.Tx}
 		switch ev.Kind {
 		case histories.Begin:
-			open[k] = &transaction{l: at.l, tx: ev.Tx, begun: ev.Step, writtenAt: map[string]int{}}
+			open[k] = &transaction{l: at.l, tx: ev.Tx, begun: ev.Step}
 		case histories.Write:
-			if t := open[k]; t != nil && ev.Detail != "" {
-				if _, ok := t.writtenAt[ev.Detail]; !ok {
-					t.writes = append(t.writes, ev.Detail)
-				}
-				t.writtenAt[ev.Detail] = ev.Step
+			t := open[k]
+			if t == nil || ev.Detail == "" {
+				return nil
+			}
+			if i := slices.IndexFunc(t.writes, func(w write) bool { return w.key == ev.Detail }); i >= 0 {
+				t.writes[i].step = ev.Step
+			} else {
+				t.writes = append(t.writes, write{ev.Detail, ev.Step})
 			}
 		case histories.Commit:
 			if t := open[k]; t != nil {
