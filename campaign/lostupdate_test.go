@@ -77,8 +77,9 @@ func readModifyWriteStrategy(locked bool) adapters.Strategy {
 
 // TestALostUpdateIsFoundAtReadCommitted: the unlocked read-modify-write,
 // with competing consumers, fails at read committed (the default) on both
-// backends within 300 runs, shrinks to at most 3 messages, and its saved
-// history replays event for event.
+// backends within 300 runs, shrinks to at most 3 messages, its finding
+// names the lost update (which message's change the other overwrote), and
+// its saved history replays event for event.
 func TestALostUpdateIsFoundAtReadCommitted(t *testing.T) {
 	backends := []adapters.Backend{memstore.Backend{}}
 	if !testing.Short() {
@@ -93,6 +94,10 @@ func TestALostUpdateIsFoundAtReadCommitted(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, histories.Violation, rep.Verdict)
 			require.Equal(t, histories.Lost, rep.Result.Primary(), "%v", rep.Result.Findings)
+			lost := rep.Result.Findings[0]
+			require.Len(t, lost.Keys, 2, "the overwritten message and the overwriting one: %s", lost.Text)
+			require.Contains(t, lost.Text, "; a lost update: "+lost.Keys[1]+"'s transaction (tx")
+			require.Contains(t, lost.Text, "over "+lost.Keys[0]+"'s change")
 			require.LessOrEqual(t, len(rep.Minimal.Header.Workload), 3)
 			require.Equal(t, adapters.ReadCommitted, adapters.Isolation(rep.Minimal.Header.Isolation))
 

@@ -69,7 +69,8 @@ type analysis struct {
 	byAggregate map[string][]string   // keys of each aggregate, in send order
 	perAgg      map[string][]*logical // logical messages of each aggregate, in send order
 	src         histories.Stream
-	problems    []Finding // order-independent findings (id clashes, unknown causation)
+	problems    []Finding      // order-independent findings (id clashes, unknown causation)
+	txs         []*transaction // committed transactions that wrote, read on demand (overwrites)
 }
 
 // analyze digests a history. It returns an error when the history

@@ -218,8 +218,11 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 		res.Verdict = histories.Violation
 		if !o.VerdictOnly {
 			for _, agg := range a.aggregates {
-				if _, ok := a.observed[agg]; ok {
-					explainAggregate(a, m, agg, outOrder, &res)
+				if _, ok := a.observed[agg]; !ok {
+					continue
+				}
+				if err := explainAggregate(a, m, agg, outOrder, &res); err != nil {
+					return Result{}, err
 				}
 			}
 		}
@@ -298,7 +301,9 @@ func CheckStream(src histories.Stream, m model.Model, o Options) (res Result, er
 					Text: fmt.Sprintf("%s: porcupine found a violation, but re-checking this aggregate alone ran out of time", agg)})
 				continue
 			}
-			explainAggregate(a, m, agg, outOrder, &res)
+			if err := explainAggregate(a, m, agg, outOrder, &res); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	if len(res.Anomalies) == 0 {

@@ -37,7 +37,10 @@ import (
 // the messages, trying first the order in which they took effect (commits,
 // then ends of attempts); among the explanations of the fewest deviations
 // it picks the one with the fewest distinct anomaly names, then the
-// earliest in simplestFirst. A search that reaches its budget reports the
+// earliest in simplestFirst, then the one that explains the most lost
+// updates (lostupdate.go) as such, leaving out the overwritten change and
+// applying the overwriting one, then the fewest the other way round. A
+// search that reaches its budget reports the
 // simplest explanation it found, or says that it found none.
 
 // maxDeviations bounds the deviations of an explanation.
@@ -183,13 +186,16 @@ type keyPlan struct {
 type explanation struct {
 	cost  int
 	names uint
-	seq   []int // effective applications (key indexes), in order
-	first []int // keys in the order of their first application
-	trail []model.State
-	rt    bool // the first applications break real time
-	send  bool // ... send order
-	out   bool // ... the order of published outputs
-	plans []keyPlan
+	// lost updates (explainer.lu) it explains as such, and the wrong way
+	// round (lostUpdates)
+	overwrote, kept int
+	seq             []int // effective applications (key indexes), in order
+	first           []int // keys in the order of their first application
+	trail           []model.State
+	rt              bool // the first applications break real time
+	send            bool // ... send order
+	out             bool // ... the order of published outputs
+	plans           []keyPlan
 }
 
 // explainer is the search for one aggregate.
@@ -208,6 +214,10 @@ type explainer struct {
 	outOrder bool
 	observed model.State
 	prefer   []int // key indexes, in the order they took effect
+	// overwrites are the aggregate's lost updates, lu the same as
+	// (overwriting, overwritten) key indexes.
+	overwrites []overwrite
+	lu         [][2]int
 
 	nodes     int
 	exhausted bool
@@ -232,7 +242,7 @@ type explainer struct {
 	best *explanation
 }
 
-func newExplainer(a *analysis, m model.Model, agg string, outOrder bool) *explainer {
+func newExplainer(a *analysis, m model.Model, agg string, outOrder bool) (*explainer, error) {
 	ls := a.perAgg[agg]
 	n := len(ls)
 	e := &explainer{a: a, agg: agg, cache: newApplyCache(m), ks: ls, ordered: m.Ordered(), outOrder: outOrder,
@@ -261,7 +271,36 @@ func newExplainer(a *analysis, m model.Model, agg string, outOrder bool) *explai
 	if !e.exact {
 		e.seen = map[string]int{}
 	}
-	return e
+	committed := 0
+	for _, l := range ls {
+		committed += b2i(l.commits > 0)
+	}
+	if committed >= 2 {
+		ws, err := a.overwrites(agg)
+		if err != nil {
+			return nil, err
+		}
+		e.overwrites = ws
+		for _, w := range ws {
+			p := [2]int{slices.Index(ls, w.over.l), slices.Index(ls, w.under.l)}
+			if !slices.Contains(e.lu, p) {
+				e.lu = append(e.lu, p)
+			}
+		}
+	}
+	return e, nil
+}
+
+// lostUpdates counts the lost updates that the current sequence explains
+// as such, leaving out the overwritten message and applying the
+// overwriting one, and those it explains the wrong way round.
+func (e *explainer) lostUpdates() (overwrote, kept int) {
+	for _, p := range e.lu {
+		over, under := e.count[p[0]] > 0, e.count[p[1]] > 0
+		overwrote += b2i(over && !under)
+		kept += b2i(!over && under)
+	}
+	return overwrote, kept
 }
 
 // search runs the deepening search; it returns the simplest explanation
@@ -285,7 +324,7 @@ func (e *explainer) dfs() {
 		e.exhausted = true
 		return
 	}
-	if e.best != nil && e.best.names == 1 {
+	if e.best != nil && e.best.names == 1 && e.best.overwrote == len(e.lu) {
 		return // nothing beats a lone first name
 	}
 	state := e.trail[len(e.trail)-1]
@@ -423,7 +462,8 @@ func (e *explainer) leaf() {
 			best, found = m, true
 		}
 	}
-	if e.best != nil && (e.best.cost < cost || e.best.cost == cost && !simplerNames(best, e.best.names)) {
+	overwrote, kept := e.lostUpdates()
+	if e.best != nil && !e.best.worseThan(cost, best, overwrote, kept) {
 		return
 	}
 	for k, opts := range options {
@@ -434,8 +474,23 @@ func (e *explainer) leaf() {
 			}
 		}
 	}
-	e.best = &explanation{cost: cost, names: best, seq: slices.Clone(e.seq), first: slices.Clone(e.first),
+	e.best = &explanation{cost: cost, names: best, overwrote: overwrote, kept: kept, seq: slices.Clone(e.seq), first: slices.Clone(e.first),
 		trail: slices.Clone(e.trail), rt: e.rt, send: e.send, out: e.out, plans: plans}
+}
+
+// worseThan reports whether x is less simple than an explanation of cost
+// deviations with the names, which explains overwrote lost updates as
+// such and kept the wrong way round.
+func (x *explanation) worseThan(cost int, names uint, overwrote, kept int) bool {
+	switch {
+	case cost != x.cost:
+		return cost < x.cost
+	case names != x.names:
+		return simplerNames(names, x.names)
+	case overwrote != x.overwrote:
+		return overwrote > x.overwrote
+	}
+	return kept < x.kept
 }
 
 // plan returns the cost of accounting for message k in the current
@@ -606,9 +661,13 @@ func simplerNames(x, y uint) bool {
 	return false
 }
 
-// explainAggregate adds the findings of one failing aggregate to res.
-func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res *Result) {
-	e := newExplainer(a, m, agg, outOrder)
+// explainAggregate adds the findings of one failing aggregate to res. It
+// fails only when the history cannot be read again.
+func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res *Result) error {
+	e, err := newExplainer(a, m, agg, outOrder)
+	if err != nil {
+		return err
+	}
 	x, complete := e.search()
 	keys := a.keysOfAggregate(agg)
 	if x == nil {
@@ -624,7 +683,7 @@ func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res
 				"this names no cause: compare the closest exactly-once execution below with the observation", agg, searchBudget)
 		}
 		res.add(Finding{Anomaly: histories.Inconsistent, Aggregate: agg, Keys: keys, Text: text})
-		return
+		return nil
 	}
 	order := make([]string, 0, len(keys))
 	for _, k := range x.first {
@@ -690,8 +749,8 @@ func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res
 			res.add(Finding{Anomaly: histories.Ghost, Aggregate: agg, Keys: []string{l.Key},
 				Text: fmt.Sprintf("%s published %s from an attempt that never committed, and its state change is not in the final state of %s", l.describe(), obs, agg)})
 		case c == 0 && p.phantom:
-			res.add(Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{l.Key},
-				Text: fmt.Sprintf("%s published %s, but its state change is missing from the final state of %s: the final state is what the other messages give without it", l.describe(), obs, agg)})
+			res.add(overwritten(e, applied, k, Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{l.Key},
+				Text: fmt.Sprintf("%s published %s, but its state change is missing from the final state of %s: the final state is what the other messages give without it", l.describe(), obs, agg)}))
 		case c == 0 && p.names != 0:
 			f := Finding{Anomaly: histories.Lost, Aggregate: agg, Keys: []string{l.Key}}
 			if r := e.cache.apply(e.cache.m.Initial(agg), l); r.err == nil && len(r.outs) > 0 {
@@ -699,7 +758,7 @@ func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res
 			} else {
 				f.Text = fmt.Sprintf("%s had no effect at all on the final state of %s", l.describe(), agg)
 			}
-			res.add(f)
+			res.add(overwritten(e, applied, k, f))
 		}
 		if c > 1 {
 			res.add(Finding{Anomaly: histories.Duplicate, Aggregate: agg, Keys: []string{l.Key},
@@ -739,6 +798,22 @@ func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res
 				Text: fmt.Sprintf("%s published %s again with a new message id", l.describe(), p.extra)})
 		}
 	}
+	return nil
+}
+
+// overwritten adds to the finding that message k's state change is
+// missing the lost update that overwrote it, if the history shows one by
+// a message the explanation applies: the overwriting message joins the
+// finding's keys.
+func overwritten(e *explainer, applied map[int]int, k int, f Finding) Finding {
+	for _, w := range e.overwrites {
+		if w.under.l == e.ks[k] && applied[slices.Index(e.ks, w.over.l)] > 0 {
+			f.Keys = append(f.Keys, w.over.l.Key)
+			f.Text += "; " + w.sentence()
+			return f
+		}
+	}
+	return f
 }
 
 func anyIn(xs, of bag) bool {

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"math/bits"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -716,9 +717,15 @@ func withoutTransactions(h *histories.History) *histories.History {
 
 // contradiction checks a finding's text against the history: a claim
 // that a message never published something, published something, had no
-// effect or was applied several times must be true of its events.
+// effect or was applied several times must be true of its events, and so
+// must a lost update's transactions and steps (lostUpdateContradiction).
 func contradiction(h *histories.History, f checkers.Finding) string {
-	if len(f.Keys) != 1 {
+	if msg := lostUpdateContradiction(h, f); msg != "" {
+		return msg
+	}
+	// The claims below are about the finding's one message, or the
+	// first of its messages when the text begins with it.
+	if len(f.Keys) == 0 || len(f.Keys) > 1 && !strings.HasPrefix(f.Text, f.Keys[0]+" ") {
 		return ""
 	}
 	key := f.Keys[0]
@@ -771,6 +778,78 @@ func contradiction(h *histories.History, f checkers.Finding) string {
 		}
 	}
 	return ""
+}
+
+// lostUpdateClaim is the sentence of a finding that names a lost update.
+var lostUpdateClaim = regexp.MustCompile(`a lost update: (\S+)'s transaction \((?:tx(\d+), )?begun at step (\d+), before (\S+)'s commit at step (\d+)\) ` +
+	`wrote (\S+) at step (\d+) and committed at step (\d+), over (\S+)'s change(?: \(tx(\d+)\))?; it based its write on a state from before that commit$`)
+
+// lostUpdateContradiction checks a finding that names a lost update
+// against the events: the overwritten message is the finding's subject
+// and lost; the overwriting message's transaction began, wrote the key
+// and committed at the steps named; the overwritten message's transaction
+// wrote the key and committed at the step named, between the other's
+// begin and commit.
+func lostUpdateContradiction(h *histories.History, f checkers.Finding) string {
+	if !strings.Contains(f.Text, "lost update") {
+		return ""
+	}
+	m := lostUpdateClaim.FindStringSubmatch(f.Text)
+	if m == nil {
+		return "a lost update in words the test does not know"
+	}
+	num := func(s string) int {
+		n := 0
+		_, _ = fmt.Sscan(s, &n)
+		return n
+	}
+	over, overTx, begun, under, underCommit := m[1], num(m[2]), num(m[3]), m[4], num(m[5])
+	key, wrote, committed, under2, underTx := m[6], num(m[7]), num(m[8]), m[9], num(m[10])
+	switch {
+	case under != under2 || over == under:
+		return "names the overwritten message twice differently, or as the overwriting one"
+	case f.Anomaly != histories.Lost || !slices.Equal(f.Keys, []string{under, over}) || !strings.HasPrefix(f.Text, under+" "):
+		return fmt.Sprintf("a lost update of %s by %s in a %s finding of %v", under, over, f.Anomaly, f.Keys)
+	case !(begun < underCommit && underCommit < committed):
+		return "the steps named do not overlap"
+	}
+	// The message of each attempt.
+	keyOfID, keyOf := map[string]string{}, map[int]string{}
+	for _, ev := range h.Events {
+		switch ev.Kind {
+		case histories.Send:
+			keyOfID[ev.Message.ID] = ev.Message.Key
+		case histories.Deliver:
+			keyOf[ev.Attempt] = keyOfID[ev.Message.ID]
+		}
+	}
+	at := func(step int) *histories.Event {
+		for i := range h.Events {
+			if h.Events[i].Step == step {
+				return &h.Events[i]
+			}
+		}
+		return nil
+	}
+	b, w, c := at(begun), at(wrote), at(committed)
+	switch {
+	case b == nil || b.Kind != histories.Begin || keyOf[b.Attempt] != over || b.Tx != overTx:
+		return fmt.Sprintf("step %d is no begin of transaction %d by an attempt at %s", begun, overTx, over)
+	case w == nil || w.Kind != histories.Write || w.Attempt != b.Attempt || w.Tx != b.Tx || w.Detail != key:
+		return fmt.Sprintf("step %d is no write of %s by %s's transaction", wrote, key, over)
+	case c == nil || c.Kind != histories.Commit || c.Attempt != b.Attempt || c.Tx != b.Tx:
+		return fmt.Sprintf("step %d is no commit of %s's transaction", committed, over)
+	}
+	u := at(underCommit)
+	if u == nil || u.Kind != histories.Commit || keyOf[u.Attempt] != under || u.Tx != underTx {
+		return fmt.Sprintf("step %d is no commit of transaction %d by an attempt at %s", underCommit, underTx, under)
+	}
+	for _, ev := range h.Events {
+		if ev.Step < underCommit && ev.Kind == histories.Write && ev.Attempt == u.Attempt && ev.Tx == u.Tx && ev.Detail == key {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%s's transaction committed at step %d never wrote %s", under, underCommit, key)
 }
 
 // listAfter parses the output list "[A{...}, B{...}]" at the start of s.
