@@ -141,3 +141,17 @@ func TestTheLockedReadModifyWritePassesAtEveryLevel(t *testing.T) {
 		require.Equal(t, histories.Pass, rep.Verdict, "%v", rep.Result.Findings)
 	})
 }
+
+// TestTheUnlockedReadModifyWritePassesAtRepeatableRead: the lost update
+// needs read committed; at repeatable read and serializable the later
+// writer fails to serialize and retries on the new state.
+func TestTheUnlockedReadModifyWritePassesAtRepeatableRead(t *testing.T) {
+	for _, level := range []adapters.Isolation{adapters.RepeatableRead, adapters.Serializable} {
+		tester, err := New(Config{Strategy: readModifyWriteStrategy(false), Isolation: level, Faults: []faults.Kind{faults.Concurrent}})
+		require.NoError(t, err)
+		rep, err := tester.Search(context.Background(), SearchOptions{Runs: 500, Seed: 1, Out: t.TempDir(), Parallel: 2})
+		require.NoError(t, err)
+		require.NoError(t, tester.Close())
+		require.Equal(t, histories.Pass, rep.Verdict, "%s: %v", level, rep.Result.Findings)
+	}
+}
