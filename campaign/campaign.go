@@ -459,8 +459,9 @@ func retarget(p faults.Plan, h *histories.History, key string, index int) (fault
 }
 
 // reduce finishes rapid's work on plain values: it tries the case without
-// each workload message and without each fault, keeping every removal that
-// still fails with the anomaly, until no removal does. rapid shrinks the
+// each workload message and without each fault, then without two
+// neighbouring messages, keeping every removal that still fails with the
+// anomaly, until no removal does. rapid shrinks the
 // random choices behind a case; removing a message from the middle of a
 // workload is sometimes out of its reach.
 func (t *Tester) reduce(h *histories.History, res checkers.Result, anomaly histories.Anomaly, seed uint64) (*histories.History, checkers.Result) {
@@ -490,6 +491,19 @@ func (t *Tester) reduce(h *histories.History, res checkers.Result, anomaly histo
 			p.Faults = append(slices.Clone(p.Faults[:i]), p.Faults[i+1:]...)
 			if try(Case{Workload: c.Workload, Plan: p}) {
 				progress = true
+			}
+		}
+		if progress {
+			continue
+		}
+		// Two neighbours at once: with two consumers taking turns, a
+		// single removal hands the later copies to the other consumer,
+		// and the race that failed may need them where they were.
+		for i := len(c.Workload) - 2; i >= 0 && len(c.Workload) > 2; i-- {
+			w := append(slices.Clone(c.Workload[:i]), c.Workload[i+2:]...).Number()
+			if try(Case{Workload: w, Plan: c.Plan}) {
+				progress = true
+				break
 			}
 		}
 	}

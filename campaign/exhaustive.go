@@ -201,6 +201,11 @@ func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumer
 				}
 				p := n.plan
 				p.Faults = append(slices.Clone(p.Faults), op.Fault)
+				if op.Fault.Kind == faults.Redelivery && op.Fault.Variant == faults.LeaseExpired {
+					// As generated plans: an expired lease hands the copy
+					// to another consumer while the first works on it.
+					p.Consumers = max(p.Consumers, 2)
+				}
 				next = append(next, node{plan: p, after: op})
 			}
 		}

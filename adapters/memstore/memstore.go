@@ -83,6 +83,7 @@ type Store struct {
 
 	serial []*Tx  // serializable transactions of the run, for SSI
 	ends   uint64 // commits of serializable transactions, read-only ones too
+	ops    uint64 // lookups and row creations of serializable transactions, in order
 }
 
 // New returns an empty store whose transactions run at read committed
@@ -97,7 +98,7 @@ func (s *Store) clear() {
 	s.keys, s.locks, s.commits = map[tableKey][]version{}, map[tableKey]*Tx{}, 0
 	s.waits.Reset()
 	s.waiting = map[*Tx]tableKey{}
-	s.serial, s.ends = nil, 0
+	s.serial, s.ends, s.ops = nil, 0, 0
 }
 
 // SetIsolation sets the level of transactions that ask for none.
@@ -132,6 +133,7 @@ func (s *Store) BeginTx(o adapters.TxOptions) *Tx {
 	t := &Tx{store: s, level: o.Isolation.Or(s.level), readOnly: o.ReadOnly || o.Deferrable, writes: map[tableKey]*write{}}
 	if t.level == adapters.Serializable {
 		t.reads, t.scans = map[tableKey]bool{}, map[string]bool{}
+		t.lookups, t.created = map[string]uint64{}, map[tableKey]uint64{}
 		s.serial = append(s.serial, t)
 	}
 	if s.lockConflicts {
@@ -193,11 +195,14 @@ type Tx struct {
 	done     bool
 	victim   bool // chosen as a deadlock victim while it waited
 
-	// Serializable only: what it read (keys, and tables it scanned); the
-	// commit number of its writes and its place among the commits (0: not
+	// Serializable only: what it read (keys, the tables whose keys it
+	// looked up, tables it scanned) and the keys it created; the commit
+	// number of its writes and its place among the commits (0: not
 	// committed); that it aborted.
 	reads   map[tableKey]bool
+	lookups map[string]uint64 // table -> when it first looked a key up there
 	scans   map[string]bool
+	created map[tableKey]uint64 // key -> when it created the row
 	commit  uint64
 	end     uint64
 	aborted bool
@@ -256,6 +261,10 @@ func (t *Tx) get(k tableKey) ([]byte, bool) {
 	}
 	if t.reads != nil {
 		t.reads[k] = true
+		if _, ok := t.lookups[k.table]; !ok {
+			t.store.ops++
+			t.lookups[k.table] = t.store.ops
+		}
 	}
 	v, ok := t.store.visible(k, t.statement())
 	return clone(v), ok
@@ -388,6 +397,7 @@ func (t *Tx) set(k tableKey, w *write) error {
 	if err := t.lock(k); err != nil {
 		return err
 	}
+	t.noteCreated(k)
 	if _, ok := t.writes[k]; !ok {
 		t.order = append(t.order, k)
 	}
@@ -433,11 +443,29 @@ func (t *Tx) Insert(table, key string, value []byte) error {
 		}
 		return adapters.ErrExists
 	}
+	t.noteCreated(k)
 	if _, ok := t.writes[k]; !ok {
 		t.order = append(t.order, k)
 	}
 	t.writes[k] = &write{value: clone(value)}
 	return nil
+}
+
+// noteCreated remembers, for serializable snapshot isolation, that a write
+// of k creates a row (none is committed), and when: on PostgreSQL that is
+// a new index entry, which conflicts with every earlier lookup of the index
+// page it lands on, not only with lookups of k. The caller holds the
+// store's mutex.
+func (t *Tx) noteCreated(k tableKey) {
+	if t.created == nil {
+		return
+	}
+	if _, exists := t.store.visible(k, t.store.commits); !exists {
+		if _, ok := t.created[k]; !ok {
+			t.store.ops++
+			t.created[k] = t.store.ops
+		}
+	}
 }
 
 // unlock gives back a lock taken for a statement that wrote nothing.
@@ -690,8 +718,12 @@ func (t *Tx) serializable() error {
 
 // rw reports a read-write antidependency r -rw-> w between two serializable
 // transactions: r read a key (or scanned a table) that w writes, without
-// seeing w's write (w had not committed before r's snapshot). The caller
-// holds the store's mutex.
+// seeing w's write (w had not committed before r's snapshot). As on
+// PostgreSQL, whose predicate locks on an index lookup cover the index
+// page, and a small table's index is one page, a row w creates conflicts
+// with any lookup r made in its table before (a lookup after it examines
+// other keys' entries only: no conflict). The caller holds the store's
+// mutex.
 func (s *Store) rw(r, w *Tx) bool {
 	if r == w || r.aborted || w.aborted || !r.began || len(w.order) == 0 {
 		return false
@@ -702,6 +734,11 @@ func (s *Store) rw(r, w *Tx) bool {
 	for _, k := range w.order {
 		if r.reads[k] || r.scans[k.table] {
 			return true
+		}
+		if at, ok := w.created[k]; ok {
+			if looked, ok := r.lookups[k.table]; ok && looked < at {
+				return true
+			}
 		}
 	}
 	return false

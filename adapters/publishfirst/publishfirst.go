@@ -22,7 +22,11 @@
 // on the state the first committed meanwhile, publishes them under the
 // same ids, and then fails to mark the id: ghost. At repeatable read it
 // computes on its snapshot, publishes what the first did, and fails to
-// serialize: the redelivery column passes.
+// serialize: the redelivery column passes. At serializable, competing
+// consumers alone break it: PostgreSQL's serialization failure (and the
+// in-memory store's) can come at the commit, after the publish, when two
+// consumers' processed-id lookups and inserts form a dangerous structure:
+// ghost.
 package publishfirst
 
 import (
