@@ -34,6 +34,10 @@ type CheckOptions struct {
 	Downstream checkers.Downstream
 	// Timeout bounds the check (default 30s); expiry is inconclusive.
 	Timeout time.Duration
+	// OutputOrder says whether the order of an aggregate's outputs is part
+	// of the property (default: where the model says its streams are
+	// ordered; checkers.OutputOrderChecked, checkers.OutputOrderIgnored).
+	OutputOrder checkers.OutputOrder
 }
 
 // Check re-checks a saved history offline, with the model its header
@@ -75,7 +79,7 @@ func CheckStream(hd histories.Header, src histories.Stream, o CheckOptions) (che
 				Reason: "the run that saved this history was cut short (its backend failed) before the final states were read"}, nil
 		}
 	}
-	return checkers.CheckStream(src, m, checkers.Options{Downstream: downstream, Timeout: o.Timeout})
+	return checkers.CheckStream(src, m, checkers.Options{Downstream: downstream, Timeout: o.Timeout, OutputOrder: o.OutputOrder})
 }
 
 // observedToTheEnd reports whether a history ran to its end: the run was

@@ -86,9 +86,9 @@ type Config struct {
 	LockTimeout time.Duration
 	// Format12 runs as histories of format 1.2 and before ran: at
 	// repeatable read, a write that meets a row lock failing at once
-	// (adapters.StoreOptions.LockConflicts), and a lease that expires as
-	// its copy is delivered (sim.Config.LeaseExpiresAtDelivery). Only a
-	// replay of such a history wants it.
+	// (adapters.StoreOptions.LockConflicts), a lease that expires as its
+	// copy is delivered, and no observation of a stuck run
+	// (sim.Config.Format12). Only a replay of such a history wants it.
 	Format12 bool
 	// Cache is the backend of the handlers' Env.Cache (default: the
 	// simulation's in-memory cache; rediscache.Backend for a real Redis).
@@ -322,7 +322,7 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 	}
 	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.cfg.Strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer,
 		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted,
-		LeaseExpiresAtDelivery: t.cfg.Format12, RunID: t.runID(seed)}, nil)
+		Format12: t.cfg.Format12, RunID: t.runID(seed)}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = histories.Inconclusive

@@ -10,6 +10,7 @@ import (
 
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/adapters/strategykit"
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -154,5 +155,24 @@ func TestShrunkCounterexamplesAreSmall(t *testing.T) {
 			}
 			require.NotZero(t, unsafe)
 		})
+	}
+}
+
+// TestReissueWithCrashShrinksToTwoMessages: every strategy that fails
+// under crashes and re-issues together shrinks to at most 2 messages.
+func TestReissueWithCrashShrinksToTwoMessages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("heavy: make test runs it in its second step, without -race and -short")
+	}
+	for _, name := range builtin.StrategyNames() {
+		tester, err := New(Config{Strategy: strat(name), Faults: []faults.Kind{faults.Crash, faults.Reissue}})
+		require.NoError(t, err)
+		rep, err := tester.Search(context.Background(), SearchOptions{Runs: 300, Seed: 1, Out: t.TempDir(), ShrinkTime: 10 * time.Second})
+		require.NoError(t, err)
+		require.NoError(t, tester.Close())
+		if rep.Verdict != histories.Violation {
+			continue
+		}
+		require.LessOrEqual(t, len(rep.Minimal.Header.Workload), 2, "%s: %s", name, rep.Path)
 	}
 }

@@ -54,6 +54,7 @@ func checkCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdou
 	verbose := fs.Bool("v", false, "print the explanation and timeline of failing histories")
 	asJSON := fs.Bool("json", false, "print one JSON object per file (JSON Lines)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
+	outputOrder := fs.String("output-order", "", "whether the order of an aggregate's outputs is part of the property: checked, or ignored (default: where the model's streams are ordered)")
 	junit := fs.String("junit", "", "also write a JUnit XML report (one test case per file) to this file")
 	quiet := fs.Bool("q", false, "quiet: print only the files that do not pass")
 	args, err := parse(fs, args)
@@ -72,6 +73,12 @@ func checkCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdou
 			return exitUsage, usagef("--downstream: %v", err)
 		}
 	}
+	order := checkers.OutputOrder(*outputOrder)
+	switch order {
+	case checkers.OutputOrderAsModel, checkers.OutputOrderChecked, checkers.OutputOrderIgnored:
+	default:
+		return exitUsage, usagef("--output-order: %q is not checked or ignored", *outputOrder)
+	}
 	files, err := expand(args)
 	if err != nil {
 		return exitUsage, err
@@ -84,7 +91,7 @@ func checkCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdou
 		if *quiet {
 			out = &quietWriter{w: stdout}
 		}
-		code := checkOne(ctx, out, stderr, cat, file, policy, *timeout, *verbose, *asJSON)
+		code := checkOne(ctx, out, stderr, cat, file, oncecheck.CheckOptions{Catalogue: cat, Downstream: policy, Timeout: *timeout, OutputOrder: order}, *verbose, *asJSON)
 		if code == exitInterrupted {
 			fmt.Fprintf(stderr, "oncecheck check: %v while checking %s; %d of %s checked\n", context.Cause(ctx), file, checked, report.Plural(len(files), "history"))
 			return exitInterrupted, nil
@@ -117,7 +124,7 @@ func checkCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdou
 // events is not held in memory), and prints its verdict line; a file that
 // cannot be read gets one line on stderr (or a JSON object with "error").
 // A signal gives exitInterrupted at once.
-func checkOne(ctx context.Context, stdout, stderr io.Writer, cat catalogue.Catalogue, file string, policy checkers.Downstream, timeout time.Duration, verbose, asJSON bool) int {
+func checkOne(ctx context.Context, stdout, stderr io.Writer, cat catalogue.Catalogue, file string, opts oncecheck.CheckOptions, verbose, asJSON bool) int {
 	in, err := openInput(ctx, file)
 	if errors.Is(err, errInterrupted) {
 		return exitInterrupted
@@ -131,7 +138,7 @@ func checkOne(ctx context.Context, stdout, stderr io.Writer, cat catalogue.Catal
 	if err == nil {
 		bar := newProgress(stderr)
 		res, err = interruptible(ctx, 0, func() (checkers.Result, error) {
-			return oncecheck.CheckStream(f.Header, countedStream{f, bar, "events read from " + file}, oncecheck.CheckOptions{Catalogue: cat, Downstream: policy, Timeout: timeout})
+			return oncecheck.CheckStream(f.Header, countedStream{f, bar, "events read from " + file}, opts)
 		})
 		bar.done()
 		if errors.Is(err, errInterrupted) {

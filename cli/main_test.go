@@ -327,3 +327,17 @@ func TestAnUnwritableOutIsAUsageError(t *testing.T) {
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr, "--out: cannot save histories there")
 }
+
+// TestCheckOutputOrder: --output-order takes checked or ignored, and a
+// pass whose outputs are in order stays a pass either way.
+func TestCheckOutputOrder(t *testing.T) {
+	pass := "../histories/testdata/corpus/outbox-orders-crash+redelivery-pass-mem-11.jsonl"
+	for _, order := range []string{"checked", "ignored"} {
+		code, out, stderr := cli(t, "check", "--output-order", order, pass)
+		require.Zero(t, code, "%s: %s%s", order, out, stderr)
+		require.Contains(t, out, "PASS")
+	}
+	code, _, stderr := cli(t, "check", "--output-order", "sometimes", pass)
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "--output-order")
+}

@@ -133,7 +133,7 @@ func (e *env) leaseStep() {
 	}
 	step := e.step
 	e.step++
-	if !e.r.cfg.LeaseExpiresAtDelivery {
+	if !e.r.cfg.Format12 {
 		e.r.offer(faults.Fault{Kind: faults.Redelivery, At: e.at, Variant: faults.LeaseExpired, Index: step})
 	}
 	if step != e.leaseAt {

@@ -66,12 +66,14 @@ type Config struct {
 	// is not a function of its seed: the history it records is the evidence.
 	FreeRunning bool
 	Consumers   int
-	// LeaseExpiresAtDelivery expires a lease-expired copy's lease as it is
-	// delivered, as histories of format 1.2 and before ran; otherwise the
-	// lease expires at the attempt's scheduling point the fault names, and
-	// the holder is preempted there: another consumer takes the copy while
-	// the first still works on it.
-	LeaseExpiresAtDelivery bool
+	// Format12 runs as histories of format 1.2 and before ran: a
+	// lease-expired copy's lease expires as it is delivered, and a stuck
+	// run observes nothing. Otherwise the lease expires at the attempt's
+	// scheduling point the fault names, and the holder is preempted there
+	// (another consumer takes the copy while the first still works on
+	// it), and a stuck run's state is observed once its stuck tasks are
+	// gone.
+	Format12 bool
 	// Events, when it has capacity, is the buffer the run records into
 	// (from its start; what it held is overwritten), so that a campaign
 	// can reuse the buffer of a history it dropped.
@@ -179,6 +181,13 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 			_ = t.inner.Abort() // a parked task's transaction, of a stuck run
 		}
 	}
+	if err == nil && r.undrained && !cfg.Format12 {
+		// What did drain is compared too (format 1.3): the state is
+		// observed once the stuck tasks are gone, their transactions
+		// aborted as a crash would.
+		r.killed = false
+		err = r.observe()
+	}
 	if err != nil {
 		return r.events, fmt.Errorf("%w: %v", ErrInfrastructure, err)
 	}
@@ -239,6 +248,7 @@ type runner struct {
 	txs                                                 []*tx
 	byInner                                             map[adapters.StoreTx]*tx
 	drained                                             bool
+	undrained                                           bool // the run ended stuck
 
 	kill    chan struct{}
 	killed  bool
@@ -496,6 +506,7 @@ func (r *runner) stuck() {
 		detail += "; the dispatcher still finds work"
 	}
 	r.record(histories.Event{Kind: histories.Undrained, Process: "broker", Detail: detail})
+	r.undrained = true
 }
 
 func (r *runner) start(p *process) {
@@ -575,7 +586,7 @@ func (r *runner) deliver(p *process) {
 	r.scheduleLate(at, msg)
 	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
 	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.Duplicate})
-	if r.cfg.LeaseExpiresAtDelivery {
+	if r.cfg.Format12 {
 		r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.LeaseExpired})
 	}
 	e.leaseAt = -1
@@ -585,7 +596,7 @@ func (r *runner) deliver(p *process) {
 		r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: attempt,
 			Detail: "broker duplicate: a second copy of " + msg.ID + " is queued", Fault: string(faults.Redelivery)})
 	case faults.LeaseExpired:
-		if !r.cfg.LeaseExpiresAtDelivery {
+		if !r.cfg.Format12 {
 			e.leaseAt, _ = r.cfg.Plan.LeaseExpiry(at)
 			break
 		}

@@ -109,10 +109,15 @@ func TestUndrainableRunIsStuck(t *testing.T) {
 	s := adapters.Strategy{Name: "nack-forever", NewHandler: func() adapters.Handler { return nackForever{} }}
 	evs, err := Run(withStore(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, MaxDeliveries: 5}))
 	require.NoError(t, err)
-	last := evs[len(evs)-1]
-	require.Equal(t, histories.Undrained, last.Kind)
-	require.Contains(t, last.Detail, "after 5 deliveries")
-	require.Contains(t, last.Detail, "(m1)")
+	stuck := evs[len(evs)-2]
+	require.Equal(t, histories.Undrained, stuck.Kind)
+	require.Contains(t, stuck.Detail, "after 5 deliveries")
+	require.Contains(t, stuck.Detail, "(m1)")
+	require.Equal(t, histories.Observe, evs[len(evs)-1].Kind, "what did drain is observed (format 1.3)")
+
+	evs, err = Run(withStore(Config{Model: model.Orders{}, Strategy: s, Workload: oneAdd, MaxDeliveries: 5, Format12: true}))
+	require.NoError(t, err)
+	require.Equal(t, histories.Undrained, evs[len(evs)-1].Kind, "format 1.2: a stuck run observed nothing")
 }
 
 type panics struct{ nackForever }

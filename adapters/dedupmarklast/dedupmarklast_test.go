@@ -47,7 +47,7 @@ func TestDedupMarkLastAppliesTheWorkAgainBeforeTheMark(t *testing.T) {
 // holding copies of one message both pass the check before either marks:
 // duplicate.
 func TestDedupMarkLastLetsTwoConsumersPassTheCheck(t *testing.T) {
-	require.Equal(t, string(histories.Duplicate), strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, faults.Redelivery))
+	require.Contains(t, strategytest.Expected(t, dedupmarklast.Name, model.Orders{}, faults.Redelivery), string(histories.Duplicate))
 	// Consumer 1's lease expires after its commit (its step #7: its two
 	// reads are steps too), and consumer 2 takes the copy there.
 	res := strategytest.Execute(t, dedupmarklast.Strategy(), model.Orders{}, model.Workload{strategytest.AddItem("o1", "a")}, faults.Plan{Consumers: 2, Faults: []faults.Fault{
