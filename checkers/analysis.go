@@ -24,9 +24,20 @@ type logical struct {
 	commits   int       // attempts that committed
 	committed int       // step of its first commit, 0 if none
 	finished  bool      // an attempt at it ended with done
+	// Shadowed are contents it published under an id another content
+	// had taken first: downstream keeps the first copy of an id, so they
+	// never reach it, although they were published.
+	Shadowed []shadow
 	// Room for the usual single output, so that it takes no allocation
 	// of its own.
 	output0 [1]*output
+}
+
+// shadow is a publication hidden behind an earlier one under its id.
+type shadow struct {
+	ID          string
+	Content     model.Output
+	Step, First int // its publication, and the one that took the id
 }
 
 // output is one distinct published output (by message id).
@@ -394,6 +405,8 @@ func (c *outputCollector) settle(a *analysis, p *publication, policy Downstream)
 				// The committed attempt's content is the message's
 				// output; the ghost's is reported here.
 				a.replaceOutput(p.Causation, p.ID, content, prev)
+			} else if l := a.logicals[p.Causation]; l != nil {
+				l.Shadowed = append(l.Shadowed, shadow{ID: p.ID, Content: content, Step: p.Step, First: prev.Step})
 			}
 			if prevGhostly != ghostly {
 				f.Anomaly = histories.Ghost

@@ -792,6 +792,9 @@ func explainAggregate(a *analysis, m model.Model, agg string, outOrder bool, res
 			} else {
 				f.Text = fmt.Sprintf("%s never published %s (published %s)", l.describe(), p.missing, obs)
 			}
+			if hidden := shadowedIn(l, p.missing); hidden != "" {
+				f.Text = fmt.Sprintf("%s: %s never reached downstream (it got %s); %s", l.describe(), p.missing, obs, hidden)
+			}
 			res.add(f)
 		case outRepublished:
 			res.add(Finding{Anomaly: histories.Duplicate, Aggregate: agg, Keys: []string{l.Key},
@@ -954,4 +957,20 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// shadowedIn says which of the contents in missing l did publish, under an
+// id another content had taken first (downstream keeps the first copy of
+// an id): "" when none.
+func shadowedIn(l *logical, missing bag) string {
+	var parts []string
+	for _, s := range l.Shadowed {
+		if slices.Contains(missing, s.Content.String()) {
+			parts = append(parts, fmt.Sprintf("%s was published at step %d under id %q, which step %d had taken with another content", s.Content, s.Step, s.ID, s.First))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ") + ", and downstream keeps the first copy of an id"
 }

@@ -58,6 +58,17 @@ func TestDedupMarkLastLetsTwoConsumersPassTheCheck(t *testing.T) {
 	// kept under the id makes the first one's count as not published).
 	require.Contains(t, res.Anomalies, histories.Duplicate, "%v", res.Findings)
 	require.Contains(t, fmt.Sprint(res.Findings), "applied twice")
+	// The second attempt's output reused the first's id with another
+	// content: it was published, and never reached downstream, which
+	// keeps the first copy of an id. No finding may say it was never
+	// published.
+	require.NotContains(t, fmt.Sprint(res.Findings), "never published")
+	for _, f := range res.Findings {
+		if f.Anomaly == histories.Lost {
+			require.Contains(t, f.Text, "never reached downstream")
+			require.Contains(t, f.Text, "had taken with another content")
+		}
+	}
 }
 
 // TestDedupMarkLastAppliesAReissueAgain holds that dedup-mark-last keys on the
