@@ -25,7 +25,10 @@
 // lock. A wait that closes a cycle is a deadlock: the store cancels the
 // statement of the cycle's first waiter, as PostgreSQL's own detector
 // would, before PostgreSQL's deadlock_timeout runs out. A crash closes the
-// transaction's connection, so the server aborts what was open.
+// transaction's connection, so the server aborts what was open. A SQL
+// handler's Exec, Query (and its rows) and QueryRow are watched so;
+// SendBatch, CopyFrom and the large-object API are not: a lock wait in
+// one of them waits out its statement timeout.
 //
 // Inserting a key that exists is a unique violation (ErrExists), with
 // INSERT ... ON CONFLICT DO NOTHING. Every other failure (the server cannot
