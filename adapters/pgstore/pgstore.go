@@ -28,7 +28,8 @@
 // transaction's connection, so the server aborts what was open. A SQL
 // handler's Exec, Query (and its rows) and QueryRow are watched so;
 // SendBatch, CopyFrom and the large-object API are not: a lock wait in
-// one of them waits out its statement timeout.
+// one of them blocks the run, whose lock holder is parked, until the
+// handler's context ends.
 //
 // Inserting a key that exists is a unique violation (ErrExists), with
 // INSERT ... ON CONFLICT DO NOTHING. Every other failure (the server cannot
