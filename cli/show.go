@@ -22,7 +22,7 @@ func showCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout
   oncecheck show --html report.html oncecheck-results/dedup-orders-crash-lost-mem-42.jsonl
   oncecheck show - < history.jsonl
 `, stdout)
-	asJSON := fs.Bool("json", false, "print the history and its check as one JSON object (holds the whole history in memory; the text is streamed)")
+	asJSON := fs.Bool("json", false, "print the history and its check as one JSON object")
 	htmlPath := fs.String("html", "", "also write a self-contained HTML report (timeline, verdict, explanation, porcupine's view) to this file (holds the whole history in memory)")
 	files, err := parse(fs, args)
 	if err != nil {
@@ -42,8 +42,8 @@ func showCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout
 		return exitUsage, err
 	}
 	defer in.close()
-	if !*asJSON && *htmlPath == "" {
-		return showStreamed(ctx, cat, in, files[0], stdout, stderr)
+	if *htmlPath == "" || *asJSON {
+		return showStreamed(ctx, cat, in, files[0], *asJSON, stdout, stderr)
 	}
 	type loaded struct {
 		h   *histories.History
@@ -67,17 +67,6 @@ func showCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout
 		return exitUsage, err
 	}
 	h, res := l.h, l.res
-	if *asJSON {
-		out := struct {
-			Header histories.Header  `json:"header"`
-			Events []histories.Event `json:"events"`
-			Check  verdictJSON       `json:"check"`
-		}{h.Header, h.Events, newVerdictJSON(files[0], res)}
-		if err := json.NewEncoder(stdout).Encode(out); err != nil {
-			return exitInconclusive, err
-		}
-		return exitCode(res.Verdict), nil
-	}
 	m, err := cat.Model(h.Header.Model)
 	if err != nil {
 		return exitUsage, usagef("%s: %v", files[0], err)
@@ -93,10 +82,11 @@ func showCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout
 	return exitCode(res.Verdict), nil
 }
 
-// showStreamed prints a history as text the way check reads one: the check
-// streams the file, and the timeline reads it twice more (its lanes, then
-// its lines), so a history of millions of events is never held in memory.
-func showStreamed(ctx context.Context, cat catalogue.Catalogue, in *input, name string, stdout, stderr io.Writer) (int, error) {
+// showStreamed prints a history as text (or JSON) the way check reads one:
+// the check streams the file, and the timeline reads it twice more (its
+// lanes, then its lines; JSON once), so a history of millions of events is
+// never held in memory.
+func showStreamed(ctx context.Context, cat catalogue.Catalogue, in *input, name string, asJSON bool, stdout, stderr io.Writer) (int, error) {
 	f, err := openHistory(in)
 	if err != nil {
 		return exitUsage, err
@@ -116,15 +106,74 @@ func showStreamed(ctx context.Context, cat catalogue.Catalogue, in *input, name 
 		}
 		return exitUsage, usagef("%s", in.rename(historyError(in.path, err)))
 	}
-	err = report.TextStream(stdout, name, f.Header, stoppable{f, ctx}, res)
+	if asJSON {
+		err = showJSON(stdout, f.Header, stoppable{f, ctx}, newVerdictJSON(name, res))
+	} else {
+		err = report.TextStream(stdout, name, f.Header, stoppable{f, ctx}, res)
+	}
 	if errors.Is(err, errInterrupted) {
-		fmt.Fprintf(stderr, "oncecheck show: %v while printing the timeline of %s; it is cut short\n", context.Cause(ctx), name)
+		fmt.Fprintf(stderr, "oncecheck show: %v while printing the events of %s; the output is cut short\n", context.Cause(ctx), name)
 		return exitInterrupted, nil
 	}
 	if err != nil {
 		return exitInconclusive, errors.New(in.rename(historyError(in.path, err)))
 	}
 	return exitCode(res.Verdict), nil
+}
+
+// showJSON writes what show --json prints, {"header":...,"events":[...],
+// "check":...} on one line, as encoding/json writes it from a struct of the
+// three, reading the events once and holding none. It writes in chunks
+// that end between two events.
+func showJSON(w io.Writer, hd histories.Header, events histories.Stream, check verdictJSON) error {
+	var buf bytes.Buffer
+	flush := func() error {
+		_, err := w.Write(buf.Bytes())
+		buf.Reset()
+		return err
+	}
+	enc := json.NewEncoder(&buf)
+	encode := func(v any) error {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		buf.Truncate(buf.Len() - 1) // the newline Encode ends with
+		return nil
+	}
+	buf.WriteString(`{"header":`)
+	if err := encode(hd); err != nil {
+		return err
+	}
+	buf.WriteString(`,"events":`)
+	n := 0
+	err := events.Each(func(ev *histories.Event) error {
+		if n++; n == 1 {
+			buf.WriteByte('[')
+		} else {
+			buf.WriteByte(',')
+		}
+		if err := encode(ev); err != nil {
+			return err
+		}
+		if buf.Len() >= 32<<10 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		buf.WriteString("null") // a nil slice, as when the history was loaded whole
+	} else {
+		buf.WriteByte(']')
+	}
+	buf.WriteString(`,"check":`)
+	if err := encode(check); err != nil {
+		return err
+	}
+	buf.WriteString("}\n")
+	return flush()
 }
 
 // stoppable is a history file whose passes stop with errInterrupted once
