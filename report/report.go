@@ -7,6 +7,7 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -29,14 +30,29 @@ type Cell struct {
 // first, then consumers and dispatchers in order of appearance, then the
 // broker and the observer), and one cell per event.
 func Lanes(h *histories.History) ([]string, []Cell) {
+	procs, index, _ := lanes(h)
+	cells := make([]Cell, len(h.Events))
+	for i, ev := range h.Events {
+		cells[i] = cell(ev, index)
+	}
+	return procs, cells
+}
+
+// lanes reads the events once and returns their processes in lane order,
+// each one's lane, and the number of events.
+func lanes(events histories.Stream) ([]string, map[string]int, error) {
 	var procs []string
 	seen := map[string]bool{}
-	for _, ev := range h.Events {
-		p := laneOf(ev)
+	err := events.Each(func(ev *histories.Event) error {
+		p := laneOf(*ev)
 		if !seen[p] {
 			seen[p] = true
 			procs = append(procs, p)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	rank := func(p string) int {
 		switch {
@@ -58,13 +74,14 @@ func Lanes(h *histories.History) ([]string, []Cell) {
 	for i, p := range procs {
 		index[p] = i
 	}
-	cells := make([]Cell, len(h.Events))
-	for i, ev := range h.Events {
-		text := histories.Describe(ev)
-		cells[i] = Cell{Step: ev.Step, Lane: index[laneOf(ev)], Scope: histories.Scope(ev),
-			Text: strings.TrimPrefix(text, "!! "), Fault: ev.Fault != "" || strings.HasPrefix(text, "!!")}
-	}
-	return procs, cells
+	return procs, index, nil
+}
+
+// cell places one event in its lane.
+func cell(ev histories.Event, index map[string]int) Cell {
+	text := histories.Describe(ev)
+	return Cell{Step: ev.Step, Lane: index[laneOf(ev)], Scope: histories.Scope(ev),
+		Text: strings.TrimPrefix(text, "!! "), Fault: ev.Fault != "" || strings.HasPrefix(text, "!!")}
 }
 
 func laneOf(ev histories.Event) string {
@@ -80,21 +97,39 @@ const laneWidth = 34
 // Text writes what oncecheck show prints: the history's header, the
 // verdict, the explanation and the timeline in lanes.
 func Text(w io.Writer, name string, h *histories.History, res checkers.Result) error {
-	ew := &errWriter{w: w}
-	hd := h.Header
+	return TextStream(w, name, h.Header, h, res)
+}
+
+// TextStream is Text on a history given as its header and its events, read
+// in two passes (one for the lanes, one for the timeline) and never held:
+// a *histories.File of millions of events is shown in the memory of one.
+// Its output is Text's. Lines are written in chunks that end at a line's
+// end; an error of events (a file that changed) stops it and is returned.
+func TextStream(w io.Writer, name string, hd histories.Header, events histories.Stream, res checkers.Result) error {
+	bw := &lineBuffer{w: w}
+	ew := &errWriter{w: bw}
 	ew.printf("%s\n  strategy %s, model %s, backend %s, seed %d, saved by oncecheck %s (format %s)\n",
 		name, hd.Strategy, hd.Model, hd.Backend, hd.Seed, hd.Tool, hd.Version)
 	ew.printf("verdict: %s\n", VerdictLine(res))
-	explain(ew, h, res, false)
-	procs, cells := Lanes(h)
+	explain(ew, hd, nil, res)
+	if ew.err != nil {
+		return ew.err
+	}
+	procs, index, err := lanes(events)
+	if err != nil {
+		return err
+	}
 	ew.printf("\nTimeline (one lane per process; !! marks a fault):\n")
 	header := fmt.Sprintf("%5s ", "step")
 	for _, p := range procs {
 		header += fmt.Sprintf("| %-*s", laneWidth, p)
 	}
 	ew.printf("%s\n", strings.TrimRight(header, " "))
-	for _, c := range cells {
-		line := fmt.Sprintf("%5d ", c.Step)
+	var line strings.Builder
+	err = events.Each(func(ev *histories.Event) error {
+		c := cell(*ev, index)
+		line.Reset()
+		fmt.Fprintf(&line, "%5d ", c.Step)
 		for i := range procs {
 			text := ""
 			if i == c.Lane {
@@ -109,11 +144,45 @@ func Text(w io.Writer, name string, h *histories.History, res checkers.Result) e
 					text = text[:laneWidth-1] + "…"
 				}
 			}
-			line += fmt.Sprintf("| %-*s", laneWidth, text)
+			fmt.Fprintf(&line, "| %-*s", laneWidth, text)
 		}
-		ew.printf("%s\n", strings.TrimRight(line, " "))
+		ew.printf("%s\n", strings.TrimRight(line.String(), " "))
+		return ew.err
+	})
+	if err != nil {
+		return err
 	}
-	return ew.err
+	return bw.flush()
+}
+
+// lineBuffer gathers whole lines and writes them in chunks of about
+// 32 KiB, each ending at a line's end (a filter downstream sees no line
+// or character cut in two), and fewer writes for a long timeline.
+type lineBuffer struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (b *lineBuffer) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	if len(b.buf) >= 32<<10 {
+		if end := bytes.LastIndexByte(b.buf, '\n'); end >= 0 {
+			if _, err := b.w.Write(b.buf[:end+1]); err != nil {
+				return 0, err
+			}
+			b.buf = append(b.buf[:0], b.buf[end+1:]...)
+		}
+	}
+	return len(p), nil
+}
+
+func (b *lineBuffer) flush() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.buf)
+	b.buf = b.buf[:0]
+	return err
 }
 
 // Explanation writes what a person needs to understand a failing history:
@@ -123,12 +192,13 @@ func Text(w io.Writer, name string, h *histories.History, res checkers.Result) e
 // lanes.
 func Explanation(w io.Writer, h *histories.History, res checkers.Result) error {
 	ew := &errWriter{w: w}
-	explain(ew, h, res, true)
+	explain(ew, h.Header, h, res)
 	return ew.err
 }
 
-func explain(ew *errWriter, h *histories.History, res checkers.Result, timeline bool) {
-	hd := h.Header
+// explain writes the explanation of a result, with the timeline one event
+// per line when h is not nil.
+func explain(ew *errWriter, hd histories.Header, h *histories.History, res checkers.Result) {
 	if len(res.Findings) > 0 {
 		ew.printf("\nWhat went wrong:\n")
 	}
@@ -158,7 +228,7 @@ func explain(ew *errWriter, h *histories.History, res checkers.Result, timeline 
 			ew.printf("  %s\n", l)
 		}
 	}
-	if timeline {
+	if h != nil {
 		ew.printf("Timeline:\n")
 		for _, l := range h.Timeline() {
 			ew.printf("%s\n", l)
