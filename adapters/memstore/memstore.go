@@ -383,10 +383,7 @@ func (s *Store) wake(w *Tx, why string) {
 		s.sched.Unblock(w, why)
 		return
 	}
-	if s.released != nil {
-		close(s.released)
-		s.released = nil
-	}
+	s.wakeBlocked()
 }
 
 // set writes k; the caller holds the store's mutex.
@@ -478,6 +475,16 @@ func (t *Tx) unlock(k tableKey) {
 		}
 	}
 	t.store.grant(k)
+	t.store.wakeBlocked()
+}
+
+// wakeBlocked wakes the goroutines blocked on locks (no scheduler: a
+// free-running run) to look again; the caller holds the store's mutex.
+func (s *Store) wakeBlocked() {
+	if s.sched == nil && s.released != nil {
+		close(s.released)
+		s.released = nil
+	}
 }
 
 // Delete implements adapters.Tx.
@@ -588,10 +595,7 @@ func (t *Tx) release() {
 		}
 	}
 	t.locked = nil
-	if s.sched == nil && s.released != nil {
-		close(s.released)
-		s.released = nil
-	}
+	s.wakeBlocked()
 }
 
 // grant hands k's free lock to the transaction that began waiting for it
