@@ -19,7 +19,6 @@ const supported = false
 // The signals of the faults, which no signal reaches off Unix.
 const (
 	sigKill = syscall.Signal(9)
-	sigTerm = syscall.Signal(15)
 	sigStop = syscall.Signal(19)
 	sigCont = syscall.Signal(18)
 )

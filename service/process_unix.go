@@ -21,7 +21,6 @@ const supported = true
 // The signals of the faults.
 const (
 	sigKill = syscall.SIGKILL
-	sigTerm = syscall.SIGTERM
 	sigStop = syscall.SIGSTOP
 	sigCont = syscall.SIGCONT
 )

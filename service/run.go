@@ -453,7 +453,6 @@ func (rn *run) fromServer(c *proxyConn, f natsFrame) verdict {
 		}
 	}
 	if f.op != "HMSG" || !strings.HasPrefix(f.reply, "$JS.ACK.") || !strings.Contains(f.reply, "."+InStream+".") {
-		rn.last = time.Now()
 		return verdict{}
 	}
 	m, ok := rn.sent[f.header.Get(HeaderMsgID)]
@@ -514,7 +513,6 @@ func (rn *run) fromClient(c *proxyConn, f natsFrame) verdict {
 	if strings.HasPrefix(f.subject, OutSubject) {
 		return rn.publish(p, f)
 	}
-	rn.last = time.Now()
 	return verdict{}
 }
 
@@ -530,7 +528,6 @@ func (rn *run) ack(p *proc, a *attempt, f natsFrame) verdict {
 	case body == "+TERM" || strings.HasPrefix(body, "+TERM "):
 		detail = "+TERM: the broker will not deliver it again"
 	default: // +WPI, a progress report
-		rn.last = time.Now()
 		return verdict{}
 	}
 	if !slices.Contains(p.open, a) {
@@ -664,26 +661,21 @@ func (rn *run) drain() (bool, string, error) {
 	return false, fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending), nil
 }
 
-// stop ends every process (SIGTERM, then SIGKILL after 3s) and proxy.
+// stop ends every process and proxy. The run is over (drained or
+// stuck), so the processes are killed (SIGKILL) rather than asked to end.
 func (rn *run) stop() {
 	rn.mu.Lock()
 	rn.stopping = true
 	procs := slices.Clone(rn.procs)
 	for _, p := range procs {
 		if p.cmd != nil {
+			_ = signalGroup(p.cmd, sigKill)
 			_ = signalGroup(p.cmd, sigCont)
-			_ = signalGroup(p.cmd, sigTerm)
 		}
 	}
 	rn.mu.Unlock()
 	for _, p := range procs {
-		if p.cmd == nil {
-			continue
-		}
-		select {
-		case <-p.done:
-		case <-time.After(3 * time.Second):
-			_ = signalGroup(p.cmd, sigKill)
+		if p.cmd != nil {
 			<-p.done
 		}
 	}

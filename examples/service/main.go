@@ -42,7 +42,7 @@ func main() {
 	}
 }
 
-type service struct {
+type ordersService struct {
 	db  *pgxpool.Pool
 	js  jetstream.JetStream
 	bug string
@@ -77,9 +77,9 @@ func serve(ctx context.Context, dbURL, natsURL, bug string) error {
 	if err != nil {
 		return err
 	}
-	s := &service{db: db, js: js, bug: bug}
+	s := &ordersService{db: db, js: js, bug: bug}
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(250*time.Millisecond))
 		if err != nil {
 			return err
 		}
@@ -94,7 +94,7 @@ func serve(ctx context.Context, dbURL, natsURL, bug string) error {
 }
 
 // handle applies one command.
-func (s *service) handle(ctx context.Context, msg jetstream.Msg) error {
+func (s *ordersService) handle(ctx context.Context, msg jetstream.Msg) error {
 	h := msg.Headers()
 	key, agg, typ := h.Get("Oncecheck-Key"), h.Get("Oncecheck-Aggregate"), h.Get("Oncecheck-Type")
 	if s.bug == "ack-first" {
@@ -163,7 +163,7 @@ type execer interface {
 
 // markSeen inserts the message's key into the inbox and reports whether
 // it was new.
-func (s *service) markSeen(ctx context.Context, db execer, key string) (bool, error) {
+func (s *ordersService) markSeen(ctx context.Context, db execer, key string) (bool, error) {
 	tag, err := db.Exec(ctx, `INSERT INTO inbox (key) VALUES ($1) ON CONFLICT DO NOTHING`, key)
 	if err != nil {
 		return false, err
@@ -174,7 +174,7 @@ func (s *service) markSeen(ctx context.Context, db execer, key string) (bool, er
 // finish publishes the events of the message still in the outbox, with
 // their ids as Nats-Msg-Id (the stream drops a second copy), marks them
 // sent, and acks the message.
-func (s *service) finish(ctx context.Context, msg jetstream.Msg, key string) error {
+func (s *ordersService) finish(ctx context.Context, msg jetstream.Msg, key string) error {
 	rows, err := s.db.Query(ctx, `SELECT id, type, payload FROM outbox WHERE cause = $1 AND NOT sent ORDER BY id`, key)
 	if err != nil {
 		return err
