@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -93,6 +94,8 @@ type run struct {
 	confirms map[string]*attempt // publishes whose confirmation kills, by reply inbox
 	procs    []*proc
 	proxies  []*natsProxy
+	pgs      []*pgProxy
+	txs      int // transactions numbered so far
 	last     time.Time // the last thing that happened
 	busy     int       // pauses and restarts under way: not drained
 	stopping bool
@@ -109,7 +112,7 @@ type proc struct {
 	exits    int  // exits of its own
 	open     []*attempt
 	natsURL  string
-	stderrTo string
+	dbURL    string
 }
 
 func (p *proc) name() string { return "consumer-" + strconv.Itoa(p.index+1) }
@@ -121,6 +124,8 @@ type attempt struct {
 	msg       model.Message
 	reply     string
 	publishes int
+	writes    int
+	commits   int
 	faults    []faults.Fault
 }
 
@@ -146,6 +151,10 @@ func (rn *run) execute() (*histories.History, error) {
 	if err != nil {
 		return nil, err
 	}
+	pgNet, pgAddr, err := pgUpstream(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
 	rn.mu.Lock()
 	for i := range cfg.Consumers {
 		p := &proc{index: i}
@@ -158,6 +167,18 @@ func (rn *run) execute() (*histories.History, error) {
 		}
 		rn.proxies = append(rn.proxies, px)
 		p.natsURL = px.url()
+		pp, err := newPGProxy(pgNet, pgAddr, i, func() int { rn.mu.Lock(); defer rn.mu.Unlock(); return p.gen }, rn)
+		if err != nil {
+			rn.mu.Unlock()
+			rn.stop()
+			return nil, err
+		}
+		rn.pgs = append(rn.pgs, pp)
+		if p.dbURL, err = throughProxy(rn.dsn, pp.addr()); err != nil {
+			rn.mu.Unlock()
+			rn.stop()
+			return nil, err
+		}
 		if err := rn.start(p); err != nil {
 			rn.mu.Unlock()
 			rn.stop()
@@ -255,6 +276,37 @@ func withSearchPath(dsn, schema string) (string, error) {
 	return dsn + " options=" + opt, nil
 }
 
+// pgUpstream is where the PostgreSQL proxies connect: the server of the
+// DSN, over TCP or its Unix socket.
+func pgUpstream(dsn string) (network, addr string, err error) {
+	c, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "", "", fmt.Errorf("service: the PostgreSQL DSN: %w", err)
+	}
+	if strings.HasPrefix(c.Host, "/") {
+		return "unix", fmt.Sprintf("%s/.s.PGSQL.%d", c.Host, c.Port), nil
+	}
+	return "tcp", net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), nil
+}
+
+// throughProxy points a DSN at the proxy's address.
+func throughProxy(dsn, addr string) (string, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", fmt.Errorf("service: the PostgreSQL URL: %w", err)
+		}
+		u.Host = addr
+		q := u.Query()
+		q.Del("host")
+		q.Del("port")
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	return dsn + " host=" + host + " port=" + port, nil
+}
+
 // send publishes the workload in the plan's order: reordered copies move
 // later, re-issued ones come again with a new id.
 func (rn *run) send() error {
@@ -317,7 +369,7 @@ func (rn *run) start(p *proc) error {
 	cfg := rn.r.cfg
 	cmd := exec.Command("sh", "-c", cfg.Command)
 	cmd.Dir = cfg.Dir
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+rn.dsn, "NATS_URL="+p.natsURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dbURL, "NATS_URL="+p.natsURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
 	cmd.Stdout, cmd.Stderr = cfg.Output, cfg.Output
 	setGroup(cmd)
 	if err := cmd.Start(); err != nil {
@@ -682,6 +734,9 @@ func (rn *run) stop() {
 	for _, px := range rn.proxies {
 		px.close()
 	}
+	for _, pp := range rn.pgs {
+		pp.close()
+	}
 	rn.wg.Wait()
 }
 
@@ -730,4 +785,134 @@ func (rn *run) observe() error {
 		rn.add(histories.Event{Kind: histories.Observe, Aggregate: a, State: states[a]})
 	}
 	return nil
+}
+
+// current is the attempt a process works on: its latest open delivery.
+func (p *proc) current() *attempt {
+	if len(p.open) == 0 {
+		return nil
+	}
+	return p.open[len(p.open)-1]
+}
+
+// isCommit reports whether a statement commits the open transaction.
+func isCommit(sql string) bool {
+	s := strings.ToUpper(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(sql), ";")))
+	return s == "COMMIT" || s == "END" || strings.HasPrefix(s, "COMMIT ") || strings.HasPrefix(s, "END ")
+}
+
+// isWrite reports whether a command tag is a write's.
+func isWrite(tag string) bool {
+	for _, w := range []string{"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"} {
+		if strings.HasPrefix(tag, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// shortSQL renders a statement on one line, cut at 80 characters.
+func shortSQL(sql string) string {
+	s := strings.Join(strings.Fields(sql), " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+// statement implements pgHooks: a COMMIT on its way to the server may be
+// where a crash strikes (before-commit).
+func (rn *run) statement(c *pgConn, sql string) verdict {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	p := rn.procs[c.index]
+	if p.gen != c.gen || p.dead {
+		return verdict{cut: true}
+	}
+	a := p.current()
+	if a == nil || !isCommit(sql) {
+		return verdict{}
+	}
+	for _, fl := range a.faults {
+		if fl.Kind == faults.Crash && fl.Point == faults.BeforeCommit && fl.Index == a.commits {
+			rn.kill(p, a, fl)
+			return verdict{cut: true}
+		}
+	}
+	return verdict{}
+}
+
+// result implements pgHooks: the server completed a statement. Begins,
+// writes, commits and rollbacks are recorded against the process's
+// current attempt; a write outside a transaction commits by itself. A
+// crash may strike after a write or a commit, before the process sees
+// the server's reply.
+func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	p := rn.procs[c.index]
+	if p.gen != c.gen || p.dead {
+		return verdict{cut: true}
+	}
+	a := p.current()
+	n := 0
+	if a != nil {
+		n = a.n
+	}
+	where := fmt.Sprintf("%s, db connection %d of %s", tag, c.id, p.name())
+	var point faults.Point
+	index := 0
+	switch {
+	case strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START"):
+		rn.txs++
+		c.tx = rn.txs
+		rn.add(histories.Event{Kind: histories.Begin, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+	case isWrite(tag):
+		tx := c.tx
+		if !inTx {
+			rn.txs++
+			tx = rn.txs
+		}
+		rn.add(histories.Event{Kind: histories.Write, Attempt: n, Tx: tx, Process: p.name(), Detail: fmt.Sprintf("%s (%s, step %d)", shortSQL(sql), where, len(rn.events)+1)})
+		if a != nil {
+			point, index = faults.AfterWrite, a.writes
+			a.writes++
+		}
+		if !inTx {
+			rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: tx, Process: p.name(), Detail: "the statement committed by itself (no transaction open)"})
+			if a != nil {
+				if rn.strikes(a, faults.AfterCommit, a.commits) {
+					point, index = faults.AfterCommit, a.commits
+				}
+				a.commits++
+			}
+		}
+	case tag == "COMMIT":
+		rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+		if a != nil {
+			point, index = faults.AfterCommit, a.commits
+			a.commits++
+		}
+	case tag == "ROLLBACK":
+		rn.add(histories.Event{Kind: histories.Abort, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+	}
+	if a != nil && point != "" {
+		for _, fl := range a.faults {
+			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
+				rn.kill(p, a, fl)
+				return verdict{cut: true}
+			}
+		}
+	}
+	return verdict{}
+}
+
+// strikes reports whether a crash of attempt a is planned at point, index.
+func (rn *run) strikes(a *attempt, point faults.Point, index int) bool {
+	for _, fl := range a.faults {
+		if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
+			return true
+		}
+	}
+	return false
 }

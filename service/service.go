@@ -60,15 +60,32 @@ type Config struct {
 // Kinds are the fault kinds service mode injects in this version.
 var Kinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.Reissue, faults.Concurrent}
 
-// The points at which a crash (SIGKILL) strikes, as the NATS proxy sees
-// them: BeforeHandle drops the delivery and kills its process; the
-// publish points strike at the attempt's publish number Index, before it
-// reaches the broker or as the broker's confirmation comes back; BeforeAck
-// drops the ack and kills; AfterAck forwards the ack and kills at once.
+// The points at which a crash (SIGKILL) strikes, as the proxies see them.
+// At the NATS proxy: BeforeHandle drops the delivery and kills its
+// process; the publish points strike at the attempt's publish number
+// Index, before it reaches the broker or as the broker's confirmation
+// comes back; BeforeAck drops the ack and kills; AfterAck forwards the
+// ack and kills at once. At the PostgreSQL proxy, counting from the
+// attempt's delivery: AfterWrite kills as the server's reply to write
+// number Index comes back, BeforeCommit as commit number Index goes to the
+// server (not forwarded), AfterCommit as the server's reply to commit
+// number Index comes back (the server committed, the process never
+// learns it). A write outside a transaction is a commit too.
 const AfterAck faults.Point = "after-ack"
 
 // CrashPoints are the points a generated crash picks from.
-var CrashPoints = []faults.Point{faults.BeforeHandle, faults.BeforePublish, faults.AfterPublish, faults.BeforeAck, AfterAck}
+var CrashPoints = []faults.Point{faults.BeforeHandle, faults.AfterWrite, faults.BeforeCommit, faults.AfterCommit,
+	faults.BeforePublish, faults.AfterPublish, faults.BeforeAck, AfterAck}
+
+// indexed reports whether a crash point counts writes, commits or
+// publishes of its attempt.
+func indexed(p faults.Point) bool {
+	switch p {
+	case faults.AfterWrite, faults.BeforeCommit, faults.AfterCommit, faults.BeforePublish, faults.AfterPublish:
+		return true
+	}
+	return false
+}
 
 // Case is one run's input: the workload and the fault plan.
 type Case struct {
@@ -150,6 +167,9 @@ func (c *Config) generator() *rapid.Generator[Case] {
 				f.Process = faults.Consumer
 				f.At = rapid.IntRange(0, last).Draw(t, "at")
 				f.Point = rapid.SampledFrom(CrashPoints).Draw(t, "point")
+				if indexed(f.Point) {
+					f.Index = rapid.IntRange(0, 1).Draw(t, "index")
+				}
 			case faults.Redelivery:
 				f.Variant = rapid.SampledFrom([]string{faults.AckLost, faults.LeaseExpired}).Draw(t, "variant")
 				f.At = rapid.IntRange(0, last).Draw(t, "at")
@@ -178,6 +198,12 @@ func Describe(f faults.Fault) string {
 		return fmt.Sprintf("SIGKILL the consumer of delivery #%d as its publish #%d reaches the proxy (not forwarded)", f.At+1, f.Index+1)
 	case f.Kind == faults.Crash && f.Point == faults.AfterPublish:
 		return fmt.Sprintf("SIGKILL the consumer of delivery #%d after the broker took its publish #%d, before it sees the confirmation", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.AfterWrite:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d after the server ran its SQL write #%d, before it sees the reply", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.BeforeCommit:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d as its COMMIT #%d reaches the proxy (not forwarded: the server rolls back)", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.AfterCommit:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d after the server committed its commit #%d, before it sees the reply", f.At+1, f.Index+1)
 	case f.Kind == faults.Crash && f.Point == faults.BeforeAck:
 		return fmt.Sprintf("SIGKILL the consumer of delivery #%d as its ack reaches the proxy (not forwarded)", f.At+1)
 	case f.Kind == faults.Crash && f.Point == AfterAck:

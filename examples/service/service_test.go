@@ -65,3 +65,18 @@ func TestAckFirstIsCaught(t *testing.T) {
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Lost, res.Primary())
 }
+
+// TestDedupFirstIsCaught: the variant that commits its inbox mark in a
+// transaction of its own loses a message whose process dies between that
+// commit and the change's.
+func TestDedupFirstIsCaught(t *testing.T) {
+	r := runner(t, "dedup-first", faults.Crash)
+	c := service.Case{
+		Workload: model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number(),
+		Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.AfterCommit}}},
+	}
+	h, res, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
+	require.Equal(t, histories.Lost, res.Primary())
+}
