@@ -95,7 +95,7 @@ type run struct {
 	procs    []*proc
 	proxies  []*natsProxy
 	pgs      []*pgProxy
-	txs      int // transactions numbered so far
+	txs      int       // transactions numbered so far
 	last     time.Time // the last thing that happened
 	busy     int       // pauses and restarts under way: not drained
 	stopping bool
@@ -104,15 +104,15 @@ type run struct {
 
 // proc is one consumer process, across its restarts.
 type proc struct {
-	index    int
-	gen      int // incremented by every start
-	cmd      *exec.Cmd
-	done     chan struct{}
-	dead     bool // killed by a fault, or exited; waiting for its restart
-	exits    int  // exits of its own
-	open     []*attempt
-	natsURL  string
-	dbURL    string
+	index   int
+	gen     int // incremented by every start
+	cmd     *exec.Cmd
+	done    chan struct{}
+	dead    bool // killed by a fault, or exited; waiting for its restart
+	exits   int  // exits of its own
+	open    []*attempt
+	natsURL string
+	dbURL   string
 }
 
 func (p *proc) name() string { return "consumer-" + strconv.Itoa(p.index+1) }
