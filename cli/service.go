@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oncecheck/oncecheck/catalogue"
+	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/report"
@@ -37,7 +38,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		natsURL     = fs.String("nats", "", "external NATS server with JetStream (default: $ONCECHECK_NATS, else an embedded one)")
 		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may happen for a run to count as drained")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
-		reruns      = fs.Int("reruns", 0, "re-run a failing case this many times and print how often it fails again")
+		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
+		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
+		replay      = fs.String("replay", "", "re-run the workload and faults of a saved service history (--reruns times, default 10) instead of generating cases")
 		out         = fs.String("out", "oncecheck-results", "directory for saved histories")
 		verbose     = fs.Bool("v", false, "show the service's output on standard error")
 	)
@@ -105,6 +108,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	if *seed == 0 {
 		*seed = randomSeed()
 	}
+	if *replay != "" {
+		return replayService(ctx, runner, *replay, max(*reruns, 1), stdout)
+	}
 	fmt.Fprintf(stdout, "oncecheck service: %q consumers=%d model=%s faults=%s runs=%d seed=%d\n", *command, *consumers, *modelName, *faultList, *runs, *seed)
 	started := time.Now()
 	for i := range *runs {
@@ -127,7 +133,16 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 			return exitInconclusive, nil
 		}
 		fmt.Fprintf(stdout, "%s at run %d (seed %d), after %s\n", report.VerdictLine(res), i+1, s, time.Since(started).Round(time.Millisecond))
-		fmt.Fprintln(stdout, "Faults:")
+		if *shrinkTries > 0 {
+			before := fmt.Sprintf("%d messages, %d faults", len(c.Workload), len(c.Plan.Faults))
+			var n int
+			if c, h, res, n, err = runner.Shrink(ctx, c, h, res, *shrinkTries); err != nil {
+				return exitInconclusive, fmt.Errorf("shrink: %w", err)
+			}
+			fmt.Fprintf(stdout, "Shrunk from %s to %d messages, %d faults in %d runs\n", before, len(c.Workload), len(c.Plan.Faults), n)
+			h.Header.Seed = s
+		}
+		fmt.Fprintln(stdout, "Faults, as injected:")
 		for _, f := range c.Plan.Faults {
 			fmt.Fprintf(stdout, "  - %s\n", service.Describe(f))
 		}
@@ -138,23 +153,47 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		if err != nil {
 			fmt.Fprintf(stdout, "\nNot saved: %v\n", err)
 		} else {
-			fmt.Fprintf(stdout, "\nSaved: %s\nShow:  %s show %s\n", path, self(), path)
+			fmt.Fprintf(stdout, "\nSaved:  %s\nShow:   %s show %s\n", path, self(), path)
 		}
 		if *reruns > 0 {
-			again := 0
-			for range *reruns {
-				_, r2, err := runner.Run(ctx, c, s)
-				if err != nil {
-					return exitInconclusive, err
-				}
-				if r2.Signature() == res.Signature() {
-					again++
-				}
+			again, err := runner.Reproduce(ctx, c, res.Signature(), *reruns)
+			if err != nil {
+				return exitInconclusive, err
 			}
 			fmt.Fprintf(stdout, "Reproduced: %d of %d re-runs of the case failed the same way (%s)\n", again, *reruns, res.Signature())
 		}
 		return exitViolation, nil
 	}
 	fmt.Fprintf(stdout, "PASS: %d runs in %s\n", *runs, time.Since(started).Round(time.Millisecond))
+	return exitPass, nil
+}
+
+// replayService re-runs a saved history's workload and faults n times and
+// says how often the run failed as the history did.
+func replayService(ctx context.Context, runner *service.Runner, path string, n int, stdout io.Writer) (int, error) {
+	h, err := histories.Load(path)
+	if err != nil {
+		return exitUsage, usagef("--replay: %v", err)
+	}
+	res, err := checkers.Check(h, runner.Config().Model, checkers.Options{})
+	if err != nil {
+		return exitUsage, usagef("--replay: %v", err)
+	}
+	c := service.Case{Workload: h.Header.Workload, Plan: h.Header.Plan}
+	if len(c.Workload) == 0 {
+		return exitUsage, usagef("--replay: %s has no workload to run again", path)
+	}
+	same, err := runner.Reproduce(ctx, c, res.Signature(), n)
+	if ctx.Err() != nil {
+		fmt.Fprintf(stdout, "INTERRUPTED: %v\n", context.Cause(ctx))
+		return interruptedCode(ctx), nil
+	}
+	if err != nil {
+		return exitInconclusive, err
+	}
+	fmt.Fprintf(stdout, "%s: %s; %d of %d re-runs failed the same way\n", path, report.VerdictLine(res), same, n)
+	if res.Verdict == histories.Violation && same > 0 {
+		return exitViolation, nil
+	}
 	return exitPass, nil
 }
