@@ -111,6 +111,7 @@ type proc struct {
 	dead    bool // killed by a fault, or exited; waiting for its restart
 	exits   int  // exits of its own
 	open    []*attempt
+	latest  *attempt // the last delivery it got, acked or not
 	natsURL string
 	dbURL   string
 }
@@ -404,7 +405,7 @@ func (rn *run) exited(p *proc, gen int, err error) {
 	for _, a := range p.open {
 		rn.add(histories.Event{Kind: histories.Crash, Attempt: a.n, Process: p.name(), Point: "exit", Detail: fmt.Sprintf("the process exited by itself: %v", err)})
 	}
-	p.open = nil
+	p.open, p.latest = nil, nil
 	if p.exits > 3 {
 		rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Detail: fmt.Sprintf("exited by itself %d times (%v): not restarted", p.exits, err)})
 		return
@@ -434,7 +435,7 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 	if len(p.open) == 0 {
 		rn.add(histories.Event{Kind: histories.Crash, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: "SIGKILL between deliveries: " + Describe(f)})
 	}
-	p.open = nil
+	p.open, p.latest = nil, nil
 	_ = signalGroup(p.cmd, sigKill)
 	rn.busy++
 	done := p.done
@@ -462,12 +463,6 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 // pause stops a process for longer than the consumer's ack wait, then lets
 // it go on; it does not hold rn.mu.
 func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
-	in, err := rn.r.b.inputs(rn.ctx)
-	wait := in.ackWait
-	if err != nil || wait <= 0 {
-		wait = 30 * time.Second // JetStream's default ack wait
-	}
-	wait += 500 * time.Millisecond
 	rn.mu.Lock()
 	if p.dead {
 		rn.busy--
@@ -475,8 +470,16 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 		return
 	}
 	cmd := p.cmd
-	_ = signalGroup(cmd, sigStop)
-	rn.add(histories.Event{Kind: histories.Requeue, Attempt: 0, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
+	_ = signalGroup(cmd, sigStop) // first: the ack wait is asked for while it stands still
+	rn.mu.Unlock()
+	in, err := rn.r.b.inputs(rn.ctx)
+	wait := in.ackWait
+	if err != nil || wait <= 0 {
+		wait = 30 * time.Second // JetStream's default ack wait
+	}
+	wait += 500 * time.Millisecond
+	rn.mu.Lock()
+	rn.add(histories.Event{Kind: histories.Requeue, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
 	rn.mu.Unlock()
 	_ = sleepCtx(rn.ctx, wait)
 	rn.mu.Lock()
@@ -485,8 +488,15 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 	if p.cmd == cmd && !p.dead {
 		_ = signalGroup(cmd, sigCont)
 		rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Fault: string(f.Kind), Detail: "SIGCONT: the paused process goes on"})
+		// A resumed process gets a moment before its silence counts
+		// towards the drain: it has just woken up.
+		rn.last = time.Now().Add(resumeGrace)
 	}
 }
+
+// resumeGrace is how long after SIGCONT a process's silence does not yet
+// count towards the drain.
+const resumeGrace = time.Second
 
 // fromServer implements natsHooks: deliveries of input copies, and the
 // confirmations of publishes a fault waits for.
@@ -520,6 +530,7 @@ func (rn *run) fromServer(c *proxyConn, f natsFrame) verdict {
 	rn.attempts = append(rn.attempts, a)
 	rn.byReply[f.reply] = a
 	p.open = append(p.open, a)
+	p.latest = a
 	dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}
 	rn.add(histories.Event{Kind: histories.Deliver, Attempt: a.n, Process: p.name(), Message: &dm, Detail: "delivery count " + deliveryCount(f.reply)})
 	for _, fl := range a.faults {
@@ -641,6 +652,9 @@ func (rn *run) publish(p *proc, f natsFrame) verdict {
 			a = o
 			break
 		}
+	}
+	if a == nil && p.latest != nil && p.latest.msg.Key == key {
+		a = p.latest
 	}
 	var fl *faults.Fault
 	index := 0
@@ -787,13 +801,9 @@ func (rn *run) observe() error {
 	return nil
 }
 
-// current is the attempt a process works on: its latest open delivery.
-func (p *proc) current() *attempt {
-	if len(p.open) == 0 {
-		return nil
-	}
-	return p.open[len(p.open)-1]
-}
+// current is the attempt a process works on: its latest delivery, open
+// or acknowledged (a service may ack before its work is done).
+func (p *proc) current() *attempt { return p.latest }
 
 // isCommit reports whether a statement commits the open transaction.
 func isCommit(sql string) bool {
