@@ -18,6 +18,7 @@ import (
 type natsFrame struct {
 	op      string // upper case: MSG, HMSG, PUB, HPUB, INFO, PING, ...
 	subject string
+	sid     string // MSG and HMSG only
 	reply   string
 	header  textproto.MIMEHeader // HMSG and HPUB only
 	body    []byte
@@ -60,6 +61,9 @@ func readFrame(r *bufio.Reader) (natsFrame, error) {
 		return f, fmt.Errorf("nats proxy: malformed %s line %q", f.op, strings.TrimSpace(string(line)))
 	}
 	f.subject = args[0]
+	if fixed == 2 {
+		f.sid = args[1]
+	}
 	if total, err = strconv.Atoi(args[len(args)-1]); err != nil || total < 0 {
 		return f, fmt.Errorf("nats proxy: malformed size in %q", strings.TrimSpace(string(line)))
 	}
@@ -100,9 +104,11 @@ func parseHeader(b []byte) textproto.MIMEHeader {
 // verdict is what a proxy does with a frame: forward it or drop it, close
 // the connection or not, then run after, if any.
 type verdict struct {
-	drop  bool // the frame is not forwarded
-	cut   bool // the connection is closed (its process is dead)
-	after func()
+	drop    bool   // the frame is not forwarded
+	cut     bool   // the connection is closed (its process is dead)
+	back    []byte // a frame to send back to where this one came from
+	instead []byte // a frame to forward instead of this one
+	after   func()
 }
 
 // natsHooks see every frame a proxied connection carries.
@@ -116,6 +122,31 @@ type natsHooks interface {
 type proxyConn struct {
 	index int // the consumer process it belongs to
 	gen   int // the generation of the process when it connected
+	// subs are the client's subscriptions, subject to sid (NATS proxy
+	// only; guarded by the hooks' lock).
+	subs map[string]string
+}
+
+// sid returns the client's subscription that a message to subject
+// reaches: an exact subject, or a wildcard one ("_INBOX.abc.*").
+func (c *proxyConn) sid(subject string) (string, bool) {
+	if sid, ok := c.subs[subject]; ok {
+		return sid, true
+	}
+	for sub, sid := range c.subs {
+		if prefix, ok := strings.CutSuffix(sub, ".*"); ok && strings.HasPrefix(subject, prefix+".") && !strings.Contains(subject[len(prefix)+1:], ".") {
+			return sid, true
+		}
+		if prefix, ok := strings.CutSuffix(sub, ".>"); ok && strings.HasPrefix(subject, prefix+".") {
+			return sid, true
+		}
+	}
+	return "", false
+}
+
+// msgFrame is a MSG operation carrying body to subject on sid.
+func msgFrame(subject, sid string, body []byte) []byte {
+	return append(fmt.Appendf(nil, "MSG %s %s %d\r\n", subject, sid, len(body)), append(body, '\r', '\n')...)
 }
 
 // natsProxy listens for the connections of one consumer process and
@@ -161,7 +192,7 @@ func (p *natsProxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, client, server)
 		p.mu.Unlock()
-		c := &proxyConn{index: p.index, gen: p.gen()}
+		c := &proxyConn{index: p.index, gen: p.gen(), subs: map[string]string{}}
 		p.wg.Add(2)
 		go p.pipe(c, client, server, p.hooks.fromClient)
 		go p.pipe(c, server, client, p.hooks.fromServer)
@@ -181,8 +212,17 @@ func (p *natsProxy) pipe(c *proxyConn, src, dst net.Conn, judge func(*proxyConn,
 			return
 		}
 		v := judge(c, f)
+		out := f.raw
+		if v.instead != nil {
+			out = v.instead
+		}
 		if !v.drop && !v.cut {
-			if _, err := dst.Write(f.raw); err != nil {
+			if _, err := dst.Write(out); err != nil {
+				return
+			}
+		}
+		if v.back != nil {
+			if _, err := src.Write(v.back); err != nil {
 				return
 			}
 		}

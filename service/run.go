@@ -65,7 +65,7 @@ func (r *Runner) Generate(seed uint64) Case { return r.gen.Example(int(seed)) }
 // about the harness (the database, the broker, the command), never a
 // verdict.
 func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.History, checkers.Result, error) {
-	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byReply: map[string]*attempt{}, confirms: map[string]*attempt{}}
+	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byReply: map[string]*attempt{}, confirms: map[string]*attempt{}, failing: map[string]*attempt{}}
 	h, err := rn.execute()
 	if err != nil {
 		return nil, checkers.Result{}, err
@@ -92,6 +92,7 @@ type run struct {
 	attempts []*attempt
 	byReply  map[string]*attempt // by the delivery's ack subject
 	confirms map[string]*attempt // publishes whose confirmation kills, by reply inbox
+	failing  map[string]*attempt // publishes whose confirmation becomes an error, by reply inbox
 	procs    []*proc
 	proxies  []*natsProxy
 	pgs      []*pgProxy
@@ -508,6 +509,11 @@ func (rn *run) fromServer(c *proxyConn, f natsFrame) verdict {
 		return verdict{cut: true}
 	}
 	if f.op == "MSG" || f.op == "HMSG" {
+		if a := rn.failing[f.subject]; a != nil {
+			delete(rn.failing, f.subject)
+			rn.add(histories.Event{Kind: histories.Refused, Attempt: a.n, Process: p.name(), Fault: string(faults.PublishFailure), Detail: fmt.Sprintf("the broker stored the publish of attempt %d; the proxy turns its confirmation into an error", a.n)})
+			return verdict{instead: msgFrame(f.subject, f.sid, publishRefused)}
+		}
 		if a := rn.confirms[f.subject]; a != nil {
 			delete(rn.confirms, f.subject)
 			rn.kill(p, a, faults.Fault{Kind: faults.Crash, At: a.n - 1, Point: faults.AfterPublish, Index: a.publishes - 1})
@@ -523,7 +529,7 @@ func (rn *run) fromServer(c *proxyConn, f natsFrame) verdict {
 	}
 	a := &attempt{n: len(rn.attempts) + 1, proc: p, msg: m, reply: f.reply}
 	for _, fl := range rn.c.Plan.Faults {
-		if fl.At == a.n-1 && (fl.Kind == faults.Crash || fl.Kind == faults.Redelivery) {
+		if fl.At == a.n-1 && (fl.Kind == faults.Crash || fl.Kind == faults.Redelivery || fl.Kind == faults.PublishFailure) {
 			a.faults = append(a.faults, fl)
 		}
 	}
@@ -567,6 +573,12 @@ func (rn *run) fromClient(c *proxyConn, f natsFrame) verdict {
 	if p.gen != c.gen || p.dead {
 		return verdict{cut: true}
 	}
+	if f.op == "SUB" {
+		if args := strings.Fields(string(f.raw)); len(args) >= 3 {
+			c.subs[args[1]] = args[len(args)-1]
+		}
+		return verdict{}
+	}
 	if f.op != "PUB" && f.op != "HPUB" {
 		return verdict{}
 	}
@@ -574,7 +586,7 @@ func (rn *run) fromClient(c *proxyConn, f natsFrame) verdict {
 		return rn.ack(p, a, f)
 	}
 	if strings.HasPrefix(f.subject, OutSubject) {
-		return rn.publish(p, f)
+		return rn.publish(c, p, f)
 	}
 	return verdict{}
 }
@@ -639,7 +651,7 @@ func (rn *run) end(p *proc, a *attempt, kind histories.Kind, detail string) {
 }
 
 // publish handles an output published by process p; rn.mu is held.
-func (rn *run) publish(p *proc, f natsFrame) verdict {
+func (rn *run) publish(c *proxyConn, p *proc, f natsFrame) verdict {
 	id := f.header.Get(HeaderMsgID)
 	cause := f.header.Get(HeaderCause)
 	key := cause
@@ -656,7 +668,7 @@ func (rn *run) publish(p *proc, f natsFrame) verdict {
 	if a == nil && p.latest != nil && p.latest.msg.Key == key {
 		a = p.latest
 	}
-	var fl *faults.Fault
+	var fl, pf *faults.Fault
 	index := 0
 	if a != nil {
 		index = a.publishes
@@ -665,11 +677,21 @@ func (rn *run) publish(p *proc, f natsFrame) verdict {
 			if x.Kind == faults.Crash && (x.Point == faults.BeforePublish || x.Point == faults.AfterPublish) && x.Index == index {
 				fl = &a.faults[i]
 			}
+			if x.Kind == faults.PublishFailure && x.Index == index {
+				pf = &a.faults[i]
+			}
 		}
 	}
 	if fl != nil && fl.Point == faults.BeforePublish {
 		rn.kill(p, a, *fl)
 		return verdict{cut: true}
+	}
+	if pf != nil && pf.Variant == faults.Rejected {
+		rn.add(histories.Event{Kind: histories.Refused, Attempt: a.n, Process: p.name(), Fault: string(pf.Kind), Detail: Describe(*pf)})
+		if sid, ok := c.sid(f.reply); ok && f.reply != "" {
+			return verdict{drop: true, back: msgFrame(f.reply, sid, publishRefused)}
+		}
+		return verdict{drop: true}
 	}
 	if id == "" {
 		id = fmt.Sprintf("%s/no-id-%d", p.name(), len(rn.events)+1)
@@ -686,6 +708,9 @@ func (rn *run) publish(p *proc, f natsFrame) verdict {
 		ev.Detail = "no open delivery of this process has the cause " + strconv.Quote(cause)
 	}
 	rn.add(ev)
+	if pf != nil && pf.Variant == faults.LostConfirm && f.reply != "" {
+		rn.failing[f.reply] = a
+	}
 	if fl != nil { // after-publish: kill as the confirmation comes back
 		if f.reply == "" {
 			fault := *fl
@@ -699,6 +724,9 @@ func (rn *run) publish(p *proc, f natsFrame) verdict {
 	}
 	return verdict{}
 }
+
+// publishRefused is the JetStream API error a refused publish gets.
+var publishRefused = []byte(`{"error":{"code":503,"err_code":10077,"description":"oncecheck: publish refused (publish-failure fault)"}}`)
 
 // drain waits until every input is acknowledged and nothing happened for
 // the quiet period, or the bound passes (the run is stuck).

@@ -58,7 +58,7 @@ type Config struct {
 }
 
 // Kinds are the fault kinds service mode injects in this version.
-var Kinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.Reissue, faults.Concurrent}
+var Kinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.PublishFailure, faults.Reissue, faults.Concurrent}
 
 // The points at which a crash (SIGKILL) strikes, as the proxies see them.
 // At the NATS proxy: BeforeHandle drops the delivery and kills its
@@ -137,7 +137,7 @@ func (c *Config) defaults() error {
 			ok = ok || k == s
 		}
 		if !ok {
-			return fmt.Errorf("service: fault kind %s is not injected in service mode yet (these are: crash, redelivery, reorder, reissue, concurrent)", k)
+			return fmt.Errorf("service: fault kind %s is not injected in service mode yet (these are: crash, redelivery, reorder, publish-failure, reissue, concurrent)", k)
 		}
 	}
 	return nil
@@ -176,6 +176,11 @@ func (c *Config) generator() *rapid.Generator[Case] {
 				if f.Variant == faults.LeaseExpired {
 					f.Index = rapid.IntRange(0, 1).Draw(t, "pause")
 				}
+			case faults.PublishFailure:
+				f.Process = faults.Consumer
+				f.Variant = rapid.SampledFrom([]string{faults.Rejected, faults.LostConfirm}).Draw(t, "variant")
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
+				f.Index = rapid.IntRange(0, 1).Draw(t, "index")
 			case faults.Reorder:
 				f.At = rapid.IntRange(0, last).Draw(t, "at")
 				f.Index = rapid.IntRange(1, faults.ReorderWindow).Draw(t, "distance")
@@ -214,6 +219,10 @@ func Describe(f faults.Fault) string {
 		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as the copy reaches it, past its ack wait, then SIGCONT", f.At+1)
 	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired:
 		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as its ack reaches the proxy, past its ack wait, then SIGCONT and forward the ack", f.At+1)
+	case f.Kind == faults.PublishFailure && f.Variant == faults.Rejected:
+		return fmt.Sprintf("the proxy refuses publish #%d of delivery #%d: not forwarded, the publisher gets an error", f.Index+1, f.At+1)
+	case f.Kind == faults.PublishFailure:
+		return fmt.Sprintf("publish #%d of delivery #%d reaches the broker, but the proxy turns its confirmation into an error", f.Index+1, f.At+1)
 	case f.Kind == faults.Reorder:
 		return fmt.Sprintf("send #%d is published %d places later", f.At+1, f.Index)
 	case f.Kind == faults.Reissue:

@@ -80,3 +80,20 @@ func TestDedupFirstIsCaught(t *testing.T) {
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Lost, res.Primary())
 }
+
+// TestCorrectServiceSurvivesPublishFailures: a publish the broker refuses,
+// and one it stores while the publisher is told it failed, are retried
+// from the outbox, under the same ids.
+func TestCorrectServiceSurvivesPublishFailures(t *testing.T) {
+	r := runner(t, "", faults.PublishFailure)
+	for _, variant := range []string{faults.Rejected, faults.LostConfirm} {
+		c := service.Case{
+			Workload: model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number(),
+			Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.PublishFailure, Variant: variant, Process: faults.Consumer, At: 0, Index: 1}}},
+		}
+		h, res, err := r.Run(context.Background(), c, 0)
+		require.NoError(t, err)
+		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", variant, res.Findings, h.Timeline())
+		require.Equal(t, 1, h.InjectedFaults()[string(faults.PublishFailure)], "%s: the fault struck once\n%s", variant, h.Timeline())
+	}
+}
