@@ -165,6 +165,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		return exitViolation, nil
 	}
 	fmt.Fprintf(stdout, "PASS: %d runs in %s\n", *runs, time.Since(started).Round(time.Millisecond))
+	printTimings(stdout, runner.Timings())
 	return exitPass, nil
 }
 
@@ -196,4 +197,15 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 		return exitViolation, nil
 	}
 	return exitPass, nil
+}
+
+// printTimings says where the runs' time went, per run on average.
+func printTimings(w io.Writer, t service.Timings) {
+	if t.Runs == 0 {
+		return
+	}
+	per := func(d time.Duration) time.Duration { return (d / time.Duration(t.Runs)).Round(time.Millisecond) }
+	total := t.Setup + t.Start + t.Work + t.Teardown + t.Check
+	fmt.Fprintf(w, "Per run: %s: setup %s, process start %s, work and drain %s, teardown %s, check %s\n",
+		per(total), per(t.Setup), per(t.Start), per(t.Work), per(t.Teardown), per(t.Check))
 }

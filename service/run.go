@@ -31,6 +31,27 @@ type Runner struct {
 	cfg Config
 	b   *broker
 	gen *rapid.Generator[Case]
+
+	mu      sync.Mutex
+	timings Timings
+}
+
+// Timings say where the time of a runner's runs went, summed over them.
+type Timings struct {
+	Runs int
+	// Setup is the schema, the streams and the sends; Start, from starting
+	// the processes to the first delivery; Work, from there until the
+	// drain was seen (the quiet period included); Teardown, killing the
+	// processes, reading the state and dropping the schema; Check, the
+	// check of the history.
+	Setup, Start, Work, Teardown, Check time.Duration
+}
+
+// Timings returns where the time of the runs so far went.
+func (r *Runner) Timings() Timings {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.timings
 }
 
 // New checks the configuration and starts (or connects to) the broker.
@@ -66,11 +87,25 @@ func (r *Runner) Generate(seed uint64) Case { return r.gen.Example(int(seed)) }
 // verdict.
 func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.History, checkers.Result, error) {
 	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byReply: map[string]*attempt{}, confirms: map[string]*attempt{}, failing: map[string]*attempt{}}
+	t0 := time.Now()
 	h, err := rn.execute()
 	if err != nil {
 		return nil, checkers.Result{}, err
 	}
+	t1 := time.Now()
 	res, err := checkers.Check(h, r.cfg.Model, checkers.Options{})
+	r.mu.Lock()
+	r.timings.Runs++
+	r.timings.Setup += rn.started.Sub(t0)
+	if rn.first.IsZero() {
+		r.timings.Work += rn.drained.Sub(rn.started)
+	} else {
+		r.timings.Start += rn.first.Sub(rn.started)
+		r.timings.Work += rn.drained.Sub(rn.first)
+	}
+	r.timings.Teardown += t1.Sub(rn.drained)
+	r.timings.Check += time.Since(t1)
+	r.mu.Unlock()
 	if err != nil {
 		return h, res, fmt.Errorf("service: check the run's history: %w", err)
 	}
@@ -101,6 +136,8 @@ type run struct {
 	busy     int       // pauses and restarts under way: not drained
 	stopping bool
 	wg       sync.WaitGroup
+
+	started, first, drained time.Time // processes started, first delivery, drain seen
 }
 
 // proc is one consumer process, across its restarts.
@@ -158,6 +195,7 @@ func (rn *run) execute() (*histories.History, error) {
 		return nil, err
 	}
 	rn.mu.Lock()
+	rn.started = time.Now()
 	for i := range cfg.Consumers {
 		p := &proc{index: i}
 		rn.procs = append(rn.procs, p)
@@ -190,6 +228,7 @@ func (rn *run) execute() (*histories.History, error) {
 	rn.last = time.Now()
 	rn.mu.Unlock()
 	drained, detail, err := rn.drain()
+	rn.drained = time.Now()
 	rn.stop()
 	if err != nil {
 		return nil, err
@@ -534,6 +573,9 @@ func (rn *run) fromServer(c *proxyConn, f natsFrame) verdict {
 		}
 	}
 	rn.attempts = append(rn.attempts, a)
+	if rn.first.IsZero() {
+		rn.first = time.Now()
+	}
 	rn.byReply[f.reply] = a
 	p.open = append(p.open, a)
 	p.latest = a

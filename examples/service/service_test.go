@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +17,9 @@ import (
 	"github.com/oncecheck/oncecheck/service"
 )
 
-// runner builds this service and returns a service-mode runner of it,
-// with the broken variant bug ("" for the correct one).
-func runner(t *testing.T, bug string, kinds ...faults.Kind) *service.Runner {
+// config builds this service and returns the service-mode configuration
+// of it, with the broken variant bug ("" for the correct one).
+func config(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
 	t.Helper()
 	dsn := pgtest.DSN(t)
 	bin := filepath.Join(t.TempDir(), "orders")
@@ -26,11 +27,17 @@ func runner(t *testing.T, bug string, kinds ...faults.Kind) *service.Runner {
 	require.NoError(t, err, "%s", out)
 	schema, err := os.ReadFile("schema.sql")
 	require.NoError(t, err)
-	r, err := service.New(service.Config{
+	return service.Config{
 		Command: "ORDERS_BUG=" + bug + " exec " + bin, Schema: string(schema),
 		ObserveSQL: "SELECT aggregate, state FROM orders", Faults: kinds, DSN: dsn,
 		NATS: os.Getenv("ONCECHECK_NATS"),
-	})
+	}
+}
+
+// runner returns a service-mode runner of this service.
+func runner(t *testing.T, bug string, kinds ...faults.Kind) *service.Runner {
+	t.Helper()
+	r, err := service.New(config(t, bug, kinds...))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, r.Close()) })
 	return r
@@ -39,17 +46,11 @@ func runner(t *testing.T, bug string, kinds ...faults.Kind) *service.Runner {
 // TestCorrectServicePasses runs the correct service under every fault
 // kind service mode injects: every run is exactly-once.
 func TestCorrectServicePasses(t *testing.T) {
-	r := runner(t, "", service.Kinds...)
 	runs := 12
 	if testing.Short() {
 		runs = 6
 	}
-	for seed := uint64(1); seed <= uint64(runs); seed++ {
-		c := r.Generate(seed)
-		h, res, err := r.Run(context.Background(), c, seed)
-		require.NoError(t, err)
-		require.Equal(t, histories.Pass, res.Verdict, "seed %d: %v\n%s", seed, res.Findings, h.Timeline())
-	}
+	service.Verify(t, config(t, "", service.Kinds...), service.VerifyOptions{Runs: runs, Out: t.TempDir()})
 }
 
 // TestAckFirstIsCaught: the variant that acks a message as it arrives
@@ -96,4 +97,29 @@ func TestCorrectServiceSurvivesPublishFailures(t *testing.T) {
 		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", variant, res.Findings, h.Timeline())
 		require.Equal(t, 1, h.InjectedFaults()[string(faults.PublishFailure)], "%s: the fault struck once\n%s", variant, h.Timeline())
 	}
+}
+
+// recorder is a TB that keeps what Verify reports.
+type recorder struct {
+	*testing.T
+	errors []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// TestVerifyFindsShrinksAndExplains: a search over generated cases finds
+// the dedup-first variant's lost message (the case of seed 3002 has it),
+// shrinks it, explains it and saves its history.
+func TestVerifyFindsShrinksAndExplains(t *testing.T) {
+	rec := &recorder{T: t}
+	out := t.TempDir()
+	service.Verify(rec, config(t, "dedup-first", service.Kinds...), service.VerifyOptions{Runs: 5, Seed: 2998, Out: out})
+	require.Len(t, rec.errors, 1)
+	msg := rec.errors[0]
+	require.Contains(t, msg, "VIOLATION: lost")
+	require.Contains(t, msg, "SIGKILL the consumer of delivery #1")
+	require.Contains(t, msg, "INSERT INTO inbox")
+	require.Contains(t, msg, "saved: "+out)
 }
