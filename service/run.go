@@ -165,6 +165,7 @@ type attempt struct {
 	publishes int
 	writes    int
 	commits   int
+	stmts     int // statements the server completed for it
 	faults    []faults.Fault
 }
 
@@ -980,6 +981,22 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		for _, fl := range a.faults {
 			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
 				rn.kill(p, a, fl)
+				return verdict{cut: true}
+			}
+		}
+	}
+	if a == nil {
+		return verdict{}
+	}
+	a.stmts++
+	for _, fl := range a.faults {
+		if fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index >= pauseAtStatement && fl.Index-pauseAtStatement == a.stmts-1 {
+			// The server's reply waits while the process stands still.
+			rn.busy++
+			rn.mu.Unlock()
+			rn.pause(p, a, fl)
+			rn.mu.Lock()
+			if p.dead || p.gen != c.gen {
 				return verdict{cut: true}
 			}
 		}

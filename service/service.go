@@ -87,6 +87,12 @@ func indexed(p faults.Point) bool {
 	return false
 }
 
+// pauseAtStatement is the first Index of a lease-expired fault (a pause)
+// that strikes at a SQL statement: Index 0 pauses the process as the
+// delivery reaches it, 1 as its ack does, pauseAtStatement+k as the
+// server's reply to the attempt's statement k (from 0) comes back.
+const pauseAtStatement = 2
+
 // Case is one run's input: the workload and the fault plan.
 type Case struct {
 	Workload model.Workload
@@ -174,7 +180,7 @@ func (c *Config) generator() *rapid.Generator[Case] {
 				f.Variant = rapid.SampledFrom([]string{faults.AckLost, faults.LeaseExpired}).Draw(t, "variant")
 				f.At = rapid.IntRange(0, last).Draw(t, "at")
 				if f.Variant == faults.LeaseExpired {
-					f.Index = rapid.IntRange(0, 1).Draw(t, "pause")
+					f.Index = rapid.IntRange(0, pauseAtStatement+1).Draw(t, "pause")
 				}
 			case faults.PublishFailure:
 				f.Process = faults.Consumer
@@ -217,8 +223,10 @@ func Describe(f faults.Fault) string {
 		return fmt.Sprintf("the proxy drops the ack of delivery #%d: redelivered", f.At+1)
 	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired && f.Index == 0:
 		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as the copy reaches it, past its ack wait, then SIGCONT", f.At+1)
-	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired:
+	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired && f.Index == 1:
 		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as its ack reaches the proxy, past its ack wait, then SIGCONT and forward the ack", f.At+1)
+	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired:
+		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as the server's reply to its SQL statement #%d comes back, past its ack wait, then SIGCONT and forward the reply", f.At+1, f.Index-pauseAtStatement+1)
 	case f.Kind == faults.PublishFailure && f.Variant == faults.Rejected:
 		return fmt.Sprintf("the proxy refuses publish #%d of delivery #%d: not forwarded, the publisher gets an error", f.Index+1, f.At+1)
 	case f.Kind == faults.PublishFailure:

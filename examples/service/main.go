@@ -13,7 +13,12 @@
 //
 //   - ack-first: the message is acked as it arrives, before its work;
 //   - dedup-first: the inbox mark is committed in a transaction of its
-//     own, before the change.
+//     own, before the change;
+//   - check-first: the inbox is read before the transaction, and the
+//     change is made when the key was not there, whatever the inbox
+//     insert then finds (and the outbox insert ignores an id already
+//     there): nothing fences an attempt that outlived its ack wait from
+//     the attempt that took its copy over.
 package main
 
 import (
@@ -50,9 +55,9 @@ type ordersService struct {
 
 func serve(ctx context.Context, dbURL, natsURL, bug string) error {
 	switch bug {
-	case "", "ack-first", "dedup-first":
+	case "", "ack-first", "dedup-first", "check-first":
 	default:
-		return fmt.Errorf("ORDERS_BUG=%q: want ack-first or dedup-first", bug)
+		return fmt.Errorf("ORDERS_BUG=%q: want ack-first, dedup-first or check-first", bug)
 	}
 	db, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -111,12 +116,25 @@ func (s *ordersService) handle(ctx context.Context, msg jetstream.Msg) error {
 			return s.finish(ctx, msg, key)
 		}
 	}
+	if s.bug == "check-first" {
+		var seen bool
+		if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM inbox WHERE key = $1)`, key).Scan(&seen); err != nil {
+			return err
+		}
+		if seen {
+			return s.finish(ctx, msg, key)
+		}
+	}
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
-	if s.bug != "dedup-first" {
+	if s.bug == "check-first" {
+		if _, err := s.markSeen(ctx, tx, key); err != nil {
+			return err
+		}
+	} else if s.bug != "dedup-first" {
 		fresh, err := s.markSeen(ctx, tx, key)
 		if err != nil {
 			return err
@@ -145,8 +163,11 @@ func (s *ordersService) handle(ctx context.Context, msg jetstream.Msg) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox (id, cause, type, payload) VALUES ($1, $2, $3, $4)`,
-			fmt.Sprintf("%s/%d", key, i), key, ev.Type, body); err != nil {
+		insert := `INSERT INTO outbox (id, cause, type, payload) VALUES ($1, $2, $3, $4)`
+		if s.bug == "check-first" { // "the outbox insert is idempotent"
+			insert += ` ON CONFLICT (id) DO NOTHING`
+		}
+		if _, err := tx.Exec(ctx, insert, fmt.Sprintf("%s/%d", key, i), key, ev.Type, body); err != nil {
 			return err
 		}
 	}

@@ -123,3 +123,20 @@ func TestVerifyFindsShrinksAndExplains(t *testing.T) {
 	require.Contains(t, msg, "INSERT INTO inbox")
 	require.Contains(t, msg, "saved: "+out)
 }
+
+// TestCheckFirstIsCaught: the variant that reads its inbox before its
+// transaction, and does not look at what the inbox insert finds, applies
+// a message twice when its process stands still past the ack wait after
+// that read: the broker gives the copy to the other process, which
+// applies it, and the first one wakes up and applies it again.
+func TestCheckFirstIsCaught(t *testing.T) {
+	r := runner(t, "check-first", faults.Redelivery)
+	c := service.Case{
+		Workload: model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number(),
+		Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 2}}},
+	}
+	h, res, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
+	require.Equal(t, histories.Duplicate, res.Primary())
+}
