@@ -26,6 +26,8 @@ import (
 )
 
 // Runner runs cases of one service: it holds the broker between runs.
+// Its runs must not overlap (each resets the broker's streams); runners
+// of their own, each with an embedded broker, may run at once.
 type Runner struct {
 	cfg Config
 	b   *broker

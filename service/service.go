@@ -46,7 +46,8 @@ type Config struct {
 	// DSN is the PostgreSQL server; each run gets a schema of its own.
 	DSN string
 	// NATS is the URL of an external NATS server with JetStream; "" starts
-	// one embedded.
+	// one embedded. Each run deletes and re-creates the streams
+	// ONCECHECK_IN and ONCECHECK_OUT there: a server of one's own.
 	NATS string
 	// Quiet is how long nothing may happen for a run to count as drained;
 	// 0 means 300ms. Bound is how long a run may take to drain before it

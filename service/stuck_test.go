@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -19,7 +18,7 @@ import (
 func TestAServiceThatConsumesNothingIsStuck(t *testing.T) {
 	r, err := New(Config{
 		Command: "exec sleep 60", ObserveSQL: "SELECT 'o1', '{}'::jsonb WHERE false",
-		DSN: pgtest.DSN(t), NATS: os.Getenv("ONCECHECK_NATS"), Consumers: 1, Bound: time.Second,
+		DSN: pgtest.DSN(t), Consumers: 1, Bound: time.Second,
 	})
 	require.NoError(t, err)
 	defer r.Close()

@@ -30,7 +30,6 @@ func config(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
 	return service.Config{
 		Command: "ORDERS_BUG=" + bug + " exec " + bin, Schema: string(schema),
 		ObserveSQL: "SELECT aggregate, state FROM orders", Faults: kinds, DSN: dsn,
-		NATS: os.Getenv("ONCECHECK_NATS"),
 	}
 }
 
