@@ -139,3 +139,24 @@ func TestCheckFirstIsCaught(t *testing.T) {
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Duplicate, res.Primary())
 }
+
+// TestEveryCrashPointStrikes: each crash point of service mode is a
+// boundary this service (pgx, nats.go) passes, so a crash planned there
+// strikes, and the correct service survives it.
+func TestEveryCrashPointStrikes(t *testing.T) {
+	r := runner(t, "", faults.Crash)
+	for _, point := range service.CrashPoints {
+		c := service.Case{
+			Workload: model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number(),
+			Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: point}}},
+		}
+		h, res, err := r.Run(context.Background(), c, 0)
+		require.NoError(t, err)
+		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", point, res.Findings, h.Timeline())
+		crashed := false
+		for _, ev := range h.Events {
+			crashed = crashed || ev.Kind == histories.Crash && ev.Point == string(point)
+		}
+		require.True(t, crashed, "%s: the crash did not strike\n%s", point, h.Timeline())
+	}
+}
