@@ -160,6 +160,7 @@ func commands() []command {
 	return []command{
 		{"matrix", "run every strategy under every fault kind and print the table of verdicts", matrixCmd},
 		{"run", "generate workloads and faults, run a strategy, check exactly-once, shrink and save a failure", runCmd},
+		{"service", "start a consumer service (any language) as processes on a real NATS and PostgreSQL, fault it, check exactly-once", serviceCmd},
 		{"check", "re-check a saved history offline", checkCmd},
 		{"replay", "re-run the plan of a saved history and check the new history", replayCmd},
 		{"show", "print a saved history: verdict, explanation, workload, faults and timeline", showCmd},

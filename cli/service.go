@@ -1,0 +1,211 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/oncecheck/oncecheck/catalogue"
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/report"
+	"github.com/oncecheck/oncecheck/service"
+)
+
+func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet("service", "service --cmd COMMAND --schema FILE.sql --observe-sql QUERY [flags]", `  oncecheck service --cmd ./orders --schema schema.sql \
+      --observe-sql 'SELECT aggregate, state FROM orders' --runs 50
+  oncecheck service --cmd 'python3 consumer.py' --schema schema.sql \
+      --observe-sql 'SELECT id, state FROM orders' --faults crash,redelivery --seed 7
+`, stdout)
+	var (
+		command     = fs.String("cmd", "", "the service's command line, run with sh -c as --consumers processes (any language; see docs/service-mode.md)")
+		dir         = fs.String("dir", "", "the command's working directory (default: the current one)")
+		consumers   = fs.Int("consumers", 2, "processes of the command per run")
+		schemaFile  = fs.String("schema", "", "SQL file applied to each run's fresh schema before the service starts")
+		observeSQL  = fs.String("observe-sql", "", "query returning (aggregate, state as JSON) after the run drains")
+		modelName   = fs.String("model", "orders", "reference model")
+		faultList   = fs.String("faults", "crash,redelivery,reorder,publish-failure,reissue,concurrent", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent), or none")
+		runs        = fs.Int("runs", 20, "number of runs")
+		seed        = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
+		maxMessages = fs.Int("max-messages", 4, "most logical messages per run")
+		maxFaults   = fs.Int("max-faults", 2, "most faults per run")
+		pgDSN       = fs.String("pg", "", "PostgreSQL DSN (default: $ONCECHECK_PG); each run gets a schema of its own")
+		natsURL     = fs.String("nats", "", "external NATS server with JetStream (default: $ONCECHECK_NATS, else an embedded one)")
+		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may happen for a run to count as drained")
+		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
+		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
+		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
+		replay      = fs.String("replay", "", "re-run the workload and faults of a saved service history (--reruns times, default 10) instead of generating cases")
+		out         = fs.String("out", "oncecheck-results", "directory for saved histories")
+		verbose     = fs.Bool("v", false, "show the service's output on standard error")
+	)
+	rest, err := parse(fs, args)
+	if err != nil {
+		return exitUsage, err
+	}
+	if len(rest) > 0 {
+		return exitUsage, usagef("unexpected argument %q", rest[0])
+	}
+	if *command == "" {
+		return exitUsage, usagef("--cmd is required: the service's command line")
+	}
+	if *observeSQL == "" {
+		return exitUsage, usagef("--observe-sql is required: a query returning (aggregate, state as JSON)")
+	}
+	if *runs < 1 {
+		return exitUsage, usagef("--runs must be at least 1")
+	}
+	var kinds []faults.Kind
+	if *faultList != "none" {
+		if kinds, err = faults.ParseKinds(*faultList); err != nil {
+			return exitUsage, usagef("--faults: %v", err)
+		}
+	}
+	m, err := cat.Model(*modelName)
+	if err != nil {
+		return exitUsage, usagef("--model: %v", err)
+	}
+	var schema []byte
+	if *schemaFile != "" {
+		if schema, err = os.ReadFile(*schemaFile); err != nil {
+			return exitUsage, usagef("--schema: %v", err)
+		}
+	}
+	dsn := *pgDSN
+	if dsn == "" {
+		dsn = os.Getenv("ONCECHECK_PG")
+	}
+	if dsn == "" {
+		return exitUsage, usagef("--pg: service mode needs PostgreSQL: set $ONCECHECK_PG or --pg")
+	}
+	if err := checkDSN(dsn); err != nil {
+		return exitUsage, err
+	}
+	if *natsURL == "" {
+		*natsURL = os.Getenv("ONCECHECK_NATS")
+	}
+	output := io.Discard
+	if *verbose {
+		output = stderr
+	}
+	runner, err := service.New(service.Config{
+		Command: *command, Dir: *dir, Consumers: *consumers, Schema: string(schema), ObserveSQL: *observeSQL,
+		Model: m, Faults: kinds, MaxMessages: *maxMessages, MaxFaults: *maxFaults, DSN: dsn, NATS: *natsURL,
+		Quiet: *quietFor, Bound: *bound, Output: output,
+	})
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.Contains(err.Error(), "consumers") {
+			return exitUsage, usagef("%v", err)
+		}
+		return exitInconclusive, err
+	}
+	defer runner.Close()
+	if *seed == 0 {
+		*seed = randomSeed()
+	}
+	if *replay != "" {
+		return replayService(ctx, runner, *replay, max(*reruns, 1), stdout)
+	}
+	fmt.Fprintf(stdout, "oncecheck service: %q consumers=%d model=%s faults=%s runs=%d seed=%d\n", *command, *consumers, *modelName, *faultList, *runs, *seed)
+	started := time.Now()
+	for i := range *runs {
+		s := *seed + uint64(i)
+		c := runner.Generate(s)
+		h, res, err := runner.Run(ctx, c, s)
+		if ctx.Err() != nil {
+			fmt.Fprintf(stdout, "INTERRUPTED after %d runs: %v\n", i, context.Cause(ctx))
+			return interruptedCode(ctx), nil
+		}
+		if err != nil {
+			return exitInconclusive, fmt.Errorf("run %d (seed %d): %w", i+1, s, err)
+		}
+		h.Header.Seed = s
+		switch res.Verdict {
+		case histories.Pass:
+			continue
+		case histories.Inconclusive:
+			fmt.Fprintf(stdout, "INCONCLUSIVE at run %d (seed %d): %s\n", i+1, s, res.Reason)
+			return exitInconclusive, nil
+		}
+		fmt.Fprintf(stdout, "%s at run %d (seed %d), after %s\n", report.VerdictLine(res), i+1, s, time.Since(started).Round(time.Millisecond))
+		if *shrinkTries > 0 {
+			before := fmt.Sprintf("%d messages, %d faults", len(c.Workload), len(c.Plan.Faults))
+			var n int
+			if c, h, res, n, err = runner.Shrink(ctx, c, h, res, *shrinkTries); err != nil {
+				return exitInconclusive, fmt.Errorf("shrink: %w", err)
+			}
+			fmt.Fprintf(stdout, "Shrunk from %s to %d messages, %d faults in %d runs\n", before, len(c.Workload), len(c.Plan.Faults), n)
+			h.Header.Seed = s
+		}
+		fmt.Fprintln(stdout, "Faults, as injected:")
+		for _, f := range c.Plan.Faults {
+			fmt.Fprintf(stdout, "  - %s\n", service.Describe(f))
+		}
+		if err := report.Explanation(stdout, h, res); err != nil {
+			return exitInconclusive, err
+		}
+		path, err := histories.Save(h, *out, fmt.Sprintf("service-seed%d.jsonl", s))
+		if err != nil {
+			fmt.Fprintf(stdout, "\nNot saved: %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, "\nSaved:  %s\nShow:   %s show %s\n", path, self(), path)
+		}
+		if *reruns > 0 {
+			again, err := runner.Reproduce(ctx, c, res.Signature(), *reruns)
+			if err != nil {
+				return exitInconclusive, err
+			}
+			fmt.Fprintf(stdout, "Reproduced: %d of %d re-runs of the case failed the same way (%s)\n", again, *reruns, res.Signature())
+		}
+		return exitViolation, nil
+	}
+	fmt.Fprintf(stdout, "PASS: %d runs in %s\n", *runs, time.Since(started).Round(time.Millisecond))
+	printTimings(stdout, runner.Timings())
+	return exitPass, nil
+}
+
+// replayService re-runs a saved history's workload and faults n times and
+// says how often the run failed as the history did.
+func replayService(ctx context.Context, runner *service.Runner, path string, n int, stdout io.Writer) (int, error) {
+	h, err := histories.Load(path)
+	if err != nil {
+		return exitUsage, usagef("--replay: %v", err)
+	}
+	res, err := checkers.Check(h, runner.Config().Model, checkers.Options{})
+	if err != nil {
+		return exitUsage, usagef("--replay: %v", err)
+	}
+	c := service.Case{Workload: h.Header.Workload, Plan: h.Header.Plan}
+	if len(c.Workload) == 0 {
+		return exitUsage, usagef("--replay: %s has no workload to run again", path)
+	}
+	same, err := runner.Reproduce(ctx, c, res.Signature(), n)
+	if ctx.Err() != nil {
+		fmt.Fprintf(stdout, "INTERRUPTED: %v\n", context.Cause(ctx))
+		return interruptedCode(ctx), nil
+	}
+	if err != nil {
+		return exitInconclusive, err
+	}
+	fmt.Fprintf(stdout, "%s: %s; %d of %d re-runs failed the same way\n", path, report.VerdictLine(res), same, n)
+	if res.Verdict == histories.Violation && same > 0 {
+		return exitViolation, nil
+	}
+	return exitPass, nil
+}
+
+// printTimings says where the runs' time went, per run on average.
+func printTimings(w io.Writer, t service.Timings) {
+	if t.Runs == 0 {
+		return
+	}
+	per := func(d time.Duration) time.Duration { return (d / time.Duration(t.Runs)).Round(time.Millisecond) }
+	total := t.Setup + t.Start + t.Work + t.Teardown + t.Check
+	fmt.Fprintf(w, "Per run: %s: setup %s, process start %s, work and drain %s, teardown %s, check %s\n",
+		per(total), per(t.Setup), per(t.Start), per(t.Work), per(t.Teardown), per(t.Check))
+}

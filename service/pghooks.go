@@ -1,0 +1,151 @@
+package service
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+)
+
+// current is the attempt a process works on: its latest delivery, open
+// or acknowledged (a service may ack before its work is done).
+func (p *proc) current() *attempt { return p.latest }
+
+// isCommit reports whether a statement commits the open transaction.
+func isCommit(sql string) bool {
+	s := strings.ToUpper(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(sql), ";")))
+	return s == "COMMIT" || s == "END" || strings.HasPrefix(s, "COMMIT ") || strings.HasPrefix(s, "END ")
+}
+
+// isWrite reports whether a command tag is a write's.
+func isWrite(tag string) bool {
+	for _, w := range []string{"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"} {
+		if strings.HasPrefix(tag, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// shortSQL renders a statement on one line, cut at 80 characters.
+func shortSQL(sql string) string {
+	s := strings.Join(strings.Fields(sql), " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+// statement implements pgHooks: a COMMIT on its way to the server may be
+// where a crash strikes (before-commit).
+func (rn *run) statement(c *pgConn, sql string) verdict {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	p := rn.procs[c.index]
+	if p.gen != c.gen || p.dead {
+		return verdict{cut: true}
+	}
+	a := p.current()
+	if a == nil || !isCommit(sql) {
+		return verdict{}
+	}
+	for _, fl := range a.faults {
+		if fl.Kind == faults.Crash && fl.Point == faults.BeforeCommit && fl.Index == a.commits {
+			rn.kill(p, a, fl)
+			return verdict{cut: true}
+		}
+	}
+	return verdict{}
+}
+
+// result implements pgHooks: the server completed a statement. Begins,
+// writes, commits and rollbacks are recorded against the process's
+// current attempt; a write outside a transaction commits by itself. A
+// crash may strike after a write or a commit, before the process sees
+// the server's reply.
+func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	p := rn.procs[c.index]
+	if p.gen != c.gen || p.dead {
+		return verdict{cut: true}
+	}
+	a := p.current()
+	n := 0
+	if a != nil {
+		n = a.n
+	}
+	where := fmt.Sprintf("%s, db connection %d of %s", tag, c.id, p.name())
+	var point faults.Point
+	index := 0
+	switch {
+	case strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START"):
+		rn.txs++
+		c.tx = rn.txs
+		rn.add(histories.Event{Kind: histories.Begin, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+	case isWrite(tag):
+		tx := c.tx
+		if !inTx {
+			rn.txs++
+			tx = rn.txs
+		}
+		rn.add(histories.Event{Kind: histories.Write, Attempt: n, Tx: tx, Process: p.name(), Detail: fmt.Sprintf("%s (%s, step %d)", shortSQL(sql), where, len(rn.events)+1)})
+		if a != nil {
+			point, index = faults.AfterWrite, a.writes
+			a.writes++
+		}
+		if !inTx {
+			rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: tx, Process: p.name(), Detail: "the statement committed by itself (no transaction open)"})
+			if a != nil {
+				if rn.strikes(a, faults.AfterCommit, a.commits) {
+					point, index = faults.AfterCommit, a.commits
+				}
+				a.commits++
+			}
+		}
+	case tag == "COMMIT":
+		rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+		if a != nil {
+			point, index = faults.AfterCommit, a.commits
+			a.commits++
+		}
+	case tag == "ROLLBACK":
+		rn.add(histories.Event{Kind: histories.Abort, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+	}
+	if a != nil && point != "" {
+		for _, fl := range a.faults {
+			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
+				rn.kill(p, a, fl)
+				return verdict{cut: true}
+			}
+		}
+	}
+	if a == nil {
+		return verdict{}
+	}
+	a.stmts++
+	for _, fl := range a.faults {
+		if fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index >= pauseAtStatement && fl.Index-pauseAtStatement == a.stmts-1 {
+			// The server's reply waits while the process stands still.
+			rn.busy++
+			rn.mu.Unlock()
+			rn.pause(p, a, fl)
+			rn.mu.Lock()
+			if p.dead || p.gen != c.gen {
+				return verdict{cut: true}
+			}
+		}
+	}
+	return verdict{}
+}
+
+// strikes reports whether a crash of attempt a is planned at point, index.
+func (rn *run) strikes(a *attempt, point faults.Point, index int) bool {
+	for _, fl := range a.faults {
+		if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,283 @@
+package service
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The codes of PostgreSQL's untyped first messages.
+const (
+	pgSSLRequest    = 80877103
+	pgGSSENCRequest = 80877104
+	pgCancelRequest = 80877102
+)
+
+// pgMessage is one message of the PostgreSQL wire protocol, as read: its
+// type byte (0 for an untyped startup message) and body, and the bytes to
+// forward.
+type pgMessage struct {
+	typ  byte
+	body []byte
+	raw  []byte
+}
+
+// readPG reads one typed message, or an untyped one when typed is false.
+func readPG(r *bufio.Reader, typed bool) (pgMessage, error) {
+	var m pgMessage
+	head := 4
+	if typed {
+		head = 5
+	}
+	hdr := make([]byte, head)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return m, err
+	}
+	if typed {
+		m.typ = hdr[0]
+	}
+	n := int(binary.BigEndian.Uint32(hdr[head-4:]))
+	if n < 4 || n > 1<<30 {
+		return m, fmt.Errorf("pg proxy: message length %d", n)
+	}
+	m.raw = make([]byte, head+n-4)
+	copy(m.raw, hdr)
+	if _, err := io.ReadFull(r, m.raw[head:]); err != nil {
+		return m, err
+	}
+	m.body = m.raw[head:]
+	return m, nil
+}
+
+// pgHooks see the statements of a proxied connection and their results.
+type pgHooks interface {
+	// statement is called as a statement (simple query or Execute of a
+	// portal) goes to the server; result as the server completes one
+	// (tag "COMMIT", "INSERT 0 1", ...), with the text of the statement
+	// and whether the connection was in a transaction before it.
+	statement(c *pgConn, sql string) verdict
+	result(c *pgConn, sql, tag string, inTx bool) verdict
+}
+
+// pgConn is the protocol state of one proxied connection.
+type pgConn struct {
+	proxyConn
+	id      int
+	mu      sync.Mutex
+	stmts   map[string]string // prepared statement -> text
+	portals map[string]string // portal -> text
+	pending []pgPending       // statements sent, not yet completed
+	inTx    bool
+	tx      int // the history's number of the open transaction
+}
+
+type pgPending struct {
+	sql    string
+	simple bool
+}
+
+// pgProxy listens for the database connections of one consumer process.
+type pgProxy struct {
+	ln       net.Listener
+	network  string // of the server: tcp, or unix for a socket
+	upstream string
+	index    int
+	gen      func() int
+	hooks    pgHooks
+
+	mu    sync.Mutex
+	conns []net.Conn
+	next  int
+	wg    sync.WaitGroup
+}
+
+func newPGProxy(network, upstream string, index int, gen func() int, hooks pgHooks) (*pgProxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("pg proxy: listen: %w", err)
+	}
+	p := &pgProxy{ln: ln, network: network, upstream: upstream, index: index, gen: gen, hooks: hooks}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+func (p *pgProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *pgProxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.next++
+		c := &pgConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, id: p.next, stmts: map[string]string{}, portals: map[string]string{}}
+		p.conns = append(p.conns, client)
+		p.mu.Unlock()
+		p.wg.Add(1)
+		go p.serve(c, client)
+	}
+}
+
+// serve answers an SSL or GSS encryption request with "no" (the proxy
+// reads the protocol in clear; a client with sslmode=prefer goes on
+// without), forwards the startup message, then pipes both ways.
+func (p *pgProxy) serve(c *pgConn, client net.Conn) {
+	defer p.wg.Done()
+	defer client.Close()
+	cr := bufio.NewReader(client)
+	var startup pgMessage
+	for {
+		m, err := readPG(cr, false)
+		if err != nil || len(m.body) < 4 {
+			return
+		}
+		code := binary.BigEndian.Uint32(m.body[:4])
+		if code == pgSSLRequest || code == pgGSSENCRequest {
+			if _, err := client.Write([]byte{'N'}); err != nil {
+				return
+			}
+			continue
+		}
+		startup = m
+		break
+	}
+	server, err := net.Dial(p.network, p.upstream)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, server)
+	p.mu.Unlock()
+	defer server.Close()
+	if _, err := server.Write(startup.raw); err != nil {
+		return
+	}
+	if binary.BigEndian.Uint32(startup.body[:4]) == pgCancelRequest {
+		_, _ = io.Copy(client, server)
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer client.Close()
+		defer server.Close()
+		p.pipe(bufio.NewReader(server), client, func(m pgMessage) verdict { return p.fromServer(c, m) })
+	}()
+	p.pipe(cr, server, func(m pgMessage) verdict { return p.fromClient(c, m) })
+}
+
+func (p *pgProxy) pipe(r *bufio.Reader, dst net.Conn, judge func(pgMessage) verdict) {
+	for {
+		m, err := readPG(r, true)
+		if err != nil {
+			return
+		}
+		v := judge(m)
+		if !v.drop && !v.cut {
+			if _, err := dst.Write(m.raw); err != nil {
+				return
+			}
+		}
+		if v.after != nil {
+			v.after()
+		}
+		if v.cut {
+			return
+		}
+	}
+}
+
+// fromClient follows the statements a client sends, in the simple and
+// the extended query protocol.
+func (p *pgProxy) fromClient(c *pgConn, m pgMessage) verdict {
+	c.mu.Lock()
+	var sql string
+	send := false
+	switch m.typ {
+	case 'Q':
+		var q pgproto3.Query
+		if q.Decode(m.body) == nil {
+			sql, send = q.String, true
+			c.pending = append(c.pending, pgPending{sql: sql, simple: true})
+		}
+	case 'P':
+		var q pgproto3.Parse
+		if q.Decode(m.body) == nil {
+			c.stmts[q.Name] = q.Query
+		}
+	case 'B':
+		var b pgproto3.Bind
+		if b.Decode(m.body) == nil {
+			c.portals[b.DestinationPortal] = c.stmts[b.PreparedStatement]
+		}
+	case 'E':
+		var e pgproto3.Execute
+		if e.Decode(m.body) == nil {
+			sql, send = c.portals[e.Portal], true
+			c.pending = append(c.pending, pgPending{sql: sql})
+		}
+	}
+	c.mu.Unlock()
+	if !send {
+		return verdict{}
+	}
+	return p.hooks.statement(c, sql)
+}
+
+// fromServer follows the results: a CommandComplete completes the oldest
+// pending statement, a ReadyForQuery ends them all and says whether a
+// transaction is open.
+func (p *pgProxy) fromServer(c *pgConn, m pgMessage) verdict {
+	switch m.typ {
+	case 'C':
+		var cc pgproto3.CommandComplete
+		if cc.Decode(m.body) != nil {
+			return verdict{}
+		}
+		c.mu.Lock()
+		sql, inTx := "", c.inTx
+		if len(c.pending) > 0 {
+			sql = c.pending[0].sql
+			if !c.pending[0].simple {
+				c.pending = c.pending[1:]
+			}
+		}
+		tag := string(cc.CommandTag)
+		switch {
+		case strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START"):
+			c.inTx = true
+		case tag == "COMMIT" || tag == "ROLLBACK":
+			c.inTx = false
+		}
+		c.mu.Unlock()
+		return p.hooks.result(c, sql, tag, inTx)
+	case 'Z':
+		var z pgproto3.ReadyForQuery
+		if z.Decode(m.body) == nil {
+			c.mu.Lock()
+			c.pending = nil
+			c.inTx = z.TxStatus != 'I'
+			c.mu.Unlock()
+		}
+	}
+	return verdict{}
+}
+
+func (p *pgProxy) close() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}

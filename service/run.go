@@ -1,0 +1,642 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"pgregory.net/rapid"
+
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Runner runs cases of one service: it holds the broker between runs.
+// Its runs must not overlap (each resets the broker's streams); runners
+// of their own, each with an embedded broker, may run at once.
+type Runner struct {
+	cfg Config
+	b   *broker
+	gen *rapid.Generator[Case]
+
+	mu      sync.Mutex
+	timings Timings
+}
+
+// Timings say where the time of a runner's runs went, summed over them.
+type Timings struct {
+	Runs int
+	// Setup is the schema, the streams and the sends; Start, from starting
+	// the processes to the first delivery; Work, from there until the
+	// drain was seen (the quiet period included); Teardown, killing the
+	// processes, reading the state and dropping the schema; Check, the
+	// check of the history.
+	Setup, Start, Work, Teardown, Check time.Duration
+}
+
+// Timings returns where the time of the runs so far went.
+func (r *Runner) Timings() Timings {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.timings
+}
+
+// New checks the configuration and starts (or connects to) the broker.
+// Close releases it.
+func New(cfg Config) (*Runner, error) {
+	if !supported {
+		return nil, ErrUnsupported
+	}
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	b, err := startBroker(cfg.NATS)
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, b: b, gen: cfg.generator()}, nil
+}
+
+// Close stops the embedded broker, or disconnects from an external one.
+func (r *Runner) Close() error {
+	r.b.close()
+	return nil
+}
+
+// Config returns the configuration, with its defaults filled in.
+func (r *Runner) Config() Config { return r.cfg }
+
+// Generate returns the case of a seed: the same seed, the same case.
+func (r *Runner) Generate(seed uint64) Case { return r.gen.Example(int(seed)) }
+
+// Run runs one case on the service and checks its history. The error is
+// about the harness (the database, the broker, the command), never a
+// verdict.
+func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.History, checkers.Result, error) {
+	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byReply: map[string]*attempt{}, confirms: map[string]*attempt{}, failing: map[string]*attempt{}}
+	t0 := time.Now()
+	h, err := rn.execute()
+	if err != nil {
+		return nil, checkers.Result{}, err
+	}
+	t1 := time.Now()
+	res, err := checkers.Check(h, r.cfg.Model, checkers.Options{})
+	r.mu.Lock()
+	r.timings.Runs++
+	r.timings.Setup += rn.started.Sub(t0)
+	if rn.first.IsZero() {
+		r.timings.Work += rn.drained.Sub(rn.started)
+	} else {
+		r.timings.Start += rn.first.Sub(rn.started)
+		r.timings.Work += rn.drained.Sub(rn.first)
+	}
+	r.timings.Teardown += t1.Sub(rn.drained)
+	r.timings.Check += time.Since(t1)
+	r.mu.Unlock()
+	if err != nil {
+		return h, res, fmt.Errorf("service: check the run's history: %w", err)
+	}
+	h.Header.Verdict, h.Header.Anomalies = res.Verdict, res.Anomalies
+	return h, res, nil
+}
+
+// run is the state of one run, shared by the proxies' goroutines under mu.
+type run struct {
+	r      *Runner
+	ctx    context.Context
+	c      Case
+	schema string
+	dsn    string // the run's DATABASE_URL
+
+	mu       sync.Mutex
+	events   []histories.Event
+	sent     map[string]model.Message // by id
+	attempts []*attempt
+	byReply  map[string]*attempt // by the delivery's ack subject
+	confirms map[string]*attempt // publishes whose confirmation kills, by reply inbox
+	failing  map[string]*attempt // publishes whose confirmation becomes an error, by reply inbox
+	procs    []*proc
+	proxies  []*natsProxy
+	pgs      []*pgProxy
+	txs      int       // transactions numbered so far
+	last     time.Time // the last thing that happened
+	busy     int       // pauses and restarts under way: not drained
+	stopping bool
+	wg       sync.WaitGroup
+
+	started, first, drained time.Time // processes started, first delivery, drain seen
+}
+
+// proc is one consumer process, across its restarts.
+type proc struct {
+	index   int
+	gen     int // incremented by every start
+	cmd     *exec.Cmd
+	done    chan struct{}
+	dead    bool // killed by a fault, or exited; waiting for its restart
+	exits   int  // exits of its own
+	open    []*attempt
+	latest  *attempt // the last delivery it got, acked or not
+	natsURL string
+	dbURL   string
+}
+
+func (p *proc) name() string { return "consumer-" + strconv.Itoa(p.index+1) }
+
+// attempt is one delivery of an input copy to a process.
+type attempt struct {
+	n         int
+	proc      *proc
+	msg       model.Message
+	reply     string
+	publishes int
+	writes    int
+	commits   int
+	stmts     int // statements the server completed for it
+	faults    []faults.Fault
+}
+
+func (rn *run) add(ev histories.Event) {
+	ev.Step = len(rn.events) + 1
+	rn.events = append(rn.events, ev)
+	rn.last = time.Now()
+}
+
+func (rn *run) execute() (*histories.History, error) {
+	cfg := rn.r.cfg
+	if err := rn.createSchema(); err != nil {
+		return nil, err
+	}
+	defer rn.dropSchema()
+	if err := rn.r.b.reset(rn.ctx); err != nil {
+		return nil, err
+	}
+	if err := rn.send(); err != nil {
+		return nil, err
+	}
+	up, err := upstreamAddr(rn.r.b.url)
+	if err != nil {
+		return nil, err
+	}
+	pgNet, pgAddr, err := pgUpstream(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	rn.mu.Lock()
+	rn.started = time.Now()
+	for i := range cfg.Consumers {
+		p := &proc{index: i}
+		rn.procs = append(rn.procs, p)
+		px, err := newNATSProxy(up, i, func() int { rn.mu.Lock(); defer rn.mu.Unlock(); return p.gen }, rn)
+		if err != nil {
+			rn.mu.Unlock()
+			rn.stop()
+			return nil, err
+		}
+		rn.proxies = append(rn.proxies, px)
+		p.natsURL = px.url()
+		pp, err := newPGProxy(pgNet, pgAddr, i, func() int { rn.mu.Lock(); defer rn.mu.Unlock(); return p.gen }, rn)
+		if err != nil {
+			rn.mu.Unlock()
+			rn.stop()
+			return nil, err
+		}
+		rn.pgs = append(rn.pgs, pp)
+		if p.dbURL, err = throughProxy(rn.dsn, pp.addr()); err != nil {
+			rn.mu.Unlock()
+			rn.stop()
+			return nil, err
+		}
+		if err := rn.start(p); err != nil {
+			rn.mu.Unlock()
+			rn.stop()
+			return nil, err
+		}
+	}
+	rn.last = time.Now()
+	rn.mu.Unlock()
+	drained, detail, err := rn.drain()
+	rn.drained = time.Now()
+	rn.stop()
+	if err != nil {
+		return nil, err
+	}
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if drained {
+		rn.add(histories.Event{Kind: histories.Drain, Process: "broker", Detail: detail})
+	} else {
+		rn.add(histories.Event{Kind: histories.Undrained, Detail: detail})
+	}
+	if err := rn.observe(); err != nil {
+		return nil, err
+	}
+	h := &histories.History{Header: rn.header(), Events: rn.events}
+	if err := h.Validate(); err != nil {
+		return h, fmt.Errorf("service: the recorded history is malformed: %w", err)
+	}
+	return h, nil
+}
+
+func (rn *run) header() histories.Header {
+	cfg := rn.r.cfg
+	return histories.Header{
+		Format: histories.Format, Version: histories.Version, Tool: "service mode",
+		Model: cfg.Model.Name(), Strategy: "service", Backend: "pg", Downstream: "dedup-by-id",
+		Faults: cfg.Faults, Workload: rn.c.Workload, Plan: rn.c.Plan, FreeRunning: true,
+	}
+}
+
+// createSchema makes the run's schema and applies the service's tables.
+func (rn *run) createSchema() error {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	rn.schema = "oncecheck_svc_" + hex.EncodeToString(b[:])
+	dsn, err := withSearchPath(rn.r.cfg.DSN, rn.schema)
+	if err != nil {
+		return err
+	}
+	rn.dsn = dsn
+	conn, err := pgx.Connect(rn.ctx, rn.r.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("service: connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(rn.ctx, "CREATE SCHEMA "+rn.schema); err != nil {
+		return fmt.Errorf("service: create schema %s: %w", rn.schema, err)
+	}
+	if rn.r.cfg.Schema == "" {
+		return nil
+	}
+	if _, err := conn.Exec(rn.ctx, "SET search_path TO "+rn.schema); err != nil {
+		return fmt.Errorf("service: schema %s: %w", rn.schema, err)
+	}
+	if _, err := conn.Exec(rn.ctx, rn.r.cfg.Schema); err != nil {
+		return fmt.Errorf("service: apply the schema file to %s: %w", rn.schema, err)
+	}
+	return nil
+}
+
+func (rn *run) dropSchema() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, rn.r.cfg.DSN)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+rn.schema+" CASCADE")
+}
+
+// withSearchPath adds the run's schema to a DSN, as a startup option any
+// PostgreSQL client passes on (libpq, pgx, JDBC's options, psycopg).
+func withSearchPath(dsn, schema string) (string, error) {
+	opt := "-csearch_path=" + schema
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", fmt.Errorf("service: the PostgreSQL URL: %w", err)
+		}
+		q := u.Query()
+		q.Set("options", opt)
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	return dsn + " options=" + opt, nil
+}
+
+// pgUpstream is where the PostgreSQL proxies connect: the server of the
+// DSN, over TCP or its Unix socket.
+func pgUpstream(dsn string) (network, addr string, err error) {
+	c, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "", "", fmt.Errorf("service: the PostgreSQL DSN: %w", err)
+	}
+	if strings.HasPrefix(c.Host, "/") {
+		return "unix", fmt.Sprintf("%s/.s.PGSQL.%d", c.Host, c.Port), nil
+	}
+	return "tcp", net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), nil
+}
+
+// throughProxy points a DSN at the proxy's address.
+func throughProxy(dsn, addr string) (string, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", fmt.Errorf("service: the PostgreSQL URL: %w", err)
+		}
+		u.Host = addr
+		q := u.Query()
+		q.Del("host")
+		q.Del("port")
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	return dsn + " host=" + host + " port=" + port, nil
+}
+
+// send publishes the workload in the plan's order: reordered copies move
+// later, re-issued ones come again with a new id.
+func (rn *run) send() error {
+	w := rn.c.Workload
+	type item struct {
+		m     model.Message
+		fault string
+	}
+	order := make([]item, len(w))
+	for i, m := range w {
+		order[i] = item{m: m}
+	}
+	reissues := 0
+	for _, f := range rn.c.Plan.Faults {
+		switch f.Kind {
+		case faults.Reorder:
+			if f.At >= len(order) {
+				continue
+			}
+			it := order[f.At]
+			it.fault = string(faults.Reorder)
+			order = slices.Delete(order, f.At, f.At+1)
+			to := min(f.At+f.Index, len(order))
+			order = slices.Insert(order, to, it)
+		case faults.Reissue:
+			if f.Index >= len(w) {
+				continue
+			}
+			reissues++
+			m := w[f.Index]
+			m.ID = fmt.Sprintf("%s-r%d", m.ID, reissues)
+			order = slices.Insert(order, min(f.At, len(order)), item{m: m, fault: string(faults.Reissue)})
+		}
+	}
+	ordered := rn.r.cfg.Model.Ordered()
+	for _, it := range order {
+		m := it.m
+		msg := nats.NewMsg(InSubject + m.Aggregate)
+		msg.Data = m.Payload
+		msg.Header.Set(HeaderMsgID, m.ID)
+		msg.Header.Set(HeaderKey, m.Key)
+		msg.Header.Set(HeaderType, m.Type)
+		msg.Header.Set(HeaderAggregate, m.Aggregate)
+		if ordered {
+			msg.Header.Set(HeaderPosition, strconv.FormatInt(m.Position, 10))
+		}
+		rn.mu.Lock()
+		rn.sent[m.ID] = m
+		rn.add(histories.Event{Kind: histories.Send, Process: "sender", Message: &m, Fault: it.fault})
+		rn.mu.Unlock()
+		if _, err := rn.r.b.js.PublishMsg(rn.ctx, msg); err != nil {
+			return fmt.Errorf("service: publish %s: %w", m.ID, err)
+		}
+	}
+	return nil
+}
+
+// start starts (or restarts) a process; rn.mu is held.
+func (rn *run) start(p *proc) error {
+	cfg := rn.r.cfg
+	cmd := exec.Command("sh", "-c", cfg.Command)
+	cmd.Dir = cfg.Dir
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dbURL, "NATS_URL="+p.natsURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
+	cmd.Stdout, cmd.Stderr = cfg.Output, cfg.Output
+	setGroup(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("service: start %q: %w", cfg.Command, err)
+	}
+	p.gen++
+	p.cmd, p.dead, p.done = cmd, false, make(chan struct{})
+	done, gen := p.done, p.gen
+	rn.wg.Add(1)
+	go func() {
+		defer rn.wg.Done()
+		err := cmd.Wait()
+		close(done)
+		rn.exited(p, gen, err)
+	}()
+	if gen > 1 {
+		rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Detail: fmt.Sprintf("started again (pid %d)", cmd.Process.Pid)})
+	}
+	return nil
+}
+
+// exited handles a process that ended by itself: it is restarted, up to a
+// few times.
+func (rn *run) exited(p *proc, gen int, err error) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if rn.stopping || p.gen != gen || p.dead {
+		return
+	}
+	p.dead = true
+	p.exits++
+	for _, a := range p.open {
+		rn.add(histories.Event{Kind: histories.Crash, Attempt: a.n, Process: p.name(), Point: "exit", Detail: fmt.Sprintf("the process exited by itself: %v", err)})
+	}
+	p.open, p.latest = nil, nil
+	if p.exits > 3 {
+		rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Detail: fmt.Sprintf("exited by itself %d times (%v): not restarted", p.exits, err)})
+		return
+	}
+	if err := rn.start(p); err != nil {
+		rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Detail: err.Error()})
+	}
+}
+
+// kill SIGKILLs a process at a fault; rn.mu is held. Its open attempts
+// crash; once it is gone oncecheck negatively acknowledges their copies
+// on its behalf (as the broker would after the ack wait) and restarts it.
+func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
+	if p.dead {
+		return
+	}
+	p.dead = true
+	var replies []string
+	for _, a := range p.open {
+		detail := "SIGKILL: " + Describe(f)
+		if a != target {
+			detail = "SIGKILL of its process: " + Describe(f)
+		}
+		rn.add(histories.Event{Kind: histories.Crash, Attempt: a.n, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: detail})
+		replies = append(replies, a.reply)
+	}
+	if len(p.open) == 0 {
+		rn.add(histories.Event{Kind: histories.Crash, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: "SIGKILL between deliveries: " + Describe(f)})
+	}
+	p.open, p.latest = nil, nil
+	_ = signalGroup(p.cmd, sigKill)
+	rn.busy++
+	done := p.done
+	rn.wg.Add(1)
+	go func() {
+		defer rn.wg.Done()
+		<-done
+		for _, r := range replies {
+			_ = rn.r.b.nc.Publish(r, []byte("-NAK"))
+		}
+		rn.mu.Lock()
+		defer rn.mu.Unlock()
+		rn.busy--
+		if len(replies) > 0 {
+			rn.add(histories.Event{Kind: histories.Requeue, Process: "broker", Detail: fmt.Sprintf("oncecheck nacked the %d unacknowledged copies of the killed %s, as the broker would after their ack wait", len(replies), p.name())})
+		}
+		if !rn.stopping {
+			if err := rn.start(p); err != nil {
+				rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Detail: err.Error()})
+			}
+		}
+	}()
+}
+
+// pause stops a process for longer than the consumer's ack wait, then lets
+// it go on; it does not hold rn.mu.
+func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
+	rn.mu.Lock()
+	if p.dead {
+		rn.busy--
+		rn.mu.Unlock()
+		return
+	}
+	cmd := p.cmd
+	_ = signalGroup(cmd, sigStop) // first: the ack wait is asked for while it stands still
+	rn.mu.Unlock()
+	in, err := rn.r.b.inputs(rn.ctx)
+	wait := in.ackWait
+	if err != nil || wait <= 0 {
+		wait = 30 * time.Second // JetStream's default ack wait
+	}
+	wait += 500 * time.Millisecond
+	rn.mu.Lock()
+	rn.add(histories.Event{Kind: histories.Requeue, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
+	rn.mu.Unlock()
+	_ = sleepCtx(rn.ctx, wait)
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.busy--
+	if p.cmd == cmd && !p.dead {
+		_ = signalGroup(cmd, sigCont)
+		rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Fault: string(f.Kind), Detail: "SIGCONT: the paused process goes on"})
+		// A resumed process gets a moment before its silence counts
+		// towards the drain: it has just woken up.
+		rn.last = time.Now().Add(resumeGrace)
+	}
+}
+
+// resumeGrace is how long after SIGCONT a process's silence does not yet
+// count towards the drain.
+const resumeGrace = time.Second
+
+// drain waits until every input is acknowledged and nothing happened for
+// the quiet period, or the bound passes (the run is stuck).
+func (rn *run) drain() (bool, string, error) {
+	cfg := rn.r.cfg
+	deadline := time.Now().Add(cfg.Bound)
+	var in inputs
+	for time.Now().Before(deadline) {
+		if err := sleepCtx(rn.ctx, 50*time.Millisecond); err != nil {
+			return false, "", err
+		}
+		var err error
+		if in, err = rn.r.b.inputs(rn.ctx); err != nil {
+			return false, "", err
+		}
+		rn.mu.Lock()
+		quiet := rn.busy == 0 && time.Since(rn.last) >= cfg.Quiet
+		rn.mu.Unlock()
+		if in.consumers > 0 && in.pending == 0 && in.ackPending == 0 && quiet {
+			return true, fmt.Sprintf("every input acknowledged, nothing for %s", cfg.Quiet), nil
+		}
+	}
+	if in.consumers == 0 {
+		return false, fmt.Sprintf("no consumer of %s after %s", InStream, cfg.Bound), nil
+	}
+	return false, fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending), nil
+}
+
+// stop ends every process and proxy. The run is over (drained or
+// stuck), so the processes are killed (SIGKILL) rather than asked to end.
+func (rn *run) stop() {
+	rn.mu.Lock()
+	rn.stopping = true
+	procs := slices.Clone(rn.procs)
+	for _, p := range procs {
+		if p.cmd != nil {
+			_ = signalGroup(p.cmd, sigKill)
+			_ = signalGroup(p.cmd, sigCont)
+		}
+	}
+	rn.mu.Unlock()
+	for _, p := range procs {
+		if p.cmd != nil {
+			<-p.done
+		}
+	}
+	for _, px := range rn.proxies {
+		px.close()
+	}
+	for _, pp := range rn.pgs {
+		pp.close()
+	}
+	rn.wg.Wait()
+}
+
+// observe reads each aggregate's final state with the observation query;
+// rn.mu is held.
+func (rn *run) observe() error {
+	ctx, cancel := context.WithTimeout(rn.ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, rn.dsn)
+	if err != nil {
+		return fmt.Errorf("service: connect to observe: %w", err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, rn.r.cfg.ObserveSQL, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return fmt.Errorf("service: the observation query: %w", err)
+	}
+	states := map[string]model.State{}
+	for rows.Next() {
+		var agg string
+		var state []byte
+		if err := rows.Scan(&agg, &state); err != nil {
+			return fmt.Errorf("service: the observation query must return (aggregate, state as JSON): %w", err)
+		}
+		s, err := model.Canonical(state)
+		if err != nil {
+			return fmt.Errorf("service: the state of %s is not JSON: %w", agg, err)
+		}
+		states[agg] = s
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("service: the observation query: %w", err)
+	}
+	m := rn.r.cfg.Model
+	for _, agg := range rn.c.Workload.Aggregates() {
+		if _, ok := states[agg]; !ok {
+			states[agg] = m.Initial(agg)
+		}
+	}
+	aggs := make([]string, 0, len(states))
+	for a := range states {
+		aggs = append(aggs, a)
+	}
+	slices.Sort(aggs)
+	for _, a := range aggs {
+		rn.add(histories.Event{Kind: histories.Observe, Aggregate: a, State: states[a]})
+	}
+	return nil
+}

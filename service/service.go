@@ -1,0 +1,254 @@
+// Package service verifies a real consumer service, black box, in any
+// language: it starts the service's command as processes, owns the NATS
+// JetStream broker (embedded, or $ONCECHECK_NATS) and a PostgreSQL schema
+// of each run, publishes a model's workload, injects faults at the
+// boundaries its NATS proxy sees (SIGKILL, SIGSTOP past the ack wait, a
+// dropped ack, re-issued and reordered sends), records a history and
+// checks it with checkers.Check as any other. docs/service-mode.md is the
+// contract a service meets.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// Config is what a runner needs to know of the service and its runs.
+type Config struct {
+	// Command is the service's command line, run by sh -c (any language).
+	Command string
+	// Dir is the command's working directory ("" is the current one).
+	Dir string
+	// Consumers is how many processes of the command run; 0 means 2.
+	Consumers int
+	// Schema is the SQL applied to each run's fresh schema before the
+	// service starts (several statements; "" applies nothing).
+	Schema string
+	// ObserveSQL returns each aggregate's state after the run drains: two
+	// columns, the aggregate and its state as JSON in the model's
+	// representation. An aggregate without a row is in its initial state.
+	ObserveSQL string
+	// Model is the reference business logic; nil means model.Orders.
+	Model model.Model
+	// Faults are the kinds a plan draws from (see Kinds); none means a
+	// run without faults.
+	Faults []faults.Kind
+	// MaxMessages and MaxFaults bound the generated cases; 0 means 4 and 2.
+	MaxMessages, MaxFaults int
+	// DSN is the PostgreSQL server; each run gets a schema of its own.
+	DSN string
+	// NATS is the URL of an external NATS server with JetStream; "" starts
+	// one embedded. Each run deletes and re-creates the streams
+	// ONCECHECK_IN and ONCECHECK_OUT there: a server of one's own.
+	NATS string
+	// Quiet is how long nothing may happen for a run to count as drained;
+	// 0 means 300ms. Bound is how long a run may take to drain before it
+	// is stuck; 0 means 30s.
+	Quiet, Bound time.Duration
+	// Output receives the processes' standard output and error; nil
+	// discards them.
+	Output io.Writer
+}
+
+// Kinds are the fault kinds service mode injects in this version.
+var Kinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.PublishFailure, faults.Reissue, faults.Concurrent}
+
+// The points at which a crash (SIGKILL) strikes, as the proxies see them.
+// At the NATS proxy: BeforeHandle drops the delivery and kills its
+// process; the publish points strike at the attempt's publish number
+// Index, before it reaches the broker or as the broker's confirmation
+// comes back; BeforeAck drops the ack and kills; AfterAck forwards the
+// ack and kills at once. At the PostgreSQL proxy, counting from the
+// attempt's delivery: AfterWrite kills as the server's reply to write
+// number Index comes back, BeforeCommit as commit number Index goes to the
+// server (not forwarded), AfterCommit as the server's reply to commit
+// number Index comes back (the server committed, the process never
+// learns it). A write outside a transaction is a commit too.
+const AfterAck faults.Point = "after-ack"
+
+// CrashPoints are the points a generated crash picks from.
+var CrashPoints = []faults.Point{faults.BeforeHandle, faults.AfterWrite, faults.BeforeCommit, faults.AfterCommit,
+	faults.BeforePublish, faults.AfterPublish, faults.BeforeAck, AfterAck}
+
+// indexed reports whether a crash point counts writes, commits or
+// publishes of its attempt.
+func indexed(p faults.Point) bool {
+	switch p {
+	case faults.AfterWrite, faults.BeforeCommit, faults.AfterCommit, faults.BeforePublish, faults.AfterPublish:
+		return true
+	}
+	return false
+}
+
+// pauseAtStatement is the first Index of a lease-expired fault (a pause)
+// that strikes at a SQL statement: Index 0 pauses the process as the
+// delivery reaches it, 1 as its ack does, pauseAtStatement+k as the
+// server's reply to the attempt's statement k (from 0) comes back.
+const pauseAtStatement = 2
+
+// Case is one run's input: the workload and the fault plan.
+type Case struct {
+	Workload model.Workload
+	Plan     faults.Plan
+}
+
+// ErrUnsupported is returned off Unix, where a process group cannot be
+// signalled.
+var ErrUnsupported = errors.New("service mode needs a Unix system (it signals process groups)")
+
+func (c *Config) defaults() error {
+	if c.Command == "" {
+		return errors.New("service: no command")
+	}
+	if c.ObserveSQL == "" {
+		return errors.New("service: no observation query")
+	}
+	if c.DSN == "" {
+		return errors.New("service: no PostgreSQL server (set $ONCECHECK_PG)")
+	}
+	if c.Consumers <= 0 {
+		c.Consumers = 2
+	}
+	if c.Consumers > 16 {
+		return fmt.Errorf("service: %d consumers, at most 16", c.Consumers)
+	}
+	if c.Model == nil {
+		c.Model = model.Orders{}
+	}
+	if c.MaxMessages <= 0 {
+		c.MaxMessages = 4
+	}
+	if c.MaxFaults <= 0 {
+		c.MaxFaults = 2
+	}
+	if c.Quiet <= 0 {
+		c.Quiet = 300 * time.Millisecond
+	}
+	if c.Bound <= 0 {
+		c.Bound = 30 * time.Second
+	}
+	if c.Output == nil {
+		c.Output = io.Discard
+	}
+	for _, k := range c.Faults {
+		ok := false
+		for _, s := range Kinds {
+			ok = ok || k == s
+		}
+		if !ok {
+			return fmt.Errorf("service: fault kind %s is not injected in service mode yet (these are: crash, redelivery, reorder, publish-failure, reissue, concurrent)", k)
+		}
+	}
+	return nil
+}
+
+// generator draws a case: a workload of the model and up to MaxFaults
+// faults of the configured kinds, placed on its deliveries and sends.
+func (c *Config) generator() *rapid.Generator[Case] {
+	return rapid.Custom(func(t *rapid.T) Case {
+		w := c.Model.Workload(c.MaxMessages).Draw(t, "workload")
+		plan := faults.Plan{Consumers: c.Consumers}
+		var kinds []faults.Kind
+		for _, k := range c.Faults {
+			if k != faults.Concurrent { // concurrent is the consumers
+				kinds = append(kinds, k)
+			}
+		}
+		if len(kinds) == 0 {
+			return Case{Workload: w, Plan: plan}
+		}
+		n := rapid.IntRange(0, c.MaxFaults).Draw(t, "faults")
+		last := len(w) - 1
+		for range n {
+			f := faults.Fault{Kind: rapid.SampledFrom(kinds).Draw(t, "kind")}
+			switch f.Kind {
+			case faults.Crash:
+				f.Process = faults.Consumer
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
+				f.Point = rapid.SampledFrom(CrashPoints).Draw(t, "point")
+				if indexed(f.Point) {
+					f.Index = rapid.IntRange(0, 1).Draw(t, "index")
+				}
+			case faults.Redelivery:
+				f.Variant = rapid.SampledFrom([]string{faults.AckLost, faults.LeaseExpired}).Draw(t, "variant")
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
+				if f.Variant == faults.LeaseExpired {
+					f.Index = rapid.IntRange(0, pauseAtStatement+1).Draw(t, "pause")
+				}
+			case faults.PublishFailure:
+				f.Process = faults.Consumer
+				f.Variant = rapid.SampledFrom([]string{faults.Rejected, faults.LostConfirm}).Draw(t, "variant")
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
+				f.Index = rapid.IntRange(0, 1).Draw(t, "index")
+			case faults.Reorder:
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
+				f.Index = rapid.IntRange(1, faults.ReorderWindow).Draw(t, "distance")
+			case faults.Reissue:
+				f.Index = rapid.IntRange(0, last).Draw(t, "message")
+				f.At = rapid.IntRange(f.Index+1, len(w)).Draw(t, "after")
+			}
+			plan.Faults = append(plan.Faults, f)
+		}
+		return Case{Workload: w, Plan: plan}
+	})
+}
+
+// Describe renders a fault as service mode injects it, for reports.
+func Describe(f faults.Fault) string {
+	switch {
+	case f.Kind == faults.Crash && f.Point == faults.BeforeHandle:
+		return fmt.Sprintf("SIGKILL the consumer that delivery #%d reaches, before it gets the copy", f.At+1)
+	case f.Kind == faults.Crash && f.Point == faults.BeforePublish:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d as its publish #%d reaches the proxy (not forwarded)", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.AfterPublish:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d after the broker took its publish #%d, before it sees the confirmation", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.AfterWrite:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d after the server ran its SQL write #%d, before it sees the reply", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.BeforeCommit:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d as its COMMIT #%d reaches the proxy (not forwarded: the server rolls back)", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.AfterCommit:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d after the server committed its commit #%d, before it sees the reply", f.At+1, f.Index+1)
+	case f.Kind == faults.Crash && f.Point == faults.BeforeAck:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d as its ack reaches the proxy (not forwarded)", f.At+1)
+	case f.Kind == faults.Crash && f.Point == AfterAck:
+		return fmt.Sprintf("SIGKILL the consumer of delivery #%d just after its ack went to the broker", f.At+1)
+	case f.Kind == faults.Redelivery && f.Variant == faults.AckLost:
+		return fmt.Sprintf("the proxy drops the ack of delivery #%d: redelivered", f.At+1)
+	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired && f.Index == 0:
+		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as the copy reaches it, past its ack wait, then SIGCONT", f.At+1)
+	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired && f.Index == 1:
+		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as its ack reaches the proxy, past its ack wait, then SIGCONT and forward the ack", f.At+1)
+	case f.Kind == faults.Redelivery && f.Variant == faults.LeaseExpired:
+		return fmt.Sprintf("SIGSTOP the consumer of delivery #%d as the server's reply to its SQL statement #%d comes back, past its ack wait, then SIGCONT and forward the reply", f.At+1, f.Index-pauseAtStatement+1)
+	case f.Kind == faults.PublishFailure && f.Variant == faults.Rejected:
+		return fmt.Sprintf("the proxy refuses publish #%d of delivery #%d: not forwarded, the publisher gets an error", f.Index+1, f.At+1)
+	case f.Kind == faults.PublishFailure:
+		return fmt.Sprintf("publish #%d of delivery #%d reaches the broker, but the proxy turns its confirmation into an error", f.Index+1, f.At+1)
+	case f.Kind == faults.Reorder:
+		return fmt.Sprintf("send #%d is published %d places later", f.At+1, f.Index)
+	case f.Kind == faults.Reissue:
+		return fmt.Sprintf("after send #%d oncecheck publishes workload message #%d again with a new id", f.At, f.Index+1)
+	}
+	return f.String()
+}
+
+// Ctx-free helpers below keep the run's code short.
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
