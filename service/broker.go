@@ -2,136 +2,97 @@ package service
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oncecheck/oncecheck/model"
 )
 
-// The streams of the contract: oncecheck publishes the workload to
-// InStream, the service publishes its outputs to subjects OutStream
-// captures.
-const (
-	InStream   = "ONCECHECK_IN"
-	OutStream  = "ONCECHECK_OUT"
-	InSubject  = "oncecheck.in."
-	OutSubject = "oncecheck.out."
-)
-
-// The headers of an input message and of an output (docs/service-mode.md).
-const (
-	HeaderMsgID     = "Nats-Msg-Id"
-	HeaderKey       = "Oncecheck-Key"
-	HeaderType      = "Oncecheck-Type"
-	HeaderAggregate = "Oncecheck-Aggregate"
-	HeaderPosition  = "Oncecheck-Position"
-	HeaderCause     = "Oncecheck-Cause"
-)
-
-// broker is the NATS server of a runner, embedded (JetStream on a
-// temporary directory) or external, and oncecheck's own connection to it.
-type broker struct {
-	srv *server.Server // nil for an external server
-	dir string
-	url string
-	nc  *nats.Conn
-	js  jetstream.JetStream
+// broker is the message broker a service consumes its input from and
+// publishes its outputs to, as service mode drives it: NATS JetStream in
+// this version (nats.go), each broker behind a protocol proxy of its own
+// that turns what it sees into the run's hooks (hooks.go).
+type broker interface {
+	// reset empties the input and output of the contract before a run,
+	// with every consumer (group) of the input.
+	reset(ctx context.Context) error
+	// send publishes one workload copy to the input, with the contract's
+	// id, key, type, aggregate and, when ordered, position.
+	send(ctx context.Context, m model.Message, ordered bool) error
+	// inputs says how far the consumers of the input are.
+	inputs(ctx context.Context) (inputs, error)
+	// requeue gives the copies of the deliveries named by their tokens
+	// back to the broker on their consumer's behalf, as the broker does
+	// itself once their ack wait or session ends; false when this broker
+	// has no such request and the wait must run out.
+	requeue(tokens []string) bool
+	// proxy starts the proxy of consumer process index, in front of the
+	// broker, judging what it carries with h.
+	proxy(index int, gen func() int, h hooks) (brokerProxy, error)
+	// input names the input, for reports ("ONCECHECK_IN").
+	input() string
+	close()
 }
 
-// startBroker starts an embedded server, or connects to url when it is
-// not empty.
-func startBroker(url string) (*broker, error) {
-	b := &broker{url: url}
-	if url == "" {
-		dir, err := os.MkdirTemp("", "oncecheck-nats-*")
-		if err != nil {
-			return nil, fmt.Errorf("nats: temporary directory: %w", err)
-		}
-		b.dir = dir
-		srv, err := server.NewServer(&server.Options{
-			Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir,
-			NoLog: true, NoSigs: true, DisableJetStreamBanner: true,
-		})
-		if err != nil {
-			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("nats: embedded server: %w", err)
-		}
-		srv.Start()
-		if !srv.ReadyForConnections(10 * time.Second) {
-			srv.Shutdown()
-			_ = os.RemoveAll(dir)
-			return nil, errors.New("nats: the embedded server did not start within 10s")
-		}
-		b.srv, b.url = srv, srv.ClientURL()
-	}
-	nc, err := nats.Connect(b.url, nats.Name("oncecheck"))
-	if err != nil {
-		b.close()
-		return nil, fmt.Errorf("nats: connect to %s: %w", b.url, err)
-	}
-	b.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.close()
-		return nil, fmt.Errorf("nats: jetstream: %w", err)
-	}
-	b.js = js
-	return b, nil
+// brokerProxy is the proxy of one consumer process in front of the
+// broker.
+type brokerProxy interface {
+	// env is what the process finds in its environment to reach the
+	// broker through the proxy (NATS_URL=...).
+	env() []string
+	close()
 }
 
-// reset deletes the streams of the contract, with their consumers, and
-// creates them again, empty.
-func (b *broker) reset(ctx context.Context) error {
-	for name, subject := range map[string]string{InStream: InSubject + ">", OutStream: OutSubject + ">"} {
-		if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("nats: delete stream %s: %w", name, err)
-		}
-		if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}}); err != nil {
-			return fmt.Errorf("nats: create stream %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// inputs reports the consumers of the input stream: how many messages
-// are not yet delivered or not yet acknowledged, and the longest ack wait.
+// inputs is how far the consumers of the input are: how many consumers
+// (or group members) there are, how many copies are not yet delivered and
+// not yet acknowledged, and the longest ack wait (or session timeout).
 type inputs struct {
 	consumers, pending, ackPending int
 	ackWait                        time.Duration
 }
 
-func (b *broker) inputs(ctx context.Context) (inputs, error) {
-	var in inputs
-	s, err := b.js.Stream(ctx, InStream)
-	if err != nil {
-		return in, fmt.Errorf("nats: stream %s: %w", InStream, err)
-	}
-	l := s.ListConsumers(ctx)
-	for ci := range l.Info() {
-		in.consumers++
-		in.pending += int(ci.NumPending)
-		in.ackPending += ci.NumAckPending
-		in.ackWait = max(in.ackWait, ci.Config.AckWait)
-	}
-	if err := l.Err(); err != nil {
-		return in, fmt.Errorf("nats: consumers of %s: %w", InStream, err)
-	}
-	return in, nil
+// delivery is a copy of an input message reaching a process, as its
+// broker proxy saw it.
+type delivery struct {
+	id    string // the message's id, from the contract's header
+	count string // the broker's delivery count, recorded as is ("?": unknown)
+	token string // what the process's ack of it names: unique in the run
 }
 
-func (b *broker) close() {
-	if b.nc != nil {
-		b.nc.Close()
-	}
-	if b.srv != nil {
-		b.srv.Shutdown()
-		b.srv.WaitForShutdown()
-	}
-	if b.dir != "" {
-		_ = os.RemoveAll(b.dir)
-	}
+// output is a message a process publishes on the contract's output.
+type output struct {
+	id, typ, cause string
+	body           []byte
+	// confirmed says the publisher waits for the broker's confirmation,
+	// which a fault may then strike.
+	confirmed bool
+}
+
+// hooks are what a broker proxy reports to the run (implemented by *run
+// in hooks.go); each returns what the proxy does with the frame.
+type hooks interface {
+	// alive reports whether c's process is still the one that opened it.
+	alive(c *proxyConn) bool
+	delivered(c *proxyConn, d delivery) verdict
+	acked(c *proxyConn, token string, nack bool, detail string) verdict
+	published(c *proxyConn, o output) verdict
+}
+
+// verdict is what a proxy does with a frame: forward it or drop it, close
+// the connection or not, then run after, if any.
+type verdict struct {
+	drop bool // the frame is not forwarded
+	cut  bool // the connection is closed (its process is dead)
+	// refuse (a publish only): the frame is not forwarded and the
+	// publisher gets its protocol's error for a refused publish.
+	refuse bool
+	// atConfirm (a publish only): called as the broker's confirmation of
+	// the publish comes back; refuse then turns it into an error.
+	atConfirm func() verdict
+	after     func()
+}
+
+// proxyConn is one client connection through a proxy.
+type proxyConn struct {
+	index int // the consumer process it belongs to
+	gen   int // the generation of the process when it connected
 }

@@ -101,35 +101,19 @@ func parseHeader(b []byte) textproto.MIMEHeader {
 	return h
 }
 
-// verdict is what a proxy does with a frame: forward it or drop it, close
-// the connection or not, then run after, if any.
-type verdict struct {
-	drop    bool   // the frame is not forwarded
-	cut     bool   // the connection is closed (its process is dead)
-	back    []byte // a frame to send back to where this one came from
-	instead []byte // a frame to forward instead of this one
-	after   func()
-}
-
-// natsHooks see every frame a proxied connection carries.
-type natsHooks interface {
-	// fromServer and fromClient judge a frame of connection c.
-	fromServer(c *proxyConn, f natsFrame) verdict
-	fromClient(c *proxyConn, f natsFrame) verdict
-}
-
-// proxyConn is one client connection through a proxy.
-type proxyConn struct {
-	index int // the consumer process it belongs to
-	gen   int // the generation of the process when it connected
-	// subs are the client's subscriptions, subject to sid (NATS proxy
-	// only; guarded by the hooks' lock).
-	subs map[string]string
+// natsConn is one client connection through a NATS proxy: its
+// subscriptions, and the publishes whose confirmation a fault waits for.
+type natsConn struct {
+	proxyConn
+	mu       sync.Mutex
+	subs     map[string]string         // subject -> sid
+	confirms map[string]func() verdict // reply inbox -> what its confirmation does
 }
 
 // sid returns the client's subscription that a message to subject
-// reaches: an exact subject, or a wildcard one ("_INBOX.abc.*").
-func (c *proxyConn) sid(subject string) (string, bool) {
+// reaches: an exact subject, or a wildcard one ("_INBOX.abc.*"); c.mu is
+// held.
+func (c *natsConn) sid(subject string) (string, bool) {
 	if sid, ok := c.subs[subject]; ok {
 		return sid, true
 	}
@@ -144,6 +128,112 @@ func (c *proxyConn) sid(subject string) (string, bool) {
 	return "", false
 }
 
+// natsAction is what the proxy does with one frame: forward it (or
+// another instead), drop it, answer it, cut the connection; then after.
+type natsAction struct {
+	drop, cut bool
+	back      []byte // a frame to send back to where this one came from
+	instead   []byte // a frame to forward instead of this one
+	after     func()
+}
+
+// fromServer judges a frame from the broker: deliveries of input copies,
+// and the confirmations of publishes a fault waits for.
+func (p *natsProxy) fromServer(c *natsConn, f natsFrame) natsAction {
+	if !p.hooks.alive(&c.proxyConn) {
+		return natsAction{cut: true}
+	}
+	if f.op == "MSG" || f.op == "HMSG" {
+		c.mu.Lock()
+		confirm := c.confirms[f.subject]
+		delete(c.confirms, f.subject)
+		c.mu.Unlock()
+		if confirm != nil {
+			v := confirm()
+			a := natsAction{cut: v.cut, after: v.after}
+			if v.refuse {
+				a.instead = msgFrame(f.subject, f.sid, publishRefused)
+			}
+			return a
+		}
+	}
+	if f.op != "HMSG" || !strings.HasPrefix(f.reply, "$JS.ACK.") || !strings.Contains(f.reply, "."+InStream+".") {
+		return natsAction{}
+	}
+	v := p.hooks.delivered(&c.proxyConn, delivery{id: f.header.Get(HeaderMsgID), count: deliveryCount(f.reply), token: f.reply})
+	return natsAction{drop: v.drop, cut: v.cut, after: v.after}
+}
+
+// deliveryCount reads the delivery count from a JetStream ack subject
+// ($JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...).
+func deliveryCount(reply string) string {
+	t := strings.Split(reply, ".")
+	for i, s := range t {
+		if s == InStream && i+2 < len(t) {
+			return t[i+2]
+		}
+	}
+	return "?"
+}
+
+// fromClient judges a frame from the process: acks of deliveries and
+// publishes of outputs.
+func (p *natsProxy) fromClient(c *natsConn, f natsFrame) natsAction {
+	if !p.hooks.alive(&c.proxyConn) {
+		return natsAction{cut: true}
+	}
+	switch {
+	case f.op == "SUB":
+		if args := strings.Fields(string(f.raw)); len(args) >= 3 {
+			c.mu.Lock()
+			c.subs[args[1]] = args[len(args)-1]
+			c.mu.Unlock()
+		}
+		return natsAction{}
+	case f.op != "PUB" && f.op != "HPUB":
+		return natsAction{}
+	case strings.HasPrefix(f.subject, "$JS.ACK."):
+		body := strings.TrimSpace(string(f.body))
+		nack, detail := false, body
+		switch {
+		case body == "" || body == "+ACK" || strings.HasPrefix(body, "+NXT"):
+			detail = ""
+		case strings.HasPrefix(body, "-NAK"):
+			nack = true
+		case body == "+TERM" || strings.HasPrefix(body, "+TERM "):
+			detail = "+TERM: the broker will not deliver it again"
+		default: // +WPI, a progress report
+			return natsAction{}
+		}
+		v := p.hooks.acked(&c.proxyConn, f.subject, nack, detail)
+		return natsAction{drop: v.drop, cut: v.cut, after: v.after}
+	case strings.HasPrefix(f.subject, OutSubject):
+		v := p.hooks.published(&c.proxyConn, output{
+			id: f.header.Get(HeaderMsgID), typ: strings.TrimPrefix(f.subject, OutSubject), cause: f.header.Get(HeaderCause),
+			body: f.body, confirmed: f.reply != "",
+		})
+		a := natsAction{drop: v.drop, cut: v.cut, after: v.after}
+		if v.refuse {
+			a.drop = true
+			c.mu.Lock()
+			if sid, ok := c.sid(f.reply); ok && f.reply != "" {
+				a.back = msgFrame(f.reply, sid, publishRefused)
+			}
+			c.mu.Unlock()
+		}
+		if v.atConfirm != nil {
+			c.mu.Lock()
+			c.confirms[f.reply] = v.atConfirm
+			c.mu.Unlock()
+		}
+		return a
+	}
+	return natsAction{}
+}
+
+// publishRefused is the JetStream API error a refused publish gets.
+var publishRefused = []byte(`{"error":{"code":503,"err_code":10077,"description":"oncecheck: publish refused (publish-failure fault)"}}`)
+
 // msgFrame is a MSG operation carrying body to subject on sid.
 func msgFrame(subject, sid string, body []byte) []byte {
 	return append(fmt.Appendf(nil, "MSG %s %s %d\r\n", subject, sid, len(body)), append(body, '\r', '\n')...)
@@ -156,14 +246,14 @@ type natsProxy struct {
 	upstream string
 	index    int
 	gen      func() int
-	hooks    natsHooks
+	hooks    hooks
 
 	mu    sync.Mutex
 	conns []net.Conn
 	wg    sync.WaitGroup
 }
 
-func newNATSProxy(upstream string, index int, gen func() int, hooks natsHooks) (*natsProxy, error) {
+func newNATSProxy(upstream string, index int, gen func() int, hooks hooks) (*natsProxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("nats proxy: listen: %w", err)
@@ -174,8 +264,8 @@ func newNATSProxy(upstream string, index int, gen func() int, hooks natsHooks) (
 	return p, nil
 }
 
-// url is the NATS_URL the process is given.
-func (p *natsProxy) url() string { return "nats://" + p.ln.Addr().String() }
+// env is the NATS_URL the process is given.
+func (p *natsProxy) env() []string { return []string{"NATS_URL=nats://" + p.ln.Addr().String()} }
 
 func (p *natsProxy) accept() {
 	defer p.wg.Done()
@@ -192,16 +282,16 @@ func (p *natsProxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, client, server)
 		p.mu.Unlock()
-		c := &proxyConn{index: p.index, gen: p.gen(), subs: map[string]string{}}
+		c := &natsConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, subs: map[string]string{}, confirms: map[string]func() verdict{}}
 		p.wg.Add(2)
-		go p.pipe(c, client, server, p.hooks.fromClient)
-		go p.pipe(c, server, client, p.hooks.fromServer)
+		go p.pipe(c, client, server, p.fromClient)
+		go p.pipe(c, server, client, p.fromServer)
 	}
 }
 
 // pipe forwards the frames read from src to dst until either side closes
 // or a frame is dropped.
-func (p *natsProxy) pipe(c *proxyConn, src, dst net.Conn, judge func(*proxyConn, natsFrame) verdict) {
+func (p *natsProxy) pipe(c *natsConn, src, dst net.Conn, judge func(*natsConn, natsFrame) natsAction) {
 	defer p.wg.Done()
 	defer src.Close()
 	defer dst.Close()

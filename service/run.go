@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
 	"pgregory.net/rapid"
 
 	"github.com/oncecheck/oncecheck/checkers"
@@ -30,7 +29,7 @@ import (
 // of their own, each with an embedded broker, may run at once.
 type Runner struct {
 	cfg Config
-	b   *broker
+	b   broker
 	gen *rapid.Generator[Case]
 
 	mu      sync.Mutex
@@ -64,7 +63,7 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	b, err := startBroker(cfg.NATS)
+	b, err := startNATS(cfg.NATS)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +86,7 @@ func (r *Runner) Generate(seed uint64) Case { return r.gen.Example(int(seed)) }
 // about the harness (the database, the broker, the command), never a
 // verdict.
 func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.History, checkers.Result, error) {
-	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byReply: map[string]*attempt{}, confirms: map[string]*attempt{}, failing: map[string]*attempt{}}
+	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byToken: map[string]*attempt{}}
 	t0 := time.Now()
 	h, err := rn.execute()
 	if err != nil {
@@ -126,11 +125,9 @@ type run struct {
 	events   []histories.Event
 	sent     map[string]model.Message // by id
 	attempts []*attempt
-	byReply  map[string]*attempt // by the delivery's ack subject
-	confirms map[string]*attempt // publishes whose confirmation kills, by reply inbox
-	failing  map[string]*attempt // publishes whose confirmation becomes an error, by reply inbox
+	byToken  map[string]*attempt // by the delivery's token (what its ack names)
 	procs    []*proc
-	proxies  []*natsProxy
+	proxies  []brokerProxy
 	pgs      []*pgProxy
 	txs      int       // transactions numbered so far
 	last     time.Time // the last thing that happened
@@ -143,16 +140,16 @@ type run struct {
 
 // proc is one consumer process, across its restarts.
 type proc struct {
-	index   int
-	gen     int // incremented by every start
-	cmd     *exec.Cmd
-	done    chan struct{}
-	dead    bool // killed by a fault, or exited; waiting for its restart
-	exits   int  // exits of its own
-	open    []*attempt
-	latest  *attempt // the last delivery it got, acked or not
-	natsURL string
-	dbURL   string
+	index  int
+	gen    int // incremented by every start
+	cmd    *exec.Cmd
+	done   chan struct{}
+	dead   bool // killed by a fault, or exited; waiting for its restart
+	exits  int  // exits of its own
+	open   []*attempt
+	latest *attempt // the last delivery it got, acked or not
+	env    []string // how it reaches the broker through its proxy
+	dbURL  string
 }
 
 func (p *proc) name() string { return "consumer-" + strconv.Itoa(p.index+1) }
@@ -162,7 +159,7 @@ type attempt struct {
 	n         int
 	proc      *proc
 	msg       model.Message
-	reply     string
+	token     string // what its ack names
 	publishes int
 	writes    int
 	commits   int
@@ -188,10 +185,6 @@ func (rn *run) execute() (*histories.History, error) {
 	if err := rn.send(); err != nil {
 		return nil, err
 	}
-	up, err := upstreamAddr(rn.r.b.url)
-	if err != nil {
-		return nil, err
-	}
 	pgNet, pgAddr, err := pgUpstream(cfg.DSN)
 	if err != nil {
 		return nil, err
@@ -201,14 +194,14 @@ func (rn *run) execute() (*histories.History, error) {
 	for i := range cfg.Consumers {
 		p := &proc{index: i}
 		rn.procs = append(rn.procs, p)
-		px, err := newNATSProxy(up, i, func() int { rn.mu.Lock(); defer rn.mu.Unlock(); return p.gen }, rn)
+		px, err := rn.r.b.proxy(i, func() int { rn.mu.Lock(); defer rn.mu.Unlock(); return p.gen }, rn)
 		if err != nil {
 			rn.mu.Unlock()
 			rn.stop()
 			return nil, err
 		}
 		rn.proxies = append(rn.proxies, px)
-		p.natsURL = px.url()
+		p.env = px.env()
 		pp, err := newPGProxy(pgNet, pgAddr, i, func() int { rn.mu.Lock(); defer rn.mu.Unlock(); return p.gen }, rn)
 		if err != nil {
 			rn.mu.Unlock()
@@ -387,21 +380,12 @@ func (rn *run) send() error {
 	ordered := rn.r.cfg.Model.Ordered()
 	for _, it := range order {
 		m := it.m
-		msg := nats.NewMsg(InSubject + m.Aggregate)
-		msg.Data = m.Payload
-		msg.Header.Set(HeaderMsgID, m.ID)
-		msg.Header.Set(HeaderKey, m.Key)
-		msg.Header.Set(HeaderType, m.Type)
-		msg.Header.Set(HeaderAggregate, m.Aggregate)
-		if ordered {
-			msg.Header.Set(HeaderPosition, strconv.FormatInt(m.Position, 10))
-		}
 		rn.mu.Lock()
 		rn.sent[m.ID] = m
 		rn.add(histories.Event{Kind: histories.Send, Process: "sender", Message: &m, Fault: it.fault})
 		rn.mu.Unlock()
-		if _, err := rn.r.b.js.PublishMsg(rn.ctx, msg); err != nil {
-			return fmt.Errorf("service: publish %s: %w", m.ID, err)
+		if err := rn.r.b.send(rn.ctx, m, ordered); err != nil {
+			return fmt.Errorf("service: %w", err)
 		}
 	}
 	return nil
@@ -412,7 +396,8 @@ func (rn *run) start(p *proc) error {
 	cfg := rn.r.cfg
 	cmd := exec.Command("sh", "-c", cfg.Command)
 	cmd.Dir = cfg.Dir
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dbURL, "NATS_URL="+p.natsURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dbURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
+	cmd.Env = append(cmd.Env, p.env...)
 	cmd.Stdout, cmd.Stderr = cfg.Output, cfg.Output
 	setGroup(cmd)
 	if err := cmd.Start(); err != nil {
@@ -465,14 +450,14 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 		return
 	}
 	p.dead = true
-	var replies []string
+	var tokens []string
 	for _, a := range p.open {
 		detail := "SIGKILL: " + Describe(f)
 		if a != target {
 			detail = "SIGKILL of its process: " + Describe(f)
 		}
 		rn.add(histories.Event{Kind: histories.Crash, Attempt: a.n, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: detail})
-		replies = append(replies, a.reply)
+		tokens = append(tokens, a.token)
 	}
 	if len(p.open) == 0 {
 		rn.add(histories.Event{Kind: histories.Crash, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: "SIGKILL between deliveries: " + Describe(f)})
@@ -485,14 +470,12 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 	go func() {
 		defer rn.wg.Done()
 		<-done
-		for _, r := range replies {
-			_ = rn.r.b.nc.Publish(r, []byte("-NAK"))
-		}
+		requeued := len(tokens) > 0 && rn.r.b.requeue(tokens)
 		rn.mu.Lock()
 		defer rn.mu.Unlock()
 		rn.busy--
-		if len(replies) > 0 {
-			rn.add(histories.Event{Kind: histories.Requeue, Process: "broker", Detail: fmt.Sprintf("oncecheck nacked the %d unacknowledged copies of the killed %s, as the broker would after their ack wait", len(replies), p.name())})
+		if requeued {
+			rn.add(histories.Event{Kind: histories.Requeue, Process: "broker", Detail: fmt.Sprintf("oncecheck gave the %d unacknowledged copies of the killed %s back to the broker, as the broker would after their ack wait", len(tokens), p.name())})
 		}
 		if !rn.stopping {
 			if err := rn.start(p); err != nil {
@@ -562,7 +545,7 @@ func (rn *run) drain() (bool, string, error) {
 		}
 	}
 	if in.consumers == 0 {
-		return false, fmt.Sprintf("no consumer of %s after %s", InStream, cfg.Bound), nil
+		return false, fmt.Sprintf("no consumer of %s after %s", rn.r.b.input(), cfg.Bound), nil
 	}
 	return false, fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending), nil
 }

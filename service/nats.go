@@ -1,0 +1,170 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// The streams of the contract: oncecheck publishes the workload to
+// InStream, the service publishes its outputs to subjects OutStream
+// captures.
+const (
+	InStream   = "ONCECHECK_IN"
+	OutStream  = "ONCECHECK_OUT"
+	InSubject  = "oncecheck.in."
+	OutSubject = "oncecheck.out."
+)
+
+// The headers of an input message and of an output (docs/service-mode.md).
+const (
+	HeaderMsgID     = "Nats-Msg-Id"
+	HeaderKey       = "Oncecheck-Key"
+	HeaderType      = "Oncecheck-Type"
+	HeaderAggregate = "Oncecheck-Aggregate"
+	HeaderPosition  = "Oncecheck-Position"
+	HeaderCause     = "Oncecheck-Cause"
+)
+
+// natsBroker is the NATS server of a runner, embedded (JetStream on a
+// temporary directory) or external, and oncecheck's own connection to it.
+type natsBroker struct {
+	srv *server.Server // nil for an external server
+	dir string
+	url string
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+// startNATS starts an embedded server, or connects to url when it is
+// not empty.
+func startNATS(url string) (*natsBroker, error) {
+	b := &natsBroker{url: url}
+	if url == "" {
+		dir, err := os.MkdirTemp("", "oncecheck-nats-*")
+		if err != nil {
+			return nil, fmt.Errorf("nats: temporary directory: %w", err)
+		}
+		b.dir = dir
+		srv, err := server.NewServer(&server.Options{
+			Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir,
+			NoLog: true, NoSigs: true, DisableJetStreamBanner: true,
+		})
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("nats: embedded server: %w", err)
+		}
+		srv.Start()
+		if !srv.ReadyForConnections(10 * time.Second) {
+			srv.Shutdown()
+			_ = os.RemoveAll(dir)
+			return nil, errors.New("nats: the embedded server did not start within 10s")
+		}
+		b.srv, b.url = srv, srv.ClientURL()
+	}
+	nc, err := nats.Connect(b.url, nats.Name("oncecheck"))
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("nats: connect to %s: %w", b.url, err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("nats: jetstream: %w", err)
+	}
+	b.js = js
+	return b, nil
+}
+
+// reset deletes the streams of the contract, with their consumers, and
+// creates them again, empty.
+func (b *natsBroker) reset(ctx context.Context) error {
+	for name, subject := range map[string]string{InStream: InSubject + ">", OutStream: OutSubject + ">"} {
+		if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("nats: delete stream %s: %w", name, err)
+		}
+		if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}}); err != nil {
+			return fmt.Errorf("nats: create stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (b *natsBroker) inputs(ctx context.Context) (inputs, error) {
+	var in inputs
+	s, err := b.js.Stream(ctx, InStream)
+	if err != nil {
+		return in, fmt.Errorf("nats: stream %s: %w", InStream, err)
+	}
+	l := s.ListConsumers(ctx)
+	for ci := range l.Info() {
+		in.consumers++
+		in.pending += int(ci.NumPending)
+		in.ackPending += ci.NumAckPending
+		in.ackWait = max(in.ackWait, ci.Config.AckWait)
+	}
+	if err := l.Err(); err != nil {
+		return in, fmt.Errorf("nats: consumers of %s: %w", InStream, err)
+	}
+	return in, nil
+}
+
+// send publishes a workload copy to oncecheck.in.<aggregate>.
+func (b *natsBroker) send(ctx context.Context, m model.Message, ordered bool) error {
+	msg := nats.NewMsg(InSubject + m.Aggregate)
+	msg.Data = m.Payload
+	msg.Header.Set(HeaderMsgID, m.ID)
+	msg.Header.Set(HeaderKey, m.Key)
+	msg.Header.Set(HeaderType, m.Type)
+	msg.Header.Set(HeaderAggregate, m.Aggregate)
+	if ordered {
+		msg.Header.Set(HeaderPosition, strconv.FormatInt(m.Position, 10))
+	}
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("nats: publish %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// requeue negatively acknowledges the deliveries, whose tokens are their
+// ack subjects.
+func (b *natsBroker) requeue(tokens []string) bool {
+	for _, t := range tokens {
+		_ = b.nc.Publish(t, []byte("-NAK"))
+	}
+	return true
+}
+
+// proxy starts a NATS protocol proxy in front of the server.
+func (b *natsBroker) proxy(index int, gen func() int, h hooks) (brokerProxy, error) {
+	up, err := upstreamAddr(b.url)
+	if err != nil {
+		return nil, err
+	}
+	return newNATSProxy(up, index, gen, h)
+}
+
+func (b *natsBroker) input() string { return InStream }
+
+func (b *natsBroker) close() {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+	if b.dir != "" {
+		_ = os.RemoveAll(b.dir)
+	}
+}
