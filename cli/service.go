@@ -35,7 +35,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		maxMessages = fs.Int("max-messages", 4, "most logical messages per run")
 		maxFaults   = fs.Int("max-faults", 2, "most faults per run")
 		pgDSN       = fs.String("pg", "", "PostgreSQL DSN (default: $ONCECHECK_PG); each run gets a schema of its own")
-		natsURL     = fs.String("nats", "", "external NATS server with JetStream (default: $ONCECHECK_NATS, else an embedded one)")
+		brokerName  = fs.String("broker", "nats", "the broker the service consumes: "+strings.Join(service.Brokers, ", "))
+		brokerURL   = fs.String("broker-url", "", "the broker's server (default: $ONCECHECK_<BROKER>, as $ONCECHECK_NATS; else an embedded one or the broker's default address)")
+		natsURL     = fs.String("nats", "", "short for --broker nats --broker-url URL")
 		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may happen for a run to count as drained")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
@@ -86,8 +88,11 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	if err := checkDSN(dsn); err != nil {
 		return exitUsage, err
 	}
-	if *natsURL == "" {
-		*natsURL = os.Getenv("ONCECHECK_NATS")
+	if *natsURL != "" {
+		*brokerName, *brokerURL = "nats", *natsURL
+	}
+	if *brokerURL == "" {
+		*brokerURL = os.Getenv("ONCECHECK_" + strings.ToUpper(strings.ReplaceAll(*brokerName, "-", "_")))
 	}
 	output := io.Discard
 	if *verbose {
@@ -95,11 +100,11 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	}
 	runner, err := service.New(service.Config{
 		Command: *command, Dir: *dir, Consumers: *consumers, Schema: string(schema), ObserveSQL: *observeSQL,
-		Model: m, Faults: kinds, MaxMessages: *maxMessages, MaxFaults: *maxFaults, DSN: dsn, NATS: *natsURL,
+		Model: m, Faults: kinds, MaxMessages: *maxMessages, MaxFaults: *maxFaults, DSN: dsn, Broker: *brokerName, BrokerURL: *brokerURL,
 		Quiet: *quietFor, Bound: *bound, Output: output,
 	})
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.Contains(err.Error(), "consumers") {
+		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.Contains(err.Error(), "consumers") {
 			return exitUsage, usagef("%v", err)
 		}
 		return exitInconclusive, err

@@ -2,10 +2,34 @@ package service
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/model"
 )
+
+// Brokers are the brokers service mode runs a service on.
+var Brokers = []string{"nats"}
+
+// BrokerKinds are the fault kinds service mode injects on a broker.
+func BrokerKinds(name string) ([]faults.Kind, error) {
+	switch name {
+	case "nats":
+		return Kinds, nil
+	}
+	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", name, strings.Join(Brokers, ", "))
+}
+
+// openBroker starts the broker of cfg, or connects to it.
+func openBroker(cfg Config) (broker, error) {
+	switch cfg.Broker {
+	case "nats":
+		return startNATS(cfg.BrokerURL)
+	}
+	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", cfg.Broker, strings.Join(Brokers, ", "))
+}
 
 // broker is the message broker a service consumes its input from and
 // publishes its outputs to, as service mode drives it: NATS JetStream in

@@ -63,7 +63,7 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	b, err := startNATS(cfg.NATS)
+	b, err := openBroker(cfg)
 	if err != nil {
 		return nil, err
 	}

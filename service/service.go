@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"pgregory.net/rapid"
@@ -45,10 +47,14 @@ type Config struct {
 	MaxMessages, MaxFaults int
 	// DSN is the PostgreSQL server; each run gets a schema of its own.
 	DSN string
-	// NATS is the URL of an external NATS server with JetStream; "" starts
-	// one embedded. Each run deletes and re-creates the streams
-	// ONCECHECK_IN and ONCECHECK_OUT there: a server of one's own.
-	NATS string
+	// Broker is the broker the service consumes (Brokers lists them);
+	// "" means "nats".
+	Broker string
+	// BrokerURL is an external server of the broker; "" starts one
+	// embedded where the broker can be (NATS), else uses the broker's
+	// default address. For NATS, each run deletes and re-creates the
+	// streams ONCECHECK_IN and ONCECHECK_OUT there: a server of one's own.
+	BrokerURL string
 	// Quiet is how long nothing may happen for a run to count as drained;
 	// 0 means 300ms. Bound is how long a run may take to drain before it
 	// is stuck; 0 means 30s.
@@ -138,13 +144,20 @@ func (c *Config) defaults() error {
 	if c.Output == nil {
 		c.Output = io.Discard
 	}
+	if c.Broker == "" {
+		c.Broker = "nats"
+	}
+	kinds, err := BrokerKinds(c.Broker)
+	if err != nil {
+		return err
+	}
 	for _, k := range c.Faults {
-		ok := false
-		for _, s := range Kinds {
-			ok = ok || k == s
-		}
-		if !ok {
-			return fmt.Errorf("service: fault kind %s is not injected in service mode yet (these are: crash, redelivery, reorder, publish-failure, reissue, concurrent)", k)
+		if !slices.Contains(kinds, k) {
+			names := make([]string, len(kinds))
+			for i, k := range kinds {
+				names[i] = string(k)
+			}
+			return fmt.Errorf("service: fault kind %s is not injected in service mode on %s yet (these are: %s)", k, c.Broker, strings.Join(names, ", "))
 		}
 	}
 	return nil
