@@ -26,10 +26,12 @@ import (
 )
 
 // install is `npm ci`, run once per test binary when node_modules is
-// missing.
+// missing or older than package-lock.json.
 var install = sync.OnceValues(func() ([]byte, error) {
-	if _, err := os.Stat(filepath.Join("node_modules", ".package-lock.json")); err == nil {
-		return nil, nil
+	installed, err := os.Stat(filepath.Join("node_modules", ".package-lock.json"))
+	lock, lerr := os.Stat("package-lock.json")
+	if err == nil && lerr == nil && !installed.ModTime().Before(lock.ModTime()) {
+		return nil, nil // installed from this package-lock.json
 	}
 	cmd := exec.Command("npm", "ci", "--prefer-offline", "--no-audit", "--no-fund")
 	return cmd.CombinedOutput()
