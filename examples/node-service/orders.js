@@ -185,6 +185,9 @@ async function main() {
       msg.nak();
     }
   }
+  if (!stopping) {
+    throw new Error('the NATS connection closed');
+  }
   await nc.drain();
   await db.end();
 }

@@ -163,7 +163,8 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 func size(c service.Case) int { return len(c.Workload) + len(c.Plan.Faults) }
 
 // search runs the generated cases of seeds from to from+runs-1 until one
-// fails, shrinks it and returns the run it failed at, the case before and
+// fails, shrinks it (each smaller case run up to 3 times, once in -short)
+// and returns the run it failed at, the case before and
 // after shrinking, and the explanation of the shrunk one; it fails the test
 // when no run fails.
 func search(t *testing.T, bug string, from uint64, runs int) (at int, before, after service.Case, explained string) {
@@ -179,7 +180,11 @@ func search(t *testing.T, bug string, from uint64, runs int) (at int, before, af
 			continue
 		}
 		require.Equal(t, histories.Violation, res.Verdict, "seed %d: %v\n%s", seed, res.Findings, h.Timeline())
-		small, h, res, _, err := r.Shrink(ctx, c, h, res, 3)
+		tries := 3 // runs of each smaller case
+		if testing.Short() {
+			tries = 1
+		}
+		small, h, res, _, err := r.Shrink(ctx, c, h, res, tries)
 		require.NoError(t, err)
 		var b bytes.Buffer
 		b.WriteString(report.VerdictLine(res) + "\n")
