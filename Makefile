@@ -27,8 +27,18 @@ test: lint test-deps
 ## What is missing is said, then installed from Debian's packages with
 ## apt-get (as root, or through sudo), unless NO_INSTALL=1 or there is no
 ## apt-get: the tests that need it then skip, saying why (under $$CI they
-## fail).
+## fail). Node.js and npm, for the Node.js example service
+## (examples/node-service), are installed that way only under $$CI;
+## elsewhere their absence is said and that example is skipped.
 test-deps:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then :; \
+	elif [ -z "$${CI:-}" ] || [ -n "$(NO_INSTALL)" ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "test-deps: no node or npm on PATH: the Node.js example service (examples/node-service) will be SKIPPED (fails under \$$CI); install Node.js 18 or later with npm to run it"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "test-deps: no node or npm, needed by the Node.js example service: installing Debian's nodejs and npm packages with $${SUDO:+sudo }apt-get (NO_INSTALL=1 skips this)"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null && echo "test-deps: nodejs and npm installed"; \
+	fi
 	@if command -v redis-server >/dev/null 2>&1 || [ -n "$${ONCECHECK_REDIS:-}" ] || bash -c "exec 3<>/dev/tcp/127.0.0.1/6379" 2>/dev/null; then :; \
 	elif [ -n "$(NO_INSTALL)" ] || ! command -v apt-get >/dev/null 2>&1; then \
 		echo "test-deps: no Redis: the Redis tests will be skipped (fail under \$$CI); install redis-server or set ONCECHECK_REDIS"; \
