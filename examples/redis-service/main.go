@@ -249,4 +249,3 @@ func (s *ordersService) finish(ctx context.Context, msg redis.XMessage, key stri
 	}
 	return s.rdb.XAck(ctx, s.in, group, msg.ID).Err()
 }
-
