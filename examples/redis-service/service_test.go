@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -190,4 +191,31 @@ func TestVerifyFindsShrinksAndExplainsAckFirst(t *testing.T) {
 	require.Contains(t, msg, "VIOLATION: lost", msg)
 	require.Contains(t, msg, "SIGKILL the consumer of delivery #1 after the server ran its SQL write #1", msg)
 	require.Contains(t, msg, "saved: "+out)
+}
+
+// BenchmarkRuns measures generated runs of the correct service on Redis
+// Streams, two consumers and every fault kind, up to 4 messages and 2
+// faults a case: b.N runs, each checked; a failing one fails the
+// benchmark. It reports runs per second and where the time went.
+func BenchmarkRuns(b *testing.B) {
+	dsn := pgtest.DSN(b)
+	addr := redistest.Addr(b)
+	schema, err := os.ReadFile("schema.sql")
+	require.NoError(b, err)
+	r, err := service.New(service.Config{
+		Command: "exec " + bin, Schema: string(schema), ObserveSQL: "SELECT aggregate, state FROM orders",
+		Faults: service.Kinds, DSN: dsn, Broker: "redis", BrokerURL: addr,
+	})
+	require.NoError(b, err)
+	defer r.Close()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		seed := uint64(i + 1)
+		h, res, err := r.Run(context.Background(), r.Generate(seed), seed)
+		require.NoError(b, err)
+		require.Equal(b, histories.Pass, res.Verdict, "seed %d: %v\n%s", seed, res.Findings, h.Timeline())
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "runs/s")
+	b.Logf("%+v", r.Timings())
 }
