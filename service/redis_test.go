@@ -204,6 +204,11 @@ func TestRedisProxySeesDeliveriesAcksAndPublishes(t *testing.T) {
 				{"deliver", "m1 #1"}, {"deliver", "m1 #2"},
 				{"publish", `k1/0 ItemAdded km1 {"sku":"a"}`}, {"ack", "#2"}, {"deliver", "m2 #1"},
 			}, rec.events())
+			// The proxies number deliveries as Redis counts them.
+			pending, err := b.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: in, Group: "g", Start: "-", End: "+", Count: 10}).Result()
+			require.NoError(t, err)
+			require.Len(t, pending, 1)
+			require.Equal(t, int64(1), pending[0].RetryCount, "m2, delivered once, is pending")
 			in2, err := b.inputs(ctx)
 			require.NoError(t, err)
 			require.Equal(t, inputs{consumers: 2, pending: 0, ackPending: 1, ackWait: RedisClaimIdle}, in2)
@@ -242,6 +247,12 @@ func TestRedisProxyDropsAcksAndRefusesPublishes(t *testing.T) {
 	claimed, _, err := c.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: in, Group: "g", Consumer: "c2", MinIdle: 2500 * time.Millisecond, Start: "0-0"}).Result()
 	require.NoError(t, err)
 	require.Len(t, claimed, 2)
+	pending, err := b.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: in, Group: "g", Start: "-", End: "+", Count: 10}).Result()
+	require.NoError(t, err)
+	for _, p := range pending {
+		require.Equal(t, int64(2), p.RetryCount, "requeue counted no delivery; the claim did")
+		require.Equal(t, "c2", p.Consumer)
+	}
 
 	rec.onPublish = func(output) verdict { return verdict{refuse: true} }
 	err = c.XAdd(ctx, &redis.XAddArgs{Stream: out, Values: []any{"id", "o1"}}).Err()
