@@ -249,6 +249,14 @@ func (b *redisBroker) delivered(stream, group, id string) (int, string) {
 	return n, token
 }
 
+// deliveries returns how many deliveries of entry id of stream to group
+// the proxies saw.
+func (b *redisBroker) deliveries(stream, group, id string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.counts[stream+"\x00"+group+"\x00"+id]
+}
+
 // redisToken names delivery n of an entry: what its XACK is matched to.
 func redisToken(stream, group, id string, n int) string {
 	return fmt.Sprintf("%s/%s/%s#%d", stream, group, id, n)

@@ -382,7 +382,11 @@ func (p *redisProxy) acks(c *redisConn, args []string) ([]byte, redisReply, redi
 			keep = append(keep, id)
 			continue
 		}
-		v := p.hooks.acked(&c.proxyConn, redisToken(stream, group, id, n), false, "")
+		detail := ""
+		if now := p.b.deliveries(stream, group, id); now > n {
+			detail = fmt.Sprintf("a late XACK: the entry was delivered again since (delivery %d), and Redis takes an XACK from any consumer of the group", now)
+		}
+		v := p.hooks.acked(&c.proxyConn, redisToken(stream, group, id, n), false, detail)
 		a.add(v)
 		if a.cut {
 			return nil, redisReply{}, a

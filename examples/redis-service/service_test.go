@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,6 +116,11 @@ func TestCheckFirstIsCaught(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, deliveries, 2, "the entry was claimed\n%s", h.Timeline())
+	late := false
+	for _, ev := range h.Events {
+		late = late || ev.Kind == histories.Ack && strings.HasPrefix(ev.Detail, "a late XACK")
+	}
+	require.True(t, late, "the zombie's late XACK was taken\n%s", h.Timeline())
 }
 
 // TestEveryCrashPointStrikes: each crash point of service mode is a
