@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -286,4 +288,21 @@ func TestRedisProxyDropsAcksAndRefusesPublishes(t *testing.T) {
 		fmt.Fprintln(&buf, e.kind, e.what)
 	}
 	require.Contains(t, buf.String(), "deliver m1 #2", "the claim is the second delivery")
+}
+
+// TestRedisStartsAServerOfItsOwn: without a server to use, the runner
+// starts redis-server on a free port and stops it when closed.
+func TestRedisStartsAServerOfItsOwn(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	b := &redisBroker{}
+	require.NoError(t, b.startServer())
+	addr := b.u.Host
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	require.NoError(t, rdb.Ping(context.Background()).Err())
+	_ = rdb.Close()
+	b.close()
+	_, err := net.DialTimeout("tcp", addr, time.Second)
+	require.Error(t, err, "the server is stopped")
 }
