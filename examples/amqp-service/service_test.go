@@ -78,3 +78,76 @@ func TestEveryCrashPointStrikes(t *testing.T) {
 		require.True(t, crashed, "%s: the crash did not strike\n%s", point, h.Timeline())
 	}
 }
+
+// TestCorrectServicePasses runs the correct service under every fault
+// kind service mode injects on RabbitMQ: every run is exactly-once.
+func TestCorrectServicePasses(t *testing.T) {
+	runs := 12
+	if testing.Short() {
+		runs = 6
+	}
+	service.Verify(t, config(t, "", service.Kinds...), service.VerifyOptions{Runs: runs, Out: t.TempDir()})
+}
+
+// TestDedupFirstIsCaught: the variant that commits its inbox mark in a
+// transaction of its own loses a message whose process dies between that
+// commit and the change's.
+func TestDedupFirstIsCaught(t *testing.T) {
+	r := runner(t, "dedup-first", faults.Crash)
+	h, res, err := r.Run(context.Background(), one(faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.AfterCommit}), 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
+	require.Equal(t, histories.Lost, res.Primary())
+}
+
+// TestCorrectServiceSurvivesPublishFailures: a publish the proxy refuses
+// (a basic.nack to the confirm-mode publisher), and one the server stores
+// while its confirmation is turned into a basic.nack, are retried from
+// the outbox, under the same ids.
+func TestCorrectServiceSurvivesPublishFailures(t *testing.T) {
+	r := runner(t, "", faults.PublishFailure)
+	for _, variant := range []string{faults.Rejected, faults.LostConfirm} {
+		h, res, err := r.Run(context.Background(), one(faults.Fault{Kind: faults.PublishFailure, Variant: variant, Process: faults.Consumer, At: 0, Index: 1}), 0)
+		require.NoError(t, err)
+		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", variant, res.Findings, h.Timeline())
+		require.Equal(t, 1, h.InjectedFaults()[string(faults.PublishFailure)], "%s: the fault struck once\n%s", variant, h.Timeline())
+	}
+}
+
+// TestCorrectServiceSurvivesRedelivery: an ack the proxy swaps for a
+// basic.reject with requeue, and a pause past the consumer timeout at
+// each of its places, bring the copy again (redelivered), and the inbox
+// absorbs it.
+func TestCorrectServiceSurvivesRedelivery(t *testing.T) {
+	r := runner(t, "", faults.Redelivery)
+	fs := []faults.Fault{{Kind: faults.Redelivery, Variant: faults.AckLost, At: 0}}
+	for i := range 4 {
+		fs = append(fs, faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: i})
+	}
+	for _, f := range fs {
+		h, res, err := r.Run(context.Background(), one(f), 0)
+		require.NoError(t, err)
+		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", service.Describe(f), res.Findings, h.Timeline())
+		redelivered := 0
+		for _, ev := range h.Events {
+			if ev.Kind == histories.Deliver {
+				redelivered++
+			}
+		}
+		require.GreaterOrEqual(t, redelivered, 2, "%s: the copy did not come again\n%s", service.Describe(f), h.Timeline())
+	}
+}
+
+// TestCheckFirstIsCaught: the variant that reads its inbox before its
+// transaction applies a message twice when its process stands still past
+// the consumer timeout after that read: RabbitMQ closes its channel and
+// gives the copy to the other process, which applies it; the first one
+// wakes up and commits the change again (its late ack is refused, which
+// does not undo the commit).
+func TestCheckFirstIsCaught(t *testing.T) {
+	r := runner(t, "check-first", faults.Redelivery)
+	h, res, err := r.Run(context.Background(), one(faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 2}), 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
+	require.Equal(t, histories.Duplicate, res.Primary())
+}
