@@ -71,6 +71,9 @@ func serve(ctx context.Context, dbURL, amqpURL, queue, exchange, bug string) err
 		return err
 	}
 	defer db.Close()
+	if err := db.Ping(ctx); err != nil {
+		return err
+	}
 	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
 		return err
