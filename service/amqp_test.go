@@ -20,7 +20,9 @@ import (
 
 // shortstr and longstr encode AMQP strings, for the frames of the tests.
 func shortstr(s string) []byte { return append([]byte{byte(len(s))}, s...) }
-func longstr(b []byte) []byte  { return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...) }
+func longstr(b []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+}
 
 func TestAMQPContentHeaderParses(t *testing.T) {
 	var table []byte
@@ -71,7 +73,7 @@ func TestAMQPContentHeaderParses(t *testing.T) {
 // recHooks records what an AMQP proxy reports, in front of a real
 // server: the test's view of the run.
 type recHooks struct {
-	mu        sync.Mutex
+	mu     sync.Mutex
 	ds     []delivery
 	acks   []string
 	nacks  []string
