@@ -137,8 +137,10 @@ func (b *amqpBroker) remove(ch *amqp.Channel) error {
 	return nil
 }
 
-// send publishes a workload copy to the input queue, persistent, and
-// waits for the server's confirmation.
+// send publishes a workload copy to the input queue and waits for the
+// server's confirmation. The copy is transient: no fault restarts the
+// server, and a persistent message is confirmed only once it is on disk,
+// which made the sends most of a run's setup.
 func (b *amqpBroker) send(ctx context.Context, m model.Message, ordered bool) error {
 	ch, err := b.channel()
 	if err != nil {
@@ -150,7 +152,7 @@ func (b *amqpBroker) send(ctx context.Context, m model.Message, ordered bool) er
 	}
 	c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", b.queue, true, false, amqp.Publishing{
 		MessageId: m.ID, Type: m.Type, Headers: h, ContentType: "application/json",
-		DeliveryMode: amqp.Persistent, Body: m.Payload,
+		DeliveryMode: amqp.Transient, Body: m.Payload,
 	})
 	if err != nil {
 		return fmt.Errorf("amqp: publish %s: %w", m.ID, err)

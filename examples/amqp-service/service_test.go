@@ -18,15 +18,31 @@ import (
 	"github.com/oncecheck/oncecheck/service"
 )
 
-// config builds this service and returns the service-mode configuration
-// of it on RabbitMQ, with the broken variant bug ("" for the correct one).
+// bin is this service, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "amqp-service-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "orders")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the service: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// config returns the service-mode configuration of this service on
+// RabbitMQ, with the broken variant bug ("" for the correct one).
 func config(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
 	t.Helper()
 	dsn := pgtest.DSN(t)
 	url := amqptest.URL(t)
-	bin := filepath.Join(t.TempDir(), "orders")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
 	schema, err := os.ReadFile("schema.sql")
 	require.NoError(t, err)
 	return service.Config{
@@ -122,7 +138,11 @@ func TestCorrectServiceSurvivesPublishFailures(t *testing.T) {
 func TestCorrectServiceSurvivesRedelivery(t *testing.T) {
 	r := runner(t, "", faults.Redelivery)
 	fs := []faults.Fault{{Kind: faults.Redelivery, Variant: faults.AckLost, At: 0}}
-	for i := range 4 {
+	pauses := 4 // at the delivery, at the ack, at SQL replies 0 and 1
+	if testing.Short() {
+		pauses = 2 // a pause at a SQL reply is TestCheckFirstIsCaught's
+	}
+	for i := range pauses {
 		fs = append(fs, faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: i})
 	}
 	for _, f := range fs {
