@@ -2,6 +2,7 @@ package service
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -90,10 +91,11 @@ type amqpConn struct {
 	cliMu    sync.Mutex // whole frames (or contents) written to cli
 	srvMu    sync.Mutex // and to srv
 	once     sync.Once
-	done     chan struct{}
+	done     chan struct{} // closed once the connection is finished
 
-	mu    sync.Mutex
-	chans map[uint16]*amqpChan
+	mu     sync.Mutex
+	chans  map[uint16]*amqpChan
+	ending bool // cut: waiting for the server's connection.close-ok
 }
 
 // amqpChan is what the proxy knows of one channel of a connection.
@@ -151,6 +153,9 @@ func (c *amqpConn) unacked() int {
 				n++
 			}
 		}
+		if st.srvClosing { // the server has not put them back yet
+			n += len(st.zombies)
+		}
 	}
 	return n
 }
@@ -169,14 +174,42 @@ func (c *amqpConn) toClient(b []byte) error {
 	return err
 }
 
-// end closes both sides; the server puts back what the connection held.
+// end cuts the connection: the client's side is closed, and the server
+// is asked to close its side (connection.close); fromServer reads until
+// the server's close-ok, by which the server has put back the deliveries
+// the connection held, and then finishes. Until then they count as
+// unacknowledged, so that the drain never sees them nowhere.
 func (c *amqpConn) end() {
 	c.once.Do(func() {
 		_ = c.cli.Close()
-		_ = c.srv.Close()
-		close(c.done)
-		c.p.b.unregister(c)
+		c.mu.Lock()
+		c.ending = true
+		c.mu.Unlock()
+		_ = c.srv.SetDeadline(time.Now().Add(amqpCloseWait))
+		args := binary.BigEndian.AppendUint16(nil, 200)
+		args = append(args, shortstrBytes("oncecheck proxy: the process is gone")...)
+		args = binary.BigEndian.AppendUint32(args, 0)
+		_ = c.toServer(amqpMethodFrame(0, amqpConnectionClose, args))
 	})
+}
+
+// amqpCloseWait bounds the wait for the server's connection.close-ok.
+const amqpCloseWait = 2 * time.Second
+
+// finish closes both sides and forgets the connection.
+func (c *amqpConn) finish() {
+	c.end()
+	_ = c.srv.Close()
+	close(c.done)
+	c.p.b.unregister(c)
+}
+
+// shortstrBytes encodes an AMQP short string.
+func shortstrBytes(s string) []byte {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return append([]byte{byte(len(s))}, s...)
 }
 
 // reject gives a delivery back to the server on the client's behalf
@@ -285,60 +318,73 @@ func (ct *amqpContent) add(f amqpFrame) (bool, error) {
 // turned into refusals, and the frames of a channel the proxy closed
 // are dropped until the server's close-ok.
 func (c *amqpConn) fromServer() {
-	defer c.end()
+	defer c.finish()
 	r := bufio.NewReaderSize(c.srv, 64<<10)
 	contents := map[uint16]*amqpContent{}
 	for {
 		f, err := readAMQPFrame(r)
-		if err != nil || !c.p.hooks.alive(&c.proxyConn) {
+		if err != nil {
 			return
-		}
-		if ct := contents[f.channel]; ct != nil && (f.typ == amqpHeader || f.typ == amqpBody) {
-			complete, err := ct.add(f)
-			if err != nil {
-				return
-			}
-			if complete {
-				delete(contents, f.channel)
-				if !c.deliver(ct) {
-					return
-				}
-			}
-			continue
 		}
 		c.mu.Lock()
-		st := c.chans[f.channel]
-		closing := st != nil && st.srvClosing
-		if closing && f.method() == amqpChannelCloseOK {
-			st.srvClosing = false
-			if !st.cliClosing {
-				delete(c.chans, f.channel)
-			}
-		}
+		ending := c.ending
 		c.mu.Unlock()
-		if closing {
-			continue
-		}
-		switch f.method() {
-		case amqpBasicDeliver, amqpBasicGetOK:
-			contents[f.channel] = &amqpContent{method: f, frames: f.raw}
-			continue
-		case amqpBasicAck, amqpBasicNack:
-			if handled, ok := c.confirmed(f); handled {
-				if !ok {
-					return
-				}
-				continue
+		if ending {
+			if f.method() == amqpConnectionCloseOK || f.method() == amqpConnectionClose {
+				return
 			}
-		case 60<<16 | 21: // basic.consume-ok: the consumer tag of a consume
-			c.consumeOK(f)
-		case amqpChannelClose:
-			c.gone(f.channel)
+			continue
 		}
-		if err := c.toClient(f.raw); err != nil {
-			return
+		if !c.serverFrame(f, contents) {
+			c.end()
 		}
 	}
+}
+
+// serverFrame handles one frame from the server; false cuts the
+// connection.
+func (c *amqpConn) serverFrame(f amqpFrame, contents map[uint16]*amqpContent) bool {
+	if !c.p.hooks.alive(&c.proxyConn) {
+		return false
+	}
+	if ct := contents[f.channel]; ct != nil && (f.typ == amqpHeader || f.typ == amqpBody) {
+		complete, err := ct.add(f)
+		if err != nil {
+			return false
+		}
+		if complete {
+			delete(contents, f.channel)
+			return c.deliver(ct)
+		}
+		return true
+	}
+	c.mu.Lock()
+	st := c.chans[f.channel]
+	closing := st != nil && st.srvClosing
+	if closing && f.method() == amqpChannelCloseOK {
+		st.srvClosing = false
+		if !st.cliClosing {
+			delete(c.chans, f.channel)
+		}
+	}
+	c.mu.Unlock()
+	if closing {
+		return true
+	}
+	switch f.method() {
+	case amqpBasicDeliver, amqpBasicGetOK:
+		contents[f.channel] = &amqpContent{method: f, frames: f.raw}
+		return true
+	case amqpBasicAck, amqpBasicNack:
+		if handled, ok := c.confirmed(f); handled {
+			return ok
+		}
+	case 60<<16 | 21: // basic.consume-ok: the consumer tag of a consume
+		c.consumeOK(f)
+	case amqpChannelClose:
+		c.gone(f.channel)
+	}
+	return c.toClient(f.raw) == nil
 }
 
 // consumeOK records the consumer tag of a no-ack consume.
@@ -484,6 +530,7 @@ func (c *amqpConn) confirmed(f amqpFrame) (bool, bool) {
 // server discarding it) until the client's close-ok.
 func (c *amqpConn) fromClient() {
 	defer c.end()
+	defer c.cli.Close()
 	r := bufio.NewReaderSize(c.cli, 64<<10)
 	head := make([]byte, len(amqpProtocolHeader))
 	if _, err := io.ReadFull(r, head); err != nil || c.toServer(head) != nil {
