@@ -101,8 +101,8 @@ type amqpConn struct {
 // amqpChan is what the proxy knows of one channel of a connection.
 type amqpChan struct {
 	unacked map[uint64]amqpDelivery // by delivery tag
-	// zombies are the deliveries of the channel the consumer timeout
-	// took back: the server discards a late ack of them.
+	// zombies are the deliveries of the input the channel held when the
+	// proxy closed it: the server discards a late ack of them.
 	zombies map[uint64]string
 	// srvClosing and cliClosing: the proxy closed the channel and waits
 	// for the server's close-ok, and for the client's.
@@ -243,7 +243,9 @@ func (c *amqpConn) closeChannel(ch uint16, code uint16, text string) {
 	}
 	st.srvClosing, st.cliClosing = true, true
 	for tag, d := range st.unacked {
-		st.zombies[tag] = d.token
+		if d.input {
+			st.zombies[tag] = d.token
+		}
 	}
 	clear(st.unacked)
 	c.mu.Unlock()
