@@ -11,14 +11,14 @@ import (
 )
 
 // Brokers are the brokers service mode runs a service on.
-var Brokers = []string{"nats", "redis"}
+var Brokers = []string{"nats", "amqp", "redis"}
 
 // BrokerKinds are the fault kinds service mode injects on a broker.
 func BrokerKinds(name string) ([]faults.Kind, error) {
 	switch name {
 	case "nats":
 		return Kinds, nil
-	case "redis":
+	case "amqp", "redis":
 		return Kinds, nil
 	}
 	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", name, strings.Join(Brokers, ", "))
@@ -29,6 +29,8 @@ func openBroker(cfg Config) (broker, error) {
 	switch cfg.Broker {
 	case "nats":
 		return startNATS(cfg.BrokerURL)
+	case "amqp":
+		return startAMQP(cfg.BrokerURL)
 	case "redis":
 		return startRedis(cfg.BrokerURL)
 	}
