@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		schemaFile  = fs.String("schema", "", "SQL file applied to each run's fresh schema before the service starts")
 		observeSQL  = fs.String("observe-sql", "", "query returning (aggregate, state as JSON) after the run drains")
 		modelName   = fs.String("model", "orders", "reference model")
-		faultList   = fs.String("faults", "crash,redelivery,reorder,publish-failure,reissue,concurrent", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent), or none")
+		faultList   = fs.String("faults", "crash,redelivery,reorder,publish-failure,reissue,concurrent", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent, cut-connection, broker-restart), or none")
 		runs        = fs.Int("runs", 20, "number of runs")
 		seed        = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
 		maxMessages = fs.Int("max-messages", 4, "most logical messages per run")
@@ -64,7 +65,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	}
 	var kinds []faults.Kind
 	if *faultList != "none" {
-		if kinds, err = faults.ParseKinds(*faultList); err != nil {
+		if kinds, err = faults.ParseKindsOf(*faultList, slices.Concat(faults.AllKinds, faults.ServiceKinds)); err != nil {
 			return exitUsage, usagef("--faults: %v", err)
 		}
 	}

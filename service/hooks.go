@@ -37,7 +37,7 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 	}
 	a := &attempt{n: len(rn.attempts) + 1, proc: p, msg: m, token: d.token}
 	for _, fl := range rn.c.Plan.Faults {
-		if fl.At == a.n-1 && (fl.Kind == faults.Crash || fl.Kind == faults.Redelivery || fl.Kind == faults.PublishFailure) {
+		if fl.At == a.n-1 && (fl.Kind == faults.Crash || fl.Kind == faults.Redelivery || fl.Kind == faults.PublishFailure || fl.Kind == faults.CutConnection) {
 			a.faults = append(a.faults, fl)
 		}
 	}
@@ -50,6 +50,28 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 	p.latest = a
 	dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}
 	rn.add(histories.Event{Kind: histories.Deliver, Attempt: a.n, Process: p.name(), Message: &dm, Detail: "delivery count " + d.count})
+	var restarts []faults.Fault
+	for _, fl := range rn.c.Plan.Faults {
+		if fl.Kind == faults.BrokerRestart && fl.At == a.n-1 {
+			restarts = append(restarts, fl)
+		}
+	}
+	if len(restarts) > 0 {
+		// The delivery goes to the process first, then the broker stops.
+		rn.busy += len(restarts)
+		v := verdict{after: func() {
+			for _, fl := range restarts {
+				rn.restartBroker(a, fl)
+			}
+		}}
+		for _, fl := range a.faults {
+			if fl.Kind == faults.Crash && fl.Point == faults.BeforeHandle {
+				rn.kill(p, a, fl)
+				v.cut = true
+			}
+		}
+		return v
+	}
 	for _, fl := range a.faults {
 		switch {
 		case fl.Kind == faults.Crash && fl.Point == faults.BeforeHandle:

@@ -2,6 +2,7 @@ package service
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/oncecheck/oncecheck/faults"
@@ -52,11 +53,43 @@ func (rn *run) statement(c *pgConn, sql string) verdict {
 	}
 	for _, fl := range a.faults {
 		if fl.Kind == faults.Crash && fl.Point == faults.BeforeCommit && fl.Index == a.commits {
-			rn.kill(p, a, fl)
+			rn.killAt(p, a, fl, fmt.Sprintf("the statement held: %s, on db connection %d of %s, in tx%d", shortSQL(sql), c.id, p.name(), c.tx))
 			return verdict{cut: true}
 		}
 	}
 	return verdict{}
+}
+
+// killAt kills a process at a fault of the PostgreSQL proxy, as kill
+// does, and names in its crash events where it struck: the statement and
+// the connection; rn.mu is held.
+func (rn *run) killAt(p *proc, a *attempt, fl faults.Fault, where string) {
+	from := len(rn.events)
+	rn.kill(p, a, fl)
+	for i := from; i < len(rn.events); i++ {
+		if rn.events[i].Kind == histories.Crash {
+			rn.events[i].Detail += "; " + where
+		}
+	}
+}
+
+// cut closes the connection of attempt a at a cut-connection fault, as
+// the server's reply to statement sql of transaction c.tx comes back; rn.mu
+// is held. The fault strikes once.
+func (rn *run) cut(c *pgConn, p *proc, a *attempt, sql, tag string) (verdict, bool) {
+	k := c.txStmts
+	c.txStmts++
+	for i, fl := range a.faults {
+		if fl.Kind != faults.CutConnection || fl.Index != k {
+			continue
+		}
+		a.faults = slices.Delete(a.faults, i, i+1)
+		rn.add(histories.Event{Kind: histories.Abort, Attempt: a.n, Tx: c.tx, Process: p.name(), Fault: string(fl.Kind),
+			Detail: fmt.Sprintf("the proxy cut db connection %d of %s, both sides, as the server's reply to %s (%s, statement #%d of tx%d) came back: the server rolls tx%d back, the process sees a broken connection",
+				c.id, p.name(), shortSQL(sql), tag, k+1, c.tx, c.tx)})
+		return verdict{cut: true}, true
+	}
+	return verdict{}, false
 }
 
 // result implements pgHooks: the server completed a statement. Begins,
@@ -79,10 +112,12 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	where := fmt.Sprintf("%s, db connection %d of %s", tag, c.id, p.name())
 	var point faults.Point
 	index := 0
+	curTx := c.tx
 	switch {
 	case strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START"):
 		rn.txs++
-		c.tx = rn.txs
+		c.tx, c.txStmts = rn.txs, 0
+		curTx = c.tx
 		rn.add(histories.Event{Kind: histories.Begin, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 	case isWrite(tag):
 		tx := c.tx
@@ -90,6 +125,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 			rn.txs++
 			tx = rn.txs
 		}
+		curTx = tx
 		rn.add(histories.Event{Kind: histories.Write, Attempt: n, Tx: tx, Process: p.name(), Detail: fmt.Sprintf("%s (%s, step %d)", shortSQL(sql), where, len(rn.events)+1)})
 		if a != nil {
 			point, index = faults.AfterWrite, a.writes
@@ -116,13 +152,18 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	if a != nil && point != "" {
 		for _, fl := range a.faults {
 			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
-				rn.kill(p, a, fl)
+				rn.killAt(p, a, fl, fmt.Sprintf("the statement: %s (%s), its reply held, on db connection %d of %s, tx%d", shortSQL(sql), tag, c.id, p.name(), curTx))
 				return verdict{cut: true}
 			}
 		}
 	}
 	if a == nil {
 		return verdict{}
+	}
+	if inTx && c.tx != 0 && !strings.HasPrefix(tag, "BEGIN") && !strings.HasPrefix(tag, "START") && tag != "COMMIT" && tag != "ROLLBACK" {
+		if v, ok := rn.cut(c, p, a, sql, tag); ok {
+			return v
+		}
 	}
 	a.stmts++
 	for _, fl := range a.faults {
