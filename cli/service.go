@@ -152,6 +152,12 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		for _, f := range c.Plan.Faults {
 			fmt.Fprintf(stdout, "  - %s\n", service.Describe(f))
 		}
+		if lines := service.Struck(h); len(lines) > 0 {
+			fmt.Fprintln(stdout, "Where they struck:")
+			for _, l := range lines {
+				fmt.Fprintf(stdout, "  - %s\n", l)
+			}
+		}
 		if err := report.Explanation(stdout, h, res); err != nil {
 			return exitInconclusive, err
 		}

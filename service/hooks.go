@@ -115,14 +115,14 @@ func (rn *run) acked(c *proxyConn, token string, nack bool, detail string) verdi
 		for _, fl := range a.faults {
 			switch {
 			case fl.Kind == faults.Crash && fl.Point == faults.BeforeAck:
-				rn.kill(p, a, fl)
+				rn.killAt(p, a, fl, rn.lastWrite(a))
 				return verdict{cut: true}
 			case fl.Kind == faults.Crash && fl.Point == AfterAck:
 				rn.end(p, a, kind, detail)
 				return verdict{after: func() {
 					rn.mu.Lock()
 					defer rn.mu.Unlock()
-					rn.kill(p, a, fl)
+					rn.killAt(p, a, fl, rn.lastWrite(a))
 				}}
 			case fl.Kind == faults.Redelivery && fl.Variant == faults.AckLost:
 				rn.add(histories.Event{Kind: histories.AckLost, Attempt: a.n, Process: p.name(), Fault: string(fl.Kind), Detail: Describe(fl)})
@@ -190,7 +190,7 @@ func (rn *run) published(c *proxyConn, o output) verdict {
 		}
 	}
 	if fl != nil && fl.Point == faults.BeforePublish {
-		rn.kill(p, a, *fl)
+		rn.killAt(p, a, *fl, rn.lastWrite(a))
 		return verdict{cut: true}
 	}
 	if pf != nil && pf.Variant == faults.Rejected {
@@ -225,7 +225,7 @@ func (rn *run) published(c *proxyConn, o output) verdict {
 		kill := func() verdict {
 			rn.mu.Lock()
 			defer rn.mu.Unlock()
-			rn.kill(p, a, fault)
+			rn.killAt(p, a, fault, rn.lastWrite(a))
 			return verdict{cut: true}
 		}
 		if !o.confirmed {

@@ -60,12 +60,16 @@ func (rn *run) statement(c *pgConn, sql string) verdict {
 	return verdict{}
 }
 
-// killAt kills a process at a fault of the PostgreSQL proxy, as kill
-// does, and names in its crash events where it struck: the statement and
-// the connection; rn.mu is held.
+// killAt kills a process at a fault, as kill does, and adds where to the
+// detail of its crash events: for a fault at the PostgreSQL proxy, the
+// statement and the connection; at the broker's proxy, the attempt's last
+// SQL write (lastWrite); rn.mu is held.
 func (rn *run) killAt(p *proc, a *attempt, fl faults.Fault, where string) {
 	from := len(rn.events)
 	rn.kill(p, a, fl)
+	if where == "" {
+		return
+	}
 	for i := from; i < len(rn.events); i++ {
 		if rn.events[i].Kind == histories.Crash {
 			rn.events[i].Detail += "; " + where
@@ -113,6 +117,12 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	var point faults.Point
 	index := 0
 	curTx := c.tx
+	inTxName := func() string {
+		if inTx || curTx != c.tx || strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START") {
+			return fmt.Sprintf("tx%d", curTx)
+		}
+		return "outside a transaction"
+	}
 	switch {
 	case strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START"):
 		rn.txs++
@@ -152,7 +162,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	if a != nil && point != "" {
 		for _, fl := range a.faults {
 			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
-				rn.killAt(p, a, fl, fmt.Sprintf("the statement: %s (%s), its reply held, on db connection %d of %s, tx%d", shortSQL(sql), tag, c.id, p.name(), curTx))
+				rn.killAt(p, a, fl, fmt.Sprintf("the statement: %s (%s), its reply held, on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
 				return verdict{cut: true}
 			}
 		}
@@ -173,6 +183,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 			rn.mu.Unlock()
 			rn.pause(p, a, fl)
 			rn.mu.Lock()
+			rn.notePause(p, a, fmt.Sprintf("the reply held: to %s (%s), on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
 			if p.dead || p.gen != c.gen {
 				return verdict{cut: true}
 			}
@@ -189,4 +200,38 @@ func (rn *run) strikes(a *attempt, point faults.Point, index int) bool {
 		}
 	}
 	return false
+}
+
+// lastWrite names the last SQL write the server ran for attempt a, with
+// its connection, as the history recorded it ("" if none); rn.mu is held.
+func (rn *run) lastWrite(a *attempt) string {
+	if a == nil {
+		return ""
+	}
+	for i := len(rn.events) - 1; i >= 0; i-- {
+		ev := rn.events[i]
+		if ev.Attempt == a.n && ev.Kind == histories.Write {
+			return fmt.Sprintf("the attempt's last SQL write (step %d, tx%d): %s", ev.Step, ev.Tx, ev.Detail)
+		}
+		if ev.Attempt == a.n && ev.Kind == histories.Deliver {
+			break
+		}
+	}
+	return ""
+}
+
+// notePause adds the statement whose reply a pause held to the detail of
+// the pause's event, the last requeue event of p's attempt a; rn.mu is
+// held.
+func (rn *run) notePause(p *proc, a *attempt, where string) {
+	for i := len(rn.events) - 1; i >= 0; i-- {
+		ev := &rn.events[i]
+		if ev.Kind == histories.Requeue && ev.Process == p.name() && ev.Fault == string(faults.Redelivery) {
+			ev.Detail += "; " + where
+			return
+		}
+		if ev.Attempt == a.n && ev.Kind == histories.Deliver {
+			return
+		}
+	}
 }
