@@ -44,6 +44,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
 		replay      = fs.String("replay", "", "re-run the workload and faults of a saved service history (--reruns times, default 10) instead of generating cases")
+		follow      = fs.Bool("follow", true, "with --replay: hold each BEGIN, SQL write and COMMIT at the proxies until those recorded before it in the saved history are done (up to 400ms each), to pin races between processes")
 		out         = fs.String("out", "oncecheck-results", "directory for saved histories")
 		verbose     = fs.Bool("v", false, "show the service's output on standard error")
 	)
@@ -115,7 +116,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		*seed = randomSeed()
 	}
 	if *replay != "" {
-		return replayService(ctx, runner, *replay, max(*reruns, 1), stdout)
+		return replayService(ctx, runner, *replay, max(*reruns, 1), *follow, stdout)
 	}
 	fmt.Fprintf(stdout, "oncecheck service: %q consumers=%d model=%s faults=%s runs=%d seed=%d\n", *command, *consumers, *modelName, *faultList, *runs, *seed)
 	started := time.Now()
@@ -183,7 +184,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 
 // replayService re-runs a saved history's workload and faults n times and
 // says how often the run failed as the history did.
-func replayService(ctx context.Context, runner *service.Runner, path string, n int, stdout io.Writer) (int, error) {
+func replayService(ctx context.Context, runner *service.Runner, path string, n int, follow bool, stdout io.Writer) (int, error) {
 	h, err := histories.Load(path)
 	if err != nil {
 		return exitUsage, usagef("--replay: %v", err)
@@ -193,6 +194,9 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 		return exitUsage, usagef("--replay: %v", err)
 	}
 	c := service.Case{Workload: h.Header.Workload, Plan: h.Header.Plan}
+	if follow {
+		c.Order = service.OrderOf(h)
+	}
 	if len(c.Workload) == 0 {
 		return exitUsage, usagef("--replay: %s has no workload to run again", path)
 	}

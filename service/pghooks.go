@@ -48,6 +48,12 @@ func (rn *run) statement(c *pgConn, sql string) verdict {
 		return verdict{cut: true}
 	}
 	a := p.current()
+	if len(rn.c.Order) > 0 && rn.gate == nil {
+		rn.gate = newGate(rn.c.Order)
+	}
+	if !rn.follow(c, a, sql) {
+		return verdict{cut: true}
+	}
 	if a == nil || !isCommit(sql) {
 		return verdict{}
 	}
@@ -113,6 +119,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	if a != nil {
 		n = a.n
 	}
+	rn.completed(a, tag)
 	where := fmt.Sprintf("%s, db connection %d of %s", tag, c.id, p.name())
 	var point faults.Point
 	index := 0

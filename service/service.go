@@ -111,6 +111,11 @@ const pauseAtStatement = 2
 type Case struct {
 	Workload model.Workload
 	Plan     faults.Plan
+	// Order, when not empty, is the order of a saved history's SQL
+	// events that a replay follows (OrderOf): the PostgreSQL proxies hold
+	// a BEGIN, write or COMMIT until the ones recorded before it are
+	// done, for at most orderWait each.
+	Order Order
 }
 
 // ErrUnsupported is returned off Unix, where a process group cannot be

@@ -32,13 +32,16 @@ func struck(h *histories.History, k faults.Kind) []histories.Event {
 	return out
 }
 
-// TestCorrectServiceSurvivesCutConnections: the PostgreSQL proxy cuts the
-// process's connection at each of the first statements of its
+// TestCorrectServiceSurvivesCutsAndRestarts: the PostgreSQL proxy cuts
+// the process's connection at each of the first statements of its
 // transaction; the server rolls the transaction back, the service's pool
 // sees a broken connection, the handler fails and nacks, and the
-// redelivered copy is applied once.
-func TestCorrectServiceSurvivesCutConnections(t *testing.T) {
-	r := runner(t, "", faults.CutConnection)
+// redelivered copy is applied once. Then the embedded NATS server stops
+// after the first delivery and starts again on its storage; the
+// service's client reconnects (or its process exits and is restarted),
+// the unacknowledged copy comes back, and every message is applied once.
+func TestCorrectServiceSurvivesCutsAndRestarts(t *testing.T) {
+	r := runner(t, "", faults.CutConnection, faults.BrokerRestart)
 	for index := range 3 {
 		c := service.Case{
 			Workload: twoAdds(),
@@ -47,21 +50,12 @@ func TestCorrectServiceSurvivesCutConnections(t *testing.T) {
 		h, res, err := r.Run(context.Background(), c, 0)
 		require.NoError(t, err)
 		require.Equal(t, histories.Pass, res.Verdict, "statement %d: %v\n%s", index, res.Findings, h.Timeline())
-		t.Logf("%s", strings.Join(h.Timeline(), "\n"))
 		evs := struck(h, faults.CutConnection)
 		require.Len(t, evs, 1, "statement %d: the cut struck once\n%s", index, h.Timeline())
 		require.Equal(t, histories.Abort, evs[0].Kind)
 		require.Contains(t, evs[0].Detail, "db connection")
 		require.True(t, strings.Contains(evs[0].Detail, "INSERT") || strings.Contains(evs[0].Detail, "SELECT") || strings.Contains(evs[0].Detail, "UPDATE"), "the abort names the statement: %s", evs[0].Detail)
 	}
-}
-
-// TestCorrectServiceSurvivesBrokerRestart: the embedded NATS server stops
-// after the first delivery and starts again on its storage; the service's
-// client reconnects (or its process exits and is restarted), the
-// unacknowledged copy comes back, and every message is applied once.
-func TestCorrectServiceSurvivesBrokerRestart(t *testing.T) {
-	r := runner(t, "", faults.BrokerRestart)
 	c := service.Case{
 		Workload: twoAdds(),
 		Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.BrokerRestart, At: 0}}},
@@ -69,7 +63,6 @@ func TestCorrectServiceSurvivesBrokerRestart(t *testing.T) {
 	h, res, err := r.Run(context.Background(), c, 0)
 	require.NoError(t, err)
 	require.Equal(t, histories.Pass, res.Verdict, "%v\n%s", res.Findings, h.Timeline())
-	t.Logf("%s", strings.Join(h.Timeline(), "\n"))
 	evs := struck(h, faults.BrokerRestart)
 	require.Len(t, evs, 2, "the broker stopped and started again\n%s", h.Timeline())
 	require.Contains(t, evs[1].Detail, "runs again")
