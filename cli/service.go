@@ -44,7 +44,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
 		replay      = fs.String("replay", "", "re-run the workload and faults of a saved service history (--reruns times, default 10) instead of generating cases")
-		follow      = fs.Bool("follow", true, "with --replay: hold each BEGIN, SQL write and COMMIT at the proxies until those recorded before it in the saved history are done (up to 400ms each), to pin races between processes")
+		follow      = fs.Bool("follow", true, "with --replay or --reruns: hold each BEGIN, SQL write and COMMIT at the proxies until those recorded before it in the saved history are done (up to 400ms each), to pin races between processes")
 		out         = fs.String("out", "oncecheck-results", "directory for saved histories")
 		verbose     = fs.Bool("v", false, "show the service's output on standard error")
 	)
@@ -169,6 +169,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 			fmt.Fprintf(stdout, "\nSaved:  %s\nShow:   %s show %s\n", path, self(), path)
 		}
 		if *reruns > 0 {
+			if *follow {
+				c.Order = service.OrderOf(h)
+			}
 			again, err := runner.Reproduce(ctx, c, res.Signature(), *reruns)
 			if err != nil {
 				return exitInconclusive, err

@@ -2,6 +2,7 @@ package service
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/oncecheck/oncecheck/histories"
 )
@@ -28,7 +29,7 @@ func Struck(h *histories.History) []string {
 		}
 		what := ev.Detail
 		if what == "" {
-			what = histories.Describe(ev)
+			what = strings.TrimPrefix(histories.Describe(ev), "!! ")
 		}
 		out = append(out, fmt.Sprintf("step %d, %s: %s", ev.Step, who, what))
 	}
