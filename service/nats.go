@@ -226,7 +226,22 @@ func (b *natsBroker) restart(ctx context.Context) (time.Duration, error) {
 			return down, err
 		}
 	}
-	return down, nil
+	// JetStream recovers its streams as the server starts; its API may
+	// still time out for a moment: the restart ends when it answers.
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := b.js.Stream(actx, InStream)
+		cancel()
+		if err == nil {
+			return down, nil
+		}
+		if time.Now().After(deadline) {
+			return down, fmt.Errorf("nats: JetStream did not answer within 10s of the restart: %w", err)
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return down, err
+		}
+	}
 }
 
 func (b *natsBroker) close() {
