@@ -57,20 +57,24 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 		}
 	}
 	if len(restarts) > 0 {
-		// The delivery goes to the process first, then the broker stops.
+		// The broker stops as the proxy forwards the delivery: in a
+		// goroutine of the run's own, so that the run stays busy until
+		// the broker is back whatever becomes of this connection.
 		rn.busy += len(restarts)
-		v := verdict{after: func() {
+		rn.wg.Add(1)
+		go func() {
+			defer rn.wg.Done()
 			for _, fl := range restarts {
 				rn.restartBroker(a, fl)
 			}
-		}}
+		}()
 		for _, fl := range a.faults {
 			if fl.Kind == faults.Crash && fl.Point == faults.BeforeHandle {
 				rn.kill(p, a, fl)
-				v.cut = true
+				return verdict{cut: true}
 			}
 		}
-		return v
+		return verdict{}
 	}
 	for _, fl := range a.faults {
 		switch {
