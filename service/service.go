@@ -2,8 +2,10 @@
 // language: it starts the service's command as processes, owns the NATS
 // JetStream broker (embedded, or $ONCECHECK_NATS) and a PostgreSQL schema
 // of each run, publishes a model's workload, injects faults at the
-// boundaries its NATS proxy sees (SIGKILL, SIGSTOP past the ack wait, a
-// dropped ack, re-issued and reordered sends), records a history and
+// boundaries its NATS and PostgreSQL proxies see (SIGKILL, SIGSTOP past
+// the ack wait, a dropped ack, a refused publish, a database connection
+// cut mid-transaction, re-issued and reordered sends) and restarts the
+// embedded broker, records a history and
 // checks it with checkers.Check as any other. docs/service-mode.md is the
 // contract a service meets.
 package service
