@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		schemaFile  = fs.String("schema", "", "SQL file applied to each run's fresh schema before the service starts")
 		observeSQL  = fs.String("observe-sql", "", "query returning (aggregate, state as JSON) after the run drains")
 		modelName   = fs.String("model", "orders", "reference model")
-		faultList   = fs.String("faults", "crash,redelivery,reorder,publish-failure,reissue,concurrent", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent), or none")
+		faultList   = fs.String("faults", "crash,redelivery,reorder,publish-failure,reissue,concurrent", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent, cut-connection, broker-restart), or none")
 		runs        = fs.Int("runs", 20, "number of runs")
 		seed        = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
 		maxMessages = fs.Int("max-messages", 4, "most logical messages per run")
@@ -43,6 +44,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
 		replay      = fs.String("replay", "", "re-run the workload and faults of a saved service history (--reruns times, default 10) instead of generating cases")
+		follow      = fs.Bool("follow", true, "with --replay or --reruns: hold each BEGIN, SQL write and COMMIT at the proxies until those recorded before it in the saved history are done (up to 400ms each), to pin races between processes")
 		out         = fs.String("out", "oncecheck-results", "directory for saved histories")
 		verbose     = fs.Bool("v", false, "show the service's output on standard error")
 	)
@@ -64,7 +66,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	}
 	var kinds []faults.Kind
 	if *faultList != "none" {
-		if kinds, err = faults.ParseKinds(*faultList); err != nil {
+		if kinds, err = faults.ParseKindsOf(*faultList, slices.Concat(faults.AllKinds, faults.ServiceKinds)); err != nil {
 			return exitUsage, usagef("--faults: %v", err)
 		}
 	}
@@ -114,7 +116,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		*seed = randomSeed()
 	}
 	if *replay != "" {
-		return replayService(ctx, runner, *replay, max(*reruns, 1), stdout)
+		return replayService(ctx, runner, *replay, max(*reruns, 1), *follow, stdout)
 	}
 	fmt.Fprintf(stdout, "oncecheck service: %q consumers=%d model=%s faults=%s runs=%d seed=%d\n", *command, *consumers, *modelName, *faultList, *runs, *seed)
 	started := time.Now()
@@ -151,6 +153,12 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		for _, f := range c.Plan.Faults {
 			fmt.Fprintf(stdout, "  - %s\n", service.Describe(f))
 		}
+		if lines := service.Struck(h); len(lines) > 0 {
+			fmt.Fprintln(stdout, "Where they struck:")
+			for _, l := range lines {
+				fmt.Fprintf(stdout, "  - %s\n", l)
+			}
+		}
 		if err := report.Explanation(stdout, h, res); err != nil {
 			return exitInconclusive, err
 		}
@@ -161,6 +169,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 			fmt.Fprintf(stdout, "\nSaved:  %s\nShow:   %s show %s\n", path, self(), path)
 		}
 		if *reruns > 0 {
+			if *follow {
+				c.Order = service.OrderOf(h)
+			}
 			again, err := runner.Reproduce(ctx, c, res.Signature(), *reruns)
 			if err != nil {
 				return exitInconclusive, err
@@ -176,7 +187,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 
 // replayService re-runs a saved history's workload and faults n times and
 // says how often the run failed as the history did.
-func replayService(ctx context.Context, runner *service.Runner, path string, n int, stdout io.Writer) (int, error) {
+func replayService(ctx context.Context, runner *service.Runner, path string, n int, follow bool, stdout io.Writer) (int, error) {
 	h, err := histories.Load(path)
 	if err != nil {
 		return exitUsage, usagef("--replay: %v", err)
@@ -186,6 +197,9 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 		return exitUsage, usagef("--replay: %v", err)
 	}
 	c := service.Case{Workload: h.Header.Workload, Plan: h.Header.Plan}
+	if follow {
+		c.Order = service.OrderOf(h)
+	}
 	if len(c.Workload) == 0 {
 		return exitUsage, usagef("--replay: %s has no workload to run again", path)
 	}

@@ -75,7 +75,11 @@ var AllKinds = []Kind{Crash, Redelivery, Reorder, PublishFailure, Reissue, Concu
 const ReorderWindow = 3
 
 // ParseKinds parses a comma-separated list of kinds; "all" means AllKinds.
-func ParseKinds(s string) ([]Kind, error) {
+func ParseKinds(s string) ([]Kind, error) { return ParseKindsOf(s, AllKinds) }
+
+// ParseKindsOf parses a comma-separated list of the known kinds; "all"
+// means all of them. The result is in the order of known.
+func ParseKindsOf(s string, known []Kind) ([]Kind, error) {
 	var out []Kind
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
@@ -83,20 +87,20 @@ func ParseKinds(s string) ([]Kind, error) {
 			continue
 		}
 		if f == "all" {
-			return slices.Clone(AllKinds), nil
+			return slices.Clone(known), nil
 		}
 		k := Kind(f)
-		if !slices.Contains(AllKinds, k) {
-			return nil, fmt.Errorf("unknown fault kind %q (known: %s, all)", f, joinKinds(AllKinds))
+		if !slices.Contains(known, k) {
+			return nil, fmt.Errorf("unknown fault kind %q (known: %s, all)", f, joinKinds(known))
 		}
 		if !slices.Contains(out, k) {
 			out = append(out, k)
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no fault kind given (known: %s, all)", joinKinds(AllKinds))
+		return nil, fmt.Errorf("no fault kind given (known: %s, all)", joinKinds(known))
 	}
-	sort.Slice(out, func(i, j int) bool { return slices.Index(AllKinds, out[i]) < slices.Index(AllKinds, out[j]) })
+	sort.Slice(out, func(i, j int) bool { return slices.Index(known, out[i]) < slices.Index(known, out[j]) })
 	return out, nil
 }
 
@@ -207,6 +211,10 @@ func (f Fault) String() string {
 		return fmt.Sprintf("before delivery #%d the sender re-issues workload message #%d with a new id", f.At+1, f.Index+1)
 	case Concurrent:
 		return fmt.Sprintf("preempt the running process at scheduling boundary #%d", f.At+1)
+	case CutConnection:
+		return fmt.Sprintf("cut the database connection of delivery #%d at statement #%d of a transaction", f.At+1, f.Index+1)
+	case BrokerRestart:
+		return fmt.Sprintf("restart the broker after delivery #%d, its storage kept", f.At+1)
 	case Late:
 		if f.Variant == LateReissue {
 			return fmt.Sprintf("the sender re-issues the message of delivery #%d with a new id, %s later", f.At+1, f.Delay)
@@ -366,7 +374,7 @@ func (p Plan) Validate() error {
 		if f.At < 0 || f.Index < 0 {
 			return fmt.Errorf("fault %d: negative position", i+1)
 		}
-		if !slices.Contains(AllKinds, f.Kind) {
+		if !slices.Contains(AllKinds, f.Kind) && !slices.Contains(ServiceKinds, f.Kind) {
 			return fmt.Errorf("fault %d: unknown kind %q", i+1, f.Kind)
 		}
 		if vs, ok := variants[f.Kind]; ok && f.Variant != "" && !slices.Contains(vs, f.Variant) {

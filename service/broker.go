@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,8 +19,8 @@ func BrokerKinds(name string) ([]faults.Kind, error) {
 	switch name {
 	case "nats":
 		return Kinds, nil
-	case "amqp", "redis":
-		return Kinds, nil
+	case "amqp", "redis": // no restart of a server oncecheck did not start
+		return slices.DeleteFunc(slices.Clone(Kinds), func(k faults.Kind) bool { return k == faults.BrokerRestart }), nil
 	}
 	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", name, strings.Join(Brokers, ", "))
 }

@@ -37,7 +37,7 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 	}
 	a := &attempt{n: len(rn.attempts) + 1, proc: p, msg: m, token: d.token}
 	for _, fl := range rn.c.Plan.Faults {
-		if fl.At == a.n-1 && (fl.Kind == faults.Crash || fl.Kind == faults.Redelivery || fl.Kind == faults.PublishFailure) {
+		if fl.At == a.n-1 && (fl.Kind == faults.Crash || fl.Kind == faults.Redelivery || fl.Kind == faults.PublishFailure || fl.Kind == faults.CutConnection) {
 			a.faults = append(a.faults, fl)
 		}
 	}
@@ -50,6 +50,32 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 	p.latest = a
 	dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}
 	rn.add(histories.Event{Kind: histories.Deliver, Attempt: a.n, Process: p.name(), Message: &dm, Detail: "delivery count " + d.count})
+	var restarts []faults.Fault
+	for _, fl := range rn.c.Plan.Faults {
+		if fl.Kind == faults.BrokerRestart && fl.At == a.n-1 {
+			restarts = append(restarts, fl)
+		}
+	}
+	if len(restarts) > 0 {
+		// The broker stops as the proxy forwards the delivery: in a
+		// goroutine of the run's own, so that the run stays busy until
+		// the broker is back whatever becomes of this connection.
+		rn.busy += len(restarts)
+		rn.wg.Add(1)
+		go func() {
+			defer rn.wg.Done()
+			for _, fl := range restarts {
+				rn.restartBroker(a, fl)
+			}
+		}()
+		for _, fl := range a.faults {
+			if fl.Kind == faults.Crash && fl.Point == faults.BeforeHandle {
+				rn.kill(p, a, fl)
+				return verdict{cut: true}
+			}
+		}
+		return verdict{}
+	}
 	for _, fl := range a.faults {
 		switch {
 		case fl.Kind == faults.Crash && fl.Point == faults.BeforeHandle:
@@ -93,14 +119,14 @@ func (rn *run) acked(c *proxyConn, token string, nack bool, detail string) verdi
 		for _, fl := range a.faults {
 			switch {
 			case fl.Kind == faults.Crash && fl.Point == faults.BeforeAck:
-				rn.kill(p, a, fl)
+				rn.killAt(p, a, fl, rn.lastWrite(a))
 				return verdict{cut: true}
 			case fl.Kind == faults.Crash && fl.Point == AfterAck:
 				rn.end(p, a, kind, detail)
 				return verdict{after: func() {
 					rn.mu.Lock()
 					defer rn.mu.Unlock()
-					rn.kill(p, a, fl)
+					rn.killAt(p, a, fl, rn.lastWrite(a))
 				}}
 			case fl.Kind == faults.Redelivery && fl.Variant == faults.AckLost:
 				rn.add(histories.Event{Kind: histories.AckLost, Attempt: a.n, Process: p.name(), Fault: string(fl.Kind), Detail: Describe(fl)})
@@ -168,7 +194,7 @@ func (rn *run) published(c *proxyConn, o output) verdict {
 		}
 	}
 	if fl != nil && fl.Point == faults.BeforePublish {
-		rn.kill(p, a, *fl)
+		rn.killAt(p, a, *fl, rn.lastWrite(a))
 		return verdict{cut: true}
 	}
 	if pf != nil && pf.Variant == faults.Rejected {
@@ -203,7 +229,7 @@ func (rn *run) published(c *proxyConn, o output) verdict {
 		kill := func() verdict {
 			rn.mu.Lock()
 			defer rn.mu.Unlock()
-			rn.kill(p, a, fault)
+			rn.killAt(p, a, fault, rn.lastWrite(a))
 			return verdict{cut: true}
 		}
 		if !o.confirmed {

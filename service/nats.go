@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,11 +40,15 @@ const (
 // natsBroker is the NATS server of a runner, embedded (JetStream on a
 // temporary directory) or external, and oncecheck's own connection to it.
 type natsBroker struct {
-	srv *server.Server // nil for an external server
-	dir string
-	url string
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	// mu is held (for writing) while the embedded server restarts: what
+	// asks the server (inputs, reset, send) waits for it to be back.
+	mu   sync.RWMutex
+	srv  *server.Server // nil for an external server
+	opts server.Options // the embedded server's, for a restart
+	dir  string
+	url  string
+	nc   *nats.Conn
+	js   jetstream.JetStream
 }
 
 // startNATS starts an embedded server, or connects to url when it is
@@ -55,10 +61,12 @@ func startNATS(url string) (*natsBroker, error) {
 			return nil, fmt.Errorf("nats: temporary directory: %w", err)
 		}
 		b.dir = dir
-		srv, err := server.NewServer(&server.Options{
+		b.opts = server.Options{
 			Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir,
 			NoLog: true, NoSigs: true, DisableJetStreamBanner: true,
-		})
+		}
+		opts := b.opts
+		srv, err := server.NewServer(&opts)
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("nats: embedded server: %w", err)
@@ -71,7 +79,7 @@ func startNATS(url string) (*natsBroker, error) {
 		}
 		b.srv, b.url = srv, srv.ClientURL()
 	}
-	nc, err := nats.Connect(b.url, nats.Name("oncecheck"))
+	nc, err := nats.Connect(b.url, nats.Name("oncecheck"), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		b.close()
 		return nil, fmt.Errorf("nats: connect to %s: %w", b.url, err)
@@ -89,6 +97,8 @@ func startNATS(url string) (*natsBroker, error) {
 // reset deletes the streams of the contract, with their consumers, and
 // creates them again, empty.
 func (b *natsBroker) reset(ctx context.Context) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	for name, subject := range map[string]string{InStream: InSubject + ">", OutStream: OutSubject + ">"} {
 		if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("nats: delete stream %s: %w", name, err)
@@ -101,6 +111,8 @@ func (b *natsBroker) reset(ctx context.Context) error {
 }
 
 func (b *natsBroker) inputs(ctx context.Context) (inputs, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	var in inputs
 	s, err := b.js.Stream(ctx, InStream)
 	if err != nil {
@@ -121,6 +133,8 @@ func (b *natsBroker) inputs(ctx context.Context) (inputs, error) {
 
 // send publishes a workload copy to oncecheck.in.<aggregate>.
 func (b *natsBroker) send(ctx context.Context, m model.Message, ordered bool) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	msg := nats.NewMsg(InSubject + m.Aggregate)
 	msg.Data = m.Payload
 	msg.Header.Set(HeaderMsgID, m.ID)
@@ -155,6 +169,80 @@ func (b *natsBroker) proxy(index int, gen func() int, h hooks) (brokerProxy, err
 }
 
 func (b *natsBroker) input() string { return InStream }
+
+// restartable implements restarter: an embedded server can be
+// restarted, an external one ($ONCECHECK_NATS) cannot.
+func (b *natsBroker) restartable() error {
+	if b.opts.StoreDir == "" {
+		return fmt.Errorf("%w; the NATS server %s is external ($ONCECHECK_NATS or --broker-url)", errNoRestart, b.url)
+	}
+	return nil
+}
+
+// restart implements restarter: it shuts the embedded server down and
+// starts a new one with the same options, store directory and port, then
+// waits for oncecheck's own connection to be back.
+func (b *natsBroker) restart(ctx context.Context) (time.Duration, error) {
+	if err := b.restartable(); err != nil {
+		return 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	addr, ok := b.srv.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, errors.New("nats: the embedded server has no TCP address")
+	}
+	t0 := time.Now()
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+	opts := b.opts
+	opts.Port = addr.Port
+	var srv *server.Server
+	var err error
+	for range 50 { // the port may take a moment to be free again
+		if srv, err = server.NewServer(&opts); err == nil {
+			srv.Start()
+			if srv.ReadyForConnections(10 * time.Second) {
+				break
+			}
+			srv.Shutdown()
+			err = fmt.Errorf("nats: the restarted server did not listen on port %d within 10s", addr.Port)
+		}
+		if serr := sleepCtx(ctx, 20*time.Millisecond); serr != nil {
+			return time.Since(t0), serr
+		}
+	}
+	if err != nil {
+		return time.Since(t0), fmt.Errorf("nats: restart the embedded server: %w", err)
+	}
+	b.srv = srv
+	down := time.Since(t0)
+	deadline := time.Now().Add(10 * time.Second)
+	for !b.nc.IsConnected() {
+		if time.Now().After(deadline) {
+			return down, errors.New("nats: oncecheck's connection did not come back within 10s of the restart")
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return down, err
+		}
+	}
+	// JetStream recovers its streams as the server starts; its API may
+	// still time out for a moment: the restart ends when it answers.
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := b.js.Stream(actx, InStream)
+		cancel()
+		if err == nil {
+			return down, nil
+		}
+		if time.Now().After(deadline) {
+			return down, fmt.Errorf("nats: JetStream did not answer within 10s of the restart: %w", err)
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return down, err
+		}
+	}
+}
 
 func (b *natsBroker) close() {
 	if b.nc != nil {

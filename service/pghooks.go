@@ -2,6 +2,7 @@ package service
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/oncecheck/oncecheck/faults"
@@ -47,16 +48,58 @@ func (rn *run) statement(c *pgConn, sql string) verdict {
 		return verdict{cut: true}
 	}
 	a := p.current()
+	if len(rn.c.Order) > 0 && rn.gate == nil {
+		rn.gate = newGate(rn.c.Order)
+	}
+	if !rn.follow(c, a, sql) {
+		return verdict{cut: true}
+	}
 	if a == nil || !isCommit(sql) {
 		return verdict{}
 	}
 	for _, fl := range a.faults {
 		if fl.Kind == faults.Crash && fl.Point == faults.BeforeCommit && fl.Index == a.commits {
-			rn.kill(p, a, fl)
+			rn.killAt(p, a, fl, fmt.Sprintf("the statement held: %s, on db connection %d of %s, in tx%d", shortSQL(sql), c.id, p.name(), c.tx))
 			return verdict{cut: true}
 		}
 	}
 	return verdict{}
+}
+
+// killAt kills a process at a fault, as kill does, and adds where to the
+// detail of its crash events: for a fault at the PostgreSQL proxy, the
+// statement and the connection; at the broker's proxy, the attempt's last
+// SQL write (lastWrite); rn.mu is held.
+func (rn *run) killAt(p *proc, a *attempt, fl faults.Fault, where string) {
+	from := len(rn.events)
+	rn.kill(p, a, fl)
+	if where == "" {
+		return
+	}
+	for i := from; i < len(rn.events); i++ {
+		if rn.events[i].Kind == histories.Crash {
+			rn.events[i].Detail += "; " + where
+		}
+	}
+}
+
+// cut closes the connection of attempt a at a cut-connection fault, as
+// the server's reply to statement sql of transaction c.tx comes back; rn.mu
+// is held. The fault strikes once.
+func (rn *run) cut(c *pgConn, p *proc, a *attempt, sql, tag string) (verdict, bool) {
+	k := c.txStmts
+	c.txStmts++
+	for i, fl := range a.faults {
+		if fl.Kind != faults.CutConnection || fl.Index != k {
+			continue
+		}
+		a.faults = slices.Delete(a.faults, i, i+1)
+		rn.add(histories.Event{Kind: histories.Abort, Attempt: a.n, Tx: c.tx, Process: p.name(), Fault: string(fl.Kind),
+			Detail: fmt.Sprintf("the proxy cut db connection %d of %s, both sides, as the server's reply to %s (%s, statement #%d of tx%d) came back: the server rolls tx%d back, the process sees a broken connection",
+				c.id, p.name(), shortSQL(sql), tag, k+1, c.tx, c.tx)})
+		return verdict{cut: true}, true
+	}
+	return verdict{}, false
 }
 
 // result implements pgHooks: the server completed a statement. Begins,
@@ -76,13 +119,22 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	if a != nil {
 		n = a.n
 	}
+	rn.completed(a, tag)
 	where := fmt.Sprintf("%s, db connection %d of %s", tag, c.id, p.name())
 	var point faults.Point
 	index := 0
+	curTx := c.tx
+	inTxName := func() string {
+		if inTx || curTx != c.tx || strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START") {
+			return fmt.Sprintf("tx%d", curTx)
+		}
+		return "outside a transaction"
+	}
 	switch {
 	case strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START"):
 		rn.txs++
-		c.tx = rn.txs
+		c.tx, c.txStmts = rn.txs, 0
+		curTx = c.tx
 		rn.add(histories.Event{Kind: histories.Begin, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 	case isWrite(tag):
 		tx := c.tx
@@ -90,6 +142,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 			rn.txs++
 			tx = rn.txs
 		}
+		curTx = tx
 		rn.add(histories.Event{Kind: histories.Write, Attempt: n, Tx: tx, Process: p.name(), Detail: fmt.Sprintf("%s (%s, step %d)", shortSQL(sql), where, len(rn.events)+1)})
 		if a != nil {
 			point, index = faults.AfterWrite, a.writes
@@ -116,13 +169,18 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	if a != nil && point != "" {
 		for _, fl := range a.faults {
 			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
-				rn.kill(p, a, fl)
+				rn.killAt(p, a, fl, fmt.Sprintf("the statement: %s (%s), its reply held, on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
 				return verdict{cut: true}
 			}
 		}
 	}
 	if a == nil {
 		return verdict{}
+	}
+	if inTx && c.tx != 0 && !strings.HasPrefix(tag, "BEGIN") && !strings.HasPrefix(tag, "START") && tag != "COMMIT" && tag != "ROLLBACK" {
+		if v, ok := rn.cut(c, p, a, sql, tag); ok {
+			return v
+		}
 	}
 	a.stmts++
 	for _, fl := range a.faults {
@@ -132,6 +190,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 			rn.mu.Unlock()
 			rn.pause(p, a, fl)
 			rn.mu.Lock()
+			rn.notePause(p, a, fmt.Sprintf("the reply held: to %s (%s), on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
 			if p.dead || p.gen != c.gen {
 				return verdict{cut: true}
 			}
@@ -148,4 +207,38 @@ func (rn *run) strikes(a *attempt, point faults.Point, index int) bool {
 		}
 	}
 	return false
+}
+
+// lastWrite names the last SQL write the server ran for attempt a, with
+// its connection, as the history recorded it ("" if none); rn.mu is held.
+func (rn *run) lastWrite(a *attempt) string {
+	if a == nil {
+		return ""
+	}
+	for i := len(rn.events) - 1; i >= 0; i-- {
+		ev := rn.events[i]
+		if ev.Attempt == a.n && ev.Kind == histories.Write {
+			return fmt.Sprintf("the attempt's last SQL write (step %d, tx%d): %s", ev.Step, ev.Tx, ev.Detail)
+		}
+		if ev.Attempt == a.n && ev.Kind == histories.Deliver {
+			break
+		}
+	}
+	return ""
+}
+
+// notePause adds the statement whose reply a pause held to the detail of
+// the pause's event, the last requeue event of p's attempt a; rn.mu is
+// held.
+func (rn *run) notePause(p *proc, a *attempt, where string) {
+	for i := len(rn.events) - 1; i >= 0; i-- {
+		ev := &rn.events[i]
+		if ev.Kind == histories.Requeue && ev.Process == p.name() && ev.Fault == string(faults.Redelivery) {
+			ev.Detail += "; " + where
+			return
+		}
+		if ev.Attempt == a.n && ev.Kind == histories.Deliver {
+			return
+		}
+	}
 }

@@ -75,6 +75,9 @@ type pgConn struct {
 	pending []pgPending       // statements sent, not yet completed
 	inTx    bool
 	tx      int // the history's number of the open transaction
+	// txStmts counts the statements of the open transaction the server
+	// completed, BEGIN not counted (a cut-connection fault's Index).
+	txStmts int
 }
 
 type pgPending struct {

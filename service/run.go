@@ -129,6 +129,7 @@ type run struct {
 	procs    []*proc
 	proxies  []brokerProxy
 	pgs      []*pgProxy
+	gate     *gate     // a replay's order to follow (order.go), or nil
 	txs      int       // transactions numbered so far
 	last     time.Time // the last thing that happened
 	busy     int       // pauses and restarts under way: not drained

@@ -2,8 +2,10 @@
 // language: it starts the service's command as processes, owns the NATS
 // JetStream broker (embedded, or $ONCECHECK_NATS) and a PostgreSQL schema
 // of each run, publishes a model's workload, injects faults at the
-// boundaries its NATS proxy sees (SIGKILL, SIGSTOP past the ack wait, a
-// dropped ack, re-issued and reordered sends), records a history and
+// boundaries its NATS and PostgreSQL proxies see (SIGKILL, SIGSTOP past
+// the ack wait, a dropped ack, a refused publish, a database connection
+// cut mid-transaction, re-issued and reordered sends) and restarts the
+// embedded broker, records a history and
 // checks it with checkers.Check as any other. docs/service-mode.md is the
 // contract a service meets.
 package service
@@ -65,7 +67,14 @@ type Config struct {
 }
 
 // Kinds are the fault kinds service mode injects in this version.
-var Kinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.PublishFailure, faults.Reissue, faults.Concurrent}
+// The last two are service mode's own (faults.ServiceKinds): a database
+// connection cut mid-transaction, and a restart of the (embedded) broker.
+var Kinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.PublishFailure, faults.Reissue, faults.Concurrent,
+	faults.CutConnection, faults.BrokerRestart}
+
+// cutStatements bounds the statement of a transaction at which a
+// generated cut-connection fault strikes.
+const cutStatements = 4
 
 // The points at which a crash (SIGKILL) strikes, as the proxies see them.
 // At the NATS proxy: BeforeHandle drops the delivery and kills its
@@ -104,6 +113,11 @@ const pauseAtStatement = 2
 type Case struct {
 	Workload model.Workload
 	Plan     faults.Plan
+	// Order, when not empty, is the order of a saved history's SQL
+	// events that a replay follows (OrderOf): the PostgreSQL proxies hold
+	// a BEGIN, write or COMMIT until the ones recorded before it are
+	// done, for at most orderWait each.
+	Order Order
 }
 
 // ErrUnsupported is returned off Unix, where a process group cannot be
@@ -150,6 +164,9 @@ func (c *Config) defaults() error {
 	kinds, err := BrokerKinds(c.Broker)
 	if err != nil {
 		return err
+	}
+	if slices.Contains(c.Faults, faults.BrokerRestart) && c.Broker == "nats" && c.BrokerURL != "" {
+		return fmt.Errorf("service: fault kind %s needs a broker oncecheck runs itself (the embedded NATS server), not the external server %s", faults.BrokerRestart, c.BrokerURL)
 	}
 	for _, k := range c.Faults {
 		if !slices.Contains(kinds, k) {
@@ -207,6 +224,11 @@ func (c *Config) generator() *rapid.Generator[Case] {
 			case faults.Reissue:
 				f.Index = rapid.IntRange(0, last).Draw(t, "message")
 				f.At = rapid.IntRange(f.Index+1, len(w)).Draw(t, "after")
+			case faults.CutConnection:
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
+				f.Index = rapid.IntRange(0, cutStatements-1).Draw(t, "statement")
+			case faults.BrokerRestart:
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
 			}
 			plan.Faults = append(plan.Faults, f)
 		}
@@ -249,6 +271,10 @@ func Describe(f faults.Fault) string {
 		return fmt.Sprintf("send #%d is published %d places later", f.At+1, f.Index)
 	case f.Kind == faults.Reissue:
 		return fmt.Sprintf("after send #%d oncecheck publishes workload message #%d again with a new id", f.At, f.Index+1)
+	case f.Kind == faults.CutConnection:
+		return fmt.Sprintf("the PostgreSQL proxy cuts the db connection of the consumer of delivery #%d, both sides, as the server's reply to statement #%d of a transaction (BEGIN not counted) comes back: the server rolls the transaction back", f.At+1, f.Index+1)
+	case f.Kind == faults.BrokerRestart:
+		return fmt.Sprintf("oncecheck stops the broker just after delivery #%d and starts it again on the same storage and port: clients reconnect, unacknowledged copies come back after their ack wait", f.At+1)
 	}
 	return f.String()
 }

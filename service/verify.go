@@ -76,6 +76,12 @@ func Verify(t TB, cfg Config, o VerifyOptions) {
 		for _, f := range c.Plan.Faults {
 			fmt.Fprintf(&b, "  - %s\n", Describe(f))
 		}
+		if lines := Struck(h); len(lines) > 0 {
+			fmt.Fprintln(&b, "Where they struck:")
+			for _, l := range lines {
+				fmt.Fprintf(&b, "  - %s\n", l)
+			}
+		}
 		if err := report.Explanation(&b, h, res); err != nil {
 			fmt.Fprintf(&b, "(no explanation: %v)\n", err)
 		}

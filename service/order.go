@@ -1,0 +1,198 @@
+package service
+
+import (
+	"strings"
+	"time"
+
+	"github.com/oncecheck/oncecheck/histories"
+)
+
+// Order is the order in which a saved history's transactions began,
+// wrote and committed across processes: a replay that follows it holds
+// each BEGIN, write and COMMIT at the PostgreSQL proxy until the ones
+// recorded before it have been done, up to orderWait each, then lets it
+// go (free running again). It pins races between processes, which a
+// replay of the plan alone leaves to the operating system's scheduler.
+type Order []OrderStep
+
+// OrderStep is one SQL event of an Order: the copy (message id) whose
+// attempt ran it, what it was, and how many of the same kind that copy's
+// attempts ran before it.
+type OrderStep struct {
+	ID   string
+	Kind histories.Kind // begin, write or commit
+	N    int
+}
+
+// orderWait bounds how long a statement is held for the ones recorded
+// before it: past it, the replay runs free.
+const orderWait = 400 * time.Millisecond
+
+// byItself is the start of the detail of the commit of a statement that
+// committed by itself (pghooks.go), which is the write's, not a step of
+// its own.
+const byItself = "the statement committed by itself"
+
+// OrderOf reads the order of a saved history's SQL events.
+func OrderOf(h *histories.History) Order {
+	ids := map[int]string{}
+	counts := map[OrderStep]int{}
+	var o Order
+	for _, ev := range h.Events {
+		switch ev.Kind {
+		case histories.Deliver:
+			if ev.Message != nil {
+				ids[ev.Attempt] = ev.Message.ID
+			}
+		case histories.Begin, histories.Write, histories.Commit:
+			id, ok := ids[ev.Attempt]
+			if !ok || ev.Kind == histories.Commit && strings.HasPrefix(ev.Detail, byItself) {
+				continue
+			}
+			k := OrderStep{ID: id, Kind: ev.Kind}
+			s := k
+			s.N = counts[k]
+			counts[k]++
+			o = append(o, s)
+		}
+	}
+	return o
+}
+
+// gate is the state of a replay that follows an Order, under run.mu.
+type gate struct {
+	order   Order
+	index   map[OrderStep]int // the position of each step in order
+	done    []bool
+	sent    map[OrderStep]int // statements held or forwarded, per copy and kind
+	results map[OrderStep]int // statements the server completed, per copy and kind
+	changed chan struct{}     // closed when a step is done
+	held    time.Duration     // how long statements were held in all
+	free    int               // statements let go at orderWait
+}
+
+func newGate(o Order) *gate {
+	g := &gate{order: o, index: map[OrderStep]int{}, done: make([]bool, len(o)), sent: map[OrderStep]int{}, results: map[OrderStep]int{}, changed: make(chan struct{})}
+	for i, s := range o {
+		g.index[s] = i
+	}
+	return g
+}
+
+// stmtKind classifies a statement's text as an Order's kinds do, "" for
+// any other statement.
+func stmtKind(sql string) histories.Kind {
+	s := strings.ToUpper(strings.TrimSpace(sql))
+	switch {
+	case strings.HasPrefix(s, "BEGIN") || strings.HasPrefix(s, "START"):
+		return histories.Begin
+	case isCommit(sql):
+		return histories.Commit
+	}
+	for _, w := range []string{"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"} {
+		if strings.HasPrefix(s, w) {
+			return histories.Write
+		}
+	}
+	return ""
+}
+
+// tagKind classifies a command tag as an Order's kinds do.
+func tagKind(tag string) histories.Kind {
+	switch {
+	case strings.HasPrefix(tag, "BEGIN") || strings.HasPrefix(tag, "START"):
+		return histories.Begin
+	case tag == "COMMIT":
+		return histories.Commit
+	case isWrite(tag):
+		return histories.Write
+	}
+	return ""
+}
+
+// follow holds statement sql of attempt a until the steps recorded before
+// it are done, or orderWait passes; rn.mu is held, and released while it
+// waits. It reports whether c's process is still alive after.
+func (rn *run) follow(c *pgConn, a *attempt, sql string) bool {
+	g := rn.gate
+	if g == nil || a == nil {
+		return true
+	}
+	k := stmtKind(sql)
+	if k == "" {
+		return true
+	}
+	s := OrderStep{ID: a.msg.ID, Kind: k}
+	s.N = g.sent[s]
+	g.sent[OrderStep{ID: a.msg.ID, Kind: k}]++
+	i, ok := g.index[s]
+	if !ok {
+		return true
+	}
+	start := time.Now()
+	deadline := time.NewTimer(orderWait)
+	defer deadline.Stop()
+	for !g.ready(i) {
+		ch := g.changed
+		rn.mu.Unlock()
+		timeout := false
+		select {
+		case <-ch:
+		case <-deadline.C:
+			timeout = true
+		case <-rn.ctx.Done():
+			timeout = true
+		}
+		rn.mu.Lock()
+		if timeout {
+			// What was recorded before it did not happen (yet): the
+			// replay runs free from here, without waiting for it again.
+			g.free++
+			g.skip(i)
+			break
+		}
+	}
+	g.held += time.Since(start)
+	p := rn.procs[c.index]
+	return p.gen == c.gen && !p.dead
+}
+
+// skip marks every step before step i as done.
+func (g *gate) skip(i int) {
+	for j := range i {
+		g.done[j] = true
+	}
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// ready reports whether every step before step i is done.
+func (g *gate) ready(i int) bool {
+	for j := range i {
+		if !g.done[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// completed marks the step of a statement the server completed for
+// attempt a as done; rn.mu is held.
+func (rn *run) completed(a *attempt, tag string) {
+	g := rn.gate
+	if g == nil || a == nil {
+		return
+	}
+	k := tagKind(tag)
+	if k == "" {
+		return
+	}
+	s := OrderStep{ID: a.msg.ID, Kind: k}
+	s.N = g.results[s]
+	g.results[OrderStep{ID: a.msg.ID, Kind: k}]++
+	if i, ok := g.index[s]; ok && !g.done[i] {
+		g.done[i] = true
+		close(g.changed)
+		g.changed = make(chan struct{})
+	}
+}
