@@ -64,6 +64,11 @@ type Header struct {
 	// Cache is the cache backend the handlers' Env.Cache ran on ("mem" or
 	// "redis"; format 1.3, absent means "mem").
 	Cache string `json:"cache,omitempty"`
+	// Broker is the broker the consumers read from: "queue" (per-message
+	// acks and requeues) or "log" (a partitioned log, offset commits and
+	// a consumer group); format 1.3, absent means "queue", as in every
+	// history before it (see BrokerName).
+	Broker string `json:"broker,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   Verdict   `json:"verdict,omitempty"`
@@ -403,6 +408,14 @@ func (h Header) Before13() bool {
 	major, minor, _ := strings.Cut(h.Version, ".")
 	m, _ := strconv.Atoi(minor)
 	return major == "1" && m < 3
+}
+
+// BrokerName is the header's broker, "queue" when it names none.
+func (h Header) BrokerName() string {
+	if h.Broker == "" {
+		return "queue"
+	}
+	return h.Broker
 }
 
 // IsolationLevel is the header's isolation level, with the default of its
