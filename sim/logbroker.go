@@ -60,8 +60,15 @@ func Partition(aggregate string) int {
 // ErrCommitRejected is returned by Env.Ack on the log broker when the
 // group coordinator rejects the offset commit: the member was expelled
 // (UNKNOWN_MEMBER_ID) or the group rebalanced since the copy was fetched
-// (ILLEGAL_GENERATION). It wraps ErrAckRefused.
-var ErrCommitRejected = fmt.Errorf("%w (offset commit rejected by the group coordinator)", ErrAckRefused)
+// (ILLEGAL_GENERATION). It is an ErrAckRefused too (errors.Is).
+var ErrCommitRejected error = commitRejected{}
+
+type commitRejected struct{}
+
+func (commitRejected) Error() string { return "offset commit rejected by the group coordinator" }
+
+// Is makes a rejected commit a refused ack.
+func (commitRejected) Is(target error) bool { return target == ErrAckRefused }
 
 // entry is a message at an offset of a partition; seq orders the entries
 // of all partitions by the time they were appended.
