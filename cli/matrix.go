@@ -335,7 +335,7 @@ func writeText(w io.Writer, mx *campaign.Matrix, quiet bool) {
 	if mx.Shard != "" {
 		shard = ", shard " + mx.Shard + " ('-': another shard's cell)"
 	}
-	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s, %s%s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation, shard)
+	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s, %s%s%s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation, brokerNote(mx), shard)
 	rows := [][]string{append([]string{"strategy"}, mx.Columns...)}
 	for _, s := range mx.Strategies {
 		row := []string{s}
@@ -379,7 +379,7 @@ func writeText(w io.Writer, mx *campaign.Matrix, quiet bool) {
 }
 
 func writeMarkdown(w io.Writer, mx *campaign.Matrix) {
-	fmt.Fprintf(w, "### %s\n\n%d runs per cell, seed %d, backend %s, %s.\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation)
+	fmt.Fprintf(w, "### %s\n\n%d runs per cell, seed %d, backend %s, %s%s.\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation, brokerNote(mx))
 	fmt.Fprintf(w, "| strategy | %s |\n|---|%s\n", strings.Join(mx.Columns, " | "), strings.Repeat("---|", len(mx.Columns)))
 	for _, s := range mx.Strategies {
 		cells := make([]string, 0, len(mx.Columns))
@@ -397,4 +397,12 @@ func writeMarkdown(w io.Writer, mx *campaign.Matrix) {
 		fmt.Fprintf(w, "| %s | %s |\n", s, strings.Join(cells, " | "))
 	}
 	fmt.Fprintln(w)
+}
+
+// brokerNote names a matrix's broker when it is not the default queue.
+func brokerNote(mx *campaign.Matrix) string {
+	if mx.Broker == "" {
+		return ""
+	}
+	return ", broker " + mx.Broker
 }
