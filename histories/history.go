@@ -326,6 +326,11 @@ func checkHeader(h *Header) error {
 	default:
 		return fmt.Errorf(`"isolation" is %q, want "read-committed", "repeatable-read" or "serializable"`, h.Isolation)
 	}
+	switch h.Broker {
+	case "", "queue", "log":
+	default:
+		return fmt.Errorf(`"broker" is %q, want "queue" or "log" (or no field, for "queue")`, h.Broker)
+	}
 	if h.Downstream != "" && h.Downstream != "dedup-by-id" && h.Downstream != "none" {
 		return fmt.Errorf(`"downstream" is %q, want "dedup-by-id" or "none" (or no field, for "dedup-by-id")`, h.Downstream)
 	}
@@ -339,6 +344,7 @@ func explicitlyEmpty(raw []byte) []string {
 	var present struct {
 		Downstream *string `json:"downstream"`
 		Isolation  *string `json:"isolation"`
+		Broker     *string `json:"broker"`
 	}
 	if json.Unmarshal(raw, &present) != nil {
 		return nil // the strict decoding says what is wrong
@@ -349,6 +355,9 @@ func explicitlyEmpty(raw []byte) []string {
 	}
 	if present.Isolation != nil && *present.Isolation == "" {
 		empty = append(empty, "isolation")
+	}
+	if present.Broker != nil && *present.Broker == "" {
+		empty = append(empty, "broker")
 	}
 	return empty
 }
