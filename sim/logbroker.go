@@ -58,9 +58,8 @@ func Partition(aggregate string) int {
 }
 
 // ErrCommitRejected is returned by Env.Ack on the log broker when the
-// group coordinator rejects the offset commit: the member was expelled
-// (UNKNOWN_MEMBER_ID) or the group rebalanced since the copy was fetched
-// (ILLEGAL_GENERATION). It is an ErrAckRefused too (errors.Is).
+// group coordinator rejects the offset commit of a member it expelled
+// (UNKNOWN_MEMBER_ID). It is an ErrAckRefused too (errors.Is).
 var ErrCommitRejected error = commitRejected{}
 
 type commitRejected struct{}
@@ -82,7 +81,17 @@ type partition struct {
 	log       []entry
 	committed int // the group's committed offset: the next offset to consume
 	owner     int // the consumer (process index) it is assigned to, -1: none
-	position  int // the owner's fetch position
+	// position is the owner's fetch position; -1 (after a rebalance):
+	// the committed offset when the owner first reads the partition.
+	position int
+}
+
+// next returns the offset the owner reads next.
+func (q *partition) next() int {
+	if q.position < 0 {
+		return q.committed
+	}
+	return q.position
 }
 
 // logBroker is the log broker (BrokerLog) of a run: the topic's
@@ -137,7 +146,8 @@ func assignment(member []bool) []int {
 
 // rebalance starts a new generation of the group with its current members
 // (the eager protocol: every partition is revoked and assigned again, and
-// each restarts from its committed offset) and records it.
+// each restarts from the offset committed when its owner first reads it)
+// and records it.
 func (r *runner) rebalance(why, fault string) {
 	b := r.log
 	b.generation++
@@ -145,7 +155,7 @@ func (r *runner) rebalance(why, fault string) {
 	var parts []string
 	for i := range b.parts {
 		p := &b.parts[i]
-		p.owner, p.position = owners[i], p.committed
+		p.owner, p.position = owners[i], -1
 		who := "nobody"
 		if p.owner >= 0 {
 			who = r.procs[p.owner].name
@@ -156,23 +166,47 @@ func (r *runner) rebalance(why, fault string) {
 		Detail: fmt.Sprintf("rebalance to generation %d (%s): %s", b.generation, why, strings.Join(parts, ", "))})
 }
 
+// held reports whether a member other than consumer p still works on a
+// copy of partition part: the partition was assigned away from it while it
+// did. Kafka's rebalance waits for such a member (it rejoins when it next
+// polls, and its commit is accepted meanwhile), so p cannot read the
+// partition until that attempt ends.
+func (r *runner) held(part int, p *process) bool {
+	for _, q := range r.procs {
+		if q == p || q.kind != faults.Consumer || q.task == nil || !r.log.member[q.index] {
+			continue
+		}
+		if e := q.task.env; e.attempt != 0 && e.pos.part == part {
+			return true
+		}
+	}
+	return false
+}
+
+// readable returns the partitions consumer p, a member, can read a copy
+// from now.
+func (r *runner) readable(p *process) []int {
+	var out []int
+	for i := range r.log.parts {
+		if q := &r.log.parts[i]; q.owner == p.index && q.next() < len(q.log) && !r.held(i, p) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // logCanAct reports whether consumer p, idle, has a copy to take: one of
 // its partitions has one past its position, or, if it is not a member, it
 // would own such a partition from its committed offset once it joined.
 func (r *runner) logCanAct(p *process) bool {
 	b := r.log
 	if b.member[p.index] {
-		for i := range b.parts {
-			if q := &b.parts[i]; q.owner == p.index && q.position < len(q.log) {
-				return true
-			}
-		}
-		return false
+		return len(r.readable(p)) > 0
 	}
 	joined := slices.Clone(b.member)
 	joined[p.index] = true
 	for i, owner := range assignment(joined) {
-		if q := &b.parts[i]; owner == p.index && q.committed < len(q.log) {
+		if q := &b.parts[i]; owner == p.index && q.committed < len(q.log) && !r.held(i, p) {
 			return true
 		}
 	}
@@ -190,23 +224,18 @@ func (r *runner) logTake(p *process, at int, ev *histories.Event) (model.Message
 		b.member[p.index] = true
 		r.rebalance(p.name+" joins the group", "")
 	}
-	var heads []int
-	for i := range b.parts {
-		if q := &b.parts[i]; q.owner == p.index && q.position < len(q.log) {
-			heads = append(heads, i)
-		}
-	}
+	heads := r.readable(p)
 	slices.SortFunc(heads, func(x, y int) int {
-		return b.parts[x].log[b.parts[x].position].seq - b.parts[y].log[b.parts[y].position].seq
+		return b.parts[x].log[b.parts[x].next()].seq - b.parts[y].log[b.parts[y].next()].seq
 	})
 	for d := 1; d <= min(faults.ReorderWindow, len(heads)-1); d++ {
 		r.offer(faults.Fault{Kind: faults.Reorder, At: at, Index: d})
 	}
 	idx := min(r.cfg.Plan.ReorderAt(at), len(heads)-1)
 	q := &b.parts[heads[idx]]
-	pos := logPos{part: heads[idx], offset: q.position, generation: b.generation}
-	msg := q.log[q.position].msg
-	q.position++
+	pos := logPos{part: heads[idx], offset: q.next(), generation: b.generation}
+	msg := q.log[pos.offset].msg
+	q.position = pos.offset + 1
 	ev.Detail = fmt.Sprintf("partition %d, offset %d, generation %d", pos.part, pos.offset, pos.generation)
 	if idx > 0 {
 		ev.Detail += fmt.Sprintf("; reordered: the head of another partition, %d behind the first", idx)
@@ -248,16 +277,18 @@ func (r *runner) logLeave(e *env) {
 
 // logCommit is an ack on the log broker: the commit of the offset after
 // the copy's, which commits every offset before it too. The coordinator
-// rejects it from a member it expelled or of an older generation.
+// rejects it from a member it expelled (UNKNOWN_MEMBER_ID). A member still
+// in the group commits even if the group rebalanced since it fetched the
+// copy: the rebalance waits for it to rejoin, at its next poll, and Kafka's
+// coordinator accepts commits of the current generation while it prepares
+// a rebalance; the generation changes for the member only when it polls
+// again, so ILLEGAL_GENERATION does not arise here.
 func (e *env) logCommit() error {
 	r := e.r
 	b := r.log
 	reject := ""
-	switch {
-	case !b.member[e.proc.index]:
+	if !b.member[e.proc.index] {
 		reject = "UNKNOWN_MEMBER_ID: " + e.proc.name + " is no longer a member of the group"
-	case e.pos.generation != b.generation:
-		reject = fmt.Sprintf("ILLEGAL_GENERATION: the copy was fetched in generation %d, the group is in generation %d", e.pos.generation, b.generation)
 	}
 	if reject == "" {
 		r.offer(faults.Fault{Kind: faults.Redelivery, At: e.at})
