@@ -27,6 +27,14 @@ func TestBrokerFlag(t *testing.T) {
 	code, out, _ = cli(t, "replay", saved[0])
 	require.Equal(t, exitViolation, code, out)
 
+	code, out, _ = cli(t, "run", "--strategy", "sequence", "--faults", "crash", "--broker", "log", "--runs", "5", "--seed", "1", "--out", dir, "--json")
+	require.Equal(t, exitPass, code, out)
+	var run struct {
+		Broker string `json:"broker"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &run))
+	require.Equal(t, "log", run.Broker)
+
 	code, out, stderr := cli(t, "run", "--strategy", "naive", "--broker", "kafka", "--runs", "1", "--out", dir)
 	require.Equal(t, exitUsage, code, out)
 	require.Contains(t, stderr, `--broker: unknown broker "kafka" (known: queue, log)`)

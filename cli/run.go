@@ -402,6 +402,7 @@ type runJSON struct {
 	Model         string              `json:"model"`
 	Backend       string              `json:"backend"`
 	Isolation     string              `json:"isolation,omitempty"`
+	Broker        string              `json:"broker,omitempty"` // "log", or empty for the queue
 	Seed          uint64              `json:"seed"`
 	Shard         string              `json:"shard,omitempty"`
 	Verdict       string              `json:"verdict"`
@@ -432,6 +433,9 @@ func newRunJSON(rep campaign.Report, strategy string, sh shard) runJSON {
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
 		Injected: injected, Inconclusive: rep.Inconclusive, Reason: rep.Reason,
+	}
+	if rep.Config.Broker == "log" {
+		out.Broker = rep.Config.Broker
 	}
 	if rep.SaveError != nil {
 		out.SaveError = rep.SaveError.Error()
