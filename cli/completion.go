@@ -40,7 +40,6 @@ func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, st
 		"--faults":    strings.Join(kinds, " "),
 		"--format":    "text markdown json",
 		"--isolation": "read-committed repeatable-read serializable",
-		"--broker":    "queue log",
 	}
 	flags := "--strategy --model --backend --pg --faults --runs --seed --out --keep-all --keep-db --max-messages --max-faults --downstream --isolation --broker --lock-timeout --free-running --consumers --record --cache --max-delay --output-order --shrink-time --check-timeout --swarm --check-determinism --exhaustive --junit --format --expect --parallel --shrink --shard --json --html --timeout -q -v --help --version"
 	switch rest[0] {
@@ -56,7 +55,7 @@ _oncecheck() {
 	fi
 	case "$prev" in
 `, strings.Join(names, " ")+" help")
-		for _, f := range []string{"--strategy", "--model", "--backend", "--faults", "--format", "--isolation", "--broker"} {
+		for _, f := range []string{"--strategy", "--model", "--backend", "--faults", "--format", "--isolation"} {
 			fmt.Fprintf(stdout, "\t%s) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", f, values[f])
 		}
 		fmt.Fprintf(stdout, `	esac
