@@ -133,6 +133,9 @@ type ReplayOptions struct {
 	// or "redis" (default: the history's own; add rediscache.Backend to
 	// the catalogue for Redis).
 	Cache string
+	// Broker runs the plan on another broker, "queue" or "log" (default:
+	// the history's own).
+	Broker string
 }
 
 // Replay re-runs the workload and plan of a saved history and checks the new
@@ -174,6 +177,10 @@ func Replay(h *histories.History, o ReplayOptions) (*histories.History, checkers
 		ReadsNotPreempted: !h.Header.ReadsPreempt,
 		Isolation:         adapters.Isolation(h.Header.IsolationLevel()),
 		Format12:          h.Header.Before13(),
+		Broker:            h.Header.Broker,
+	}
+	if o.Broker != "" {
+		cfg.Broker = o.Broker
 	}
 	if o.Isolation != "" {
 		cfg.Isolation, cfg.Format12 = o.Isolation, false

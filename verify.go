@@ -112,6 +112,10 @@ type Spec struct {
 	// committed, PostgreSQL's; a handler may ask for its own with
 	// Env.BeginTx or sqlenv.BeginTx).
 	Isolation adapters.Isolation
+	// Broker is the broker the handler consumes from: "queue" (default),
+	// per-message acks and requeues, or "log", a partitioned log with
+	// offset commits and a consumer group, as Kafka's (campaign.Config).
+	Broker string
 }
 
 // Verify checks, in a test, that a handler is exactly-once: it generates
@@ -151,7 +155,7 @@ func Verify(t TB, spec Spec) {
 		Model: spec.Model, Strategy: spec.Strategy, Backend: spec.Backend, Faults: spec.Faults,
 		MaxMessages: spec.MaxMessages, MaxFaults: spec.MaxFaults,
 		Downstream: spec.Downstream, FreeRunning: spec.FreeRunning, Isolation: spec.Isolation,
-		Cache: spec.Cache, MaxDelay: spec.MaxDelay,
+		Cache: spec.Cache, MaxDelay: spec.MaxDelay, Broker: spec.Broker,
 	})
 	if err != nil {
 		failOrSkip(t, err)

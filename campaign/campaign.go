@@ -96,6 +96,11 @@ type Config struct {
 	// MaxDelay bounds how late a late fault's copy arrives (default
 	// faults.DefaultMaxDelay).
 	MaxDelay time.Duration
+	// Broker is the broker the consumers read from: sim.BrokerQueue (""),
+	// per-message acks and requeues, or sim.BrokerLog, a partitioned log
+	// with offset commits and a consumer group (sim.Config.Broker). The
+	// log broker runs neither FreeRunning nor Format12.
+	Broker string
 }
 
 func (c *Config) defaults() {
@@ -173,6 +178,16 @@ func New(cfg Config) (*Tester, error) {
 	case cfg.MaxDelay < 0:
 		return nil, configErrorf("MaxDelay", "must not be negative, not %s", cfg.MaxDelay)
 	}
+	broker, err := sim.ParseBroker(cfg.Broker)
+	switch {
+	case err != nil:
+		return nil, configErrorf("Broker", "%v", err)
+	case broker == sim.BrokerLog && cfg.FreeRunning:
+		return nil, configErrorf("Broker", "the log broker runs scheduled runs only, not free-running ones")
+	case broker == sim.BrokerLog && cfg.Format12:
+		return nil, configErrorf("Broker", "the log broker did not exist in format 1.2")
+	}
+	cfg.Broker = broker
 	if _, err := checkers.ParseDownstream(string(cfg.Downstream)); err != nil {
 		return nil, configErrorf("Downstream", "%v", err)
 	}
@@ -322,7 +337,7 @@ func (t *Tester) execute(c Case, seed uint64, verdictOnly bool) (*histories.Hist
 	}
 	events, err := t.simulate(sim.Config{Model: memo.Guarded(), Strategy: t.cfg.Strategy, Workload: c.Workload, Plan: c.Plan, Events: buffer,
 		FreeRunning: t.cfg.FreeRunning, Consumers: t.cfg.Consumers, ReadsPreempt: !t.cfg.ReadsNotPreempted,
-		Format12: t.cfg.Format12, RunID: t.runID(seed)}, nil)
+		Format12: t.cfg.Format12, RunID: t.runID(seed), Broker: t.cfg.Broker}, nil)
 	h := &histories.History{Header: t.header(c, seed), Events: events}
 	if err != nil {
 		h.Header.Verdict = histories.Inconclusive
@@ -362,6 +377,9 @@ func (t *Tester) header(c Case, seed uint64) histories.Header {
 		Downstream: string(t.cfg.Downstream), Faults: slices.Clone(t.cfg.Faults), Workload: c.Workload, Plan: c.Plan,
 		FreeRunning: t.cfg.FreeRunning, ReadsPreempt: !t.cfg.ReadsNotPreempted, Isolation: string(t.cfg.Isolation),
 		Cache: cacheName(t.cfg.Cache),
+	}
+	if t.cfg.Broker != sim.BrokerQueue {
+		h.Broker = t.cfg.Broker // absent means the queue: older histories are unchanged
 	}
 	if t.cfg.Format12 {
 		// It ran as format 1.2 did, and says so: a replay must too.

@@ -168,7 +168,7 @@ func (t *Tester) exploreWorkload(ctx context.Context, w model.Workload, consumer
 			var opps []sim.Opportunity
 			events, err := t.simulate(sim.Config{Model: t.model, Strategy: t.cfg.Strategy, Workload: w, Plan: n.plan, Explore: t.cfg.Faults,
 				LateDelays:   faults.LateDelays(t.cfg.Strategy.Windows, t.cfg.MaxDelay),
-				ReadsPreempt: !t.cfg.ReadsNotPreempted, Format12: t.cfg.Format12}, &opps)
+				ReadsPreempt: !t.cfg.ReadsNotPreempted, Format12: t.cfg.Format12, Broker: t.cfg.Broker}, &opps)
 			rep.Schedules++
 			h := &histories.History{Header: t.header(c, 0), Events: events}
 			if err != nil {

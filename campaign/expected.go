@@ -12,6 +12,7 @@ import (
 	"github.com/oncecheck/oncecheck/adapters"
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/sim"
 )
 
 // ExpectedMatrix is the committed expectation of the matrix: model ->
@@ -154,4 +155,18 @@ func ExpectedMatrixFile(dir string, level adapters.Isolation) string {
 		return filepath.Join(dir, "matrix.json")
 	}
 	return filepath.Join(dir, "matrix-"+string(level)+".json")
+}
+
+// ExpectedBrokerMatrixFile is the file, in dir, of the expected matrix at
+// an isolation level on a broker: ExpectedMatrixFile's on the queue
+// broker, matrix-log.json (matrix-log-<level>.json at levels other than
+// read committed) on the log broker.
+func ExpectedBrokerMatrixFile(dir string, level adapters.Isolation, broker string) string {
+	if broker == "" || broker == sim.BrokerQueue {
+		return ExpectedMatrixFile(dir, level)
+	}
+	if level = level.Or(adapters.ReadCommitted); level == adapters.ReadCommitted {
+		return filepath.Join(dir, "matrix-"+broker+".json")
+	}
+	return filepath.Join(dir, "matrix-"+broker+"-"+string(level)+".json")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/sim"
 )
 
 // MatrixColumns are the fault columns of the matrix: each kind alone, then
@@ -58,6 +59,9 @@ type MatrixOptions struct {
 	// Isolation is the isolation level of every cell (default read
 	// committed).
 	Isolation adapters.Isolation
+	// Broker is the broker of every cell: sim.BrokerQueue (default) or
+	// sim.BrokerLog (Config.Broker).
+	Broker string
 	// Progress, when set, is called after each cell.
 	Progress func(done, total int, c Cell)
 	// Shard and Shards split the cells between Shards processes: this one
@@ -98,9 +102,11 @@ type Cell struct {
 
 // Matrix is a table of verdicts: strategies by fault columns, for one model.
 type Matrix struct {
-	Model      string   `json:"model"`
-	Backend    string   `json:"backend"`
-	Isolation  string   `json:"isolation"`
+	Model     string `json:"model"`
+	Backend   string `json:"backend"`
+	Isolation string `json:"isolation"`
+	// Broker is "log" for a matrix on the log broker, empty on the queue.
+	Broker     string   `json:"broker,omitempty"`
 	Seed       uint64   `json:"seed"`
 	Runs       int      `json:"runs_per_cell"`
 	Strategies []string `json:"strategies"`
@@ -159,7 +165,14 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 	for i, s := range o.Strategies {
 		names[i] = s.Name
 	}
+	broker, err := sim.ParseBroker(o.Broker)
+	if err != nil {
+		return nil, configErrorf("Broker", "%v", err)
+	}
 	mx := &Matrix{Model: o.Model.Name(), Backend: o.Backend.Name(), Isolation: string(o.Isolation.Or(adapters.ReadCommitted)), Seed: o.Seed, Runs: o.Runs, Strategies: names, Columns: o.Columns}
+	if broker != sim.BrokerQueue {
+		mx.Broker = broker
+	}
 	type job struct {
 		index    int
 		strategy adapters.Strategy
@@ -232,7 +245,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) (*Matrix, error) {
 
 func runCell(ctx context.Context, o MatrixOptions, strategy adapters.Strategy, column string, kinds []faults.Kind) (Cell, error) {
 	c := Cell{Strategy: strategy.Name, Fault: column, Anomalies: []histories.Anomaly{}}
-	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Cache: o.Cache, Faults: kinds, MaxMessages: o.MaxMessages, Isolation: o.Isolation})
+	t, err := New(Config{Model: o.Model, Strategy: strategy, Backend: o.Backend, Cache: o.Cache, Faults: kinds, MaxMessages: o.MaxMessages, Isolation: o.Isolation, Broker: o.Broker})
 	if err != nil {
 		var unsupported *adapters.UnsupportedError
 		if errors.As(err, &unsupported) {

@@ -41,7 +41,7 @@ func completionCmd(_ context.Context, cat catalogue.Catalogue, args []string, st
 		"--format":    "text markdown json",
 		"--isolation": "read-committed repeatable-read serializable",
 	}
-	flags := "--strategy --model --backend --pg --faults --runs --seed --out --keep-all --keep-db --max-messages --max-faults --downstream --isolation --lock-timeout --free-running --consumers --record --cache --max-delay --output-order --shrink-time --check-timeout --swarm --check-determinism --exhaustive --junit --format --expect --parallel --shrink --shard --json --html --timeout -q -v --help --version"
+	flags := "--strategy --model --backend --pg --faults --runs --seed --out --keep-all --keep-db --max-messages --max-faults --downstream --isolation --broker --lock-timeout --free-running --consumers --record --cache --max-delay --output-order --shrink-time --check-timeout --swarm --check-determinism --exhaustive --junit --format --expect --parallel --shrink --shard --json --html --timeout -q -v --help --version"
 	switch rest[0] {
 	case "bash":
 		fmt.Fprintf(stdout, `# bash completion for oncecheck

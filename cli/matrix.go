@@ -32,6 +32,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		runs       = fs.Int("runs", 200, "runs per cell")
 		cacheName  = fs.String("cache", "mem", "backend of the handlers' cache (Env.Cache): mem, or redis ($ONCECHECK_REDIS, else 127.0.0.1:6379)")
 		isolation  = fs.String("isolation", "read-committed", "transaction isolation level: read-committed (PostgreSQL's default), repeatable-read or serializable")
+		broker     = fs.String("broker", "queue", "broker the consumers read from: queue (per-message acks and requeues) or log (partitions, offset commits, a consumer group, as Kafka)")
 		seed       = fs.Uint64("seed", 1, "seed of every cell (run i of a cell uses seed+i)")
 		out        = fs.String("out", "oncecheck-results", "directory for saved counterexamples")
 		format     = fs.String("format", "text", "output format: text, markdown or json")
@@ -102,7 +103,7 @@ func matrixCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 		mx, err := campaign.RunMatrix(ctx, campaign.MatrixOptions{
 			Model: m, Backend: b, Cache: cache, Strategies: cat.Strategies, Runs: *runs, Seed: *seed, Out: *out,
 			Shrink: *shrink, ShrinkTime: *shrinkTime, Parallel: *parallel, Progress: progress,
-			Shard: sh.k, Shards: sh.n, Isolation: adapters.Isolation(*isolation),
+			Shard: sh.k, Shards: sh.n, Isolation: adapters.Isolation(*isolation), Broker: *broker,
 		})
 		if uerr := asUsage(err); uerr != nil {
 			return exitUsage, uerr
@@ -334,7 +335,7 @@ func writeText(w io.Writer, mx *campaign.Matrix, quiet bool) {
 	if mx.Shard != "" {
 		shard = ", shard " + mx.Shard + " ('-': another shard's cell)"
 	}
-	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s, %s%s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation, shard)
+	fmt.Fprintf(w, "model %s: %d runs per cell, seed %d, backend %s, %s%s%s\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation, brokerNote(mx), shard)
 	rows := [][]string{append([]string{"strategy"}, mx.Columns...)}
 	for _, s := range mx.Strategies {
 		row := []string{s}
@@ -378,7 +379,7 @@ func writeText(w io.Writer, mx *campaign.Matrix, quiet bool) {
 }
 
 func writeMarkdown(w io.Writer, mx *campaign.Matrix) {
-	fmt.Fprintf(w, "### %s\n\n%d runs per cell, seed %d, backend %s, %s.\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation)
+	fmt.Fprintf(w, "### %s\n\n%d runs per cell, seed %d, backend %s, %s%s.\n\n", mx.Model, mx.Runs, mx.Seed, mx.Backend, mx.Isolation, brokerNote(mx))
 	fmt.Fprintf(w, "| strategy | %s |\n|---|%s\n", strings.Join(mx.Columns, " | "), strings.Repeat("---|", len(mx.Columns)))
 	for _, s := range mx.Strategies {
 		cells := make([]string, 0, len(mx.Columns))
@@ -396,4 +397,12 @@ func writeMarkdown(w io.Writer, mx *campaign.Matrix) {
 		fmt.Fprintf(w, "| %s | %s |\n", s, strings.Join(cells, " | "))
 	}
 	fmt.Fprintln(w)
+}
+
+// brokerNote names a matrix's broker when it is not the default queue.
+func brokerNote(mx *campaign.Matrix) string {
+	if mx.Broker == "" {
+		return ""
+	}
+	return ", broker " + mx.Broker
 }

@@ -137,12 +137,12 @@ func mergeMatrices(files []string, docs [][]byte) ([]*campaign.Matrix, error) {
 		for _, mx := range doc.Models {
 			m, ok := byModel[mx.Model]
 			if !ok {
-				m = &campaign.Matrix{Model: mx.Model, Backend: mx.Backend, Isolation: mx.Isolation, Seed: mx.Seed, Runs: mx.Runs, Strategies: mx.Strategies, Columns: mx.Columns}
+				m = &campaign.Matrix{Model: mx.Model, Backend: mx.Backend, Isolation: mx.Isolation, Broker: mx.Broker, Seed: mx.Seed, Runs: mx.Runs, Strategies: mx.Strategies, Columns: mx.Columns}
 				byModel[mx.Model] = m
 				merged = append(merged, m)
 			}
-			if m.Seed != mx.Seed || m.Runs != mx.Runs || m.Backend != mx.Backend || m.Isolation != mx.Isolation || !slices.Equal(m.Strategies, mx.Strategies) || !slices.Equal(m.Columns, mx.Columns) {
-				return nil, usagef("%s: model %s is not a shard of the same matrix as the other files (seed, runs, backend, strategies or faults differ)", files[i], mx.Model)
+			if m.Seed != mx.Seed || m.Runs != mx.Runs || m.Backend != mx.Backend || m.Isolation != mx.Isolation || m.Broker != mx.Broker || !slices.Equal(m.Strategies, mx.Strategies) || !slices.Equal(m.Columns, mx.Columns) {
+				return nil, usagef("%s: model %s is not a shard of the same matrix as the other files (seed, runs, backend, isolation, broker, strategies or faults differ)", files[i], mx.Model)
 			}
 			if slices.Contains(shards[mx.Model], mx.Shard) {
 				return nil, usagef("%s: shard %q of model %s is given twice", files[i], mx.Shard, mx.Model)
@@ -196,14 +196,14 @@ func mergeRuns(files []string, docs [][]byte) (runJSON, error) {
 	slices.SortFunc(parts, func(a, b part) int { return a.sh.k - b.sh.k })
 	first := parts[0]
 	for i, p := range parts {
-		if p.sh.n != first.sh.n || p.sh.k != i+1 || p.v.Seed != first.v.Seed || p.v.Strategy != first.v.Strategy || p.v.Model != first.v.Model || p.v.Backend != first.v.Backend || p.v.Isolation != first.v.Isolation {
+		if p.sh.n != first.sh.n || p.sh.k != i+1 || p.v.Seed != first.v.Seed || p.v.Strategy != first.v.Strategy || p.v.Model != first.v.Model || p.v.Backend != first.v.Backend || p.v.Isolation != first.v.Isolation || p.v.Broker != first.v.Broker {
 			return runJSON{}, usagef("the files are not the shards 1..%d of one run (same strategy, model, backend and seed): shard %s", first.sh.n, p.v.Shard)
 		}
 	}
 	if len(parts) != first.sh.n {
 		return runJSON{}, usagef("%d of the %d shards given", len(parts), first.sh.n)
 	}
-	out := runJSON{Strategy: first.v.Strategy, Model: first.v.Model, Backend: first.v.Backend, Isolation: first.v.Isolation, Seed: first.v.Seed,
+	out := runJSON{Strategy: first.v.Strategy, Model: first.v.Model, Backend: first.v.Backend, Isolation: first.v.Isolation, Broker: first.v.Broker, Seed: first.v.Seed,
 		Verdict: string(histories.Pass), Anomalies: []histories.Anomaly{}, Injected: map[string]int{}}
 	for _, p := range parts {
 		for k, n := range p.v.Injected {

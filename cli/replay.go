@@ -28,6 +28,7 @@ func replayCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	pgDSN := fs.String("pg", "", "PostgreSQL DSN for --backend pg (default: $ONCECHECK_PG)")
 	cache := fs.String("cache", "", "run the handlers' cache on another backend: mem, or redis with $ONCECHECK_REDIS (default: the history's own)")
 	isolation := fs.String("isolation", "", "run at another isolation level: read-committed, repeatable-read or serializable (default: the history's own)")
+	broker := fs.String("broker", "", "run on another broker: queue or log (default: the history's own)")
 	verbose := fs.Bool("v", false, "print the explanation and timeline of a failing replay")
 	asJSON := fs.Bool("json", false, "print the outcome as one JSON object")
 	files, err := parse(fs, args)
@@ -62,7 +63,7 @@ func replayCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdo
 	if *isolation == "" {
 		level = ""
 	}
-	o := oncecheck.ReplayOptions{Catalogue: cat, Strategy: *strategy, Backend: *backend, Isolation: level, Cache: *cache}
+	o := oncecheck.ReplayOptions{Catalogue: cat, Strategy: *strategy, Backend: *backend, Isolation: level, Cache: *cache, Broker: *broker}
 	if _, _, err := resolveReplay(cat, h, o); err != nil {
 		return exitUsage, usagef("%s: %v", files[0], asUsage(err))
 	}

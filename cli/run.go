@@ -45,6 +45,7 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		maxFaults    = fs.Int("max-faults", 3, "most faults per run")
 		downstream   = fs.String("downstream", "dedup-by-id", "output-copy policy: dedup-by-id or none")
 		isolation    = fs.String("isolation", "read-committed", "transaction isolation level: read-committed (PostgreSQL's default), repeatable-read or serializable")
+		broker       = fs.String("broker", "queue", "broker the consumers read from: queue (per-message acks and requeues) or log (partitions, offset commits, a consumer group, as Kafka)")
 		lockTimeout  = fs.Duration("lock-timeout", 0, "how long a write waits for a row lock before it fails (default: until the holder ends, as PostgreSQL)")
 		shrinkTime   = fs.Duration("shrink-time", 20*time.Second, "time budget for shrinking a failure")
 		checkTimeout = fs.Duration("check-timeout", 30*time.Second, "time budget per check; expiry is inconclusive")
@@ -126,7 +127,7 @@ func runCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout,
 		Model: m, Strategy: s, Backend: b, Faults: kinds, Cache: cache, MaxDelay: *maxDelay,
 		MaxMessages: *maxMessages, MaxFaults: *maxFaults, Downstream: policy, CheckTimeout: *checkTimeout,
 		NoSwarm: !*swarm, FreeRunning: *freeRunning, Consumers: *consumers,
-		Isolation: adapters.Isolation(*isolation), LockTimeout: *lockTimeout,
+		Isolation: adapters.Isolation(*isolation), LockTimeout: *lockTimeout, Broker: *broker,
 	})
 	if err != nil {
 		if uerr := asUsage(err); uerr != nil {
@@ -401,6 +402,7 @@ type runJSON struct {
 	Model         string              `json:"model"`
 	Backend       string              `json:"backend"`
 	Isolation     string              `json:"isolation,omitempty"`
+	Broker        string              `json:"broker,omitempty"` // "log", or empty for the queue
 	Seed          uint64              `json:"seed"`
 	Shard         string              `json:"shard,omitempty"`
 	Verdict       string              `json:"verdict"`
@@ -431,6 +433,9 @@ func newRunJSON(rep campaign.Report, strategy string, sh shard) runJSON {
 		Runs: rep.Runs, RunsToFailure: rep.RunsToFailure, FailingSeed: rep.FailingSeed, History: rep.Path,
 		MsToFailure: millis(rep.TimeToFailure), ShrinkMs: millis(rep.ShrinkTime),
 		Injected: injected, Inconclusive: rep.Inconclusive, Reason: rep.Reason,
+	}
+	if rep.Config.Broker == "log" {
+		out.Broker = rep.Config.Broker
 	}
 	if rep.SaveError != nil {
 		out.SaveError = rep.SaveError.Error()

@@ -64,6 +64,11 @@ type Header struct {
 	// Cache is the cache backend the handlers' Env.Cache ran on ("mem" or
 	// "redis"; format 1.3, absent means "mem").
 	Cache string `json:"cache,omitempty"`
+	// Broker is the broker the consumers read from: "queue" (per-message
+	// acks and requeues) or "log" (a partitioned log, offset commits and
+	// a consumer group); format 1.3, absent means "queue", as in every
+	// history before it (see BrokerName).
+	Broker string `json:"broker,omitempty"`
 	// Verdict and Anomalies record what the run that saved the history
 	// concluded. They are informative: `check` recomputes them.
 	Verdict   Verdict   `json:"verdict,omitempty"`
@@ -321,6 +326,11 @@ func checkHeader(h *Header) error {
 	default:
 		return fmt.Errorf(`"isolation" is %q, want "read-committed", "repeatable-read" or "serializable"`, h.Isolation)
 	}
+	switch h.Broker {
+	case "", "queue", "log":
+	default:
+		return fmt.Errorf(`"broker" is %q, want "queue" or "log" (or no field, for "queue")`, h.Broker)
+	}
 	if h.Downstream != "" && h.Downstream != "dedup-by-id" && h.Downstream != "none" {
 		return fmt.Errorf(`"downstream" is %q, want "dedup-by-id" or "none" (or no field, for "dedup-by-id")`, h.Downstream)
 	}
@@ -334,6 +344,7 @@ func explicitlyEmpty(raw []byte) []string {
 	var present struct {
 		Downstream *string `json:"downstream"`
 		Isolation  *string `json:"isolation"`
+		Broker     *string `json:"broker"`
 	}
 	if json.Unmarshal(raw, &present) != nil {
 		return nil // the strict decoding says what is wrong
@@ -344,6 +355,9 @@ func explicitlyEmpty(raw []byte) []string {
 	}
 	if present.Isolation != nil && *present.Isolation == "" {
 		empty = append(empty, "isolation")
+	}
+	if present.Broker != nil && *present.Broker == "" {
+		empty = append(empty, "broker")
 	}
 	return empty
 }
@@ -403,6 +417,14 @@ func (h Header) Before13() bool {
 	major, minor, _ := strings.Cut(h.Version, ".")
 	m, _ := strconv.Atoi(minor)
 	return major == "1" && m < 3
+}
+
+// BrokerName is the header's broker, "queue" when it names none.
+func (h Header) BrokerName() string {
+	if h.Broker == "" {
+		return "queue"
+	}
+	return h.Broker
 }
 
 // IsolationLevel is the header's isolation level, with the default of its

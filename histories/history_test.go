@@ -75,6 +75,8 @@ func brokenHistories(t *testing.T) map[string]struct{ text, want string } {
 		"downstream typo":        {addToHeader(lines[0], `"downstream":"nonee"`) + "\n", `x.jsonl:1: header: "downstream" is "nonee"`},
 		"downstream in capitals": {addToHeader(lines[0], `"downstream":"NONE"`) + "\n", `x.jsonl:1: header: "downstream" is "NONE"`},
 		"downstream empty":       {addToHeader(lines[0], `"downstream":""`) + "\n", `x.jsonl:1: header: "downstream" is empty`},
+		"broker unknown":         {addToHeader(lines[0], `"broker":"kafka"`) + "\n", `x.jsonl:1: header: "broker" is "kafka", want "queue" or "log"`},
+		"broker empty":           {addToHeader(lines[0], `"broker":""`) + "\n", `x.jsonl:1: header: "broker" is empty`},
 		"bad plan in header":     {strings.Replace(lines[0], `"kind":"redelivery"`, `"kind":"meteor"`, 1) + "\n", `unknown kind "meteor"`},
 		"ack before any delivery": {lines[0] + "\n" + lines[1] + "\n" + `{"step":2,"kind":"ack","attempt":1}` + "\n",
 			`x.jsonl:3: ack event: attempt 1 was never delivered`},

@@ -77,6 +77,9 @@ func Describe(ev Event) string {
 	case Crash:
 		return fmt.Sprintf("!! CRASH at %s", ev.Point)
 	case AckLost:
+		if ev.Detail != "" {
+			return "!! ACK LOST: " + ev.Detail
+		}
 		return "!! ACK LOST: the copy will be delivered again"
 	case Observe:
 		return fmt.Sprintf("final state of %s: %s", ev.Aggregate, ev.State)
@@ -86,7 +89,12 @@ func Describe(ev Event) string {
 		return "drain: no more faults"
 	case CacheCmd:
 		return "cache " + ev.Detail
-	case Requeue, Refused, Switch:
+	case Requeue:
+		if ev.Fault == "" {
+			return ev.Detail // the log broker's rebalance on a join or a crash
+		}
+		return "!! " + with("REQUEUE")
+	case Refused, Switch:
 		return "!! " + with(strings.ToUpper(string(ev.Kind)))
 	}
 	return with(strings.ReplaceAll(string(ev.Kind), "-", " "))

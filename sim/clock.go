@@ -98,11 +98,14 @@ func (r *runner) lateArrives(c lateCopy) {
 		m.Position = r.position
 		r.record(histories.Event{Kind: histories.Send, Process: "sender", Message: &m, Fault: string(faults.Late),
 			Detail: fmt.Sprintf("late re-issue of %s, %s after delivery #%d", c.msg.ID, c.fault.Delay, c.fault.At+1)})
+	} else if r.log != nil {
+		r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Fault: string(faults.Late),
+			Detail: fmt.Sprintf("late: a producer's retry appends %s to its partition again, %s after delivery #%d", m.ID, c.fault.Delay, c.fault.At+1)})
 	} else {
 		r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Fault: string(faults.Late),
 			Detail: fmt.Sprintf("late: %s is delivered again, %s after delivery #%d", m.ID, c.fault.Delay, c.fault.At+1)})
 	}
-	r.queue = append(r.queue, m)
+	r.enqueue(m)
 }
 
 // newRunID returns a run identity unique in the process (Env.RunID).

@@ -51,6 +51,7 @@ type env struct {
 	attempt int // 1-based attempt, 0 for a dispatcher pass
 	pass    int // 1-based pass, 0 for an attempt
 	msg     model.Message
+	pos     logPos // where the copy came from, on the log broker
 
 	acked, nacked, leaseExpired bool
 	// leaseAt is the scheduling point of the attempt at which its lease
@@ -140,6 +141,13 @@ func (e *env) leaseStep() {
 		return
 	}
 	r := e.r
+	if r.log != nil {
+		r.logExpire(e, step)
+		if r.othersCanAct(e.proc) {
+			r.preempt, r.leaseSwitch = true, true
+		}
+		return
+	}
 	e.leaseExpired = true
 	delete(r.inflight, e.attempt)
 	r.queue = append([]model.Message{e.msg}, r.queue...)
@@ -166,7 +174,10 @@ func (e *env) crash(point string) {
 		}
 	}
 	e.proc.alive = false
-	if e.attempt != 0 && !e.acked && !e.nacked {
+	switch {
+	case e.r.log != nil && e.kind == faults.Consumer:
+		e.r.logLeave(e)
+	case e.attempt != 0 && !e.acked && !e.nacked:
 		e.requeue()
 	}
 	runtime.Goexit()
@@ -332,6 +343,9 @@ func (e *env) ack() error {
 		return errors.New("delivery already acked or nacked")
 	}
 	e.boundary(faults.BeforeAck, 0)
+	if e.r.log != nil {
+		return e.logCommit()
+	}
 	if !e.leaseExpired {
 		e.r.offer(faults.Fault{Kind: faults.Redelivery, At: e.at})
 	}
@@ -373,6 +387,10 @@ func (e *env) nack(reason string) {
 	ev := e.base(histories.Nack)
 	ev.Detail = reason
 	e.r.record(ev)
+	if e.r.log != nil {
+		e.r.logNack(e)
+		return
+	}
 	e.requeue()
 }
 

@@ -86,6 +86,11 @@ type Config struct {
 	// LateDelays are the delays of the late faults Explore offers (see
 	// faults.LateDelays).
 	LateDelays []time.Duration
+	// Broker is the broker the consumers read from: BrokerQueue (""), the
+	// default, or BrokerLog, a partitioned log and a consumer group
+	// (logbroker.go). The log broker runs scheduled runs only, not
+	// FreeRunning or Format12 ones.
+	Broker string
 }
 
 // Opportunity is a fault that could have been injected during a run: the
@@ -135,6 +140,13 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 	if store == nil {
 		return nil, errors.New("sim: a store is required")
 	}
+	broker, err := ParseBroker(cfg.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	if broker == BrokerLog && (cfg.FreeRunning || cfg.Format12) {
+		return nil, errLogConfig
+	}
 	r := &runner{
 		cfg:      cfg,
 		store:    store,
@@ -152,6 +164,9 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 	if r.cache == nil {
 		r.cache = memcache.New()
 	}
+	if broker == BrokerLog {
+		r.log = newLogBroker(cfg.Plan.ConsumerCount())
+	}
 	if r.runID == "" {
 		r.runID = newRunID()
 	}
@@ -168,7 +183,6 @@ func run(cfg Config, opps *[]Opportunity) ([]histories.Event, error) {
 		lw.SetLockScheduler(locks{r})
 		defer lw.SetLockScheduler(nil)
 	}
-	var err error
 	if cfg.FreeRunning {
 		r.free, r.ended = true, make(chan *task)
 		err = r.runFree()
@@ -225,6 +239,7 @@ type runner struct {
 	failure  error // the backend failed: the run stops
 	events   []histories.Event
 	queue    []model.Message       // copies waiting for delivery, in order
+	log      *logBroker            // the log broker, nil on the queue broker
 	inflight map[int]model.Message // unacked copy of each running attempt
 
 	procs   []*process
@@ -324,8 +339,24 @@ func (r *runner) setUp(consumers int) {
 	for i := range r.cfg.Workload {
 		m := r.cfg.Workload[i]
 		r.record(histories.Event{Kind: histories.Send, Process: "sender", Message: &m})
-		r.queue = append(r.queue, m)
+		r.enqueue(m)
 	}
+	if r.log != nil {
+		for i := range consumers {
+			r.log.member[i] = true
+		}
+		r.rebalance("the consumers join the group", "")
+	}
+}
+
+// enqueue puts a copy the sender sent, or a late copy, on the broker: at
+// the tail of the queue, or on the log, at the end of its partition.
+func (r *runner) enqueue(m model.Message) {
+	if r.log != nil {
+		r.log.produce(m)
+		return
+	}
+	r.queue = append(r.queue, m)
 }
 
 // drainDue records the drain once no task runs and the plan's faults are
@@ -440,6 +471,8 @@ func (r *runner) canAct(p *process) bool {
 	switch {
 	case p.task != nil:
 		return !p.task.blocked
+	case p.kind == faults.Consumer && r.log != nil:
+		return r.logCanAct(p)
 	case p.kind == faults.Consumer:
 		return len(r.queue) > 0
 	default:
@@ -497,12 +530,16 @@ func (r *runner) stuck() {
 			running = append(running, p.name+what+p.task.env.where())
 		}
 	}
+	queued := len(r.queue)
+	if r.log != nil {
+		queued, left = r.logStuck()
+	}
 	detail := fmt.Sprintf("after %d deliveries and %d dispatcher passes, %d copies are still queued (%s)",
-		r.deliveries, r.passes, len(r.queue), strings.Join(left, ", "))
+		r.deliveries, r.passes, queued, strings.Join(left, ", "))
 	if len(running) > 0 {
 		detail += "; still running: " + strings.Join(running, ", ")
 	}
-	if r.due && len(r.queue) == 0 {
+	if r.due && queued == 0 {
 		detail += "; the dispatcher still finds work"
 	}
 	r.record(histories.Event{Kind: histories.Undrained, Process: "broker", Detail: detail})
@@ -568,23 +605,32 @@ func (r *runner) deliver(p *process) {
 		m.Position = r.position
 		r.record(histories.Event{Kind: histories.Send, Process: "sender", Message: &m,
 			Detail: "re-issue of " + orig.ID, Fault: string(faults.Reissue)})
-		r.queue = append(r.queue, m)
+		r.enqueue(m)
 	}
-	for d := 1; d <= min(faults.ReorderWindow, len(r.queue)-1); d++ {
-		r.offer(faults.Fault{Kind: faults.Reorder, At: at, Index: d})
-	}
-	idx := min(r.cfg.Plan.ReorderAt(at), len(r.queue)-1)
-	msg := r.queue[idx]
-	r.queue = slices.Delete(r.queue, idx, idx+1)
 	attempt := at + 1
-	r.inflight[attempt] = msg
-	ev := histories.Event{Kind: histories.Deliver, Process: p.name, Attempt: attempt, Message: &msg}
-	if idx > 0 {
-		ev.Detail, ev.Fault = fmt.Sprintf("reordered: taken %d behind the head of the queue", idx), string(faults.Reorder)
+	ev := histories.Event{Kind: histories.Deliver, Process: p.name, Attempt: attempt}
+	var (
+		msg model.Message
+		pos logPos
+	)
+	if r.log != nil {
+		msg, pos = r.logTake(p, at, &ev)
+	} else {
+		for d := 1; d <= min(faults.ReorderWindow, len(r.queue)-1); d++ {
+			r.offer(faults.Fault{Kind: faults.Reorder, At: at, Index: d})
+		}
+		idx := min(r.cfg.Plan.ReorderAt(at), len(r.queue)-1)
+		msg = r.queue[idx]
+		r.queue = slices.Delete(r.queue, idx, idx+1)
+		r.inflight[attempt] = msg
+		if idx > 0 {
+			ev.Detail, ev.Fault = fmt.Sprintf("reordered: taken %d behind the head of the queue", idx), string(faults.Reorder)
+		}
 	}
+	ev.Message = &msg
 	r.record(ev)
 	r.scheduleLate(at, msg)
-	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg}
+	e := &env{r: r, proc: p, kind: faults.Consumer, at: at, attempt: attempt, msg: msg, pos: pos}
 	r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.Duplicate})
 	if r.cfg.Format12 {
 		r.offer(faults.Fault{Kind: faults.Redelivery, At: at, Variant: faults.LeaseExpired})
@@ -592,6 +638,10 @@ func (r *runner) deliver(p *process) {
 	e.leaseAt = -1
 	switch r.cfg.Plan.Redelivery(at) {
 	case faults.Duplicate:
+		if r.log != nil {
+			r.logRewind(e)
+			break
+		}
 		r.queue = append(r.queue, msg)
 		r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: attempt,
 			Detail: "broker duplicate: a second copy of " + msg.ID + " is queued", Fault: string(faults.Redelivery)})

@@ -1,0 +1,343 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// The brokers a run can have (Config.Broker).
+const (
+	// BrokerQueue is the per-message broker: each copy is acked on its
+	// own; a nacked, crashed or lost copy goes back to the tail of one
+	// queue (a lease-expired one to its head).
+	BrokerQueue = "queue"
+	// BrokerLog is a partitioned log consumed by a consumer group, as
+	// Kafka's classic group protocol does it: an aggregate's messages go
+	// to one partition, a partition is consumed in offset order by one
+	// member at a time, an ack commits the partition's offset (a prefix),
+	// and a crash or an expired session moves partitions to the members
+	// left, which restart from the committed offsets (docs/design.md,
+	// "The log broker").
+	BrokerLog = "log"
+)
+
+// Brokers lists the brokers, the default first.
+func Brokers() []string { return []string{BrokerQueue, BrokerLog} }
+
+// ParseBroker returns the broker a name means ("" is BrokerQueue).
+func ParseBroker(s string) (string, error) {
+	switch s {
+	case "", BrokerQueue:
+		return BrokerQueue, nil
+	case BrokerLog:
+		return BrokerLog, nil
+	}
+	return "", fmt.Errorf("unknown broker %q (known: %s)", s, strings.Join(Brokers(), ", "))
+}
+
+// LogPartitions is the number of partitions of the log broker's topic:
+// enough that a workload's aggregates spread over several, and that two
+// consumers each own some.
+const LogPartitions = 3
+
+// Partition returns the partition of the log broker's topic that an
+// aggregate's messages go to: FNV-1a of the aggregate, modulo
+// LogPartitions (Kafka's default partitioner hashes the key the same way
+// in spirit, with murmur2).
+func Partition(aggregate string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(aggregate))
+	return int(h.Sum32() % LogPartitions)
+}
+
+// ErrCommitRejected is returned by Env.Ack on the log broker when the
+// group coordinator rejects the offset commit of a member it expelled
+// (UNKNOWN_MEMBER_ID). It is an ErrAckRefused too (errors.Is).
+var ErrCommitRejected error = commitRejected{}
+
+type commitRejected struct{}
+
+func (commitRejected) Error() string { return "offset commit rejected by the group coordinator" }
+
+// Is makes a rejected commit a refused ack.
+func (commitRejected) Is(target error) bool { return target == ErrAckRefused }
+
+// entry is a message at an offset of a partition; seq orders the entries
+// of all partitions by the time they were appended.
+type entry struct {
+	msg model.Message
+	seq int
+}
+
+// partition is one partition of the log, and the group's state for it.
+type partition struct {
+	log       []entry
+	committed int // the group's committed offset: the next offset to consume
+	owner     int // the consumer (process index) it is assigned to, -1: none
+	// position is the owner's fetch position; -1 (after a rebalance):
+	// the committed offset when the owner first reads the partition.
+	position int
+}
+
+// next returns the offset the owner reads next.
+func (q *partition) next() int {
+	if q.position < 0 {
+		return q.committed
+	}
+	return q.position
+}
+
+// logBroker is the log broker (BrokerLog) of a run: the topic's
+// partitions and the consumer group.
+type logBroker struct {
+	parts      []partition
+	seq        int
+	generation int
+	member     []bool // by consumer process index
+}
+
+// logPos is where an attempt's copy came from on the log broker.
+type logPos struct {
+	part, offset, generation int
+}
+
+func newLogBroker(consumers int) *logBroker {
+	b := &logBroker{parts: make([]partition, LogPartitions), member: make([]bool, consumers)}
+	for i := range b.parts {
+		b.parts[i].owner = -1
+	}
+	return b
+}
+
+// produce appends m to its partition.
+func (b *logBroker) produce(m model.Message) (part, offset int) {
+	part = Partition(m.Aggregate)
+	p := &b.parts[part]
+	p.log = append(p.log, entry{msg: m, seq: b.seq})
+	b.seq++
+	return part, len(p.log) - 1
+}
+
+// assignment returns the owner of each partition with the given members:
+// the round-robin assignor over the members in process order.
+func assignment(member []bool) []int {
+	var ms []int
+	for i, in := range member {
+		if in {
+			ms = append(ms, i)
+		}
+	}
+	out := make([]int, LogPartitions)
+	for i := range out {
+		out[i] = -1
+		if len(ms) > 0 {
+			out[i] = ms[i%len(ms)]
+		}
+	}
+	return out
+}
+
+// rebalance starts a new generation of the group with its current members
+// (the eager protocol: every partition is revoked and assigned again, and
+// each restarts from the offset committed when its owner first reads it)
+// and records it.
+func (r *runner) rebalance(why, fault string) {
+	b := r.log
+	b.generation++
+	owners := assignment(b.member)
+	var parts []string
+	for i := range b.parts {
+		p := &b.parts[i]
+		p.owner, p.position = owners[i], -1
+		who := "nobody"
+		if p.owner >= 0 {
+			who = r.procs[p.owner].name
+		}
+		parts = append(parts, fmt.Sprintf("partition %d to %s from offset %d", i, who, p.committed))
+	}
+	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Fault: fault,
+		Detail: fmt.Sprintf("rebalance to generation %d (%s): %s", b.generation, why, strings.Join(parts, ", "))})
+}
+
+// held reports whether a member other than consumer p still works on a
+// copy of partition part: the partition was assigned away from it while it
+// did. Kafka's rebalance waits for such a member (it rejoins when it next
+// polls, and its commit is accepted meanwhile), so p cannot read the
+// partition until that attempt ends.
+func (r *runner) held(part int, p *process) bool {
+	for _, q := range r.procs {
+		if q == p || q.kind != faults.Consumer || q.task == nil || !r.log.member[q.index] {
+			continue
+		}
+		if e := q.task.env; e.attempt != 0 && e.pos.part == part {
+			return true
+		}
+	}
+	return false
+}
+
+// readable returns the partitions consumer p, a member, can read a copy
+// from now.
+func (r *runner) readable(p *process) []int {
+	var out []int
+	for i := range r.log.parts {
+		if q := &r.log.parts[i]; q.owner == p.index && q.next() < len(q.log) && !r.held(i, p) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// logCanAct reports whether consumer p, idle, has a copy to take: one of
+// its partitions has one past its position, or, if it is not a member, it
+// would own such a partition from its committed offset once it joined.
+func (r *runner) logCanAct(p *process) bool {
+	b := r.log
+	if b.member[p.index] {
+		return len(r.readable(p)) > 0
+	}
+	joined := slices.Clone(b.member)
+	joined[p.index] = true
+	for i, owner := range assignment(joined) {
+		if q := &b.parts[i]; owner == p.index && q.committed < len(q.log) && !r.held(i, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// logTake hands consumer p the next copy of its partitions: p joins the
+// group first if it is not a member (a restarted or expelled consumer).
+// It takes the head of the partition whose head was appended first, or,
+// with a reorder fault, the head of another of its partitions (the log
+// keeps order within a partition only).
+func (r *runner) logTake(p *process, at int, ev *histories.Event) (model.Message, logPos) {
+	b := r.log
+	if !b.member[p.index] {
+		b.member[p.index] = true
+		r.rebalance(p.name+" joins the group", "")
+	}
+	heads := r.readable(p)
+	slices.SortFunc(heads, func(x, y int) int {
+		return b.parts[x].log[b.parts[x].next()].seq - b.parts[y].log[b.parts[y].next()].seq
+	})
+	for d := 1; d <= min(faults.ReorderWindow, len(heads)-1); d++ {
+		r.offer(faults.Fault{Kind: faults.Reorder, At: at, Index: d})
+	}
+	idx := min(r.cfg.Plan.ReorderAt(at), len(heads)-1)
+	q := &b.parts[heads[idx]]
+	pos := logPos{part: heads[idx], offset: q.next(), generation: b.generation}
+	msg := q.log[pos.offset].msg
+	q.position = pos.offset + 1
+	ev.Detail = fmt.Sprintf("partition %d, offset %d, generation %d", pos.part, pos.offset, pos.generation)
+	if idx > 0 {
+		ev.Detail += fmt.Sprintf("; reordered: the head of another partition, %d behind the first", idx)
+		ev.Fault = string(faults.Reorder)
+	}
+	return msg, pos
+}
+
+// logRewind is a broker duplicate on the log broker: the consumer's fetch
+// position falls back to the partition's committed offset (a lost fetch
+// position, a consumer that re-seeks), so the copy in hand and every
+// uncommitted one after it are delivered again.
+func (r *runner) logRewind(e *env) {
+	q := &r.log.parts[e.pos.part]
+	q.position = min(q.committed, e.pos.offset)
+	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: e.attempt, Fault: string(faults.Redelivery),
+		Detail: fmt.Sprintf("fetch position lost: partition %d is read again from offset %d, %s included", e.pos.part, q.position, e.msg.ID)})
+}
+
+// logExpire is the expiry of the session of e's consumer while it works on
+// its copy: the coordinator expels it and rebalances; the consumer goes on
+// as a zombie whose commit will be rejected.
+func (r *runner) logExpire(e *env, step int) {
+	e.leaseExpired = true
+	r.log.member[e.proc.index] = false
+	r.rebalance(fmt.Sprintf("the session of %s expired while it works on attempt %d, at its step %d", e.proc.name, e.attempt, step+1),
+		string(faults.Redelivery))
+}
+
+// logLeave takes a crashed consumer out of the group: its partitions move
+// to the members left, from their committed offsets.
+func (r *runner) logLeave(e *env) {
+	if !r.log.member[e.proc.index] {
+		return // expelled already
+	}
+	r.log.member[e.proc.index] = false
+	r.rebalance(e.proc.name+" crashed", "")
+}
+
+// logCommit is an ack on the log broker: the commit of the offset after
+// the copy's, which commits every offset before it too. The coordinator
+// rejects it from a member it expelled (UNKNOWN_MEMBER_ID). A member still
+// in the group commits even if the group rebalanced since it fetched the
+// copy: the rebalance waits for it to rejoin, at its next poll, and Kafka's
+// coordinator accepts commits of the current generation while it prepares
+// a rebalance; the generation changes for the member only when it polls
+// again, so ILLEGAL_GENERATION does not arise here.
+func (e *env) logCommit() error {
+	r := e.r
+	b := r.log
+	reject := ""
+	if !b.member[e.proc.index] {
+		reject = "UNKNOWN_MEMBER_ID: " + e.proc.name + " is no longer a member of the group"
+	}
+	if reject == "" {
+		r.offer(faults.Fault{Kind: faults.Redelivery, At: e.at})
+	}
+	e.acked = true
+	ack := e.base(histories.Ack)
+	ack.Detail = fmt.Sprintf("commit partition %d offset %d", e.pos.part, e.pos.offset+1)
+	r.record(ack)
+	switch {
+	case reject != "":
+		ev := e.base(histories.Refused)
+		ev.Detail = "offset commit rejected: " + reject
+		r.record(ev)
+		return fmt.Errorf("%w: %s", ErrCommitRejected, reject)
+	case r.cfg.Plan.LosesAck(e.at):
+		ev := e.base(histories.AckLost)
+		ev.Fault, ev.Detail = string(faults.Redelivery), "the offset commit was lost: the committed offset stays"
+		r.record(ev)
+		return nil
+	}
+	b.parts[e.pos.part].committed = e.pos.offset + 1
+	return nil
+}
+
+// logNack is a nack on the log broker, which has none: the consumer seeks
+// back to the copy's offset, so that it is fetched again next, before the
+// ones after it. A consumer that is no longer the partition's owner in
+// the generation it fetched in has nothing to seek.
+func (r *runner) logNack(e *env) {
+	b := r.log
+	q := &b.parts[e.pos.part]
+	if b.member[e.proc.index] && e.pos.generation == b.generation && q.owner == e.proc.index {
+		q.position = e.pos.offset
+	}
+}
+
+// logStuck describes what a stuck run left on the log.
+func (r *runner) logStuck() (int, []string) {
+	n := 0
+	var left []string
+	for i := range r.log.parts {
+		q := &r.log.parts[i]
+		for o := q.committed; o < len(q.log); o++ {
+			n++
+			left = append(left, fmt.Sprintf("%s at %d/%d", q.log[o].msg.ID, i, o))
+		}
+	}
+	return n, left
+}
+
+// errLogConfig says why a configuration cannot run on the log broker.
+var errLogConfig = errors.New("sim: the log broker runs only scheduled runs of format 1.3 and later")
