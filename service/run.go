@@ -249,7 +249,7 @@ func (rn *run) execute() (*histories.History, error) {
 func (rn *run) header() histories.Header {
 	cfg := rn.r.cfg
 	return histories.Header{
-		Format: histories.Format, Version: histories.Version, Tool: "service mode",
+		Format: histories.Format, Version: histories.Version, Tool: "service mode on " + cfg.Broker,
 		Model: cfg.Model.Name(), Strategy: "service", Backend: "pg", Downstream: "dedup-by-id",
 		Faults: cfg.Faults, Workload: rn.c.Workload, Plan: rn.c.Plan, FreeRunning: true,
 	}
