@@ -11,13 +11,15 @@ import (
 )
 
 // Brokers are the brokers service mode runs a service on.
-var Brokers = []string{"nats"}
+var Brokers = []string{"nats", "kafka"}
 
 // BrokerKinds are the fault kinds service mode injects on a broker.
 func BrokerKinds(name string) ([]faults.Kind, error) {
 	switch name {
 	case "nats":
 		return Kinds, nil
+	case "kafka":
+		return KafkaKinds, nil
 	}
 	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", name, strings.Join(Brokers, ", "))
 }
@@ -27,6 +29,8 @@ func openBroker(cfg Config) (broker, error) {
 	switch cfg.Broker {
 	case "nats":
 		return startNATS(cfg.BrokerURL)
+	case "kafka":
+		return startKafka(cfg.BrokerURL)
 	}
 	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", cfg.Broker, strings.Join(Brokers, ", "))
 }
