@@ -35,9 +35,10 @@ const (
 	KafkaHeaderID = "Oncecheck-Id"
 )
 
-// kafkaDefaultSession is the session timeout assumed for a group whose
-// members' JoinGroup the proxies did not see: franz-go's default.
-const kafkaDefaultSession = 45 * time.Second
+// kafkaDefaultSession is the ack wait assumed for a group whose members'
+// JoinGroup the proxies did not see: franz-go's default session timeout
+// (45 s) and rebalance timeout (60 s).
+const kafkaDefaultSession = 105 * time.Second
 
 // kafkaBroker is the Kafka cluster of a runner: franz-go's in-process
 // kfake cluster, or the brokers $ONCECHECK_KAFKA names, and oncecheck's
@@ -49,7 +50,7 @@ type kafkaBroker struct {
 	adm   *kadm.Client
 
 	mu      sync.Mutex
-	session time.Duration          // the longest session timeout the proxies saw
+	session time.Duration          // the longest session plus rebalance timeout the proxies saw
 	members map[string]kafkaMember // delivery token -> the member it went to
 	counts  map[string]int         // "partition/offset" -> deliveries so far
 }
@@ -175,7 +176,8 @@ func (b *kafkaBroker) leave(ctx context.Context, ms []kafkaMember) error {
 
 // inputs reads how far the groups of the input topic are: the committed
 // offsets of every group against the topic's high watermarks, the groups'
-// members, and the session timeout the proxies saw (the ack wait).
+// members, and the session and rebalance timeouts the proxies saw (the
+// ack wait).
 func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 	var in inputs
 	b.mu.Lock()
@@ -275,11 +277,14 @@ func (b *kafkaBroker) delivered(partition int32, offset int64, m kafkaMember) (t
 	return token, count
 }
 
-// joined records the session timeout of a member joining a group.
-func (b *kafkaBroker) joined(session time.Duration) {
+// joined records the timeouts of a member joining a group: a member that
+// stands still is removed after its session timeout, and the group's
+// rebalance then takes up to the rebalance timeout before another member
+// owns its partitions: their sum is the ack wait on Kafka.
+func (b *kafkaBroker) joined(session, rebalance time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.session = max(b.session, session)
+	b.session = max(b.session, session+rebalance)
 }
 
 // proxy starts a Kafka protocol proxy in front of the cluster.

@@ -330,7 +330,11 @@ func (p *kafkaProxy) request(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 		req := kmsg.NewPtrJoinGroupRequest()
 		req.SetVersion(f.ver)
 		if req.ReadFrom(f.body) == nil {
-			p.b.joined(time.Duration(req.SessionTimeoutMillis) * time.Millisecond)
+			rebalance := req.RebalanceTimeoutMillis
+			if f.ver == 0 { // v0 has no rebalance timeout: it is the session timeout
+				rebalance = req.SessionTimeoutMillis
+			}
+			p.b.joined(time.Duration(req.SessionTimeoutMillis)*time.Millisecond, time.Duration(rebalance)*time.Millisecond)
 			return out, nil, nil, false, &kafkaPending{key: f.key, ver: f.ver, group: req.Group}
 		}
 	case kafkaFetch:
@@ -646,7 +650,7 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 				for _, token := range pend.acked[pt.Partition] {
 					// The process's commit is its claim (recorded as an
 					// ack); the broker's refusal is recorded after it.
-					p.hooks.acked(&c.proxyConn, token, true, "the broker refused the commit: "+kerr.ErrorForCode(pt.ErrorCode).Error())
+					p.hooks.acked(&c.proxyConn, token, true, "— the broker refused this commit: "+kerr.ErrorForCode(pt.ErrorCode).Error())
 				}
 			}
 		}

@@ -77,7 +77,7 @@ func serve(ctx context.Context, dbURL, brokers, bug string) error {
 		// timeout out, short (franz-go's defaults: 45 s and 3 s).
 		kgo.SessionTimeout(time.Second),
 		kgo.HeartbeatInterval(100*time.Millisecond),
-		kgo.RebalanceTimeout(2*time.Second),
+		kgo.RebalanceTimeout(time.Second),
 	)
 	if err != nil {
 		return err

@@ -92,7 +92,6 @@ func TestCommitFirstIsCaught(t *testing.T) {
 	require.Equal(t, histories.Lost, res.Primary())
 }
 
-
 // TestEveryCrashPointStrikes: each crash point of service mode is a
 // boundary this service (pgx, franz-go) passes on Kafka, so a crash
 // planned there strikes, and the correct service survives it.
@@ -151,6 +150,9 @@ func TestLostCommitIsRedelivered(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, delivered, 2, "redelivered\n%s", h.Timeline())
+	if os.Getenv("ORDERS_LOG") != "" {
+		t.Logf("%s", h.Timeline())
+	}
 }
 
 // TestCheckFirstIsCaught: the zombie. The variant that reads its inbox
@@ -171,6 +173,9 @@ func TestCheckFirstIsCaught(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Duplicate, res.Primary(), "%s", h.Timeline())
+	if os.Getenv("ORDERS_LOG") != "" {
+		t.Logf("%s", h.Timeline())
+	}
 }
 
 // TestCorrectServiceSurvivesAZombie: the correct service under the same
