@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,15 +17,32 @@ import (
 	"github.com/oncecheck/oncecheck/service"
 )
 
-// config builds this service and returns the service-mode configuration
-// of it on Kafka (kfake in process, or $ONCECHECK_KAFKA), with the broken
-// variant bug ("" for the correct one).
+// bin is the service, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "oncecheck-kafka-orders-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "orders")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the service: %v\n%s", err, out)
+		_ = os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// config returns the service-mode configuration of this service on Kafka
+// (kfake in process, or $ONCECHECK_KAFKA), with the broken variant bug
+// ("" for the correct one).
 func config(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
 	t.Helper()
 	dsn := pgtest.DSN(t)
-	bin := filepath.Join(t.TempDir(), "orders")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
 	schema, err := os.ReadFile("schema.sql")
 	require.NoError(t, err)
 	cfg := service.Config{
@@ -183,7 +201,11 @@ func TestCheckFirstIsCaught(t *testing.T) {
 // commit.
 func TestCorrectServiceSurvivesAZombie(t *testing.T) {
 	r := runner(t, "", faults.Redelivery)
-	for _, index := range []int{0, 1, 2, 3} {
+	indexes := []int{0, 1, 2, 3} // at the delivery, at the commit, at SQL statements 1 and 2
+	if testing.Short() {
+		indexes = []int{1, 2}
+	}
+	for _, index := range indexes {
 		c := service.Case{
 			Workload: one(),
 			Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: index}}},
@@ -192,4 +214,42 @@ func TestCorrectServiceSurvivesAZombie(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, histories.Pass, res.Verdict, "pause %d: %v\n%s", index, res.Findings, h.Timeline())
 	}
+}
+
+// TestCorrectServicePasses runs the correct service under every fault
+// kind service mode injects on Kafka: every run is exactly-once.
+func TestCorrectServicePasses(t *testing.T) {
+	runs := 12
+	if testing.Short() {
+		runs = 6
+	}
+	service.Verify(t, config(t, "", service.KafkaKinds...), service.VerifyOptions{Runs: runs, Out: t.TempDir()})
+}
+
+// recorder is a TB that keeps what Verify reports.
+type recorder struct {
+	*testing.T
+	errors []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// TestVerifyFindsShrinksAndExplains: a search over generated cases finds
+// the commit-first variant's lost record, shrinks it, explains it and
+// saves its history.
+func TestVerifyFindsShrinksAndExplains(t *testing.T) {
+	rec := &recorder{T: t}
+	out := t.TempDir()
+	tries := 3
+	if testing.Short() {
+		tries = 1
+	}
+	service.Verify(rec, config(t, "commit-first", service.KafkaKinds...), service.VerifyOptions{Runs: 10, Seed: 1, ShrinkTries: tries, Out: out})
+	require.Len(t, rec.errors, 1)
+	msg := rec.errors[0]
+	t.Log(msg)
+	require.Contains(t, msg, "VIOLATION: lost")
+	require.Contains(t, msg, "saved: "+out)
 }
