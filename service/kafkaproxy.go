@@ -150,6 +150,7 @@ func appendResponse(corr int32, resp kmsg.Response) []byte {
 type kafkaPending struct {
 	key, ver int16
 	group    string
+	instance *string // JoinGroup: the static member's instance id
 	acked    map[int32][]string // OffsetCommit: partition -> tokens it acked
 	confirms []func() verdict   // Produce: what its confirmation does
 	offsets  map[int32]int64    // Fetch: partition -> fetch offset asked
@@ -335,7 +336,7 @@ func (p *kafkaProxy) request(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 				rebalance = req.SessionTimeoutMillis
 			}
 			p.b.joined(time.Duration(req.SessionTimeoutMillis)*time.Millisecond, time.Duration(rebalance)*time.Millisecond)
-			return out, nil, nil, false, &kafkaPending{key: f.key, ver: f.ver, group: req.Group}
+			return out, nil, nil, false, &kafkaPending{key: f.key, ver: f.ver, group: req.Group, instance: req.InstanceID}
 		}
 	case kafkaFetch:
 		req := kmsg.NewPtrFetchRequest()
@@ -638,7 +639,7 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 	case *kmsg.JoinGroupResponse:
 		if resp.ErrorCode == 0 {
 			p.mu.Lock()
-			p.member = kafkaMember{group: pend.group, id: resp.MemberID, instance: nil}
+			p.member = kafkaMember{group: pend.group, id: resp.MemberID, instance: pend.instance}
 			p.mu.Unlock()
 		}
 	case *kmsg.OffsetCommitResponse:
