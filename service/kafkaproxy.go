@@ -188,6 +188,7 @@ type kafkaProxy struct {
 	member  kafkaMember         // the process's latest membership
 	open    []kafkaOpen
 	changed chan struct{} // closed when open changes
+	done    chan struct{} // closed by close
 	conns   []net.Conn
 	closed  bool
 	wg      sync.WaitGroup
@@ -205,7 +206,7 @@ func newKafkaProxy(b *kafkaBroker, seed string, index int, gen func() int, h hoo
 		return nil, fmt.Errorf("kafka proxy: listen: %w", err)
 	}
 	p := &kafkaProxy{b: b, index: index, gen: gen, hooks: h, boot: ln,
-		nodes: map[int32]*kafkaNode{}, topics: map[[16]byte]string{}, changed: make(chan struct{})}
+		nodes: map[int32]*kafkaNode{}, topics: map[[16]byte]string{}, changed: make(chan struct{}), done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept(ln, func() string { return seed })
 	return p, nil
@@ -733,6 +734,7 @@ func (p *kafkaProxy) fetched(c *kafkaConn, f kafkaFrame, resp *kmsg.FetchRespons
 		case <-changed:
 			continue
 		case <-deadline.C:
+		case <-p.done:
 		}
 		break
 	}
@@ -771,6 +773,7 @@ func (p *kafkaProxy) fetched(c *kafkaConn, f kafkaFrame, resp *kmsg.FetchRespons
 func (p *kafkaProxy) close() {
 	p.mu.Lock()
 	p.closed = true
+	close(p.done)
 	_ = p.boot.Close()
 	for _, n := range p.nodes {
 		_ = n.ln.Close()
