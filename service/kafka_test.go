@@ -17,7 +17,7 @@ import (
 // recordingHooks keeps what a proxy reports, and refuses the publishes
 // whose ids it is told to.
 type recordingHooks struct {
-	mu        sync.Mutex
+	mu         sync.Mutex
 	deliveries []delivery
 	acks       []string
 	publishes  []output

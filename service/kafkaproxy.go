@@ -150,7 +150,7 @@ func appendResponse(corr int32, resp kmsg.Response) []byte {
 type kafkaPending struct {
 	key, ver int16
 	group    string
-	instance *string // JoinGroup: the static member's instance id
+	instance *string            // JoinGroup: the static member's instance id
 	acked    map[int32][]string // OffsetCommit: partition -> tokens it acked
 	confirms []func() verdict   // Produce: what its confirmation does
 	offsets  map[int32]int64    // Fetch: partition -> fetch offset asked
