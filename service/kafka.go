@@ -208,7 +208,13 @@ func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 		if err != nil {
 			return in, fmt.Errorf("kafka: offsets of group %s: %w", g.Group, err)
 		}
+		seen := 0
 		ends.Each(func(e kadm.ListedOffset) {
+			seen++
+			if e.Err != nil { // not known: not drained
+				in.pending++
+				return
+			}
 			committed := int64(0)
 			if o, ok := offsets.Lookup(KafkaInTopic, e.Partition); ok && o.Err == nil && o.At >= 0 {
 				committed = o.At
@@ -217,6 +223,9 @@ func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 				in.pending += int(e.Offset - committed)
 			}
 		})
+		if seen < KafkaInPartitions { // a partition not listed is not drained
+			in.pending += KafkaInPartitions - seen
+		}
 	}
 	return in, nil
 }
