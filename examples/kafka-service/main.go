@@ -22,6 +22,10 @@
 //     its session timeout from the member that took its partition over.
 //     Kafka refuses the zombie's offset commit (its generation is over);
 //     its database transaction nobody refuses.
+//
+// ORDERS_COMMIT=auto leaves the offsets to franz-go's default autocommit
+// (every 5 s and at a rebalance, the records of the previous poll)
+// instead of committing each record after its work.
 package main
 
 import (
@@ -45,18 +49,19 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, os.Getenv("DATABASE_URL"), os.Getenv("KAFKA_BROKERS"), os.Getenv("ORDERS_BUG")); err != nil && !errors.Is(err, context.Canceled) {
+	if err := serve(ctx, os.Getenv("DATABASE_URL"), os.Getenv("KAFKA_BROKERS"), os.Getenv("ORDERS_BUG"), os.Getenv("ORDERS_COMMIT") == "auto"); err != nil && !errors.Is(err, context.Canceled) {
 		log.Fatal(err)
 	}
 }
 
 type ordersService struct {
-	db  *pgxpool.Pool
-	cl  *kgo.Client
-	bug string
+	db   *pgxpool.Pool
+	cl   *kgo.Client
+	bug  string
+	auto bool // franz-go's autocommit commits the offsets
 }
 
-func serve(ctx context.Context, dbURL, brokers, bug string) error {
+func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 	switch bug {
 	case "", "commit-first", "check-first":
 	default:
@@ -67,23 +72,26 @@ func serve(ctx context.Context, dbURL, brokers, bug string) error {
 		return err
 	}
 	defer db.Close()
-	cl, err := kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(brokers, ",")...),
 		kgo.ConsumerGroup("orders"),
 		kgo.ConsumeTopics("oncecheck-in"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
 		// Short timeouts keep oncecheck's pauses, which wait the session
 		// timeout out, short (franz-go's defaults: 45 s and 3 s).
 		kgo.SessionTimeout(time.Second),
-		kgo.HeartbeatInterval(100*time.Millisecond),
+		kgo.HeartbeatInterval(100 * time.Millisecond),
 		kgo.RebalanceTimeout(time.Second),
-	)
+	}
+	if !auto {
+		opts = append(opts, kgo.DisableAutoCommit())
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	s := &ordersService{db: db, cl: cl, bug: bug}
+	s := &ordersService{db: db, cl: cl, bug: bug, auto: auto}
 	for ctx.Err() == nil {
 		fetches := cl.PollFetches(ctx)
 		if fetches.IsClientClosed() {
@@ -238,6 +246,9 @@ func (s *ordersService) finish(ctx context.Context, rec *kgo.Record, key string)
 // error of the record: the new owner handles it again, and the inbox
 // drops the second copy.
 func (s *ordersService) commit(ctx context.Context, rec *kgo.Record) error {
+	if s.auto {
+		return nil
+	}
 	if err := s.cl.CommitRecords(ctx, rec); err != nil {
 		log.Printf("orders: commit %s/%d/%d: %v", rec.Topic, rec.Partition, rec.Offset, err)
 	}
