@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/internal/pgtest"
@@ -187,8 +188,20 @@ func TestCheckFirstIsCaught(t *testing.T) {
 		Workload: one(),
 		Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 2}}},
 	}
-	h, res, err := r.Run(context.Background(), c, 0)
-	require.NoError(t, err)
+	// The other member must own the partition before the zombie wakes
+	// up: usually so, but on a loaded machine the rebalance can outlast
+	// the pause (then the zombie finds its own work, and passes), so the
+	// case gets up to three runs.
+	var h *histories.History
+	var res checkers.Result
+	for range 3 {
+		var err error
+		h, res, err = r.Run(context.Background(), c, 0)
+		require.NoError(t, err)
+		if res.Verdict == histories.Violation {
+			break
+		}
+	}
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Duplicate, res.Primary(), "%s", h.Timeline())
 	if os.Getenv("ORDERS_LOG") != "" {
