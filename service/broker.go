@@ -12,13 +12,15 @@ import (
 )
 
 // Brokers are the brokers service mode runs a service on.
-var Brokers = []string{"nats", "amqp", "redis"}
+var Brokers = []string{"nats", "kafka", "amqp", "redis"}
 
 // BrokerKinds are the fault kinds service mode injects on a broker.
 func BrokerKinds(name string) ([]faults.Kind, error) {
 	switch name {
 	case "nats":
 		return Kinds, nil
+	case "kafka":
+		return KafkaKinds, nil
 	case "amqp", "redis": // no restart of a server oncecheck did not start
 		return slices.DeleteFunc(slices.Clone(Kinds), func(k faults.Kind) bool { return k == faults.BrokerRestart }), nil
 	}
@@ -30,6 +32,8 @@ func openBroker(cfg Config) (broker, error) {
 	switch cfg.Broker {
 	case "nats":
 		return startNATS(cfg.BrokerURL)
+	case "kafka":
+		return startKafka(cfg.BrokerURL)
 	case "amqp":
 		return startAMQP(cfg.BrokerURL)
 	case "redis":

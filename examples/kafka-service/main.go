@@ -1,0 +1,256 @@
+// Command kafka-service is an orders service written the way a team
+// writes one on Kafka: it consumes orders commands from the topic
+// oncecheck-in in a consumer group of its own (franz-go), keeps the orders
+// in PostgreSQL (pgx) and produces what happened to oncecheck-out with
+// franz-go's idempotent producer. It reads KAFKA_BROKERS and DATABASE_URL,
+// as it would in production, and meets oncecheck's service-mode contract
+// for Kafka (docs/service-mode-kafka.md): oncecheck starts it, faults it
+// and checks it, black box.
+//
+// The correct version applies each record once with an inbox (the
+// message's key, inserted in the transaction of the change) and an outbox
+// (the events, written in that transaction, produced after the commit
+// with their ids in the Oncecheck-Id header, then marked sent), and
+// commits the record's offset last. ORDERS_BUG selects a broken variant:
+//
+//   - commit-first: the record's offset is committed as it arrives,
+//     before its work;
+//   - check-first: the inbox is read before the transaction, and the
+//     change is made when the key was not there, whatever the inbox
+//     insert then finds (and the outbox insert ignores an id already
+//     there): nothing fences an attempt whose process stood still past
+//     its session timeout from the member that took its partition over.
+//     Kafka refuses the zombie's offset commit (its generation is over);
+//     its database transaction nobody refuses.
+//
+// ORDERS_COMMIT=auto leaves the offsets to franz-go's default autocommit
+// (every 5 s and at a rebalance, the records of the previous poll)
+// instead of committing each record after its work.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, os.Getenv("DATABASE_URL"), os.Getenv("KAFKA_BROKERS"), os.Getenv("ORDERS_BUG"), os.Getenv("ORDERS_COMMIT") == "auto"); err != nil && !errors.Is(err, context.Canceled) {
+		log.Fatal(err)
+	}
+}
+
+type ordersService struct {
+	db   *pgxpool.Pool
+	cl   *kgo.Client
+	bug  string
+	auto bool // franz-go's autocommit commits the offsets
+}
+
+func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
+	switch bug {
+	case "", "commit-first", "check-first":
+	default:
+		return fmt.Errorf("ORDERS_BUG=%q: want commit-first or check-first", bug)
+	}
+	db, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(strings.Split(brokers, ",")...),
+		kgo.ConsumerGroup("orders"),
+		kgo.ConsumeTopics("oncecheck-in"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Short timeouts keep oncecheck's pauses, which wait the session
+		// timeout out, short (franz-go's defaults: 45 s and 3 s).
+		kgo.SessionTimeout(time.Second),
+		kgo.HeartbeatInterval(100 * time.Millisecond),
+		kgo.RebalanceTimeout(time.Second),
+	}
+	if !auto {
+		opts = append(opts, kgo.DisableAutoCommit())
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	s := &ordersService{db: db, cl: cl, bug: bug, auto: auto}
+	for ctx.Err() == nil {
+		fetches := cl.PollFetches(ctx)
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) { log.Printf("orders: fetch %s/%d: %v", t, p, err) })
+		for _, rec := range fetches.Records() {
+			for try := 1; ; try++ {
+				err := s.handle(ctx, rec)
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil || try == 5 {
+					return fmt.Errorf("orders: %s/%d/%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+				}
+				log.Printf("orders: %s/%d/%d (try %d): %v", rec.Topic, rec.Partition, rec.Offset, try, err)
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+func header(rec *kgo.Record, key string) string {
+	for _, h := range rec.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// handle applies one command.
+func (s *ordersService) handle(ctx context.Context, rec *kgo.Record) error {
+	key, agg, typ := header(rec, "Oncecheck-Key"), header(rec, "Oncecheck-Aggregate"), header(rec, "Oncecheck-Type")
+	if s.bug == "commit-first" {
+		if err := s.commit(ctx, rec); err != nil {
+			return err
+		}
+	}
+	if s.bug == "check-first" {
+		var seen bool
+		if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM inbox WHERE key = $1)`, key).Scan(&seen); err != nil {
+			return err
+		}
+		if seen {
+			return s.finish(ctx, rec, key)
+		}
+	}
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
+	fresh, err := s.markSeen(ctx, tx, key)
+	if err != nil {
+		return err
+	}
+	if !fresh && s.bug != "check-first" {
+		_ = tx.Rollback(ctx)
+		return s.finish(ctx, rec, key)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO orders (aggregate, state) VALUES ($1, '{"confirmed":false,"lines":{}}') ON CONFLICT DO NOTHING`, agg); err != nil {
+		return err
+	}
+	var o order
+	if err := tx.QueryRow(ctx, `SELECT state FROM orders WHERE aggregate = $1 FOR UPDATE`, agg).Scan(&o); err != nil {
+		return err
+	}
+	events, err := apply(&o, typ, rec.Value)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE orders SET state = $2 WHERE aggregate = $1`, agg, o); err != nil {
+		return err
+	}
+	for i, ev := range events {
+		body, err := json.Marshal(ev.Payload)
+		if err != nil {
+			return err
+		}
+		insert := `INSERT INTO outbox (id, cause, type, payload) VALUES ($1, $2, $3, $4)`
+		if s.bug == "check-first" { // "the outbox insert is idempotent"
+			insert += ` ON CONFLICT (id) DO NOTHING`
+		}
+		if _, err := tx.Exec(ctx, insert, fmt.Sprintf("%s/%d", key, i), key, ev.Type, body); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	return s.finish(ctx, rec, key)
+}
+
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// markSeen inserts the message's key into the inbox and reports whether
+// it was new.
+func (s *ordersService) markSeen(ctx context.Context, db execer, key string) (bool, error) {
+	tag, err := db.Exec(ctx, `INSERT INTO inbox (key) VALUES ($1) ON CONFLICT DO NOTHING`, key)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// finish produces the events of the message still in the outbox, with
+// their ids in the Oncecheck-Id header (the consumers downstream drop a
+// second copy), marks them sent, and commits the record's offset.
+func (s *ordersService) finish(ctx context.Context, rec *kgo.Record, key string) error {
+	rows, err := s.db.Query(ctx, `SELECT id, type, payload FROM outbox WHERE cause = $1 AND NOT sent ORDER BY id`, key)
+	if err != nil {
+		return err
+	}
+	type pending struct {
+		id, typ string
+		payload []byte
+	}
+	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pending, error) {
+		var p pending
+		err := r.Scan(&p.id, &p.typ, &p.payload)
+		return p, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		out := &kgo.Record{Topic: "oncecheck-out", Key: rec.Key, Value: ev.payload, Headers: []kgo.RecordHeader{
+			{Key: "Oncecheck-Id", Value: []byte(ev.id)},
+			{Key: "Oncecheck-Type", Value: []byte(ev.typ)},
+			{Key: "Oncecheck-Cause", Value: []byte(key)},
+		}}
+		if err := s.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
+			return err
+		}
+		if _, err := s.db.Exec(ctx, `UPDATE outbox SET sent = true WHERE id = $1`, ev.id); err != nil {
+			return err
+		}
+	}
+	if s.bug == "commit-first" {
+		return nil
+	}
+	return s.commit(ctx, rec)
+}
+
+// commit commits the record's offset. A commit Kafka refuses (the
+// partition went to another member while this one stood still) is not an
+// error of the record: the new owner handles it again, and the inbox
+// drops the second copy.
+func (s *ordersService) commit(ctx context.Context, rec *kgo.Record) error {
+	if s.auto {
+		return nil
+	}
+	if err := s.cl.CommitRecords(ctx, rec); err != nil {
+		log.Printf("orders: commit %s/%d/%d: %v", rec.Topic, rec.Partition, rec.Offset, err)
+	}
+	return nil
+}
