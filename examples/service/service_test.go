@@ -19,7 +19,7 @@ import (
 
 // config builds this service and returns the service-mode configuration
 // of it, with the broken variant bug ("" for the correct one).
-func config(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
+func config(t testing.TB, bug string, kinds ...faults.Kind) service.Config {
 	t.Helper()
 	dsn := pgtest.DSN(t)
 	bin := filepath.Join(t.TempDir(), "orders")
@@ -34,7 +34,7 @@ func config(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
 }
 
 // runner returns a service-mode runner of this service.
-func runner(t *testing.T, bug string, kinds ...faults.Kind) *service.Runner {
+func runner(t testing.TB, bug string, kinds ...faults.Kind) *service.Runner {
 	t.Helper()
 	r, err := service.New(config(t, bug, kinds...))
 	require.NoError(t, err)

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/service"
+)
+
+// BenchmarkServiceRuns runs the correct example with two consumers and
+// every fault kind, seed after seed, and reports runs per second and the
+// share of each run spent in setup (schema, streams, sends), process
+// start, work and drain, teardown and check (service.Runner.Timings).
+// Every run must pass.
+func BenchmarkServiceRuns(b *testing.B) {
+	r, err := service.New(config(b, "", service.Kinds...))
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, r.Close()) })
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		seed := uint64(20000 + i)
+		h, res, err := r.Run(ctx, r.Generate(seed), seed)
+		require.NoError(b, err)
+		require.Equal(b, histories.Pass, res.Verdict, "seed %d: %v\n%s", seed, res.Findings, h.Timeline())
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	reportTimings(b, r.Timings(), elapsed)
+}
+
+// reportTimings reports runs per second over elapsed and the shares of
+// the runs' time.
+func reportTimings(b *testing.B, t service.Timings, elapsed time.Duration) {
+	b.ReportMetric(float64(t.Runs)/elapsed.Seconds(), "runs/s")
+	total := t.Setup + t.Start + t.Work + t.Teardown + t.Check
+	if total <= 0 {
+		return
+	}
+	share := func(d time.Duration) float64 { return 100 * float64(d) / float64(total) }
+	b.ReportMetric(float64(total.Milliseconds())/float64(t.Runs), "ms/run")
+	b.ReportMetric(share(t.Setup), "%setup")
+	b.ReportMetric(share(t.Start), "%start")
+	b.ReportMetric(share(t.Work), "%work")
+	b.ReportMetric(share(t.Teardown), "%teardown")
+	b.ReportMetric(share(t.Check), "%check")
+}
+
+// BenchmarkServiceVerdicts runs each variant of the example (the correct
+// one and the three broken ones) on generated cases of every fault kind
+// and reports the share of runs that are violations: the correct one must
+// have none; the broken ones' shares are what a faster drain must not
+// lower.
+func BenchmarkServiceVerdicts(b *testing.B) {
+	for _, bug := range []string{"correct", "ack-first", "dedup-first", "check-first"} {
+		b.Run(bug, func(b *testing.B) {
+			variant := bug
+			if variant == "correct" {
+				variant = ""
+			}
+			r, err := service.New(config(b, variant, service.Kinds...))
+			require.NoError(b, err)
+			b.Cleanup(func() { require.NoError(b, r.Close()) })
+			ctx := context.Background()
+			violations := 0
+			for i := range b.N {
+				seed := uint64(30000 + i)
+				_, res, err := r.Run(ctx, r.Generate(seed), seed)
+				require.NoError(b, err)
+				require.NotEqual(b, histories.Inconclusive, res.Verdict, "seed %d: %s", seed, res.Reason)
+				if res.Verdict == histories.Violation {
+					violations++
+				}
+			}
+			if variant == "" {
+				require.Zero(b, violations, "the correct variant failed")
+			}
+			b.ReportMetric(float64(violations), "violations")
+			b.ReportMetric(float64(violations)/float64(b.N), "violations/run")
+		})
+	}
+}
