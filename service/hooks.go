@@ -128,6 +128,7 @@ func (rn *run) end(p *proc, a *attempt, kind histories.Kind, detail string) {
 	rn.add(histories.Event{Kind: kind, Attempt: a.n, Process: p.name(), Detail: detail})
 	rn.add(histories.Event{Kind: histories.Done, Attempt: a.n, Process: p.name()})
 	p.open = slices.DeleteFunc(p.open, func(o *attempt) bool { return o == a })
+	a.acked = a.acked || kind == histories.Ack
 }
 
 // published implements hooks: a process publishes an output.

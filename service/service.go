@@ -56,7 +56,7 @@ type Config struct {
 	// streams ONCECHECK_IN and ONCECHECK_OUT there: a server of one's own.
 	BrokerURL string
 	// Quiet is how long nothing may happen for a run to count as drained;
-	// 0 means 300ms. Bound is how long a run may take to drain before it
+	// 0 means 100ms. Bound is how long a run may take to drain before it
 	// is stuck; 0 means 30s.
 	Quiet, Bound time.Duration
 	// Output receives the processes' standard output and error; nil
@@ -136,7 +136,7 @@ func (c *Config) defaults() error {
 		c.MaxFaults = 2
 	}
 	if c.Quiet <= 0 {
-		c.Quiet = 300 * time.Millisecond
+		c.Quiet = 100 * time.Millisecond
 	}
 	if c.Bound <= 0 {
 		c.Bound = 30 * time.Second

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // start, work and drain, teardown and check (service.Runner.Timings).
 // Every run must pass.
 func BenchmarkServiceRuns(b *testing.B) {
-	r, err := service.New(config(b, "", service.Kinds...))
+	r, err := service.New(benchConfig(b, ""))
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, r.Close()) })
 	ctx := context.Background()
@@ -32,6 +33,19 @@ func BenchmarkServiceRuns(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	reportTimings(b, r.Timings(), elapsed)
+}
+
+// benchConfig is the configuration of a benchmark: every fault kind, and
+// the quiet period of $SERVICE_QUIET (a duration) when it is set, to
+// compare verdicts across quiet periods.
+func benchConfig(b *testing.B, bug string) service.Config {
+	cfg := config(b, bug, service.Kinds...)
+	if q := os.Getenv("SERVICE_QUIET"); q != "" {
+		d, err := time.ParseDuration(q)
+		require.NoError(b, err, "$SERVICE_QUIET")
+		cfg.Quiet = d
+	}
+	return cfg
 }
 
 // reportTimings reports runs per second over elapsed and the shares of
@@ -63,7 +77,7 @@ func BenchmarkServiceVerdicts(b *testing.B) {
 			if variant == "correct" {
 				variant = ""
 			}
-			r, err := service.New(config(b, variant, service.Kinds...))
+			r, err := service.New(benchConfig(b, variant))
 			require.NoError(b, err)
 			b.Cleanup(func() { require.NoError(b, r.Close()) })
 			ctx := context.Background()
