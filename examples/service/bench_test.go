@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -13,26 +14,30 @@ import (
 )
 
 // BenchmarkServiceRuns runs the correct example with two consumers and
-// every fault kind, seed after seed, and reports runs per second and the
-// share of each run spent in setup (schema, streams, sends), process
-// start, work and drain, teardown and check (service.Runner.Timings).
-// Every run must pass.
+// every fault kind, seed after seed, on 1, 2 and 4 runners at once (each
+// with its own embedded broker), and reports runs per second of the
+// campaign and the share of each run spent in setup (schema, streams,
+// sends), process start, work and drain, teardown and check
+// (service.Runner.Timings). Every run must pass.
 func BenchmarkServiceRuns(b *testing.B) {
-	r, err := service.New(benchConfig(b, ""))
-	require.NoError(b, err)
-	b.Cleanup(func() { require.NoError(b, r.Close()) })
-	ctx := context.Background()
-	b.ResetTimer()
-	start := time.Now()
-	for i := range b.N {
-		seed := uint64(20000 + i)
-		h, res, err := r.Run(ctx, r.Generate(seed), seed)
-		require.NoError(b, err)
-		require.Equal(b, histories.Pass, res.Verdict, "seed %d: %v\n%s", seed, res.Findings, h.Timeline())
+	for _, n := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("parallel=%d", n), func(b *testing.B) {
+			runners, err := service.NewRunners(benchConfig(b, ""), n)
+			require.NoError(b, err)
+			b.Cleanup(func() { service.CloseRunners(runners) })
+			ctx := context.Background()
+			b.ResetTimer()
+			start := time.Now()
+			f, err := service.RunSeeds(ctx, runners, 20000, b.N)
+			elapsed := time.Since(start)
+			b.StopTimer()
+			require.NoError(b, err)
+			if f != nil {
+				require.Failf(b, "a run of the correct service failed", "seed %d: %v\n%s", f.Seed, f.Result.Findings, f.History.Timeline())
+			}
+			reportTimings(b, service.SumTimings(runners), elapsed)
+		})
 	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	reportTimings(b, r.Timings(), elapsed)
 }
 
 // benchConfig is the configuration of a benchmark: every fault kind, and
