@@ -46,6 +46,7 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 		rn.first = time.Now()
 	}
 	rn.byToken[d.token] = a
+	rn.reached[d.id] = true
 	p.open = append(p.open, a)
 	p.latest = a
 	dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}

@@ -112,7 +112,7 @@ func (r *Runner) Generate(seed uint64) Case { return r.gen.Example(int(seed)) }
 // about the harness (the database, the broker, the command), never a
 // verdict.
 func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.History, checkers.Result, error) {
-	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byToken: map[string]*attempt{}}
+	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byToken: map[string]*attempt{}, reached: map[string]bool{}}
 	t0 := time.Now()
 	h, err := rn.execute()
 	if err != nil {
@@ -152,6 +152,7 @@ type run struct {
 	sent     map[string]model.Message // by id
 	attempts []*attempt
 	byToken  map[string]*attempt // by the delivery's token (what its ack names)
+	reached  map[string]bool     // the ids of the sent copies delivered at least once
 	procs    []*proc
 	proxies  []brokerProxy
 	pgs      []*pgProxy
@@ -612,6 +613,11 @@ func (rn *run) takenOver(a *attempt) bool {
 // proxies see, or this passes.
 const resumeGrace = time.Second
 
+// undeliveredQuiet is the quiet period of a run with a copy sent but
+// never delivered: the broker's word that nothing is pending is not
+// enough then (a consumer being created counts nothing yet).
+const undeliveredQuiet = time.Second
+
 // drainPoll is how often the drain asks the broker how far its consumers
 // are and the proxies whether anything is in flight.
 const drainPoll = 10 * time.Millisecond
@@ -650,13 +656,20 @@ func (rn *run) quiescent() bool {
 	rn.mu.Lock()
 	last, busy := rn.last, rn.busy
 	now := time.Now()
+	quiet := rn.r.cfg.Quiet
+	if len(rn.reached) < len(rn.sent) {
+		// A copy was never delivered: a consumer just created may not
+		// count it as pending yet; only a long silence says it never
+		// will be.
+		quiet = max(quiet, undeliveredQuiet)
+	}
 	waking := false
 	for _, p := range rn.procs {
 		waking = waking || now.Before(p.wakeUntil)
 	}
 	proxies, pgs := slices.Clone(rn.proxies), slices.Clone(rn.pgs)
 	rn.mu.Unlock()
-	if busy > 0 || waking || now.Sub(last) < rn.r.cfg.Quiet {
+	if busy > 0 || waking || now.Sub(last) < quiet {
 		return false
 	}
 	for _, px := range proxies {
