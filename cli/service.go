@@ -39,7 +39,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		brokerName  = fs.String("broker", "nats", "the broker the service consumes: "+strings.Join(service.Brokers, ", "))
 		brokerURL   = fs.String("broker-url", "", "the broker's server (default: $ONCECHECK_<BROKER>, as $ONCECHECK_NATS; else an embedded one or the broker's default address)")
 		natsURL     = fs.String("nats", "", "short for --broker nats --broker-url URL")
-		quietFor    = fs.Duration("quiet", 100*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
+		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")

@@ -55,8 +55,9 @@ type Config struct {
 	// default address. For NATS, each run deletes and re-creates the
 	// streams ONCECHECK_IN and ONCECHECK_OUT there: a server of one's own.
 	BrokerURL string
-	// Quiet is how long nothing may happen for a run to count as drained;
-	// 0 means 100ms. Bound is how long a run may take to drain before it
+	// Quiet is how long nothing may be recorded, with no statement,
+	// transaction or publish in flight, for a run to count as drained; 0
+	// means 300ms. Bound is how long a run may take to drain before it
 	// is stuck; 0 means 30s.
 	Quiet, Bound time.Duration
 	// Output receives the processes' standard output and error; nil
@@ -136,7 +137,7 @@ func (c *Config) defaults() error {
 		c.MaxFaults = 2
 	}
 	if c.Quiet <= 0 {
-		c.Quiet = 100 * time.Millisecond
+		c.Quiet = 300 * time.Millisecond
 	}
 	if c.Bound <= 0 {
 		c.Bound = 30 * time.Second
