@@ -32,6 +32,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		modelName   = fs.String("model", "orders", "reference model")
 		faultList   = fs.String("faults", "crash,redelivery,reorder,publish-failure,reissue,concurrent", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent, cut-connection, broker-restart), or none")
 		runs        = fs.Int("runs", 20, "number of runs")
+		parallel    = fs.Int("parallel", 1, "runs at once, each on a runner with a broker of its own (the failure reported is the one of the lowest seed)")
 		seed        = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
 		maxMessages = fs.Int("max-messages", 4, "most logical messages per run")
 		maxFaults   = fs.Int("max-faults", 2, "most faults per run")
@@ -39,7 +40,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		brokerName  = fs.String("broker", "nats", "the broker the service consumes: "+strings.Join(service.Brokers, ", "))
 		brokerURL   = fs.String("broker-url", "", "the broker's server (default: $ONCECHECK_<BROKER>, as $ONCECHECK_NATS; else an embedded one or the broker's default address)")
 		natsURL     = fs.String("nats", "", "short for --broker nats --broker-url URL")
-		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may happen for a run to count as drained")
+		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
@@ -63,6 +64,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	}
 	if *runs < 1 {
 		return exitUsage, usagef("--runs must be at least 1")
+	}
+	if *parallel < 1 || *parallel > 64 {
+		return exitUsage, usagef("--parallel must be between 1 and 64")
 	}
 	var kinds []faults.Kind
 	if *faultList != "none" {
@@ -100,18 +104,23 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	if *verbose {
 		output = stderr
 	}
-	runner, err := service.New(service.Config{
+	workers := *parallel
+	if *replay != "" {
+		workers = 1
+	}
+	runners, err := service.NewRunners(service.Config{
 		Command: *command, Dir: *dir, Consumers: *consumers, Schema: string(schema), ObserveSQL: *observeSQL,
 		Model: m, Faults: kinds, MaxMessages: *maxMessages, MaxFaults: *maxFaults, DSN: dsn, Broker: *brokerName, BrokerURL: *brokerURL,
 		Quiet: *quietFor, Bound: *bound, Output: output,
-	})
+	}, workers)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.Contains(err.Error(), "consumers") {
 			return exitUsage, usagef("%v", err)
 		}
 		return exitInconclusive, err
 	}
-	defer runner.Close()
+	defer service.CloseRunners(runners)
+	runner := runners[0]
 	if *seed == 0 {
 		*seed = randomSeed()
 	}
@@ -120,69 +129,65 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	}
 	fmt.Fprintf(stdout, "oncecheck service: %q consumers=%d model=%s faults=%s runs=%d seed=%d\n", *command, *consumers, *modelName, *faultList, *runs, *seed)
 	started := time.Now()
-	for i := range *runs {
-		s := *seed + uint64(i)
-		c := runner.Generate(s)
-		h, res, err := runner.Run(ctx, c, s)
-		if ctx.Err() != nil {
-			fmt.Fprintf(stdout, "INTERRUPTED after %d runs: %v\n", i, context.Cause(ctx))
-			return interruptedCode(ctx), nil
+	f, err := service.RunSeeds(ctx, runners, *seed, *runs)
+	if ctx.Err() != nil {
+		fmt.Fprintf(stdout, "INTERRUPTED after %d runs: %v\n", service.SumTimings(runners).Runs, context.Cause(ctx))
+		return interruptedCode(ctx), nil
+	}
+	if err != nil {
+		return exitInconclusive, err
+	}
+	if f == nil {
+		fmt.Fprintf(stdout, "PASS: %d runs in %s\n", *runs, time.Since(started).Round(time.Millisecond))
+		printTimings(stdout, service.SumTimings(runners), time.Since(started))
+		return exitPass, nil
+	}
+	i, s, c, h, res := f.Index, f.Seed, f.Case, f.History, f.Result
+	runner = f.Runner
+	if res.Verdict == histories.Inconclusive {
+		fmt.Fprintf(stdout, "INCONCLUSIVE at run %d (seed %d): %s\n", i+1, s, res.Reason)
+		return exitInconclusive, nil
+	}
+	fmt.Fprintf(stdout, "%s at run %d (seed %d), after %s\n", report.VerdictLine(res), i+1, s, time.Since(started).Round(time.Millisecond))
+	if *shrinkTries > 0 {
+		before := fmt.Sprintf("%d messages, %d faults", len(c.Workload), len(c.Plan.Faults))
+		var n int
+		if c, h, res, n, err = runner.Shrink(ctx, c, h, res, *shrinkTries); err != nil {
+			return exitInconclusive, fmt.Errorf("shrink: %w", err)
 		}
-		if err != nil {
-			return exitInconclusive, fmt.Errorf("run %d (seed %d): %w", i+1, s, err)
-		}
+		fmt.Fprintf(stdout, "Shrunk from %s to %d messages, %d faults in %d runs\n", before, len(c.Workload), len(c.Plan.Faults), n)
 		h.Header.Seed = s
-		switch res.Verdict {
-		case histories.Pass:
-			continue
-		case histories.Inconclusive:
-			fmt.Fprintf(stdout, "INCONCLUSIVE at run %d (seed %d): %s\n", i+1, s, res.Reason)
-			return exitInconclusive, nil
+	}
+	fmt.Fprintln(stdout, "Faults, as injected:")
+	for _, f := range c.Plan.Faults {
+		fmt.Fprintf(stdout, "  - %s\n", service.Describe(f))
+	}
+	if lines := service.Struck(h); len(lines) > 0 {
+		fmt.Fprintln(stdout, "Where they struck:")
+		for _, l := range lines {
+			fmt.Fprintf(stdout, "  - %s\n", l)
 		}
-		fmt.Fprintf(stdout, "%s at run %d (seed %d), after %s\n", report.VerdictLine(res), i+1, s, time.Since(started).Round(time.Millisecond))
-		if *shrinkTries > 0 {
-			before := fmt.Sprintf("%d messages, %d faults", len(c.Workload), len(c.Plan.Faults))
-			var n int
-			if c, h, res, n, err = runner.Shrink(ctx, c, h, res, *shrinkTries); err != nil {
-				return exitInconclusive, fmt.Errorf("shrink: %w", err)
-			}
-			fmt.Fprintf(stdout, "Shrunk from %s to %d messages, %d faults in %d runs\n", before, len(c.Workload), len(c.Plan.Faults), n)
-			h.Header.Seed = s
+	}
+	if err := report.Explanation(stdout, h, res); err != nil {
+		return exitInconclusive, err
+	}
+	path, err := histories.Save(h, *out, fmt.Sprintf("service-seed%d.jsonl", s))
+	if err != nil {
+		fmt.Fprintf(stdout, "\nNot saved: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "\nSaved:  %s\nShow:   %s show %s\n", path, self(), path)
+	}
+	if *reruns > 0 {
+		if *follow {
+			c.Order = service.OrderOf(h)
 		}
-		fmt.Fprintln(stdout, "Faults, as injected:")
-		for _, f := range c.Plan.Faults {
-			fmt.Fprintf(stdout, "  - %s\n", service.Describe(f))
-		}
-		if lines := service.Struck(h); len(lines) > 0 {
-			fmt.Fprintln(stdout, "Where they struck:")
-			for _, l := range lines {
-				fmt.Fprintf(stdout, "  - %s\n", l)
-			}
-		}
-		if err := report.Explanation(stdout, h, res); err != nil {
+		again, err := runner.Reproduce(ctx, c, res.Signature(), *reruns)
+		if err != nil {
 			return exitInconclusive, err
 		}
-		path, err := histories.Save(h, *out, fmt.Sprintf("service-seed%d.jsonl", s))
-		if err != nil {
-			fmt.Fprintf(stdout, "\nNot saved: %v\n", err)
-		} else {
-			fmt.Fprintf(stdout, "\nSaved:  %s\nShow:   %s show %s\n", path, self(), path)
-		}
-		if *reruns > 0 {
-			if *follow {
-				c.Order = service.OrderOf(h)
-			}
-			again, err := runner.Reproduce(ctx, c, res.Signature(), *reruns)
-			if err != nil {
-				return exitInconclusive, err
-			}
-			fmt.Fprintf(stdout, "Reproduced: %d of %d re-runs of the case failed the same way (%s)\n", again, *reruns, res.Signature())
-		}
-		return exitViolation, nil
+		fmt.Fprintf(stdout, "Reproduced: %d of %d re-runs of the case failed the same way (%s)\n", again, *reruns, res.Signature())
 	}
-	fmt.Fprintf(stdout, "PASS: %d runs in %s\n", *runs, time.Since(started).Round(time.Millisecond))
-	printTimings(stdout, runner.Timings())
-	return exitPass, nil
+	return exitViolation, nil
 }
 
 // replayService re-runs a saved history's workload and faults n times and
@@ -218,8 +223,9 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 	return exitPass, nil
 }
 
-// printTimings says where the runs' time went, per run on average.
-func printTimings(w io.Writer, t service.Timings) {
+// printTimings says where the runs' time went, per run on average, and
+// how many runs a second the campaign made over elapsed.
+func printTimings(w io.Writer, t service.Timings, elapsed time.Duration) {
 	if t.Runs == 0 {
 		return
 	}
@@ -227,4 +233,5 @@ func printTimings(w io.Writer, t service.Timings) {
 	total := t.Setup + t.Start + t.Work + t.Teardown + t.Check
 	fmt.Fprintf(w, "Per run: %s: setup %s, process start %s, work and drain %s, teardown %s, check %s\n",
 		per(total), per(t.Setup), per(t.Start), per(t.Work), per(t.Teardown), per(t.Check))
+	fmt.Fprintf(w, "Runs per second: %.2f\n", float64(t.Runs)/elapsed.Seconds())
 }

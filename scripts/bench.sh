@@ -30,6 +30,8 @@ family ./checkers '^BenchmarkCheck$/100000$' 3x
 family ./checkers '^BenchmarkCheck$/1000000$' 2x
 family ./checkers '^BenchmarkCheckScaling$' 2x
 family ./histories '^BenchmarkDecodeEvent$' 100x
+# Service mode: the example service, every fault kind, on 1, 2 and 4 runners.
+family ./examples/service '^BenchmarkServiceRuns$' 40x
 # Each alone in its process, so that the peak memory belongs to one check.
 family ./checkers '^BenchmarkCheckPeakMemory$/^file$' 1x
 family ./checkers '^BenchmarkCheckPeakMemory$/^in-memory$' 1x

@@ -82,6 +82,31 @@ func (p *amqpProxy) close() {
 	p.wg.Wait()
 }
 
+// idle implements brokerProxy: no confirm-mode publish of the process
+// waits for the server's confirmation on an open connection.
+func (p *amqpProxy) idle() bool {
+	p.mu.Lock()
+	conns := slices.Clone(p.conns)
+	p.mu.Unlock()
+	for _, c := range conns {
+		select {
+		case <-c.done:
+			continue
+		default:
+		}
+		c.mu.Lock()
+		busy := false
+		for _, st := range c.chans {
+			busy = busy || len(st.seqs) > 0
+		}
+		c.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
+}
+
 // amqpConn is one client connection through a proxy.
 type amqpConn struct {
 	proxyConn

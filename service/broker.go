@@ -74,6 +74,9 @@ type brokerProxy interface {
 	// env is what the process finds in its environment to reach the
 	// broker through the proxy (NATS_URL=...).
 	env() []string
+	// idle reports whether no publish of the process is in flight (sent
+	// through the proxy, its confirmation not yet back).
+	idle() bool
 	close()
 }
 

@@ -46,6 +46,7 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 		rn.first = time.Now()
 	}
 	rn.byToken[d.token] = a
+	rn.reached[d.id] = true
 	p.open = append(p.open, a)
 	p.latest = a
 	dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}
@@ -154,6 +155,7 @@ func (rn *run) end(p *proc, a *attempt, kind histories.Kind, detail string) {
 	rn.add(histories.Event{Kind: kind, Attempt: a.n, Process: p.name(), Detail: detail})
 	rn.add(histories.Event{Kind: histories.Done, Attempt: a.n, Process: p.name()})
 	p.open = slices.DeleteFunc(p.open, func(o *attempt) bool { return o == a })
+	a.acked = a.acked || kind == histories.Ack
 }
 
 // published implements hooks: a process publishes an output.

@@ -161,6 +161,35 @@ type kafkaConn struct {
 	proxyConn
 	mu      sync.Mutex
 	pending map[int32]kafkaPending // by correlation id
+	closed  bool                   // a side of it closed: nothing more comes back
+}
+
+// end marks the connection closed.
+func (c *kafkaConn) end() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}
+
+// idle implements brokerProxy: no Produce request of the process waits
+// for its response on an open connection.
+func (p *kafkaProxy) idle() bool {
+	p.mu.Lock()
+	conns := slices.Clone(p.kconns)
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		busy := false
+		for _, pend := range c.pending {
+			busy = busy || pend.key == kmsg.Produce.Int16()
+		}
+		busy = busy && !c.closed
+		c.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
 }
 
 // kafkaOpen is a delivery through the proxy its process has not committed.
@@ -190,6 +219,7 @@ type kafkaProxy struct {
 	changed chan struct{} // closed when open changes
 	done    chan struct{} // closed by close
 	conns   []net.Conn
+	kconns  []*kafkaConn
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -262,6 +292,9 @@ func (p *kafkaProxy) accept(ln net.Listener, upstream func() string) {
 		p.conns = append(p.conns, client, server)
 		p.mu.Unlock()
 		c := &kafkaConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, pending: map[int32]kafkaPending{}}
+		p.mu.Lock()
+		p.kconns = append(p.kconns, c)
+		p.mu.Unlock()
 		p.wg.Add(2)
 		go p.requests(c, client, server)
 		go p.responses(c, server, client)
@@ -284,6 +317,7 @@ func (p *kafkaProxy) topicName(name string, id [16]byte) string {
 // produces to the output topic into publishes.
 func (p *kafkaProxy) requests(c *kafkaConn, src, dst net.Conn) {
 	defer p.wg.Done()
+	defer c.end()
 	defer src.Close()
 	defer dst.Close()
 	r := bufio.NewReaderSize(src, 64<<10)
@@ -573,6 +607,7 @@ type kafkaRecord struct {
 // records as deliveries, commit refusals, produce confirmations.
 func (p *kafkaProxy) responses(c *kafkaConn, src, dst net.Conn) {
 	defer p.wg.Done()
+	defer c.end()
 	defer src.Close()
 	defer dst.Close()
 	r := bufio.NewReaderSize(src, 64<<10)

@@ -108,6 +108,10 @@ type natsConn struct {
 	mu       sync.Mutex
 	subs     map[string]string         // subject -> sid
 	confirms map[string]func() verdict // reply inbox -> what its confirmation does
+	// inflight are the reply inboxes of confirmed publishes of outputs
+	// whose confirmation has not come back yet.
+	inflight map[string]bool
+	closed   bool
 }
 
 // sid returns the client's subscription that a message to subject
@@ -147,6 +151,9 @@ func (p *natsProxy) fromServer(c *natsConn, f natsFrame) natsAction {
 		c.mu.Lock()
 		confirm := c.confirms[f.subject]
 		delete(c.confirms, f.subject)
+		c.mu.Unlock()
+		c.mu.Lock()
+		delete(c.inflight, f.subject)
 		c.mu.Unlock()
 		if confirm != nil {
 			v := confirm()
@@ -226,6 +233,11 @@ func (p *natsProxy) fromClient(c *natsConn, f natsFrame) natsAction {
 			c.confirms[f.reply] = v.atConfirm
 			c.mu.Unlock()
 		}
+		if f.reply != "" && !a.drop && !a.cut {
+			c.mu.Lock()
+			c.inflight[f.reply] = true
+			c.mu.Unlock()
+		}
 		return a
 	}
 	return natsAction{}
@@ -250,6 +262,7 @@ type natsProxy struct {
 
 	mu    sync.Mutex
 	conns []net.Conn
+	live  []*natsConn
 	wg    sync.WaitGroup
 }
 
@@ -282,7 +295,10 @@ func (p *natsProxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, client, server)
 		p.mu.Unlock()
-		c := &natsConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, subs: map[string]string{}, confirms: map[string]func() verdict{}}
+		c := &natsConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, subs: map[string]string{}, confirms: map[string]func() verdict{}, inflight: map[string]bool{}}
+		p.mu.Lock()
+		p.live = append(p.live, c)
+		p.mu.Unlock()
 		p.wg.Add(2)
 		go p.pipe(c, client, server, p.fromClient)
 		go p.pipe(c, server, client, p.fromServer)
@@ -293,6 +309,11 @@ func (p *natsProxy) accept() {
 // or a frame is dropped.
 func (p *natsProxy) pipe(c *natsConn, src, dst net.Conn, judge func(*natsConn, natsFrame) natsAction) {
 	defer p.wg.Done()
+	defer func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+	}()
 	defer src.Close()
 	defer dst.Close()
 	r := bufio.NewReaderSize(src, 64<<10)
@@ -323,6 +344,22 @@ func (p *natsProxy) pipe(c *natsConn, src, dst net.Conn, judge func(*natsConn, n
 			return
 		}
 	}
+}
+
+// idle reports whether no open connection of the proxy waits for the
+// confirmation of a publish of an output.
+func (p *natsProxy) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.live {
+		c.mu.Lock()
+		busy := !c.closed && len(c.inflight) > 0
+		c.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
 }
 
 // close stops listening and cuts every connection.

@@ -96,6 +96,7 @@ type pgProxy struct {
 
 	mu    sync.Mutex
 	conns []net.Conn
+	live  map[*pgConn]bool // connections being served (see idle)
 	next  int
 	wg    sync.WaitGroup
 }
@@ -105,7 +106,7 @@ func newPGProxy(network, upstream string, index int, gen func() int, hooks pgHoo
 	if err != nil {
 		return nil, fmt.Errorf("pg proxy: listen: %w", err)
 	}
-	p := &pgProxy{ln: ln, network: network, upstream: upstream, index: index, gen: gen, hooks: hooks}
+	p := &pgProxy{ln: ln, network: network, upstream: upstream, index: index, gen: gen, hooks: hooks, live: map[*pgConn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -124,9 +125,15 @@ func (p *pgProxy) accept() {
 		p.next++
 		c := &pgConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, id: p.next, stmts: map[string]string{}, portals: map[string]string{}}
 		p.conns = append(p.conns, client)
+		p.live[c] = true
 		p.mu.Unlock()
 		p.wg.Add(1)
-		go p.serve(c, client)
+		go func() {
+			p.serve(c, client)
+			p.mu.Lock()
+			delete(p.live, c)
+			p.mu.Unlock()
+		}()
 	}
 }
 
@@ -273,6 +280,22 @@ func (p *pgProxy) fromServer(c *pgConn, m pgMessage) verdict {
 		}
 	}
 	return verdict{}
+}
+
+// idle reports whether no connection of the proxy has a statement in
+// flight (sent, its ReadyForQuery not yet back) or a transaction open.
+func (p *pgProxy) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.live {
+		c.mu.Lock()
+		busy := len(c.pending) > 0 || c.inTx
+		c.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *pgProxy) close() {

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +26,7 @@ type redisProxy struct {
 
 	mu     sync.Mutex
 	conns  []net.Conn
+	rconns []*redisConn
 	latest map[string]int // the number of the last delivery of each entry to this process
 	wg     sync.WaitGroup
 }
@@ -59,10 +62,13 @@ func (p *redisProxy) env() []string {
 // MULTI transaction.
 type redisConn struct {
 	proxyConn
-	replies chan redisReply
-	done    chan struct{}
-	multi   bool
-	queued  []redisReply
+	// publishing counts the XADDs of outputs forwarded whose reply has
+	// not come back.
+	publishing atomic.Int32
+	replies    chan redisReply
+	done       chan struct{}
+	multi      bool
+	queued     []redisReply
 }
 
 // redisReply is what the proxy does with the server's reply to one
@@ -104,6 +110,9 @@ func (p *redisProxy) accept() {
 		p.conns = append(p.conns, client, server)
 		p.mu.Unlock()
 		c := &redisConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, replies: make(chan redisReply, 4096), done: make(chan struct{})}
+		p.mu.Lock()
+		p.rconns = append(p.rconns, c)
+		p.mu.Unlock()
 		p.wg.Add(2)
 		go p.commands(c, client, server)
 		go p.serverReplies(c, client, server)
@@ -459,11 +468,16 @@ func (p *redisProxy) publish(c *redisConn, args []string) ([]byte, redisReply, r
 			return redisAction{out: respError(redisPublishRefused)}
 		}}, a
 	}
+	c.publishing.Add(1)
 	if v.atConfirm == nil {
-		return nil, redisReply{}, a
+		return nil, redisReply{handle: func(respValue, []byte) redisAction {
+			c.publishing.Add(-1)
+			return redisAction{}
+		}}, a
 	}
 	confirm := v.atConfirm
 	return nil, redisReply{handle: func(respValue, []byte) redisAction {
+		c.publishing.Add(-1)
 		cv := confirm()
 		var ra redisAction
 		ra.add(cv)
@@ -472,6 +486,25 @@ func (p *redisProxy) publish(c *redisConn, args []string) ([]byte, redisReply, r
 		}
 		return ra
 	}}, a
+}
+
+// idle implements brokerProxy: no XADD of an output waits for its reply
+// on an open connection.
+func (p *redisProxy) idle() bool {
+	p.mu.Lock()
+	conns := slices.Clone(p.rconns)
+	p.mu.Unlock()
+	for _, c := range conns {
+		select {
+		case <-c.done:
+			continue
+		default:
+		}
+		if c.publishing.Load() > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // close stops listening and cuts every connection.

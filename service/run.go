@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"pgregory.net/rapid"
 
 	"github.com/oncecheck/oncecheck/checkers"
@@ -31,9 +32,12 @@ type Runner struct {
 	cfg Config
 	b   broker
 	gen *rapid.Generator[Case]
+	db  *pgxpool.Pool // oncecheck's own connections: schemas, observations
+	bg  sync.WaitGroup
 
 	mu      sync.Mutex
 	timings Timings
+	next    chan schemaResult // the schema being prepared for the next run
 }
 
 // Timings say where the time of a runner's runs went, summed over them.
@@ -63,15 +67,37 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("service: the PostgreSQL DSN: %w", err)
+	}
+	pc.MaxConns = 4
+	db, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, fmt.Errorf("service: PostgreSQL: %w", err)
+	}
 	b, err := openBroker(cfg)
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
-	return &Runner{cfg: cfg, b: b, gen: cfg.generator()}, nil
+	return &Runner{cfg: cfg, b: b, gen: cfg.generator(), db: db}, nil
 }
 
-// Close stops the embedded broker, or disconnects from an external one.
+// Close stops the embedded broker, or disconnects from an external one,
+// and drops the schema prepared for a next run.
 func (r *Runner) Close() error {
+	r.mu.Lock()
+	next := r.next
+	r.next = nil
+	r.mu.Unlock()
+	if next != nil {
+		if res := <-next; res.err == nil {
+			r.dropSchema(res.name)
+		}
+	}
+	r.bg.Wait()
+	r.db.Close()
 	r.b.close()
 	return nil
 }
@@ -86,7 +112,7 @@ func (r *Runner) Generate(seed uint64) Case { return r.gen.Example(int(seed)) }
 // about the harness (the database, the broker, the command), never a
 // verdict.
 func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.History, checkers.Result, error) {
-	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byToken: map[string]*attempt{}}
+	rn := &run{r: r, ctx: ctx, c: c, sent: map[string]model.Message{}, byToken: map[string]*attempt{}, reached: map[string]bool{}}
 	t0 := time.Now()
 	h, err := rn.execute()
 	if err != nil {
@@ -126,6 +152,7 @@ type run struct {
 	sent     map[string]model.Message // by id
 	attempts []*attempt
 	byToken  map[string]*attempt // by the delivery's token (what its ack names)
+	reached  map[string]bool     // the ids of the sent copies delivered at least once
 	procs    []*proc
 	proxies  []brokerProxy
 	pgs      []*pgProxy
@@ -151,6 +178,9 @@ type proc struct {
 	latest *attempt // the last delivery it got, acked or not
 	env    []string // how it reaches the broker through its proxy
 	dbURL  string
+	// wakeUntil: resumed from a pause, its silence does not count towards
+	// the drain until it does something or this passes.
+	wakeUntil time.Time
 }
 
 func (p *proc) name() string { return "consumer-" + strconv.Itoa(p.index+1) }
@@ -165,6 +195,7 @@ type attempt struct {
 	writes    int
 	commits   int
 	stmts     int // statements the server completed for it
+	acked     bool
 	faults    []faults.Fault
 }
 
@@ -172,14 +203,24 @@ func (rn *run) add(ev histories.Event) {
 	ev.Step = len(rn.events) + 1
 	rn.events = append(rn.events, ev)
 	rn.last = time.Now()
+	for _, p := range rn.procs {
+		if !p.wakeUntil.IsZero() && ev.Process == p.name() {
+			p.wakeUntil = time.Time{}
+		}
+	}
 }
 
 func (rn *run) execute() (*histories.History, error) {
 	cfg := rn.r.cfg
-	if err := rn.createSchema(); err != nil {
+	schema, err := rn.r.takeSchema(rn.ctx)
+	if err != nil {
 		return nil, err
 	}
-	defer rn.dropSchema()
+	rn.schema = schema
+	defer rn.r.dropSchema(schema)
+	if rn.dsn, err = withSearchPath(cfg.DSN, schema); err != nil {
+		return nil, err
+	}
 	if err := rn.r.b.reset(rn.ctx); err != nil {
 		return nil, err
 	}
@@ -255,45 +296,74 @@ func (rn *run) header() histories.Header {
 	}
 }
 
-// createSchema makes the run's schema and applies the service's tables.
-func (rn *run) createSchema() error {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	rn.schema = "oncecheck_svc_" + hex.EncodeToString(b[:])
-	dsn, err := withSearchPath(rn.r.cfg.DSN, rn.schema)
-	if err != nil {
-		return err
-	}
-	rn.dsn = dsn
-	conn, err := pgx.Connect(rn.ctx, rn.r.cfg.DSN)
-	if err != nil {
-		return fmt.Errorf("service: connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(rn.ctx, "CREATE SCHEMA "+rn.schema); err != nil {
-		return fmt.Errorf("service: create schema %s: %w", rn.schema, err)
-	}
-	if rn.r.cfg.Schema == "" {
-		return nil
-	}
-	if _, err := conn.Exec(rn.ctx, "SET search_path TO "+rn.schema); err != nil {
-		return fmt.Errorf("service: schema %s: %w", rn.schema, err)
-	}
-	if _, err := conn.Exec(rn.ctx, rn.r.cfg.Schema); err != nil {
-		return fmt.Errorf("service: apply the schema file to %s: %w", rn.schema, err)
-	}
-	return nil
+// schemaResult is a schema prepared for a run, or why it could not be.
+type schemaResult struct {
+	name string
+	err  error
 }
 
-func (rn *run) dropSchema() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, rn.r.cfg.DSN)
-	if err != nil {
-		return
+// takeSchema returns the schema of a run: the one prepared while the
+// previous run executed, if any, else a new one; and starts preparing the
+// next. A prepared schema is made exactly as one made at the run's start
+// (CREATE SCHEMA, then the schema file): only when it is made changes.
+func (r *Runner) takeSchema(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	ch := r.next
+	next := make(chan schemaResult, 1)
+	r.next = next
+	r.mu.Unlock()
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		name, err := r.createSchema(ctx)
+		next <- schemaResult{name, err}
+	}()
+	if ch != nil {
+		if res := <-ch; res.err == nil {
+			return res.name, nil
+		}
 	}
-	defer conn.Close(ctx)
-	_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+rn.schema+" CASCADE")
+	return r.createSchema(ctx)
+}
+
+// createSchema makes a schema for a run and applies the service's tables.
+func (r *Runner) createSchema(ctx context.Context) (string, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "oncecheck_svc_" + hex.EncodeToString(b[:])
+	conn, err := r.db.Acquire(ctx)
+	if err != nil {
+		return "", fmt.Errorf("service: connect to PostgreSQL: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+		return "", fmt.Errorf("service: create schema %s: %w", name, err)
+	}
+	if r.cfg.Schema == "" {
+		return name, nil
+	}
+	if _, err := conn.Exec(ctx, "SET search_path TO "+name); err != nil {
+		r.dropSchema(name)
+		return "", fmt.Errorf("service: schema %s: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, r.cfg.Schema); err != nil {
+		r.dropSchema(name)
+		return "", fmt.Errorf("service: apply the schema file to %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// dropSchema drops a run's schema, in the background: Close waits for it.
+func (r *Runner) dropSchema(name string) {
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = r.db.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE")
+	}()
 }
 
 // withSearchPath adds the run's schema to a DSN, as a startup option any
@@ -507,7 +577,12 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 	rn.mu.Lock()
 	rn.add(histories.Event{Kind: histories.Requeue, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
 	rn.mu.Unlock()
-	_ = sleepCtx(rn.ctx, wait)
+	until := time.Now().Add(wait)
+	for time.Now().Before(until) && !rn.takenOver(a) {
+		if sleepCtx(rn.ctx, drainPoll) != nil {
+			break
+		}
+	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.busy--
@@ -516,39 +591,101 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 		rn.add(histories.Event{Kind: histories.Restart, Process: p.name(), Fault: string(f.Kind), Detail: "SIGCONT: the paused process goes on"})
 		// A resumed process gets a moment before its silence counts
 		// towards the drain: it has just woken up.
-		rn.last = time.Now().Add(resumeGrace)
+		p.wakeUntil = time.Now().Add(resumeGrace)
 	}
 }
 
-// resumeGrace is how long after SIGCONT a process's silence does not yet
-// count towards the drain.
+// takenOver reports whether the broker redelivered the copy of attempt a
+// (paused past its ack wait) and a later attempt acknowledged it: the
+// pause has done what it is for, the zombie may wake.
+func (rn *run) takenOver(a *attempt) bool {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	for _, b := range rn.attempts[a.n:] {
+		if b.msg.ID == a.msg.ID && b.acked {
+			return true
+		}
+	}
+	return false
+}
+
+// resumeGrace bounds how long after SIGCONT a resumed process's silence
+// does not yet count towards the drain: until it does something the
+// proxies see, or this passes.
 const resumeGrace = time.Second
 
-// drain waits until every input is acknowledged and nothing happened for
-// the quiet period, or the bound passes (the run is stuck).
+// undeliveredQuiet is the quiet period of a run with a copy sent but
+// never delivered: the broker's word that nothing is pending is not
+// enough then (a consumer being created counts nothing yet).
+const undeliveredQuiet = time.Second
+
+// drainPoll is how often the drain asks the broker how far its consumers
+// are and the proxies whether anything is in flight.
+const drainPoll = 10 * time.Millisecond
+
+// drain waits until the run is quiescent (see quiescent) or the bound
+// passes (the run is stuck).
 func (rn *run) drain() (bool, string, error) {
 	cfg := rn.r.cfg
 	deadline := time.Now().Add(cfg.Bound)
 	var in inputs
 	for time.Now().Before(deadline) {
-		if err := sleepCtx(rn.ctx, 50*time.Millisecond); err != nil {
+		if err := sleepCtx(rn.ctx, drainPoll); err != nil {
 			return false, "", err
 		}
 		var err error
 		if in, err = rn.r.b.inputs(rn.ctx); err != nil {
 			return false, "", err
 		}
-		rn.mu.Lock()
-		quiet := rn.busy == 0 && time.Since(rn.last) >= cfg.Quiet
-		rn.mu.Unlock()
-		if in.consumers > 0 && in.pending == 0 && in.ackPending == 0 && quiet {
-			return true, fmt.Sprintf("every input acknowledged, nothing for %s", cfg.Quiet), nil
+		if in.consumers > 0 && in.pending == 0 && in.ackPending == 0 && rn.quiescent() {
+			return true, fmt.Sprintf("every input acknowledged, no statement, transaction or publish in flight, nothing for %s", cfg.Quiet), nil
 		}
 	}
 	if in.consumers == 0 {
 		return false, fmt.Sprintf("no consumer of %s after %s", rn.r.b.input(), cfg.Bound), nil
 	}
 	return false, fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending), nil
+}
+
+// quiescent reports whether, the broker having nothing pending, nothing
+// can still happen in the run but what a process starts by itself: no
+// pause or restart is under way, no resumed process is still waking up,
+// no connection of any process has a SQL statement in flight or a
+// transaction open, no publish waits for its confirmation, and nothing
+// was recorded for the quiet period.
+func (rn *run) quiescent() bool {
+	rn.mu.Lock()
+	last, busy := rn.last, rn.busy
+	now := time.Now()
+	quiet := rn.r.cfg.Quiet
+	if len(rn.reached) < len(rn.sent) {
+		// A copy was never delivered: a consumer just created may not
+		// count it as pending yet; only a long silence says it never
+		// will be.
+		quiet = max(quiet, undeliveredQuiet)
+	}
+	waking := false
+	for _, p := range rn.procs {
+		waking = waking || now.Before(p.wakeUntil)
+	}
+	proxies, pgs := slices.Clone(rn.proxies), slices.Clone(rn.pgs)
+	rn.mu.Unlock()
+	if busy > 0 || waking || now.Sub(last) < quiet {
+		return false
+	}
+	for _, px := range proxies {
+		if !px.idle() {
+			return false
+		}
+	}
+	for _, pp := range pgs {
+		if !pp.idle() {
+			return false
+		}
+	}
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	return rn.last.Equal(last) && rn.busy == 0
 }
 
 // stop ends every process and proxy. The run is over (drained or
@@ -583,11 +720,14 @@ func (rn *run) stop() {
 func (rn *run) observe() error {
 	ctx, cancel := context.WithTimeout(rn.ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, rn.dsn)
+	conn, err := rn.r.db.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("service: connect to observe: %w", err)
 	}
-	defer conn.Close(context.Background())
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET search_path TO "+rn.schema); err != nil {
+		return fmt.Errorf("service: observe schema %s: %w", rn.schema, err)
+	}
 	rows, err := conn.Query(ctx, rn.r.cfg.ObserveSQL, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return fmt.Errorf("service: the observation query: %w", err)

@@ -57,8 +57,9 @@ type Config struct {
 	// default address. For NATS, each run deletes and re-creates the
 	// streams ONCECHECK_IN and ONCECHECK_OUT there: a server of one's own.
 	BrokerURL string
-	// Quiet is how long nothing may happen for a run to count as drained;
-	// 0 means 300ms. Bound is how long a run may take to drain before it
+	// Quiet is how long nothing may be recorded, with no statement,
+	// transaction or publish in flight, for a run to count as drained; 0
+	// means 300ms. Bound is how long a run may take to drain before it
 	// is stuck; 0 means 30s.
 	Quiet, Bound time.Duration
 	// Output receives the processes' standard output and error; nil

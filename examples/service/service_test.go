@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -17,24 +16,31 @@ import (
 	"github.com/oncecheck/oncecheck/service"
 )
 
-// config builds this service and returns the service-mode configuration
-// of it, with the broken variant bug ("" for the correct one).
-func config(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
+// config builds this service (service.BuildGo) and returns the
+// service-mode configuration of it, with the broken variant bug ("" for
+// the correct one).
+func config(t testing.TB, bug string, kinds ...faults.Kind) service.Config {
 	t.Helper()
-	dsn := pgtest.DSN(t)
-	bin := filepath.Join(t.TempDir(), "orders")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin, err := service.BuildGo(context.Background(), ".", t.TempDir())
+	require.NoError(t, err)
+	cfg := verifyConfig(t, kinds...)
+	cfg.Command = "ORDERS_BUG=" + bug + " exec " + bin
+	return cfg
+}
+
+// verifyConfig is the service-mode configuration of this service without
+// its command: service.Verify builds and runs it (VerifyOptions.GoPackage).
+func verifyConfig(t testing.TB, kinds ...faults.Kind) service.Config {
+	t.Helper()
 	schema, err := os.ReadFile("schema.sql")
 	require.NoError(t, err)
 	return service.Config{
-		Command: "ORDERS_BUG=" + bug + " exec " + bin, Schema: string(schema),
-		ObserveSQL: "SELECT aggregate, state FROM orders", Faults: kinds, DSN: dsn,
+		Schema: string(schema), ObserveSQL: "SELECT aggregate, state FROM orders", Faults: kinds, DSN: pgtest.DSN(t),
 	}
 }
 
 // runner returns a service-mode runner of this service.
-func runner(t *testing.T, bug string, kinds ...faults.Kind) *service.Runner {
+func runner(t testing.TB, bug string, kinds ...faults.Kind) *service.Runner {
 	t.Helper()
 	r, err := service.New(config(t, bug, kinds...))
 	require.NoError(t, err)
@@ -43,13 +49,27 @@ func runner(t *testing.T, bug string, kinds ...faults.Kind) *service.Runner {
 }
 
 // TestCorrectServicePasses runs the correct service under every fault
-// kind service mode injects: every run is exactly-once.
+// kind service mode injects, two runs at once: every run is
+// exactly-once. Verify builds this package itself.
 func TestCorrectServicePasses(t *testing.T) {
 	runs := 12
 	if testing.Short() {
 		runs = 6
 	}
-	service.Verify(t, config(t, "", service.Kinds...), service.VerifyOptions{Runs: runs, Out: t.TempDir()})
+	service.Verify(t, verifyConfig(t, service.Kinds...), service.VerifyOptions{Runs: runs, Parallel: 2, Out: t.TempDir(), GoPackage: "."})
+}
+
+// TestVerifyReportsABuildThatFails: a Go package that does not build
+// fails the test with the compiler's errors.
+func TestVerifyReportsABuildThatFails(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module broken\n\ngo 1.22\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() { undefinedThing() }\n"), 0o644))
+	rec := &recorder{T: t}
+	service.Verify(rec, verifyConfig(t), service.VerifyOptions{Runs: 1, GoPackage: dir})
+	require.Len(t, rec.errors, 1)
+	require.Contains(t, rec.errors[0], "go build")
+	require.Contains(t, rec.errors[0], "undefinedThing")
 }
 
 // TestAckFirstIsCaught: the variant that acks a message as it arrives
