@@ -14,9 +14,11 @@ all: lint test
 ## scripts/with-postgres.sh (ONCECHECK_PG, the server on 127.0.0.1:5432, or
 ## a throwaway server), and those that need Redis through
 ## scripts/with-redis.sh (ONCECHECK_REDIS, 127.0.0.1:6379, or a throwaway
-## redis-server).
+## redis-server), and those that need RabbitMQ (service mode on amqp)
+## through scripts/with-rabbitmq.sh (ONCECHECK_AMQP, 127.0.0.1:5672, or a
+## throwaway rabbitmq-server node). Kafka (kfake) and NATS run embedded.
 test: lint test-deps
-	./scripts/with-postgres.sh ./scripts/with-redis.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && \
+	./scripts/with-postgres.sh ./scripts/with-redis.sh ./scripts/with-rabbitmq.sh sh -c '$(GO) test -race -short -count=1 $(PKGS) && \
 		$(GO) test -race -count=3 -run "^TestParallelVerifyShareNothing$$" . && \
 		$(GO) test -count=1 . ./campaign ./checkers'
 
@@ -46,6 +48,14 @@ test-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		echo "test-deps: no Redis, needed by the Redis tests: installing Debian's redis-server package with $${SUDO:+sudo }apt-get (NO_INSTALL=1 skips this)"; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null && echo "test-deps: redis-server installed"; \
+	fi
+	@if command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || [ -n "$${ONCECHECK_AMQP:-}" ] || bash -c "exec 3<>/dev/tcp/127.0.0.1/5672" 2>/dev/null; then :; \
+	elif [ -n "$(NO_INSTALL)" ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "test-deps: no RabbitMQ: the RabbitMQ tests will be skipped (fail under \$$CI); install rabbitmq-server or set ONCECHECK_AMQP"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "test-deps: no RabbitMQ, needed by service mode's RabbitMQ tests: installing Debian's rabbitmq-server package with $${SUDO:+sudo }apt-get (NO_INSTALL=1 skips this)"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq rabbitmq-server >/dev/null && echo "test-deps: rabbitmq-server installed"; \
 	fi
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
 	elif [ -n "$(NO_INSTALL)" ] || ! command -v apt-get >/dev/null 2>&1; then \

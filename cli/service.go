@@ -30,7 +30,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		schemaFile  = fs.String("schema", "", "SQL file applied to each run's fresh schema before the service starts")
 		observeSQL  = fs.String("observe-sql", "", "query returning (aggregate, state as JSON) after the run drains")
 		modelName   = fs.String("model", "orders", "reference model")
-		faultList   = fs.String("faults", "crash,redelivery,reorder,publish-failure,reissue,concurrent", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent, cut-connection, broker-restart), or none")
+		faultList   = fs.String("faults", "all", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent, cut-connection, broker-restart), all (every kind the broker supports) or none")
 		runs        = fs.Int("runs", 20, "number of runs")
 		parallel    = fs.Int("parallel", 1, "runs at once, each on a runner with a broker of its own (the failure reported is the one of the lowest seed)")
 		seed        = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")
@@ -69,7 +69,10 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		return exitUsage, usagef("--parallel must be between 1 and 64")
 	}
 	var kinds []faults.Kind
-	if *faultList != "none" {
+	switch *faultList {
+	case "none":
+	case "all": // below, once the broker is known
+	default:
 		if kinds, err = faults.ParseKindsOf(*faultList, slices.Concat(faults.AllKinds, faults.ServiceKinds)); err != nil {
 			return exitUsage, usagef("--faults: %v", err)
 		}
@@ -99,6 +102,19 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	}
 	if *brokerURL == "" {
 		*brokerURL = os.Getenv("ONCECHECK_" + strings.ToUpper(strings.ReplaceAll(*brokerName, "-", "_")))
+	}
+	if *faultList == "all" {
+		if kinds, err = service.BrokerKinds(*brokerName); err != nil {
+			return exitUsage, usagef("--broker: %v", err)
+		}
+		if *brokerURL != "" { // oncecheck restarts only a server it started
+			kinds = slices.DeleteFunc(kinds, func(k faults.Kind) bool { return k == faults.BrokerRestart })
+		}
+		names := make([]string, len(kinds))
+		for i, k := range kinds {
+			names[i] = string(k)
+		}
+		*faultList = strings.Join(names, ",")
 	}
 	output := io.Discard
 	if *verbose {

@@ -34,8 +34,12 @@ for s in /usr/lib/rabbitmq/bin/rabbitmq-server "$(command -v rabbitmq-server || 
 	if [ -n "$s" ] && [ -x "$s" ]; then server="$s"; break; fi
 done
 if [ -z "$server" ]; then
-	echo "with-rabbitmq: no RabbitMQ answers on 127.0.0.1:5672 and rabbitmq-server is not installed; set ONCECHECK_AMQP or install Debian's rabbitmq-server (make test-deps)" >&2
-	exit 1
+	if [ -n "${CI:-}" ]; then
+		echo "with-rabbitmq: no RabbitMQ answers on 127.0.0.1:5672 and rabbitmq-server is not installed; set ONCECHECK_AMQP or install Debian's rabbitmq-server (make test-deps)" >&2
+		exit 1
+	fi
+	echo "with-rabbitmq: no RabbitMQ answers on 127.0.0.1:5672 and rabbitmq-server is not installed: the RabbitMQ tests will be skipped (they fail under \$CI); set ONCECHECK_AMQP or install Debian's rabbitmq-server (make test-deps)" >&2
+	exec "$@"
 fi
 ctl=$(dirname "$server")/rabbitmqctl
 

@@ -14,13 +14,14 @@ import (
 // Brokers are the brokers service mode runs a service on.
 var Brokers = []string{"nats", "kafka", "amqp", "redis"}
 
-// BrokerKinds are the fault kinds service mode injects on a broker.
+// BrokerKinds are the fault kinds service mode injects on a broker (a
+// slice of the caller's own).
 func BrokerKinds(name string) ([]faults.Kind, error) {
 	switch name {
 	case "nats":
-		return Kinds, nil
+		return slices.Clone(Kinds), nil
 	case "kafka":
-		return KafkaKinds, nil
+		return slices.Clone(KafkaKinds), nil
 	case "amqp", "redis": // no restart of a server oncecheck did not start
 		return slices.DeleteFunc(slices.Clone(Kinds), func(k faults.Kind) bool { return k == faults.BrokerRestart }), nil
 	}

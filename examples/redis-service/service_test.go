@@ -87,7 +87,9 @@ func TestCorrectServicePasses(t *testing.T) {
 	if testing.Short() {
 		runs = 6
 	}
-	service.Verify(t, config(t, "", service.Kinds...), service.VerifyOptions{Runs: runs, Out: t.TempDir()})
+	kinds, err := service.BrokerKinds("redis")
+	require.NoError(t, err)
+	service.Verify(t, config(t, "", kinds...), service.VerifyOptions{Runs: runs, Out: t.TempDir()})
 }
 
 // TestAckFirstIsCaught: the variant that XACKs an entry as it arrives
@@ -208,9 +210,11 @@ func BenchmarkRuns(b *testing.B) {
 	addr := redistest.Addr(b)
 	schema, err := os.ReadFile("schema.sql")
 	require.NoError(b, err)
+	kinds, err := service.BrokerKinds("redis")
+	require.NoError(b, err)
 	r, err := service.New(service.Config{
 		Command: "exec " + bin, Schema: string(schema), ObserveSQL: "SELECT aggregate, state FROM orders",
-		Faults: service.Kinds, DSN: dsn, Broker: "redis", BrokerURL: addr,
+		Faults: kinds, DSN: dsn, Broker: "redis", BrokerURL: addr,
 	})
 	require.NoError(b, err)
 	defer r.Close()
