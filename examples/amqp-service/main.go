@@ -38,6 +38,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/oncecheck/oncecheck/examples/internal/orders"
 )
 
 func main() {
@@ -184,11 +186,11 @@ func (s *ordersService) handle(ctx context.Context, d amqp.Delivery) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO orders (aggregate, state) VALUES ($1, '{"confirmed":false,"lines":{}}') ON CONFLICT DO NOTHING`, agg); err != nil {
 		return err
 	}
-	var o order
+	var o orders.Order
 	if err := tx.QueryRow(ctx, `SELECT state FROM orders WHERE aggregate = $1 FOR UPDATE`, agg).Scan(&o); err != nil {
 		return err
 	}
-	events, err := apply(&o, typ, d.Body)
+	events, err := orders.Apply(&o, typ, d.Body)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/oncecheck/oncecheck/examples/internal/orders"
 )
 
 func main() {
@@ -157,11 +159,11 @@ func (s *ordersService) handle(ctx context.Context, rec *kgo.Record) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO orders (aggregate, state) VALUES ($1, '{"confirmed":false,"lines":{}}') ON CONFLICT DO NOTHING`, agg); err != nil {
 		return err
 	}
-	var o order
+	var o orders.Order
 	if err := tx.QueryRow(ctx, `SELECT state FROM orders WHERE aggregate = $1 FOR UPDATE`, agg).Scan(&o); err != nil {
 		return err
 	}
-	events, err := apply(&o, typ, rec.Value)
+	events, err := orders.Apply(&o, typ, rec.Value)
 	if err != nil {
 		return err
 	}

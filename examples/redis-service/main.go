@@ -40,6 +40,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/oncecheck/oncecheck/examples/internal/orders"
 )
 
 // group is the service's consumer group on its input stream.
@@ -174,11 +176,11 @@ func (s *ordersService) handle(ctx context.Context, msg redis.XMessage) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO orders (aggregate, state) VALUES ($1, '{"confirmed":false,"lines":{}}') ON CONFLICT DO NOTHING`, agg); err != nil {
 		return err
 	}
-	var o order
+	var o orders.Order
 	if err := tx.QueryRow(ctx, `SELECT state FROM orders WHERE aggregate = $1 FOR UPDATE`, agg).Scan(&o); err != nil {
 		return err
 	}
-	events, err := apply(&o, typ, []byte(field(msg, "payload")))
+	events, err := orders.Apply(&o, typ, []byte(field(msg, "payload")))
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oncecheck/oncecheck/examples/internal/orders"
 )
 
 func main() {
@@ -147,11 +149,11 @@ func (s *ordersService) handle(ctx context.Context, msg jetstream.Msg) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO orders (aggregate, state) VALUES ($1, '{"confirmed":false,"lines":{}}') ON CONFLICT DO NOTHING`, agg); err != nil {
 		return err
 	}
-	var o order
+	var o orders.Order
 	if err := tx.QueryRow(ctx, `SELECT state FROM orders WHERE aggregate = $1 FOR UPDATE`, agg).Scan(&o); err != nil {
 		return err
 	}
-	events, err := apply(&o, typ, msg.Data())
+	events, err := orders.Apply(&o, typ, msg.Data())
 	if err != nil {
 		return err
 	}
