@@ -715,8 +715,8 @@ func (rn *run) stop() {
 	rn.wg.Wait()
 }
 
-// observe reads each aggregate's final state with the observation query;
-// rn.mu is held.
+// observe reads each aggregate's final state with the observation query
+// or function; rn.mu is held.
 func (rn *run) observe() error {
 	ctx, cancel := context.WithTimeout(rn.ctx, 30*time.Second)
 	defer cancel()
@@ -728,25 +728,14 @@ func (rn *run) observe() error {
 	if _, err := conn.Exec(ctx, "SET search_path TO "+rn.schema); err != nil {
 		return fmt.Errorf("service: observe schema %s: %w", rn.schema, err)
 	}
-	rows, err := conn.Query(ctx, rn.r.cfg.ObserveSQL, pgx.QueryExecModeSimpleProtocol)
+	var states map[string]model.State
+	if f := rn.r.cfg.Observe; f != nil {
+		states, err = observeByFunction(ctx, conn.Conn(), f)
+	} else {
+		states, err = observeBySQL(ctx, conn.Conn(), rn.r.cfg.ObserveSQL)
+	}
 	if err != nil {
-		return fmt.Errorf("service: the observation query: %w", err)
-	}
-	states := map[string]model.State{}
-	for rows.Next() {
-		var agg string
-		var state []byte
-		if err := rows.Scan(&agg, &state); err != nil {
-			return fmt.Errorf("service: the observation query must return (aggregate, state as JSON): %w", err)
-		}
-		s, err := model.Canonical(state)
-		if err != nil {
-			return fmt.Errorf("service: the state of %s is not JSON: %w", agg, err)
-		}
-		states[agg] = s
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("service: the observation query: %w", err)
+		return err
 	}
 	m := rn.r.cfg.Model
 	for _, agg := range rn.c.Workload.Aggregates() {
@@ -763,4 +752,52 @@ func (rn *run) observe() error {
 		rn.add(histories.Event{Kind: histories.Observe, Aggregate: a, State: states[a]})
 	}
 	return nil
+}
+
+// observeBySQL reads the states with the observation query: rows of
+// (aggregate, state as JSON).
+func observeBySQL(ctx context.Context, conn *pgx.Conn, query string) (map[string]model.State, error) {
+	rows, err := conn.Query(ctx, query, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("service: the observation query: %w", err)
+	}
+	defer rows.Close()
+	states := map[string]model.State{}
+	for rows.Next() {
+		var agg string
+		var state []byte
+		if err := rows.Scan(&agg, &state); err != nil {
+			return nil, fmt.Errorf("service: the observation query must return (aggregate, state as JSON): %w", err)
+		}
+		s, err := model.Canonical(state)
+		if err != nil {
+			return nil, fmt.Errorf("service: the state of %s is not JSON: %w", agg, err)
+		}
+		states[agg] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("service: the observation query: %w", err)
+	}
+	return states, nil
+}
+
+// observeByFunction reads the states with the configuration's function,
+// and puts each in canonical form.
+func observeByFunction(ctx context.Context, conn *pgx.Conn, f func(context.Context, *pgx.Conn) (map[string]model.State, error)) (map[string]model.State, error) {
+	got, err := f(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("service: the observation function (Config.Observe): %w", err)
+	}
+	states := make(map[string]model.State, len(got))
+	for agg, st := range got {
+		if len(st) == 0 {
+			return nil, fmt.Errorf("service: the observation function (Config.Observe) returned no state for %s: want JSON in the model's representation", agg)
+		}
+		s, err := model.Canonical(st)
+		if err != nil {
+			return nil, fmt.Errorf("service: the observation function (Config.Observe): the state of %s is not JSON: %w", agg, err)
+		}
+		states[agg] = s
+	}
+	return states, nil
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"pgregory.net/rapid"
 
 	"github.com/oncecheck/oncecheck/faults"
@@ -39,7 +40,16 @@ type Config struct {
 	// ObserveSQL returns each aggregate's state after the run drains: two
 	// columns, the aggregate and its state as JSON in the model's
 	// representation. An aggregate without a row is in its initial state.
+	// Exactly one of ObserveSQL and Observe is set.
 	ObserveSQL string
+	// Observe, instead of ObserveSQL, reads each aggregate's state after
+	// the run drains, in Go: db is a connection of oncecheck's own to the
+	// run's database, its search_path set to the run's schema. It returns
+	// each aggregate's state as JSON in the model's representation (as
+	// model.Model.Apply writes it; the keys in any order); an aggregate it
+	// leaves out is in its initial state. An error is a harness error: the
+	// run fails with it, wrapped.
+	Observe func(ctx context.Context, db *pgx.Conn) (map[string]model.State, error)
 	// Model is the reference business logic; nil means model.Orders.
 	Model model.Model
 	// Faults are the kinds a plan draws from (see Kinds); none means a
@@ -129,8 +139,11 @@ func (c *Config) defaults() error {
 	if c.Command == "" {
 		return errors.New("service: no command")
 	}
-	if c.ObserveSQL == "" {
-		return errors.New("service: no observation query")
+	switch {
+	case c.ObserveSQL == "" && c.Observe == nil:
+		return errors.New("service: no observation: set ObserveSQL (a query) or Observe (a function)")
+	case c.ObserveSQL != "" && c.Observe != nil:
+		return errors.New("service: ObserveSQL and Observe are both set: the state is read one way, set one")
 	}
 	if c.DSN == "" {
 		return errors.New("service: no PostgreSQL server (set $ONCECHECK_PG)")
