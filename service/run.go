@@ -161,6 +161,8 @@ type run struct {
 	last     time.Time // the last thing that happened
 	busy     int       // pauses and restarts under way: not drained
 	stopping bool
+	lates    int   // late re-issues sent so far (late.go)
+	failed   error // a harness error of the run's own goroutines (a late send)
 	wg       sync.WaitGroup
 
 	started, first, drained time.Time // processes started, first delivery, drain seen
@@ -272,6 +274,9 @@ func (rn *run) execute() (*histories.History, error) {
 	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
+	if rn.failed != nil {
+		return nil, rn.failed
+	}
 	if drained {
 		rn.add(histories.Event{Kind: histories.Drain, Process: "broker", Detail: detail})
 	} else {

@@ -110,8 +110,8 @@ func TestGeneratedPlansAreValid(t *testing.T) {
 }
 
 func TestConfigRefusesWhatItCannotInject(t *testing.T) {
-	cfg := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://x", Faults: []faults.Kind{faults.Late}}
-	require.ErrorContains(t, cfg.defaults(), "not injected in service mode")
+	cfg := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://x", Broker: "kafka", Faults: []faults.Kind{faults.BrokerRestart}}
+	require.ErrorContains(t, cfg.defaults(), "not injected in service mode on kafka")
 	cfg = Config{ObserveSQL: "SELECT 1", DSN: "postgres://x", Model: model.Orders{}}
 	require.ErrorContains(t, cfg.defaults(), "no command")
 }
