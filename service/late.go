@@ -85,7 +85,7 @@ func (rn *run) sendLate(a *attempt, f faults.Fault) {
 		rn.add(histories.Event{Kind: histories.Send, Process: "sender", Message: &m, Fault: string(faults.Late),
 			Detail: fmt.Sprintf("late re-issue of %s, %s after attempt #%d of delivery #%d ended", a.msg.ID, f.Delay, a.n, f.At+1)})
 	} else {
-		rn.add(histories.Event{Kind: histories.Requeue, Process: "sender", Fault: string(faults.Late),
+		rn.add(histories.Event{Kind: histories.Requeue, Process: "sender", Message: &m, Fault: string(faults.Late),
 			Detail: fmt.Sprintf("late: the sender publishes %s again, with the same id, %s after attempt #%d of delivery #%d ended (a producer's retry arriving after the broker's duplicate window)", m.ID, f.Delay, a.n, f.At+1)})
 	}
 	rn.mu.Unlock()

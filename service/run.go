@@ -136,6 +136,9 @@ func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.Histo
 		return h, res, fmt.Errorf("service: check the run's history: %w", err)
 	}
 	h.Header.Verdict, h.Header.Anomalies = res.Verdict, res.Anomalies
+	if err := Explain(h, &res); err != nil {
+		return h, res, err
+	}
 	return h, res, nil
 }
 
@@ -580,7 +583,7 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 	}
 	wait += 500 * time.Millisecond
 	rn.mu.Lock()
-	rn.add(histories.Event{Kind: histories.Requeue, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
+	rn.add(histories.Event{Kind: histories.Requeue, Attempt: a.n, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
 	rn.mu.Unlock()
 	until := time.Now().Add(wait)
 	for time.Now().Before(until) && !rn.takenOver(a) {

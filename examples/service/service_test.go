@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/internal/pgtest"
 	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/report"
 	"github.com/oncecheck/oncecheck/service"
 )
 
@@ -164,6 +166,21 @@ func TestDedupFirstIsCaught(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Lost, res.Primary())
+	// The finding's own sentence names the process, the boundary and
+	// the statement: the inbox mark, committed by itself, whose reply
+	// the proxy held as the process was killed.
+	var b strings.Builder
+	require.NoError(t, report.Explanation(&b, h, res))
+	var line string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "  lost: k1 ") {
+			line = l
+		}
+	}
+	require.Regexp(t, `\. The fault that struck it: step \d+, consumer-[12], in attempt #1 \(k1\), at the boundary after-commit: `+
+		`SIGKILL the consumer of delivery #1 after the server committed its commit #1, before it sees the reply; `+
+		`the statement: INSERT INTO inbox \(key\) VALUES \(\$1\) ON CONFLICT DO NOTHING \(INSERT 0 1\), its reply held, `+
+		`on db connection \d+ of consumer-[12], tx\d+\.$`, line, "%s", b.String())
 }
 
 // TestCorrectServiceSurvivesPublishFailures: a publish the broker refuses,
@@ -205,6 +222,8 @@ func TestVerifyFindsShrinksAndExplains(t *testing.T) {
 	require.Contains(t, msg, "VIOLATION: lost")
 	require.Contains(t, msg, "SIGKILL the consumer of delivery #1")
 	require.Contains(t, msg, "INSERT INTO inbox")
+	require.Regexp(t, `\n  lost: [^\n]*The fault that struck it: step \d+, consumer-[12], in attempt #\d+ \(k\d\), at the boundary [a-z-]+: [^\n]*INSERT INTO inbox`, msg,
+		"the finding's sentence names the process, the boundary and the statement")
 	require.Contains(t, msg, "saved: "+out)
 }
 
