@@ -157,6 +157,8 @@ func struckPart(step, attempt int, key, id, process string, kind histories.Kind,
 			what += ": " + detail
 		}
 		return fmt.Sprintf("step %d, %s; no SQL statement at this boundary", step, what)
+	case kind == histories.Requeue && fault == string(faults.Late):
+		return fmt.Sprintf("step %d, late: %s; no SQL statement at this boundary", step, strings.TrimPrefix(detail, "late: "))
 	case kind == histories.Crash:
 		what := strings.TrimPrefix(head, "SIGKILL: ")
 		if rest, ok := strings.CutPrefix(head, "SIGKILL of its process: "); ok {

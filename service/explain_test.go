@@ -78,6 +78,11 @@ func TestExplainSaysWhenNoFaultStruck(t *testing.T) {
 	evs := append(sends(),
 		histories.Event{Kind: histories.AckLost, Attempt: 1, Process: "consumer-1", Fault: string(faults.Redelivery), Detail: "the proxy drops the ack of delivery #1: redelivered"},
 	)
+	m1 := *evs[0].Message
+	late := append(sends(), histories.Event{Kind: histories.Requeue, Process: "sender", Message: &m1, Fault: string(faults.Late),
+		Detail: "late: the sender publishes m1 again, with the same id, 200ms after attempt #1 of delivery #1 ended"})
+	require.Equal(t, "k2 had no effect at all. The fault that struck it: step 5, late: the sender publishes m1 again, with the same id, "+
+		"200ms after attempt #1 of delivery #1 ended; no SQL statement at this boundary.", explained(t, late, []string{"k1"}, []int{1}))
 	require.Equal(t, "k2 had no effect at all. No fault struck an attempt at k2 or a send of it.", explained(t, evs, []string{"k2"}, []int{2}))
 	require.Equal(t, "k2 had no effect at all. The fault that struck it: step 5, consumer-1, in attempt #1 (k1), at the boundary its ack (ack-lost): "+
 		"the proxy drops the ack of delivery #1: redelivered; no SQL statement at this boundary.", explained(t, evs, []string{"k1"}, []int{1}))
