@@ -30,7 +30,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		schemaFile  = fs.String("schema", "", "SQL file applied to each run's fresh schema before the service starts")
 		observeSQL  = fs.String("observe-sql", "", "query returning (aggregate, state as JSON) after the run drains")
 		modelName   = fs.String("model", "orders", "reference model")
-		faultList   = fs.String("faults", "all", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent, cut-connection, broker-restart), all (every kind the broker supports) or none")
+		faultList   = fs.String("faults", "all", "comma-separated fault kinds of service mode (crash, redelivery, reorder, publish-failure, reissue, concurrent, late, cut-connection, broker-restart), all (every kind the broker supports) or none")
 		runs        = fs.Int("runs", 20, "number of runs")
 		parallel    = fs.Int("parallel", 1, "runs at once, each on a runner with a broker of its own (the failure reported is the one of the lowest seed)")
 		seed        = fs.Uint64("seed", 0, "campaign seed; run i uses seed+i (default: random, always printed)")

@@ -14,6 +14,7 @@ import (
 	"github.com/oncecheck/oncecheck/checkers"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/report"
+	"github.com/oncecheck/oncecheck/service"
 )
 
 func showCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout, stderr io.Writer) (int, error) {
@@ -67,6 +68,11 @@ func showCmd(ctx context.Context, cat catalogue.Catalogue, args []string, stdout
 		return exitUsage, err
 	}
 	h, res := l.h, l.res
+	if h.Header.Strategy == "service" { // the faults that struck each finding's messages
+		if err := service.Explain(h, &res); err != nil {
+			return exitInconclusive, err
+		}
+	}
 	m, err := cat.Model(h.Header.Model)
 	if err != nil {
 		return exitUsage, usagef("%s: %v", files[0], err)
@@ -105,6 +111,11 @@ func showStreamed(ctx context.Context, cat catalogue.Catalogue, in *input, name 
 			err = se // its line, as when the history was loaded whole
 		}
 		return exitUsage, usagef("%s", in.rename(historyError(in.path, err)))
+	}
+	if f.Header.Strategy == "service" && res.Verdict == histories.Violation { // the faults that struck each finding's messages
+		if err := service.Explain(stoppable{f, ctx}, &res); err != nil {
+			return exitInconclusive, errors.New(in.rename(historyError(in.path, err)))
+		}
 	}
 	if asJSON {
 		err = showJSON(stdout, f.Header, stoppable{f, ctx}, newVerdictJSON(name, res))

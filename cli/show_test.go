@@ -3,13 +3,16 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/oncecheck/oncecheck"
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
+	"github.com/oncecheck/oncecheck/model"
 	"github.com/oncecheck/oncecheck/report"
 )
 
@@ -69,4 +72,45 @@ func TestTextStreamIsText(t *testing.T) {
 	require.NoError(t, report.TextStream(&streamed, "h", f.Header, f, res))
 	require.Equal(t, loaded.String(), streamed.String())
 	require.Contains(t, streamed.String(), "!! #1 CRASH at before-commit")
+}
+
+// TestShowNamesTheFaultOfAServiceFinding: show of a service-mode history
+// adds to each finding the fault that struck its messages, with the
+// process, the boundary and the statement (service.Explain), as
+// oncecheck service printed it, in text, HTML and JSON alike.
+func TestShowNamesTheFaultOfAServiceFinding(t *testing.T) {
+	m := model.Message{ID: "m1", Key: "k1", Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}
+	h := &histories.History{
+		Header: histories.Header{Format: histories.Format, Version: histories.Version, Tool: "service mode on nats", Model: "orders",
+			Strategy: "service", Backend: "pg", Downstream: "dedup-by-id", FreeRunning: true, Workload: model.Workload{m},
+			Plan: faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, Point: faults.AfterWrite}}}},
+		Events: []histories.Event{
+			{Step: 1, Kind: histories.Send, Process: "sender", Message: &m},
+			{Step: 2, Kind: histories.Deliver, Attempt: 1, Process: "consumer-1", Message: &m},
+			{Step: 3, Kind: histories.Write, Attempt: 1, Tx: 1, Process: "consumer-1", Detail: "INSERT INTO inbox (key) VALUES ($1) (INSERT 0 1, db connection 1 of consumer-1, step 3)"},
+			{Step: 4, Kind: histories.Crash, Attempt: 1, Process: "consumer-1", Point: string(faults.AfterWrite), Fault: string(faults.Crash),
+				Detail: "SIGKILL: SIGKILL the consumer of delivery #1 after the server ran its SQL write #1, before it sees the reply; the statement: INSERT INTO inbox (key) VALUES ($1) (INSERT 0 1), its reply held, on db connection 1 of consumer-1, tx1"},
+			{Step: 5, Kind: histories.Drain, Process: "broker"},
+			{Step: 6, Kind: histories.Observe, Aggregate: "o1", State: model.Orders{}.Initial("o1")},
+		},
+	}
+	dir := t.TempDir()
+	file, err := histories.Save(h, dir, "service.jsonl")
+	require.NoError(t, err)
+	const sentence = "The fault that struck it: step 4, consumer-1, in attempt #1 (k1), at the boundary after-write: " +
+		"SIGKILL the consumer of delivery #1 after the server ran its SQL write #1, before it sees the reply; " +
+		"the statement: INSERT INTO inbox (key) VALUES ($1) (INSERT 0 1), its reply held, on db connection 1 of consumer-1, tx1."
+	code, out, stderr := cli(t, "show", file)
+	require.Equal(t, exitViolation, code, stderr)
+	require.Contains(t, out, "  lost: k1 ")
+	require.Contains(t, out, sentence)
+	code, out, stderr = cli(t, "show", "--json", file)
+	require.Equal(t, exitViolation, code, stderr)
+	require.Contains(t, out, sentence, "the sentence has nothing JSON escapes")
+	page := filepath.Join(dir, "report.html")
+	code, _, stderr = cli(t, "show", "--html", page, file)
+	require.Equal(t, exitViolation, code, stderr)
+	html, err := os.ReadFile(page)
+	require.NoError(t, err)
+	require.Contains(t, string(html), "The fault that struck it: step 4, consumer-1, in attempt #1 (k1), at the boundary after-write")
 }

@@ -2,8 +2,11 @@ package service
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/oncecheck/oncecheck/checkers"
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 )
 
@@ -34,4 +37,151 @@ func Struck(h *histories.History) []string {
 		out = append(out, fmt.Sprintf("step %d, %s: %s", ev.Step, who, what))
 	}
 	return out
+}
+
+// Explain adds to the text of each finding of res that names messages a
+// sentence saying which faults struck them, as the history recorded it:
+// each fault event on an attempt at one of its messages (a crash, a cut
+// connection, a pause, a dropped ack, a refused publish) or on a send of
+// one of them (a re-issue, a reorder, a late copy), with its step, its
+// process and attempt, its boundary and, where the history names one,
+// the SQL statement at that boundary (the statement whose reply was held
+// or cut, the COMMIT held, or the attempt's last SQL write before a crash
+// at the broker's proxy). It says that a fault struck, never that it
+// caused the anomaly; a finding whose messages no fault struck says so.
+// Runner.Run calls it; it is for service-mode histories, whose fault
+// events carry these details.
+func Explain(events histories.Stream, res *checkers.Result) error {
+	type fault struct {
+		step, attempt int
+		process, key  string
+		kind          histories.Kind
+		point, fault  string
+		detail, id    string
+	}
+	var fs []fault
+	keyOf := map[string]string{} // message id -> key
+	attKey := map[int]string{}   // attempt -> key
+	err := events.Each(func(ev *histories.Event) error {
+		if ev.Kind == histories.Send && ev.Message != nil {
+			keyOf[ev.Message.ID] = ev.Message.Key
+		}
+		if ev.Kind == histories.Deliver && ev.Message != nil {
+			attKey[ev.Attempt] = keyOf[ev.Message.ID]
+		}
+		if ev.Fault == "" {
+			return nil
+		}
+		f := fault{step: ev.Step, attempt: ev.Attempt, process: ev.Process, kind: ev.Kind, point: ev.Point, fault: ev.Fault, detail: ev.Detail}
+		if ev.Message != nil {
+			f.key, f.id = keyOf[ev.Message.ID], ev.Message.ID
+		}
+		fs = append(fs, f)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("service: read the history to explain it: %w", err)
+	}
+	for i := range res.Findings {
+		fd := &res.Findings[i]
+		if len(fd.Keys) == 0 {
+			continue
+		}
+		var parts []string
+		for _, f := range fs {
+			on := f.attempt > 0 && slices.Contains(fd.Attempts, f.attempt) || f.key != "" && slices.Contains(fd.Keys, f.key)
+			if !on {
+				continue
+			}
+			parts = append(parts, struckPart(f.step, f.attempt, attKey[f.attempt], f.id, f.process, f.kind, f.point, f.fault, f.detail))
+		}
+		var s string
+		switch len(parts) {
+		case 0:
+			s = fmt.Sprintf("No fault struck an attempt at %s or a send of %s.", strings.Join(fd.Keys, ", "), them(fd.Keys))
+		case 1:
+			s = fmt.Sprintf("The fault that struck %s: %s.", them(fd.Keys), parts[0])
+		default:
+			for j := range parts {
+				parts[j] = fmt.Sprintf("(%d) %s", j+1, parts[j])
+			}
+			s = fmt.Sprintf("The %d faults that struck %s: %s.", len(parts), them(fd.Keys), strings.Join(parts, "; "))
+		}
+		text := strings.TrimRight(fd.Text, " ")
+		if !strings.HasSuffix(text, ".") {
+			text += "."
+		}
+		fd.Text = text + " " + s
+	}
+	return nil
+}
+
+func them(keys []string) string {
+	if len(keys) == 1 {
+		return "it"
+	}
+	return "them"
+}
+
+// struckPart is one fault event of a finding in words: when, where, the
+// boundary and the statement there.
+func struckPart(step, attempt int, key, id, process string, kind histories.Kind, point, fault, detail string) string {
+	who := process
+	if who == "" {
+		who = "oncecheck"
+	}
+	if attempt > 0 {
+		who += fmt.Sprintf(", in attempt #%d", attempt)
+		if key != "" {
+			who += " (" + key + ")"
+		}
+	}
+	boundary := point
+	switch {
+	case boundary != "":
+	case kind == histories.AckLost:
+		boundary = "its ack (" + faults.AckLost + ")"
+	case kind == histories.Refused:
+		boundary = "a publish (" + fault + ")"
+	case kind == histories.Requeue && fault == string(faults.Redelivery):
+		boundary = faults.LeaseExpired + " (a pause)"
+	default:
+		boundary = fault
+	}
+	at := fmt.Sprintf("step %d, %s, at the boundary %s", step, who, boundary)
+	head, where, _ := strings.Cut(detail, "; ")
+	switch {
+	case kind == histories.Send:
+		what := fmt.Sprintf("the sender published it as %s (%s)", id, fault)
+		if detail != "" {
+			what += ": " + detail
+		}
+		return fmt.Sprintf("step %d, %s; no SQL statement at this boundary", step, what)
+	case kind == histories.Requeue && fault == string(faults.Late):
+		return fmt.Sprintf("step %d, late: %s; no SQL statement at this boundary", step, strings.TrimPrefix(detail, "late: "))
+	case kind == histories.Crash:
+		what := strings.TrimPrefix(head, "SIGKILL: ")
+		if rest, ok := strings.CutPrefix(head, "SIGKILL of its process: "); ok {
+			at = fmt.Sprintf("step %d, %s: its process was killed at a fault planned on another attempt, at the boundary %s", step, who, boundary)
+			what = rest
+		}
+		switch {
+		case where != "":
+			return fmt.Sprintf("%s: %s; %s", at, what, where)
+		case faults.Point(point) == faults.BeforeHandle:
+			return fmt.Sprintf("%s: %s; no SQL statement: the process never got the copy", at, what)
+		}
+		return fmt.Sprintf("%s: %s; the attempt has no SQL write in the history before it (reads are not recorded)", at, what)
+	case kind == histories.Abort && fault == string(faults.CutConnection):
+		return fmt.Sprintf("%s: %s", at, detail)
+	case kind == histories.Requeue && fault == string(faults.Redelivery):
+		if where != "" {
+			return fmt.Sprintf("%s: %s; %s", at, head, where)
+		}
+		return fmt.Sprintf("%s: %s; no SQL statement at this boundary", at, head)
+	}
+	if detail == "" {
+		detail = fault
+	}
+	return fmt.Sprintf("%s: %s; no SQL statement at this boundary", at, detail)
 }

@@ -9,11 +9,11 @@ import (
 	"github.com/oncecheck/oncecheck/faults"
 )
 
-// TestGeneratedServiceFaultsAreValid: the generator places cut-connection
-// and broker-restart faults on the workload's deliveries, and each is
+// TestGeneratedServiceFaultsAreValid: the generator places cut-connection,
+// broker-restart and late faults on the workload's deliveries, and each is
 // described.
 func TestGeneratedServiceFaultsAreValid(t *testing.T) {
-	cfg := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://x", Faults: []faults.Kind{faults.CutConnection, faults.BrokerRestart}}
+	cfg := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://x", Faults: []faults.Kind{faults.CutConnection, faults.BrokerRestart, faults.Late}}
 	require.NoError(t, cfg.defaults())
 	gen := cfg.generator()
 	seen := map[faults.Kind]bool{}
@@ -27,9 +27,13 @@ func TestGeneratedServiceFaultsAreValid(t *testing.T) {
 			if f.Kind == faults.CutConnection {
 				require.Less(t, f.Index, cutStatements)
 			}
+			if f.Kind == faults.Late {
+				require.Equal(t, faults.Duration(lateDelay), f.Delay)
+				require.Greater(t, lateDelay, natsInDuplicates, "a late copy comes after ONCECHECK_IN's duplicate window")
+			}
 		}
 	})
-	require.True(t, seen[faults.CutConnection] && seen[faults.BrokerRestart], "both kinds are generated: %v", seen)
+	require.True(t, seen[faults.CutConnection] && seen[faults.BrokerRestart] && seen[faults.Late], "every kind is generated: %v", seen)
 }
 
 // TestBrokerRestartNeedsAnEmbeddedBroker: an external NATS server cannot

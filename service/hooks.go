@@ -51,6 +51,7 @@ func (rn *run) delivered(c *proxyConn, d delivery) verdict {
 	p.latest = a
 	dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}
 	rn.add(histories.Event{Kind: histories.Deliver, Attempt: a.n, Process: p.name(), Message: &dm, Detail: "delivery count " + d.count})
+	rn.scheduleLate(a)
 	var restarts []faults.Fault
 	for _, fl := range rn.c.Plan.Faults {
 		if fl.Kind == faults.BrokerRestart && fl.At == a.n-1 {

@@ -315,4 +315,4 @@ func (b *kafkaBroker) close() {
 // KafkaKinds are the fault kinds service mode injects on Kafka: all of
 // NATS's but a broker restart (docs/service-mode-kafka.md says how each is
 // made on Kafka).
-var KafkaKinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.PublishFailure, faults.Reissue, faults.Concurrent, faults.CutConnection}
+var KafkaKinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.PublishFailure, faults.Reissue, faults.Concurrent, faults.Late, faults.CutConnection}

@@ -37,6 +37,14 @@ const (
 	HeaderCause     = "Oncecheck-Cause"
 )
 
+// natsInDuplicates is the duplicate window of ONCECHECK_IN, JetStream's
+// shortest (its default is two minutes): oncecheck publishes each id
+// once, but for a late copy (late.go), which stands for a producer's
+// retry arriving after the window and must not wait two minutes for it.
+// ONCECHECK_OUT keeps the default: the service's outputs with one id count
+// once.
+const natsInDuplicates = 100 * time.Millisecond
+
 // natsBroker is the NATS server of a runner, embedded (JetStream on a
 // temporary directory) or external, and oncecheck's own connection to it.
 type natsBroker struct {
@@ -103,7 +111,11 @@ func (b *natsBroker) reset(ctx context.Context) error {
 		if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("nats: delete stream %s: %w", name, err)
 		}
-		if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}}); err != nil {
+		cfg := jetstream.StreamConfig{Name: name, Subjects: []string{subject}}
+		if name == InStream {
+			cfg.Duplicates = natsInDuplicates
+		}
+		if _, err := b.js.CreateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("nats: create stream %s: %w", name, err)
 		}
 	}
@@ -144,8 +156,12 @@ func (b *natsBroker) send(ctx context.Context, m model.Message, ordered bool) er
 	if ordered {
 		msg.Header.Set(HeaderPosition, strconv.FormatInt(m.Position, 10))
 	}
-	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+	ack, err := b.js.PublishMsg(ctx, msg)
+	if err != nil {
 		return fmt.Errorf("nats: publish %s: %w", m.ID, err)
+	}
+	if ack.Duplicate {
+		return fmt.Errorf("nats: publish %s: %w", m.ID, errDuplicate)
 	}
 	return nil
 }

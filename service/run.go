@@ -136,6 +136,9 @@ func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.Histo
 		return h, res, fmt.Errorf("service: check the run's history: %w", err)
 	}
 	h.Header.Verdict, h.Header.Anomalies = res.Verdict, res.Anomalies
+	if err := Explain(h, &res); err != nil {
+		return h, res, err
+	}
 	return h, res, nil
 }
 
@@ -161,6 +164,8 @@ type run struct {
 	last     time.Time // the last thing that happened
 	busy     int       // pauses and restarts under way: not drained
 	stopping bool
+	lates    int   // late re-issues sent so far (late.go)
+	failed   error // a harness error of the run's own goroutines (a late send)
 	wg       sync.WaitGroup
 
 	started, first, drained time.Time // processes started, first delivery, drain seen
@@ -272,6 +277,9 @@ func (rn *run) execute() (*histories.History, error) {
 	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
+	if rn.failed != nil {
+		return nil, rn.failed
+	}
 	if drained {
 		rn.add(histories.Event{Kind: histories.Drain, Process: "broker", Detail: detail})
 	} else {
@@ -575,7 +583,7 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 	}
 	wait += 500 * time.Millisecond
 	rn.mu.Lock()
-	rn.add(histories.Event{Kind: histories.Requeue, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
+	rn.add(histories.Event{Kind: histories.Requeue, Attempt: a.n, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
 	rn.mu.Unlock()
 	until := time.Now().Add(wait)
 	for time.Now().Before(until) && !rn.takenOver(a) {
@@ -715,8 +723,8 @@ func (rn *run) stop() {
 	rn.wg.Wait()
 }
 
-// observe reads each aggregate's final state with the observation query;
-// rn.mu is held.
+// observe reads each aggregate's final state with the observation query
+// or function; rn.mu is held.
 func (rn *run) observe() error {
 	ctx, cancel := context.WithTimeout(rn.ctx, 30*time.Second)
 	defer cancel()
@@ -728,25 +736,14 @@ func (rn *run) observe() error {
 	if _, err := conn.Exec(ctx, "SET search_path TO "+rn.schema); err != nil {
 		return fmt.Errorf("service: observe schema %s: %w", rn.schema, err)
 	}
-	rows, err := conn.Query(ctx, rn.r.cfg.ObserveSQL, pgx.QueryExecModeSimpleProtocol)
+	var states map[string]model.State
+	if f := rn.r.cfg.Observe; f != nil {
+		states, err = observeByFunction(ctx, conn.Conn(), f)
+	} else {
+		states, err = observeBySQL(ctx, conn.Conn(), rn.r.cfg.ObserveSQL)
+	}
 	if err != nil {
-		return fmt.Errorf("service: the observation query: %w", err)
-	}
-	states := map[string]model.State{}
-	for rows.Next() {
-		var agg string
-		var state []byte
-		if err := rows.Scan(&agg, &state); err != nil {
-			return fmt.Errorf("service: the observation query must return (aggregate, state as JSON): %w", err)
-		}
-		s, err := model.Canonical(state)
-		if err != nil {
-			return fmt.Errorf("service: the state of %s is not JSON: %w", agg, err)
-		}
-		states[agg] = s
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("service: the observation query: %w", err)
+		return err
 	}
 	m := rn.r.cfg.Model
 	for _, agg := range rn.c.Workload.Aggregates() {
@@ -763,4 +760,52 @@ func (rn *run) observe() error {
 		rn.add(histories.Event{Kind: histories.Observe, Aggregate: a, State: states[a]})
 	}
 	return nil
+}
+
+// observeBySQL reads the states with the observation query: rows of
+// (aggregate, state as JSON).
+func observeBySQL(ctx context.Context, conn *pgx.Conn, query string) (map[string]model.State, error) {
+	rows, err := conn.Query(ctx, query, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("service: the observation query: %w", err)
+	}
+	defer rows.Close()
+	states := map[string]model.State{}
+	for rows.Next() {
+		var agg string
+		var state []byte
+		if err := rows.Scan(&agg, &state); err != nil {
+			return nil, fmt.Errorf("service: the observation query must return (aggregate, state as JSON): %w", err)
+		}
+		s, err := model.Canonical(state)
+		if err != nil {
+			return nil, fmt.Errorf("service: the state of %s is not JSON: %w", agg, err)
+		}
+		states[agg] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("service: the observation query: %w", err)
+	}
+	return states, nil
+}
+
+// observeByFunction reads the states with the configuration's function,
+// and puts each in canonical form.
+func observeByFunction(ctx context.Context, conn *pgx.Conn, f func(context.Context, *pgx.Conn) (map[string]model.State, error)) (map[string]model.State, error) {
+	got, err := f(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("service: the observation function (Config.Observe): %w", err)
+	}
+	states := make(map[string]model.State, len(got))
+	for agg, st := range got {
+		if len(st) == 0 {
+			return nil, fmt.Errorf("service: the observation function (Config.Observe) returned no state for %s: want JSON in the model's representation", agg)
+		}
+		s, err := model.Canonical(st)
+		if err != nil {
+			return nil, fmt.Errorf("service: the observation function (Config.Observe): the state of %s is not JSON: %w", agg, err)
+		}
+		states[agg] = s
+	}
+	return states, nil
 }

@@ -4,7 +4,7 @@
 // of each run, publishes a model's workload, injects faults at the
 // boundaries its NATS and PostgreSQL proxies see (SIGKILL, SIGSTOP past
 // the ack wait, a dropped ack, a refused publish, a database connection
-// cut mid-transaction, re-issued and reordered sends) and restarts the
+// cut mid-transaction, re-issued, reordered and late sends) and restarts the
 // embedded broker, records a history and
 // checks it with checkers.Check as any other. docs/service-mode.md is the
 // contract a service meets.
@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"pgregory.net/rapid"
 
 	"github.com/oncecheck/oncecheck/faults"
@@ -39,7 +40,16 @@ type Config struct {
 	// ObserveSQL returns each aggregate's state after the run drains: two
 	// columns, the aggregate and its state as JSON in the model's
 	// representation. An aggregate without a row is in its initial state.
+	// Exactly one of ObserveSQL and Observe is set.
 	ObserveSQL string
+	// Observe, instead of ObserveSQL, reads each aggregate's state after
+	// the run drains, in Go: db is a connection of oncecheck's own to the
+	// run's database, its search_path set to the run's schema. It returns
+	// each aggregate's state as JSON in the model's representation (as
+	// model.Model.Apply writes it; the keys in any order); an aggregate it
+	// leaves out is in its initial state. An error is a harness error: the
+	// run fails with it, wrapped.
+	Observe func(ctx context.Context, db *pgx.Conn) (map[string]model.State, error)
 	// Model is the reference business logic; nil means model.Orders.
 	Model model.Model
 	// Faults are the kinds a plan draws from (see Kinds); none means a
@@ -67,11 +77,11 @@ type Config struct {
 	Output io.Writer
 }
 
-// Kinds are the fault kinds service mode injects in this version.
-// The last two are service mode's own (faults.ServiceKinds): a database
+// Kinds are the fault kinds service mode injects in this version (on
+// NATS; BrokerKinds says which on each broker). The last two are service mode's own (faults.ServiceKinds): a database
 // connection cut mid-transaction, and a restart of the (embedded) broker.
 var Kinds = []faults.Kind{faults.Crash, faults.Redelivery, faults.Reorder, faults.PublishFailure, faults.Reissue, faults.Concurrent,
-	faults.CutConnection, faults.BrokerRestart}
+	faults.Late, faults.CutConnection, faults.BrokerRestart}
 
 // cutStatements bounds the statement of a transaction at which a
 // generated cut-connection fault strikes.
@@ -129,8 +139,11 @@ func (c *Config) defaults() error {
 	if c.Command == "" {
 		return errors.New("service: no command")
 	}
-	if c.ObserveSQL == "" {
-		return errors.New("service: no observation query")
+	switch {
+	case c.ObserveSQL == "" && c.Observe == nil:
+		return errors.New("service: no observation: set ObserveSQL (a query) or Observe (a function)")
+	case c.ObserveSQL != "" && c.Observe != nil:
+		return errors.New("service: ObserveSQL and Observe are both set: the state is read one way, set one")
 	}
 	if c.DSN == "" {
 		return errors.New("service: no PostgreSQL server (set $ONCECHECK_PG)")
@@ -230,6 +243,10 @@ func (c *Config) generator() *rapid.Generator[Case] {
 				f.Index = rapid.IntRange(0, cutStatements-1).Draw(t, "statement")
 			case faults.BrokerRestart:
 				f.At = rapid.IntRange(0, last).Draw(t, "at")
+			case faults.Late:
+				f.At = rapid.IntRange(0, last).Draw(t, "at")
+				f.Variant = rapid.SampledFrom([]string{"", faults.LateReissue}).Draw(t, "variant")
+				f.Delay = faults.Duration(lateDelay)
 			}
 			plan.Faults = append(plan.Faults, f)
 		}
@@ -274,6 +291,10 @@ func Describe(f faults.Fault) string {
 		return fmt.Sprintf("after send #%d oncecheck publishes workload message #%d again with a new id", f.At, f.Index+1)
 	case f.Kind == faults.CutConnection:
 		return fmt.Sprintf("the PostgreSQL proxy cuts the db connection of the consumer of delivery #%d, both sides, as the server's reply to statement #%d of a transaction (BEGIN not counted) comes back: the server rolls the transaction back", f.At+1, f.Index+1)
+	case f.Kind == faults.Late && f.Variant == faults.LateReissue:
+		return fmt.Sprintf("once the attempt of delivery #%d has ended, and %s more, the sender publishes its message again with a new id and the same key", f.At+1, f.Delay)
+	case f.Kind == faults.Late:
+		return fmt.Sprintf("once the attempt of delivery #%d has ended, and %s more, the sender publishes its copy again with the same id (a producer's retry arriving after the broker's duplicate window)", f.At+1, f.Delay)
 	case f.Kind == faults.BrokerRestart:
 		return fmt.Sprintf("oncecheck stops the broker just after delivery #%d and starts it again on the same storage and port: clients reconnect, unacknowledged copies come back after their ack wait", f.At+1)
 	}

@@ -2,11 +2,13 @@ package service
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
@@ -108,10 +110,22 @@ func TestGeneratedPlansAreValid(t *testing.T) {
 }
 
 func TestConfigRefusesWhatItCannotInject(t *testing.T) {
-	cfg := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://x", Faults: []faults.Kind{faults.Late}}
-	require.ErrorContains(t, cfg.defaults(), "not injected in service mode")
+	cfg := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://x", Broker: "kafka", Faults: []faults.Kind{faults.BrokerRestart}}
+	require.ErrorContains(t, cfg.defaults(), "not injected in service mode on kafka")
 	cfg = Config{ObserveSQL: "SELECT 1", DSN: "postgres://x", Model: model.Orders{}}
 	require.ErrorContains(t, cfg.defaults(), "no command")
+}
+
+// TestConfigWantsOneWayToObserve: the state is read by a query or by a
+// function, not both, not neither.
+func TestConfigWantsOneWayToObserve(t *testing.T) {
+	observe := func(context.Context, *pgx.Conn) (map[string]model.State, error) { return nil, nil }
+	cfg := Config{Command: "true", DSN: "postgres://x"}
+	require.ErrorContains(t, cfg.defaults(), "no observation: set ObserveSQL (a query) or Observe (a function)")
+	cfg = Config{Command: "true", DSN: "postgres://x", ObserveSQL: "SELECT 1", Observe: observe}
+	require.ErrorContains(t, cfg.defaults(), "ObserveSQL and Observe are both set")
+	cfg = Config{Command: "true", DSN: "postgres://x", Observe: observe}
+	require.NoError(t, cfg.defaults())
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

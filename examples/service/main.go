@@ -19,6 +19,9 @@
 //     insert then finds (and the outbox insert ignores an id already
 //     there): nothing fences an attempt that outlived its ack wait from
 //     the attempt that took its copy over.
+//   - no-inbox: no inbox at all (the outbox insert ignores an id already
+//     there): a copy of a message that comes again after it was applied,
+//     with its id or a new one, is applied again.
 package main
 
 import (
@@ -57,9 +60,9 @@ type ordersService struct {
 
 func serve(ctx context.Context, dbURL, natsURL, bug string) error {
 	switch bug {
-	case "", "ack-first", "dedup-first", "check-first":
+	case "", "ack-first", "dedup-first", "check-first", "no-inbox":
 	default:
-		return fmt.Errorf("ORDERS_BUG=%q: want ack-first, dedup-first or check-first", bug)
+		return fmt.Errorf("ORDERS_BUG=%q: want ack-first, dedup-first, check-first or no-inbox", bug)
 	}
 	db, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -136,7 +139,7 @@ func (s *ordersService) handle(ctx context.Context, msg jetstream.Msg) error {
 		if _, err := s.markSeen(ctx, tx, key); err != nil {
 			return err
 		}
-	} else if s.bug != "dedup-first" {
+	} else if s.bug != "dedup-first" && s.bug != "no-inbox" {
 		fresh, err := s.markSeen(ctx, tx, key)
 		if err != nil {
 			return err
@@ -166,7 +169,7 @@ func (s *ordersService) handle(ctx context.Context, msg jetstream.Msg) error {
 			return err
 		}
 		insert := `INSERT INTO outbox (id, cause, type, payload) VALUES ($1, $2, $3, $4)`
-		if s.bug == "check-first" { // "the outbox insert is idempotent"
+		if s.bug == "check-first" || s.bug == "no-inbox" { // "the outbox insert is idempotent"
 			insert += ` ON CONFLICT (id) DO NOTHING`
 		}
 		if _, err := tx.Exec(ctx, insert, fmt.Sprintf("%s/%d", key, i), key, ev.Type, body); err != nil {

@@ -2,17 +2,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/examples/internal/orders"
 	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/internal/pgtest"
 	"github.com/oncecheck/oncecheck/model"
+	"github.com/oncecheck/oncecheck/report"
 	"github.com/oncecheck/oncecheck/service"
 )
 
@@ -59,6 +66,66 @@ func TestCorrectServicePasses(t *testing.T) {
 	service.Verify(t, verifyConfig(t, service.Kinds...), service.VerifyOptions{Runs: runs, Parallel: 2, Out: t.TempDir(), GoPackage: "."})
 }
 
+// observeOrders reads the orders table as ObserveSQL would, in Go: the
+// observation function of Config.Observe.
+func observeOrders(ctx context.Context, db *pgx.Conn) (map[string]model.State, error) {
+	rows, err := db.Query(ctx, "SELECT aggregate, state FROM orders")
+	if err != nil {
+		return nil, fmt.Errorf("read orders: %w", err)
+	}
+	states := map[string]model.State{}
+	for rows.Next() {
+		var agg string
+		var o orders.Order
+		if err := rows.Scan(&agg, &o); err != nil {
+			return nil, fmt.Errorf("read orders: %w", err)
+		}
+		st, err := json.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		states[agg] = st
+	}
+	return states, rows.Err()
+}
+
+// TestVerifyObservesByAFunction: Verify with an observation function
+// instead of a query; the function is called once per run, on the run's
+// schema, and the correct service passes.
+func TestVerifyObservesByAFunction(t *testing.T) {
+	cfg := verifyConfig(t, faults.Crash)
+	cfg.ObserveSQL = ""
+	var calls atomic.Int32
+	cfg.Observe = func(ctx context.Context, db *pgx.Conn) (map[string]model.State, error) {
+		calls.Add(1)
+		return observeOrders(ctx, db)
+	}
+	rec := &recorder{T: t}
+	service.Verify(rec, cfg, service.VerifyOptions{Runs: 2, GoPackage: "."})
+	require.Empty(t, rec.errors)
+	require.EqualValues(t, 2, calls.Load())
+}
+
+// TestAnObservationFunctionsErrorSurfaces: an error of the observation
+// function fails the run with it, named as the function's, not as a
+// verdict.
+func TestAnObservationFunctionsErrorSurfaces(t *testing.T) {
+	cfg := config(t, "")
+	cfg.ObserveSQL = ""
+	errGone := errors.New("the orders table is gone")
+	cfg.Observe = func(context.Context, *pgx.Conn) (map[string]model.State, error) { return nil, errGone }
+	r, err := service.New(cfg)
+	require.NoError(t, err)
+	defer r.Close()
+	_, _, err = r.Run(context.Background(), r.Generate(1), 1)
+	require.ErrorIs(t, err, errGone)
+	require.ErrorContains(t, err, "the observation function (Config.Observe): the orders table is gone")
+	rec := &recorder{T: t}
+	service.Verify(rec, cfg, service.VerifyOptions{Runs: 1})
+	require.Len(t, rec.errors, 1)
+	require.Contains(t, rec.errors[0], "the observation function (Config.Observe): the orders table is gone")
+}
+
 // TestVerifyReportsABuildThatFails: a Go package that does not build
 // fails the test with the compiler's errors.
 func TestVerifyReportsABuildThatFails(t *testing.T) {
@@ -99,6 +166,21 @@ func TestDedupFirstIsCaught(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Lost, res.Primary())
+	// The finding's own sentence names the process, the boundary and
+	// the statement: the inbox mark, committed by itself, whose reply
+	// the proxy held as the process was killed.
+	var b strings.Builder
+	require.NoError(t, report.Explanation(&b, h, res))
+	var line string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "  lost: k1 ") {
+			line = l
+		}
+	}
+	require.Regexp(t, `\. The fault that struck it: step \d+, consumer-[12], in attempt #1 \(k1\), at the boundary after-commit: `+
+		`SIGKILL the consumer of delivery #1 after the server committed its commit #1, before it sees the reply; `+
+		`the statement: INSERT INTO inbox \(key\) VALUES \(\$1\) ON CONFLICT DO NOTHING \(INSERT 0 1\), its reply held, `+
+		`on db connection \d+ of consumer-[12], tx\d+\.$`, line, "%s", b.String())
 }
 
 // TestCorrectServiceSurvivesPublishFailures: a publish the broker refuses,
@@ -140,6 +222,8 @@ func TestVerifyFindsShrinksAndExplains(t *testing.T) {
 	require.Contains(t, msg, "VIOLATION: lost")
 	require.Contains(t, msg, "SIGKILL the consumer of delivery #1")
 	require.Contains(t, msg, "INSERT INTO inbox")
+	require.Regexp(t, `\n  lost: [^\n]*The fault that struck it: step \d+, consumer-[12], in attempt #\d+ \(k\d\), at the boundary [a-z-]+: [^\n]*INSERT INTO inbox`, msg,
+		"the finding's sentence names the process, the boundary and the statement")
 	require.Contains(t, msg, "saved: "+out)
 }
 
