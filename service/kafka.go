@@ -235,19 +235,23 @@ func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 			parts = append(parts, fmt.Sprintf("%d partitions without an end offset", KafkaInPartitions-seen))
 		}
 		if len(parts) > 0 {
-			members := "members"
-			if len(g.Members) == 1 {
-				members = "member"
-			}
-			behind = append(behind, fmt.Sprintf("group %s (%d %s): %s", g.Group, len(g.Members), members, strings.Join(parts, ", ")))
+			behind = append(behind, fmt.Sprintf("group %s (%s): %s", g.Group, kafkaCount(len(g.Members), "member"), strings.Join(parts, ", ")))
 		}
 	}
 	if len(behind) > 0 {
 		// A Kafka record is pending until its group's committed offset
 		// passes it, whether a member was handed it or not.
-		in.stuck = fmt.Sprintf("%d records of %s that no commit of their group covers: %s", in.pending, KafkaInTopic, strings.Join(behind, "; "))
+		in.stuck = fmt.Sprintf("%s of %s that no commit of their group covers: %s", kafkaCount(in.pending, "record"), KafkaInTopic, strings.Join(behind, "; "))
 	}
 	return in, nil
+}
+
+// kafkaCount is n and a noun, plural unless n is 1.
+func kafkaCount(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // send produces a workload copy to the input topic, keyed by its

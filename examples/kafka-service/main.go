@@ -104,9 +104,6 @@ func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 		kgo.HeartbeatInterval(100 * time.Millisecond),
 		kgo.RebalanceTimeout(time.Second),
 	}
-	if os.Getenv("DEBUG_KGO_LOG") != "" {
-		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, func() string { return time.Now().Format("15:04:05.000 ") + os.Getenv("ONCECHECK_CONSUMER") + " " })))
-	}
 	if bug != "cooperative" {
 		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.BlockRebalanceOnPoll())
 	}
