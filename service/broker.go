@@ -84,9 +84,12 @@ type brokerProxy interface {
 // inputs is how far the consumers of the input are: how many consumers
 // (or group members) there are, how many copies are not yet delivered and
 // not yet acknowledged, and the longest ack wait (or session timeout).
+// stuck, when not empty, says what is pending in the broker's own terms,
+// for a run that does not drain.
 type inputs struct {
 	consumers, pending, ackPending int
 	ackWait                        time.Duration
+	stuck                          string
 }
 
 // delivery is a copy of an input message reaching a process, as its

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,6 +204,7 @@ func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 	if err != nil {
 		return in, fmt.Errorf("kafka: describe groups: %w", err)
 	}
+	var behind []string
 	for _, g := range described.Sorted() {
 		in.consumers += len(g.Members)
 		offsets, err := b.adm.FetchOffsets(ctx, g.Group)
@@ -209,11 +212,14 @@ func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 			return in, fmt.Errorf("kafka: offsets of group %s: %w", g.Group, err)
 		}
 		seen := 0
-		ends.Each(func(e kadm.ListedOffset) {
+		var parts []string
+		for _, p := range slices.Sorted(maps.Keys(ends[KafkaInTopic])) {
+			e := ends[KafkaInTopic][p]
 			seen++
 			if e.Err != nil { // not known: not drained
 				in.pending++
-				return
+				parts = append(parts, fmt.Sprintf("partition %d: end not known (%v)", e.Partition, e.Err))
+				continue
 			}
 			committed := int64(0)
 			if o, ok := offsets.Lookup(KafkaInTopic, e.Partition); ok && o.Err == nil && o.At >= 0 {
@@ -221,13 +227,31 @@ func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 			}
 			if e.Offset > committed {
 				in.pending += int(e.Offset - committed)
+				parts = append(parts, fmt.Sprintf("partition %d committed to offset %d of %d", e.Partition, committed, e.Offset))
 			}
-		})
+		}
 		if seen < KafkaInPartitions { // a partition not listed is not drained
 			in.pending += KafkaInPartitions - seen
+			parts = append(parts, fmt.Sprintf("%d partitions without an end offset", KafkaInPartitions-seen))
+		}
+		if len(parts) > 0 {
+			behind = append(behind, fmt.Sprintf("group %s (%s): %s", g.Group, kafkaCount(len(g.Members), "member"), strings.Join(parts, ", ")))
 		}
 	}
+	if len(behind) > 0 {
+		// A Kafka record is pending until its group's committed offset
+		// passes it, whether a member was handed it or not.
+		in.stuck = fmt.Sprintf("%s of %s that no commit of their group covers: %s", kafkaCount(in.pending, "record"), KafkaInTopic, strings.Join(behind, "; "))
+	}
 	return in, nil
+}
+
+// kafkaCount is n and a noun, plural unless n is 1.
+func kafkaCount(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // send produces a workload copy to the input topic, keyed by its

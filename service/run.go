@@ -652,6 +652,9 @@ func (rn *run) drain() (bool, string, error) {
 	if in.consumers == 0 {
 		return false, fmt.Sprintf("no consumer of %s after %s", rn.r.b.input(), cfg.Bound), nil
 	}
+	if in.stuck != "" {
+		return false, fmt.Sprintf("after %s: %s", cfg.Bound, in.stuck), nil
+	}
 	return false, fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending), nil
 }
 

@@ -15,6 +15,7 @@
 //
 //   - commit-first: the record's offset is committed as it arrives,
 //     before its work;
+//
 //   - check-first: the inbox is read before the transaction, and the
 //     change is made when the key was not there, whatever the inbox
 //     insert then finds (and the outbox insert ignores an id already
@@ -23,9 +24,27 @@
 //     Kafka refuses the zombie's offset commit (its generation is over);
 //     its database transaction nobody refuses.
 //
+//   - cooperative: franz-go's default group settings, which the correct
+//     version changes: cooperative-sticky rebalancing, which revokes a
+//     partition while the application is still handling its records. A
+//     commit made after its partition moved rewinds what the new owner
+//     committed; and a member removed from the group that learns it from a
+//     refused commit rejoins still claiming its partitions and, given them
+//     back, goes on from its own position, past the records whose commits
+//     the group never took. Either way the group's committed offset stays
+//     short of the end of the partition until more records come.
+//
+// The correct version blocks rebalances while it handles what it polled
+// (BlockRebalanceOnPoll: it commits only partitions it still owns) and
+// uses an eager balancer: every rebalance revokes every partition, so a
+// member that was removed (or whose commits were refused) starts each of
+// its partitions again from the committed offset, as Kafka's Java client
+// does once it learns its member id is unknown.
+//
 // ORDERS_COMMIT=auto leaves the offsets to franz-go's default autocommit
 // (every 5 s and at a rebalance, the records of the previous poll)
-// instead of committing each record after its work.
+// instead of committing each record after its work. ORDERS_KGO_LOG=debug
+// (or info, warn, error) writes franz-go's log to standard error.
 package main
 
 import (
@@ -65,9 +84,9 @@ type ordersService struct {
 
 func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 	switch bug {
-	case "", "commit-first", "check-first":
+	case "", "commit-first", "check-first", "cooperative":
 	default:
-		return fmt.Errorf("ORDERS_BUG=%q: want commit-first or check-first", bug)
+		return fmt.Errorf("ORDERS_BUG=%q: want commit-first, check-first or cooperative", bug)
 	}
 	db, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -85,8 +104,16 @@ func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 		kgo.HeartbeatInterval(100 * time.Millisecond),
 		kgo.RebalanceTimeout(time.Second),
 	}
+	if bug != "cooperative" {
+		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.BlockRebalanceOnPoll())
+	}
 	if !auto {
 		opts = append(opts, kgo.DisableAutoCommit())
+	}
+	if level, ok := logLevels[os.Getenv("ORDERS_KGO_LOG")]; ok {
+		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, level, func() string {
+			return time.Now().Format("15:04:05.000 ") + "consumer-" + os.Getenv("ONCECHECK_CONSUMER") + " "
+		})))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -113,9 +140,14 @@ func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
+		// What was polled is handled and committed: a rebalance may go on.
+		cl.AllowRebalance()
 	}
 	return ctx.Err()
 }
+
+// logLevels are the values of ORDERS_KGO_LOG.
+var logLevels = map[string]kgo.LogLevel{"error": kgo.LogLevelError, "warn": kgo.LogLevelWarn, "info": kgo.LogLevelInfo, "debug": kgo.LogLevelDebug}
 
 func header(rec *kgo.Record, key string) string {
 	for _, h := range rec.Headers {
@@ -243,10 +275,12 @@ func (s *ordersService) finish(ctx context.Context, rec *kgo.Record, key string)
 	return s.commit(ctx, rec)
 }
 
-// commit commits the record's offset. A commit Kafka refuses (the
-// partition went to another member while this one stood still) is not an
-// error of the record: the new owner handles it again, and the inbox
-// drops the second copy.
+// commit commits the record's offset. A commit Kafka refuses (this member
+// stood still past its session timeout, or was removed from the group) is
+// not an error of the record: franz-go rejoins, the eager rebalance takes
+// every partition from this member, and whoever gets the partition starts
+// from the committed offset, handles the record again, and the inbox drops
+// the second copy.
 func (s *ordersService) commit(ctx context.Context, rec *kgo.Record) error {
 	if s.auto {
 		return nil

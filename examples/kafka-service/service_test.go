@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -172,6 +173,71 @@ func TestLostCommitIsRedelivered(t *testing.T) {
 	if os.Getenv("ORDERS_LOG") != "" {
 		t.Logf("%s", h.Timeline())
 	}
+}
+
+// lostThenNext is two records of one order for one consumer process, the
+// first one's commit lost: oncecheck removes the member from the group
+// while the process handles the second record, whose commit the group
+// then refuses (UNKNOWN_MEMBER_ID). One process: no other member can
+// take the partition over and start it from the committed offset.
+func lostThenNext() service.Case {
+	return service.Case{
+		Workload: model.Workload{
+			{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+			{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":2,"sku":"b"}`)},
+		}.Number(),
+		Plan: faults.Plan{Consumers: 1, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.AckLost, At: 0}}},
+	}
+}
+
+// TestRemovedMemberStartsFromTheCommit: the case of the runs that were
+// stuck (seeds 50158 and 60007): with the eager balancer, the removed
+// member's rejoin takes every partition from it, and the partition starts
+// again from its committed offset, so the group's commits reach the end.
+func TestRemovedMemberStartsFromTheCommit(t *testing.T) {
+	r := oneConsumer(t, "")
+	for range 3 {
+		h, res, err := r.Run(context.Background(), lostThenNext(), 0)
+		require.NoError(t, err)
+		require.Equal(t, histories.Pass, res.Verdict, "%v\n%s", res.Findings, h.Timeline())
+	}
+}
+
+// TestCooperativeIsCaught: on franz-go's default cooperative rebalancing,
+// the removed member rejoins from its refused commit still claiming its
+// partition and goes on from its own position: nobody reads the record of
+// the lost commit again, nobody commits past it, and the run is stuck
+// with the group's committed offset short of the end. Whether the refused
+// commit comes before the member's next heartbeat (100 ms) is a race, so
+// the case gets up to four runs.
+func TestCooperativeIsCaught(t *testing.T) {
+	r := oneConsumer(t, "cooperative")
+	var h *histories.History
+	var res checkers.Result
+	for range 4 {
+		var err error
+		h, res, err = r.Run(context.Background(), lostThenNext(), 0)
+		require.NoError(t, err)
+		if res.Verdict == histories.Violation {
+			break
+		}
+	}
+	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
+	require.Equal(t, histories.Stuck, res.Primary(), "%s", h.Timeline())
+	require.Contains(t, res.Findings[0].Text, "no commit of their group covers", "%v", res.Findings)
+	t.Log(res.Findings[0].Text)
+}
+
+// oneConsumer returns a runner of one process of the service under lost
+// commits; a stuck run is told after 5 s.
+func oneConsumer(t *testing.T, bug string) *service.Runner {
+	t.Helper()
+	cfg := config(t, bug, faults.Redelivery)
+	cfg.Consumers, cfg.Bound = 1, 5*time.Second
+	r, err := service.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, r.Close()) })
+	return r
 }
 
 // TestCheckFirstIsCaught: the zombie. The variant that reads its inbox
