@@ -342,10 +342,12 @@ func (r *runner) setUp(consumers int) {
 		r.enqueue(m)
 	}
 	if r.log != nil {
-		for i := range consumers {
-			r.log.member[i] = true
+		all := make([]int, consumers)
+		for i := range all {
+			all[i] = i
 		}
-		r.rebalance("the consumers join the group", "")
+		r.log.join(all...)
+		r.recordRebalance("the consumers join the group", "")
 	}
 }
 
@@ -413,7 +415,7 @@ func (r *runner) runFree() error {
 		r.mu.Lock()
 		running--
 		p := t.env.proc
-		p.task = nil
+		r.idleTask(p)
 		if err := r.finish(p, t); err != nil {
 			r.mu.Unlock()
 			return err
@@ -472,7 +474,7 @@ func (r *runner) canAct(p *process) bool {
 	case p.task != nil:
 		return !p.task.blocked
 	case p.kind == faults.Consumer && r.log != nil:
-		return r.logCanAct(p)
+		return r.log.canTake(p.index)
 	case p.kind == faults.Consumer:
 		return len(r.queue) > 0
 	default:
@@ -583,7 +585,7 @@ func (r *runner) advance(p *process) error {
 	if !t.done {
 		return nil
 	}
-	p.task = nil
+	r.idleTask(p)
 	return r.finish(p, t)
 }
 
@@ -673,6 +675,15 @@ func (r *runner) dispatch(p *process) {
 		t.busy = busy
 		return err
 	})
+}
+
+// idleTask marks p idle, its task ended; on the log broker a consumer's
+// copy in hand is released.
+func (r *runner) idleTask(p *process) {
+	p.task = nil
+	if r.log != nil && p.kind == faults.Consumer {
+		r.log.release(p.index)
+	}
 }
 
 // spawn hands a task to a worker goroutine, which starts it at once (the
