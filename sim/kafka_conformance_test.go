@@ -972,3 +972,42 @@ func TestKafkaDefaultPartitionerKeepsAnAggregateInOnePartition(t *testing.T) {
 	}
 	t.Logf("murmur2 places %d of %d aggregates elsewhere than the model's FNV-1a: %v", differ, len(aggs), where)
 }
+
+// TestKafkaAcceptsACommitForAPartitionMovedAway pins what the model leaves
+// out: a member that rejoins while it still works on a copy (franz-go's
+// client does so by default, in the background, unless
+// kgo.BlockRebalanceOnPoll is set; Java's rejoins at its next poll, as the
+// model's members do). The rebalance then completes at once, the new
+// owner reads the copy the old one holds, from the committed offset, and
+// the old owner's commit, now of the current generation, is accepted
+// although the partition is no longer its own: the coordinator checks
+// member and generation, not the assignment. Here it moves the committed
+// offset back, so the copy after it is delivered again.
+func TestKafkaAcceptsACommitForAPartitionMovedAway(t *testing.T) {
+	cl := newCluster(t)
+	p := newPair(t, cl, 2)
+	defer p.close()
+	require.Equal(t, []string{"produce o3 -> 0/0", "produce o3 -> 0/1", "join c1", "take c1 -> 0/0 o3"},
+		p.run(seq(produce("o3", "o3"), do(opJoin, 1), do(opTake, 1))...))
+	k := p.kafka
+	old := k.members[1]
+	k.join(0)
+	require.True(t, k.pending, "c1 works on 0/0: the group waits for it")
+	k.rejoin(old) // in the background, 0/0 still in hand
+	k.settle()
+	require.False(t, k.pending)
+	require.Equal(t, []int{0, 1, 0}, k.owners)
+	part, off, _, ok := k.take(0, false)
+	require.True(t, ok)
+	require.Equal(t, [2]int{0, 0}, [2]int{part, off}, "the new owner reads the copy the old one holds")
+	require.Empty(t, k.commit(0, 0, 1))
+	k.members[0].hold.acked = true
+	k.done(0)
+	_, off, _, _ = k.take(0, false)
+	require.Equal(t, 1, off)
+	require.Empty(t, k.commit(0, 0, 2))
+	k.members[0].hold.acked = true
+	k.done(0)
+	require.Empty(t, k.commit(1, 0, 1), "the old owner's commit is accepted")
+	require.Equal(t, []int{1, 0, 0}, k.committed(), "and moves the committed offset back")
+}
