@@ -13,13 +13,18 @@ import (
 // are.
 type LogModel struct {
 	b     *logBroker
+	hold  []logPos // by consumer, the copy it works on; part -1: none
 	acked []bool
 }
 
 // NewLogModel returns the log broker of a run with the given consumers,
 // none of them a member yet.
 func NewLogModel(consumers int) *LogModel {
-	return &LogModel{b: newLogBroker(consumers), acked: make([]bool, consumers)}
+	l := &LogModel{b: newLogBroker(consumers), hold: make([]logPos, consumers), acked: make([]bool, consumers)}
+	for c := range l.hold {
+		l.hold[c].part = -1
+	}
+	return l
 }
 
 // Produce appends a message of the aggregate, as the sender does, and
@@ -33,7 +38,7 @@ func (l *LogModel) Member(c int) bool { return l.b.member[c] }
 
 // Holding returns the copy consumer c works on, if any.
 func (l *LogModel) Holding(c int) (part, offset int, ok bool) {
-	h := l.b.hold[c]
+	h := l.hold[c]
 	return h.part, h.offset, h.part >= 0
 }
 
@@ -66,8 +71,8 @@ func (l *LogModel) Take(c int, lose bool) (part, offset int, aggregate string, o
 	if len(heads) == 0 {
 		return 0, 0, "", false
 	}
-	msg, pos := l.b.take(c, heads[0])
-	l.acked[c] = false
+	msg, pos := l.b.take(heads[0])
+	l.hold[c], l.acked[c] = pos, false
 	if lose {
 		l.b.rewind(pos)
 	}
@@ -77,7 +82,7 @@ func (l *LogModel) Take(c int, lose bool) (part, offset int, aggregate string, o
 // Commit is consumer c's ack of the copy it holds: the commit of the
 // offset after it, or its rejection ("UNKNOWN_MEMBER_ID").
 func (l *LogModel) Commit(c int) string {
-	h := l.b.hold[c]
+	h := l.hold[c]
 	l.acked[c] = true
 	return l.CommitAt(c, h.part, h.offset+1)
 }
@@ -99,8 +104,8 @@ func (l *LogModel) CommitAt(c, part, offset int) string {
 // Done ends consumer c's attempt: unless it committed, it seeks back to
 // its copy (a nack), as a run's consumer does when its handler returns.
 func (l *LogModel) Done(c int) {
-	pos := l.b.hold[c]
-	l.b.release(c)
+	pos := l.hold[c]
+	l.hold[c].part = -1
 	if !l.acked[c] {
 		l.b.seek(c, pos)
 	}
@@ -108,7 +113,10 @@ func (l *LogModel) Done(c int) {
 
 // Crash takes consumer c out of the group (if it is still a member) with
 // the copy in hand.
-func (l *LogModel) Crash(c int) { l.b.leave(c) }
+func (l *LogModel) Crash(c int) {
+	l.hold[c].part = -1
+	l.b.leave(c)
+}
 
 // Expel takes consumer c out of the group while it works on its copy (an
 // expired session): it goes on as a zombie.

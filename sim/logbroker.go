@@ -95,18 +95,15 @@ func (q *partition) next() int {
 }
 
 // logBroker is the log broker (BrokerLog) of a run: the topic's
-// partitions, the consumer group and each consumer's copy in hand. It is
-// the whole of the model's rules, as a plain state machine that knows no
-// runner (the runner records what it does, and the conformance test in
+// partitions and the consumer group. It is the whole of the model's
+// rules, as a plain state machine that knows no runner (the runner
+// records what it does, and the conformance test in
 // kafka_conformance_test.go drives it beside franz-go's kfake).
 type logBroker struct {
 	parts      []partition
 	seq        int
 	generation int
 	member     []bool // by consumer process index
-	// hold is, by consumer, the copy it works on (from take to release);
-	// hold[c].part is -1 when it has none.
-	hold []logPos
 }
 
 // logPos is where an attempt's copy came from on the log broker.
@@ -115,12 +112,9 @@ type logPos struct {
 }
 
 func newLogBroker(consumers int) *logBroker {
-	b := &logBroker{parts: make([]partition, LogPartitions), member: make([]bool, consumers), hold: make([]logPos, consumers)}
+	b := &logBroker{parts: make([]partition, LogPartitions), member: make([]bool, consumers)}
 	for i := range b.parts {
 		b.parts[i].owner = -1
-	}
-	for i := range b.hold {
-		b.hold[i].part = -1
 	}
 	return b
 }
@@ -156,6 +150,9 @@ func assignment(member []bool) []int {
 // rebalance starts a new generation of the group with its current members
 // (the eager protocol: every partition is revoked and assigned again, and
 // each restarts from the offset committed when its owner first reads it).
+// It completes at once: a member that works on a copy rejoins in the
+// background, as franz-go's client does by default, so the partition's
+// new owner may read that copy again while it still works on it.
 func (b *logBroker) rebalance() {
 	b.generation++
 	owners := assignment(b.member)
@@ -172,11 +169,9 @@ func (b *logBroker) join(cs ...int) {
 	b.rebalance()
 }
 
-// leave takes consumer c out of the group, if it is a member (a crash:
-// its copy in hand is gone with it), and rebalances; it reports whether c
-// was a member.
+// leave takes consumer c out of the group, if it is a member (a crash),
+// and rebalances; it reports whether c was a member.
 func (b *logBroker) leave(c int) bool {
-	b.hold[c].part = -1
 	if !b.member[c] {
 		return false
 	}
@@ -192,29 +187,12 @@ func (b *logBroker) expel(c int) {
 	b.rebalance()
 }
 
-// release ends consumer c's work on its copy in hand.
-func (b *logBroker) release(c int) { b.hold[c].part = -1 }
-
-// held reports whether a member other than consumer c still works on a
-// copy of partition part: the partition was assigned away from it while it
-// did. Kafka's rebalance waits for such a member (it rejoins when it next
-// polls, and its commit is accepted meanwhile), so c cannot read the
-// partition until that attempt ends.
-func (b *logBroker) held(part, c int) bool {
-	for q, h := range b.hold {
-		if q != c && b.member[q] && h.part == part {
-			return true
-		}
-	}
-	return false
-}
-
 // readable returns the partitions consumer c, a member, can read a copy
 // from now.
 func (b *logBroker) readable(c int) []int {
 	var out []int
 	for i := range b.parts {
-		if q := &b.parts[i]; q.owner == c && q.next() < len(q.log) && !b.held(i, c) {
+		if q := &b.parts[i]; q.owner == c && q.next() < len(q.log) {
 			out = append(out, i)
 		}
 	}
@@ -231,7 +209,7 @@ func (b *logBroker) canTake(c int) bool {
 	joined := slices.Clone(b.member)
 	joined[c] = true
 	for i, owner := range assignment(joined) {
-		if q := &b.parts[i]; owner == c && q.committed < len(q.log) && !b.held(i, c) {
+		if q := &b.parts[i]; owner == c && q.committed < len(q.log) {
 			return true
 		}
 	}
@@ -248,13 +226,11 @@ func (b *logBroker) heads(c int) []int {
 	return heads
 }
 
-// take hands consumer c, a member, the next copy of partition part, which
-// it then holds.
-func (b *logBroker) take(c, part int) (model.Message, logPos) {
+// take hands a member the next copy of partition part, one of its own.
+func (b *logBroker) take(part int) (model.Message, logPos) {
 	q := &b.parts[part]
 	pos := logPos{part: part, offset: q.next(), generation: b.generation}
 	q.position = pos.offset + 1
-	b.hold[c] = pos
 	return q.log[pos.offset].msg, pos
 }
 
@@ -269,13 +245,13 @@ func (b *logBroker) rewind(pos logPos) int {
 
 // rejection says why the coordinator rejects consumer c's offset commit,
 // "" if it accepts it. The coordinator accepts a commit only from a
-// member (UNKNOWN_MEMBER_ID otherwise); a member still in the group commits
-// even if the group rebalanced since it fetched the copy: the rebalance
-// waits for it to rejoin, at its next poll, and Kafka's coordinator
-// accepts commits of the current generation while it prepares a
-// rebalance; the generation changes for the member only when it polls
-// again, so ILLEGAL_GENERATION does not arise here. Nor does the
-// coordinator check that the member owns the partition.
+// member (UNKNOWN_MEMBER_ID otherwise). A member still in the group
+// commits even if the group rebalanced since it fetched the copy: it
+// rejoined in the background and commits with the new generation, so
+// ILLEGAL_GENERATION does not arise; and the coordinator does not check
+// that the member owns the partition, so the commit of a copy whose
+// partition moved away is accepted, and may move the committed offset
+// back.
 func (b *logBroker) rejection(c int) string {
 	if !b.member[c] {
 		return "UNKNOWN_MEMBER_ID"
@@ -309,8 +285,13 @@ func (r *runner) recordRebalance(why, fault string) {
 		}
 		parts = append(parts, fmt.Sprintf("partition %d to %s from offset %d", i, who, p.committed))
 	}
-	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Fault: fault,
-		Detail: fmt.Sprintf("rebalance to generation %d (%s): %s", b.generation, why, strings.Join(parts, ", "))})
+	detail := fmt.Sprintf("rebalance to generation %d (%s): %s", b.generation, why, strings.Join(parts, ", "))
+	for _, q := range r.procs {
+		if q.kind == faults.Consumer && q.task != nil && q.task.env.attempt != 0 && b.member[q.index] {
+			detail += fmt.Sprintf("; %s rejoins while it works on attempt %d", q.name, q.task.env.attempt)
+		}
+	}
+	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Fault: fault, Detail: detail})
 }
 
 // logTake hands consumer p the next copy of its partitions: p joins the
@@ -329,7 +310,7 @@ func (r *runner) logTake(p *process, at int, ev *histories.Event) (model.Message
 		r.offer(faults.Fault{Kind: faults.Reorder, At: at, Index: d})
 	}
 	idx := min(r.cfg.Plan.ReorderAt(at), len(heads)-1)
-	msg, pos := b.take(p.index, heads[idx])
+	msg, pos := b.take(heads[idx])
 	ev.Detail = fmt.Sprintf("partition %d, offset %d, generation %d", pos.part, pos.offset, pos.generation)
 	if idx > 0 {
 		ev.Detail += fmt.Sprintf("; reordered: the head of another partition, %d behind the first", idx)

@@ -415,7 +415,7 @@ func (r *runner) runFree() error {
 		r.mu.Lock()
 		running--
 		p := t.env.proc
-		r.idleTask(p)
+		p.task = nil
 		if err := r.finish(p, t); err != nil {
 			r.mu.Unlock()
 			return err
@@ -585,7 +585,7 @@ func (r *runner) advance(p *process) error {
 	if !t.done {
 		return nil
 	}
-	r.idleTask(p)
+	p.task = nil
 	return r.finish(p, t)
 }
 
@@ -675,15 +675,6 @@ func (r *runner) dispatch(p *process) {
 		t.busy = busy
 		return err
 	})
-}
-
-// idleTask marks p idle, its task ended; on the log broker a consumer's
-// copy in hand is released.
-func (r *runner) idleTask(p *process) {
-	p.task = nil
-	if r.log != nil && p.kind == faults.Consumer {
-		r.log.release(p.index)
-	}
 }
 
 // spawn hands a task to a worker goroutine, which starts it at once (the
