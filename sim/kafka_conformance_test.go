@@ -82,8 +82,9 @@ type tb interface {
 // cluster is a kfake cluster shared by the scenarios: each runs on a
 // topic and a group of its own, with a client of its own per consumer.
 type cluster struct {
-	fake  *kfake.Cluster
-	admin *kgo.Client // produces, reads committed offsets, expels
+	fake      *kfake.Cluster
+	admin     *kgo.Client // produces, reads committed offsets, expels
+	scenarios int         // scenarios started, which name their topics and groups
 }
 
 // maxConsumers is the most consumers a scenario has.
@@ -147,12 +148,12 @@ type kafkaSide struct {
 	trace   *[]string
 }
 
-var scenarioSeq int
-
+// side starts a scenario with the given consumers on a topic and a group
+// of its own.
 func (c *cluster) side(t tb, consumers int) *kafkaSide {
-	scenarioSeq++
+	c.scenarios++
 	k := &kafkaSide{t: t, ctx: context.Background(), c: c,
-		topic: fmt.Sprintf("t%d", scenarioSeq), group: fmt.Sprintf("g%d", scenarioSeq)}
+		topic: fmt.Sprintf("t%d", c.scenarios), group: fmt.Sprintf("g%d", c.scenarios)}
 	req := kmsg.NewCreateTopicsRequest()
 	rt := kmsg.NewCreateTopicsRequestTopic()
 	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = k.topic, sim.LogPartitions, 1
