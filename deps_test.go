@@ -29,7 +29,8 @@ func TestInMemoryProgramsDoNotLinkPgx(t *testing.T) {
 }
 
 // TestTheSimulationImportsNoBackend: the simulation runs on whatever store
-// it is given; it imports neither backend.
+// it is given; it imports neither backend, nor franz-go (only its log
+// broker's conformance test runs kfake).
 func TestTheSimulationImportsNoBackend(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "./sim").CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -38,5 +39,6 @@ func TestTheSimulationImportsNoBackend(t *testing.T) {
 		require.NotContains(t, d, "/adapters/pgstore")
 		require.NotContains(t, d, "github.com/jackc/")
 		require.NotContains(t, d, "/adapters/rediscache")
+		require.NotContains(t, d, "github.com/twmb/franz-go")
 	}
 }

@@ -95,7 +95,10 @@ func (q *partition) next() int {
 }
 
 // logBroker is the log broker (BrokerLog) of a run: the topic's
-// partitions and the consumer group.
+// partitions and the consumer group. It is the whole of the model's
+// rules, as a plain state machine that knows no runner (the runner
+// records what it does, and the conformance test in
+// kafka_conformance_test.go drives it beside franz-go's kfake).
 type logBroker struct {
 	parts      []partition
 	seq        int
@@ -146,71 +149,149 @@ func assignment(member []bool) []int {
 
 // rebalance starts a new generation of the group with its current members
 // (the eager protocol: every partition is revoked and assigned again, and
-// each restarts from the offset committed when its owner first reads it)
-// and records it.
-func (r *runner) rebalance(why, fault string) {
-	b := r.log
+// each restarts from the offset committed when its owner first reads it).
+// It completes at once: a member that works on a copy rejoins in the
+// background, as franz-go's client does by default, so the partition's
+// new owner may read that copy again while it still works on it.
+func (b *logBroker) rebalance() {
 	b.generation++
 	owners := assignment(b.member)
-	var parts []string
 	for i := range b.parts {
-		p := &b.parts[i]
-		p.owner, p.position = owners[i], -1
-		who := "nobody"
-		if p.owner >= 0 {
-			who = r.procs[p.owner].name
-		}
-		parts = append(parts, fmt.Sprintf("partition %d to %s from offset %d", i, who, p.committed))
+		b.parts[i].owner, b.parts[i].position = owners[i], -1
 	}
-	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Fault: fault,
-		Detail: fmt.Sprintf("rebalance to generation %d (%s): %s", b.generation, why, strings.Join(parts, ", "))})
 }
 
-// held reports whether a member other than consumer p still works on a
-// copy of partition part: the partition was assigned away from it while it
-// did. Kafka's rebalance waits for such a member (it rejoins when it next
-// polls, and its commit is accepted meanwhile), so p cannot read the
-// partition until that attempt ends.
-func (r *runner) held(part int, p *process) bool {
-	for _, q := range r.procs {
-		if q == p || q.kind != faults.Consumer || q.task == nil || !r.log.member[q.index] {
-			continue
-		}
-		if e := q.task.env; e.attempt != 0 && e.pos.part == part {
-			return true
-		}
+// join makes the consumers members of the group, in one rebalance.
+func (b *logBroker) join(cs ...int) {
+	for _, c := range cs {
+		b.member[c] = true
 	}
-	return false
+	b.rebalance()
 }
 
-// readable returns the partitions consumer p, a member, can read a copy
+// leave takes consumer c out of the group, if it is a member (a crash),
+// and rebalances; it reports whether c was a member.
+func (b *logBroker) leave(c int) bool {
+	if !b.member[c] {
+		return false
+	}
+	b.member[c] = false
+	b.rebalance()
+	return true
+}
+
+// expel takes consumer c out of the group while it works on its copy (its
+// session expired): the group rebalances, and c, a zombie, goes on.
+func (b *logBroker) expel(c int) {
+	b.member[c] = false
+	b.rebalance()
+}
+
+// readable returns the partitions consumer c, a member, can read a copy
 // from now.
-func (r *runner) readable(p *process) []int {
+func (b *logBroker) readable(c int) []int {
 	var out []int
-	for i := range r.log.parts {
-		if q := &r.log.parts[i]; q.owner == p.index && q.next() < len(q.log) && !r.held(i, p) {
+	for i := range b.parts {
+		if q := &b.parts[i]; q.owner == c && q.next() < len(q.log) {
 			out = append(out, i)
 		}
 	}
 	return out
 }
 
-// logCanAct reports whether consumer p, idle, has a copy to take: one of
-// its partitions has one past its position, or, if it is not a member, it
+// canTake reports whether consumer c, idle, has a copy to take: one of its
+// partitions has one past its position, or, if it is not a member, it
 // would own such a partition from its committed offset once it joined.
-func (r *runner) logCanAct(p *process) bool {
-	b := r.log
-	if b.member[p.index] {
-		return len(r.readable(p)) > 0
+func (b *logBroker) canTake(c int) bool {
+	if b.member[c] {
+		return len(b.readable(c)) > 0
 	}
 	joined := slices.Clone(b.member)
-	joined[p.index] = true
+	joined[c] = true
 	for i, owner := range assignment(joined) {
-		if q := &b.parts[i]; owner == p.index && q.committed < len(q.log) && !r.held(i, p) {
+		if q := &b.parts[i]; owner == c && q.committed < len(q.log) {
 			return true
 		}
 	}
 	return false
+}
+
+// heads returns the partitions consumer c, a member, can read, the one
+// whose next copy was appended first first.
+func (b *logBroker) heads(c int) []int {
+	heads := b.readable(c)
+	slices.SortFunc(heads, func(x, y int) int {
+		return b.parts[x].log[b.parts[x].next()].seq - b.parts[y].log[b.parts[y].next()].seq
+	})
+	return heads
+}
+
+// take hands a member the next copy of partition part, one of its own.
+func (b *logBroker) take(part int) (model.Message, logPos) {
+	q := &b.parts[part]
+	pos := logPos{part: part, offset: q.next(), generation: b.generation}
+	q.position = pos.offset + 1
+	return q.log[pos.offset].msg, pos
+}
+
+// rewind is a lost fetch position: the partition of pos is read again from
+// its committed offset, or from pos's, if that is before it. It returns
+// the new position.
+func (b *logBroker) rewind(pos logPos) int {
+	q := &b.parts[pos.part]
+	q.position = min(q.committed, pos.offset)
+	return q.position
+}
+
+// rejection says why the coordinator rejects consumer c's offset commit,
+// "" if it accepts it. The coordinator accepts a commit only from a
+// member (UNKNOWN_MEMBER_ID otherwise). A member still in the group
+// commits even if the group rebalanced since it fetched the copy: it
+// rejoined in the background and commits with the new generation, so
+// ILLEGAL_GENERATION does not arise; and the coordinator does not check
+// that the member owns the partition, so the commit of a copy whose
+// partition moved away is accepted, and may move the committed offset
+// back.
+func (b *logBroker) rejection(c int) string {
+	if !b.member[c] {
+		return "UNKNOWN_MEMBER_ID"
+	}
+	return ""
+}
+
+// commit sets the committed offset of partition part to offset: it
+// overwrites it, as Kafka's coordinator does, even with a lower one.
+func (b *logBroker) commit(part, offset int) { b.parts[part].committed = offset }
+
+// seek is consumer c's seek back to the offset of its copy at pos (a nack):
+// if c is still the partition's owner in the generation it fetched the
+// copy in, the copy is the partition's next one again.
+func (b *logBroker) seek(c int, pos logPos) {
+	q := &b.parts[pos.part]
+	if b.member[c] && pos.generation == b.generation && q.owner == c {
+		q.position = pos.offset
+	}
+}
+
+// recordRebalance records the rebalance the log broker just made.
+func (r *runner) recordRebalance(why, fault string) {
+	b := r.log
+	var parts []string
+	for i := range b.parts {
+		p := &b.parts[i]
+		who := "nobody"
+		if p.owner >= 0 {
+			who = r.procs[p.owner].name
+		}
+		parts = append(parts, fmt.Sprintf("partition %d to %s from offset %d", i, who, p.committed))
+	}
+	detail := fmt.Sprintf("rebalance to generation %d (%s): %s", b.generation, why, strings.Join(parts, ", "))
+	for _, q := range r.procs {
+		if q.kind == faults.Consumer && q.task != nil && q.task.env.attempt != 0 && b.member[q.index] {
+			detail += fmt.Sprintf("; %s rejoins while it works on attempt %d", q.name, q.task.env.attempt)
+		}
+	}
+	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Fault: fault, Detail: detail})
 }
 
 // logTake hands consumer p the next copy of its partitions: p joins the
@@ -221,21 +302,15 @@ func (r *runner) logCanAct(p *process) bool {
 func (r *runner) logTake(p *process, at int, ev *histories.Event) (model.Message, logPos) {
 	b := r.log
 	if !b.member[p.index] {
-		b.member[p.index] = true
-		r.rebalance(p.name+" joins the group", "")
+		b.join(p.index)
+		r.recordRebalance(p.name+" joins the group", "")
 	}
-	heads := r.readable(p)
-	slices.SortFunc(heads, func(x, y int) int {
-		return b.parts[x].log[b.parts[x].next()].seq - b.parts[y].log[b.parts[y].next()].seq
-	})
+	heads := b.heads(p.index)
 	for d := 1; d <= min(faults.ReorderWindow, len(heads)-1); d++ {
 		r.offer(faults.Fault{Kind: faults.Reorder, At: at, Index: d})
 	}
 	idx := min(r.cfg.Plan.ReorderAt(at), len(heads)-1)
-	q := &b.parts[heads[idx]]
-	pos := logPos{part: heads[idx], offset: q.next(), generation: b.generation}
-	msg := q.log[pos.offset].msg
-	q.position = pos.offset + 1
+	msg, pos := b.take(heads[idx])
 	ev.Detail = fmt.Sprintf("partition %d, offset %d, generation %d", pos.part, pos.offset, pos.generation)
 	if idx > 0 {
 		ev.Detail += fmt.Sprintf("; reordered: the head of another partition, %d behind the first", idx)
@@ -249,10 +324,9 @@ func (r *runner) logTake(p *process, at int, ev *histories.Event) (model.Message
 // position, a consumer that re-seeks), so the copy in hand and every
 // uncommitted one after it are delivered again.
 func (r *runner) logRewind(e *env) {
-	q := &r.log.parts[e.pos.part]
-	q.position = min(q.committed, e.pos.offset)
+	from := r.log.rewind(e.pos)
 	r.record(histories.Event{Kind: histories.Requeue, Process: "broker", Attempt: e.attempt, Fault: string(faults.Redelivery),
-		Detail: fmt.Sprintf("fetch position lost: partition %d is read again from offset %d, %s included", e.pos.part, q.position, e.msg.ID)})
+		Detail: fmt.Sprintf("fetch position lost: partition %d is read again from offset %d, %s included", e.pos.part, from, e.msg.ID)})
 }
 
 // logExpire is the expiry of the session of e's consumer while it works on
@@ -260,36 +334,26 @@ func (r *runner) logRewind(e *env) {
 // as a zombie whose commit will be rejected.
 func (r *runner) logExpire(e *env, step int) {
 	e.leaseExpired = true
-	r.log.member[e.proc.index] = false
-	r.rebalance(fmt.Sprintf("the session of %s expired while it works on attempt %d, at its step %d", e.proc.name, e.attempt, step+1),
+	r.log.expel(e.proc.index)
+	r.recordRebalance(fmt.Sprintf("the session of %s expired while it works on attempt %d, at its step %d", e.proc.name, e.attempt, step+1),
 		string(faults.Redelivery))
 }
 
 // logLeave takes a crashed consumer out of the group: its partitions move
 // to the members left, from their committed offsets.
 func (r *runner) logLeave(e *env) {
-	if !r.log.member[e.proc.index] {
-		return // expelled already
+	if r.log.leave(e.proc.index) {
+		r.recordRebalance(e.proc.name+" crashed", "")
 	}
-	r.log.member[e.proc.index] = false
-	r.rebalance(e.proc.name+" crashed", "")
 }
 
 // logCommit is an ack on the log broker: the commit of the offset after
-// the copy's, which commits every offset before it too. The coordinator
-// rejects it from a member it expelled (UNKNOWN_MEMBER_ID). A member still
-// in the group commits even if the group rebalanced since it fetched the
-// copy: the rebalance waits for it to rejoin, at its next poll, and Kafka's
-// coordinator accepts commits of the current generation while it prepares
-// a rebalance; the generation changes for the member only when it polls
-// again, so ILLEGAL_GENERATION does not arise here.
+// the copy's, which commits every offset before it too, unless the
+// coordinator rejects it (logBroker.rejection) or the commit is lost.
 func (e *env) logCommit() error {
 	r := e.r
 	b := r.log
-	reject := ""
-	if !b.member[e.proc.index] {
-		reject = "UNKNOWN_MEMBER_ID: " + e.proc.name + " is no longer a member of the group"
-	}
+	reject := b.rejection(e.proc.index)
 	if reject == "" {
 		r.offer(faults.Fault{Kind: faults.Redelivery, At: e.at})
 	}
@@ -299,6 +363,7 @@ func (e *env) logCommit() error {
 	r.record(ack)
 	switch {
 	case reject != "":
+		reject += ": " + e.proc.name + " is no longer a member of the group"
 		ev := e.base(histories.Refused)
 		ev.Detail = "offset commit rejected: " + reject
 		r.record(ev)
@@ -309,7 +374,7 @@ func (e *env) logCommit() error {
 		r.record(ev)
 		return nil
 	}
-	b.parts[e.pos.part].committed = e.pos.offset + 1
+	b.commit(e.pos.part, e.pos.offset+1)
 	return nil
 }
 
@@ -317,13 +382,7 @@ func (e *env) logCommit() error {
 // back to the copy's offset, so that it is fetched again next, before the
 // ones after it. A consumer that is no longer the partition's owner in
 // the generation it fetched in has nothing to seek.
-func (r *runner) logNack(e *env) {
-	b := r.log
-	q := &b.parts[e.pos.part]
-	if b.member[e.proc.index] && e.pos.generation == b.generation && q.owner == e.proc.index {
-		q.position = e.pos.offset
-	}
-}
+func (r *runner) logNack(e *env) { r.log.seek(e.proc.index, e.pos) }
 
 // logStuck describes what a stuck run left on the log.
 func (r *runner) logStuck() (int, []string) {

@@ -342,10 +342,12 @@ func (r *runner) setUp(consumers int) {
 		r.enqueue(m)
 	}
 	if r.log != nil {
-		for i := range consumers {
-			r.log.member[i] = true
+		all := make([]int, consumers)
+		for i := range all {
+			all[i] = i
 		}
-		r.rebalance("the consumers join the group", "")
+		r.log.join(all...)
+		r.recordRebalance("the consumers join the group", "")
 	}
 }
 
@@ -472,7 +474,7 @@ func (r *runner) canAct(p *process) bool {
 	case p.task != nil:
 		return !p.task.blocked
 	case p.kind == faults.Consumer && r.log != nil:
-		return r.logCanAct(p)
+		return r.log.canTake(p.index)
 	case p.kind == faults.Consumer:
 		return len(r.queue) > 0
 	default:
