@@ -7,6 +7,10 @@
 // PostgreSQL queue (docs/service-mode-postgres.md): oncecheck starts it,
 // faults it and checks it, black box.
 //
+// Each job is applied once per idempotence key: the key goes into an inbox
+// table in the job's transaction, and a job whose key is there already is
+// finished without being applied again.
+//
 // QUEUE_CLAIM says how a worker holds a job:
 //
 //   - lease (the default, as job-queue libraries do): the worker takes a
@@ -21,9 +25,12 @@
 //
 //   - done-first: the job is marked done in a statement of its own, as it
 //     is taken, before the work's transaction;
-//   - no-fence: the job is finished without checking the lease, and the
-//     events insert ignores an id already there: a worker that outlived
-//     its lease applies the job a second time after another took it.
+//   - no-fence: the inbox is read as the job is taken, and the job is
+//     applied when its key was not there, whatever the inbox insert then
+//     finds (the events insert ignores an id already there); the job is
+//     finished without checking the lease: nothing fences a worker that
+//     outlived its lease, and it applies the job a second time after
+//     another took it.
 package main
 
 import (
@@ -39,6 +46,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/oncecheck/oncecheck/examples/internal/orders"
@@ -75,6 +83,7 @@ type worker struct {
 type job struct {
 	id, key, typ, aggregate string
 	payload                 []byte
+	seen                    bool // no-fence: its key was in the inbox as it was taken
 }
 
 func serve(ctx context.Context, dbURL, claim string, lease time.Duration, bug string) error {
@@ -89,7 +98,14 @@ func serve(ctx context.Context, dbURL, claim string, lease time.Duration, bug st
 	if claim == "lock" && bug != "" {
 		return fmt.Errorf("ORDERS_BUG=%s is a variant of QUEUE_CLAIM=lease", bug)
 	}
-	db, err := pgxpool.New(ctx, dbURL)
+	pc, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return err
+	}
+	pc.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		log.Printf("orders: the server says: %s: %s", n.Severity, n.Message)
+	}
+	db, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return err
 	}
@@ -132,10 +148,17 @@ func (w *worker) leased(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if w.bug == "done-first" {
+	switch w.bug {
+	case "done-first":
 		if _, err := w.db.Exec(ctx, `UPDATE jobs SET done = true WHERE id = $1`, j.id); err != nil {
 			return true, err
 		}
+	case "no-fence":
+		var seen bool
+		if err := w.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM inbox WHERE key = $1)`, j.key).Scan(&seen); err != nil {
+			return true, err
+		}
+		j.seen = seen
 	}
 	tx, err := w.db.Begin(ctx)
 	if err != nil {
@@ -190,8 +213,20 @@ func (w *worker) locked(ctx context.Context) (bool, error) {
 	return true, tx.Commit(ctx)
 }
 
-// apply changes the job's order and writes its events, in tx.
+// apply changes the job's order and writes its events, in tx, unless its
+// key is in the inbox: then it was applied already.
 func (w *worker) apply(ctx context.Context, tx pgx.Tx, j job) error {
+	tag, err := tx.Exec(ctx, `INSERT INTO inbox (key) VALUES ($1) ON CONFLICT DO NOTHING`, j.key)
+	if err != nil {
+		return err
+	}
+	fresh := tag.RowsAffected() == 1
+	if w.bug == "no-fence" {
+		fresh = !j.seen
+	}
+	if !fresh {
+		return nil
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO orders (aggregate, state) VALUES ($1, '{"confirmed":false,"lines":{}}') ON CONFLICT DO NOTHING`, j.aggregate); err != nil {
 		return err
 	}

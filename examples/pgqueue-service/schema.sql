@@ -21,6 +21,12 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_todo ON jobs (seq) WHERE NOT done;
 
+-- The inbox: the idempotence keys of the jobs applied (a job sent twice
+-- under one key is one intent).
+CREATE TABLE inbox (
+    key text PRIMARY KEY
+);
+
 CREATE TABLE orders (
     aggregate text PRIMARY KEY,
     state     jsonb NOT NULL
