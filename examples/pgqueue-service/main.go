@@ -102,6 +102,16 @@ func serve(ctx context.Context, dbURL, claim string, lease time.Duration, bug st
 	if err != nil {
 		return err
 	}
+	if mode := os.Getenv("PGX_EXEC_MODE"); mode != "" {
+		// The tests run each of pgx's ways of sending a query.
+		modes := map[string]pgx.QueryExecMode{"cache_statement": pgx.QueryExecModeCacheStatement, "cache_describe": pgx.QueryExecModeCacheDescribe,
+			"describe_exec": pgx.QueryExecModeDescribeExec, "exec": pgx.QueryExecModeExec, "simple_protocol": pgx.QueryExecModeSimpleProtocol}
+		m, ok := modes[mode]
+		if !ok {
+			return fmt.Errorf("PGX_EXEC_MODE=%q: want cache_statement, cache_describe, describe_exec, exec or simple_protocol", mode)
+		}
+		pc.ConnConfig.DefaultQueryExecMode = m
+	}
 	pc.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		log.Printf("orders: the server says: %s: %s", n.Severity, n.Message)
 	}
@@ -230,15 +240,23 @@ func (w *worker) apply(ctx context.Context, tx pgx.Tx, j job) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO orders (aggregate, state) VALUES ($1, '{"confirmed":false,"lines":{}}') ON CONFLICT DO NOTHING`, j.aggregate); err != nil {
 		return err
 	}
+	var state []byte
+	if err := tx.QueryRow(ctx, `SELECT state::text FROM orders WHERE aggregate = $1 FOR UPDATE`, j.aggregate).Scan(&state); err != nil {
+		return err
+	}
 	var o orders.Order
-	if err := tx.QueryRow(ctx, `SELECT state FROM orders WHERE aggregate = $1 FOR UPDATE`, j.aggregate).Scan(&o); err != nil {
+	if err := json.Unmarshal(state, &o); err != nil {
 		return err
 	}
 	events, err := orders.Apply(&o, j.typ, j.payload)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE orders SET state = $2 WHERE aggregate = $1`, j.aggregate, o); err != nil {
+	state, err = json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE orders SET state = $2::text::jsonb WHERE aggregate = $1`, j.aggregate, string(state)); err != nil {
 		return err
 	}
 	for i, ev := range events {
@@ -246,11 +264,11 @@ func (w *worker) apply(ctx context.Context, tx pgx.Tx, j job) error {
 		if err != nil {
 			return err
 		}
-		insert := `INSERT INTO events (id, cause, type, payload) VALUES ($1, $2, $3, $4)`
+		insert := `INSERT INTO events (id, cause, type, payload) VALUES ($1, $2, $3, $4::jsonb)`
 		if w.bug == "no-fence" { // "the events insert is idempotent"
 			insert += ` ON CONFLICT (id) DO NOTHING`
 		}
-		if _, err := tx.Exec(ctx, insert, fmt.Sprintf("%s/%d", j.key, i), j.key, ev.Type, body); err != nil {
+		if _, err := tx.Exec(ctx, insert, fmt.Sprintf("%s/%d", j.key, i), j.key, ev.Type, string(body)); err != nil {
 			return err
 		}
 	}

@@ -209,6 +209,28 @@ func TestEveryCrashPointStrikes(t *testing.T) {
 	}
 }
 
+// TestEveryQueryExecMode: the proxy knows a delivery and an ack whichever
+// way pgx sends its queries (prepared and cached, described each time,
+// or the simple protocol), in each claim mode.
+func TestEveryQueryExecMode(t *testing.T) {
+	w := model.Workload{
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+		{Aggregate: "o2", Type: model.AddItem, Payload: []byte(`{"qty":2,"sku":"b"}`)},
+	}.Number()
+	for _, claim := range []string{"lease", "lock"} {
+		r := runner(t, config(t, "QUEUE_CLAIM="+claim+" PGX_EXEC_MODE=$MODE", ""))
+		for _, mode := range []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"} {
+			t.Setenv("MODE", mode)
+			h, res, err := r.Run(context.Background(), service.Case{Workload: w, Plan: faults.Plan{Consumers: 2}}, 0)
+			require.NoError(t, err)
+			require.Equal(t, histories.Pass, res.Verdict, "%s, %s\n%s", claim, mode, h.Timeline())
+			require.Equal(t, 2, count(h, histories.Deliver, ""), "%s, %s\n%s", claim, mode, h.Timeline())
+			require.Equal(t, 2, count(h, histories.Ack, "finishes job"), "%s, %s\n%s", claim, mode, h.Timeline())
+			require.Equal(t, 0, count(h, histories.Nack, ""), "%s, %s\n%s", claim, mode, h.Timeline())
+		}
+	}
+}
+
 // TestLockedJobRollsBack: a worker that holds the job's row lock for the
 // whole job loses the job when its transaction rolls back (its database
 // connection cut): a nack, and the job is taken again.
