@@ -45,6 +45,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		doneWhen    = fs.String("done-when", "", "--broker postgres: an SQL condition on the queue table's columns that holds once a job is finished (default: its row is deleted)")
 		outputsTab  = fs.String("outputs-table", "", "--broker postgres: the table the service inserts its events into: TABLE, with columns id, type, cause, payload, or TABLE(ID, TYPE, CAUSE, PAYLOAD)")
 		lease       = fs.Duration("lease", time.Second, "--broker postgres: how long a worker may hold a job before another may take it, given to the service as QUEUE_LEASE_MS")
+		releaseSQL  = fs.String("release-sql", "", "--broker postgres: a statement that gives job $1 back as its lease running out would, run for the jobs of a process oncecheck killed (default: the lease runs out)")
 		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
@@ -107,7 +108,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	}
 	var queue service.PGQueue
 	if *brokerName == "postgres" {
-		queue = service.PGQueue{SendSQL: *sendSQL, Queue: *queueCol, DoneWhen: *doneWhen, Outputs: *outputsTab, Lease: *lease}
+		queue = service.PGQueue{SendSQL: *sendSQL, Queue: *queueCol, DoneWhen: *doneWhen, Outputs: *outputsTab, Lease: *lease, ReleaseSQL: *releaseSQL}
 		switch {
 		case *sendSQL == "":
 			return exitUsage, usagef("--send-sql is required with --broker postgres: the statement that sends a job")
@@ -119,7 +120,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 			return exitUsage, usagef("--broker-url: the postgres queue is in each run's schema on --pg, it has no URL")
 		}
 	} else {
-		for _, f := range []struct{ name, v string }{{"--send-sql", *sendSQL}, {"--queue", *queueCol}, {"--done-when", *doneWhen}, {"--outputs-table", *outputsTab}} {
+		for _, f := range []struct{ name, v string }{{"--send-sql", *sendSQL}, {"--queue", *queueCol}, {"--done-when", *doneWhen}, {"--outputs-table", *outputsTab}, {"--release-sql", *releaseSQL}} {
 			if f.v != "" {
 				return exitUsage, usagef("%s is for --broker postgres", f.name)
 			}

@@ -46,6 +46,12 @@ type PGQueue struct {
 	// (its visibility timeout), given to the service as QUEUE_LEASE_MS; 0
 	// means 1s. A pause fault stops a process for longer than this.
 	Lease time.Duration
+	// ReleaseSQL, when set, gives a job back as its lease running out
+	// would: oncecheck runs it with $1 the job's id for each job a process
+	// it killed held unfinished, once the process is gone ("UPDATE jobs
+	// SET locked_until = NULL WHERE id = $1 AND NOT done"), so that runs
+	// do not sit the lease out. Without it, the lease runs out by itself.
+	ReleaseSQL string
 }
 
 // PostgresKinds are the fault kinds service mode injects on a PostgreSQL
@@ -96,6 +102,11 @@ func startPostgres(cfg Config) (*pgBroker, error) {
 	}
 	if strings.TrimSpace(q.SendSQL) == "" {
 		return nil, errors.New("service: the postgres queue needs the statement that sends a job (--send-sql, Config.Queue.SendSQL)")
+	}
+	if q.ReleaseSQL != "" {
+		if oids, err := sendParams(q.ReleaseSQL); err != nil || len(oids) != 1 {
+			return nil, fmt.Errorf("service: the postgres queue's release statement (--release-sql) takes one parameter, $1, the job's id: %q", q.ReleaseSQL)
+		}
 	}
 	if strings.TrimSpace(q.Outputs) == "" {
 		return nil, errors.New("service: the postgres queue needs the table the service writes its events to (--outputs-table, Config.Queue.Outputs)")
@@ -281,10 +292,43 @@ func (b *pgBroker) inputs(ctx context.Context) (inputs, error) {
 	return res, nil
 }
 
-// requeue has nothing to do: the server releases the row locks of a
-// killed process's transactions as its connection drops, and a lease
-// the service committed runs out by itself.
-func (b *pgBroker) requeue([]string) bool { return false }
+// requeue gives the jobs of the tokens back with ReleaseSQL, as their
+// leases running out would, unless a job was delivered again since (its
+// lease is the new holder's); without it there is nothing to do: the
+// server releases the row locks of a killed process's transactions as its
+// connection drops, and a lease the service committed runs out by itself.
+func (b *pgBroker) requeue(tokens []string) bool {
+	if b.q.ReleaseSQL == "" {
+		return false
+	}
+	b.mu.Lock()
+	schema := b.schema
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := b.db.Acquire(ctx)
+	if err != nil {
+		return false
+	}
+	defer conn.Release()
+	pc := conn.Conn().PgConn()
+	if _, err := pc.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()).ReadAll(); err != nil {
+		return false
+	}
+	for _, t := range tokens {
+		id, n, _ := strings.Cut(t, "#")
+		b.mu.Lock()
+		later := strconv.Itoa(b.counts[id]) != n
+		b.mu.Unlock()
+		if later {
+			continue // taken again since: the lease is another's now
+		}
+		if res := pc.ExecParams(ctx, b.q.ReleaseSQL, [][]byte{[]byte(id)}, []uint32{0}, nil, nil).Read(); res.Err != nil {
+			return false
+		}
+	}
+	return true
+}
 
 // delivered counts a delivery of copy id and returns its number.
 func (b *pgBroker) delivered(id string) int {

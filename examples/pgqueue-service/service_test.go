@@ -46,9 +46,10 @@ func buildAndRun(m *testing.M) int {
 // queue is this service's queue contract, as docs/service-mode-postgres.md
 // shows it on the command line.
 var queue = service.PGQueue{
-	SendSQL:  "INSERT INTO jobs (id, key, type, aggregate, payload) VALUES ($1, $2, $3, $4, $5)",
-	DoneWhen: "done",
-	Outputs:  "events",
+	SendSQL:    "INSERT INTO jobs (id, key, type, aggregate, payload) VALUES ($1, $2, $3, $4, $5)",
+	DoneWhen:   "done",
+	Outputs:    "events",
+	ReleaseSQL: "UPDATE jobs SET locked_until = NULL WHERE id = $1 AND NOT done",
 }
 
 // config returns the service-mode configuration of this service on its
@@ -227,6 +228,26 @@ func TestEveryQueryExecMode(t *testing.T) {
 			require.Equal(t, 2, count(h, histories.Deliver, ""), "%s, %s\n%s", claim, mode, h.Timeline())
 			require.Equal(t, 2, count(h, histories.Ack, "finishes job"), "%s, %s\n%s", claim, mode, h.Timeline())
 			require.Equal(t, 0, count(h, histories.Nack, ""), "%s, %s\n%s", claim, mode, h.Timeline())
+		}
+	}
+}
+
+// TestKilledLeaseComesBack: the job of a worker killed as it takes it
+// (its lease committed) is taken again once the lease runs out, or at
+// once when oncecheck gives it back with the release statement.
+func TestKilledLeaseComesBack(t *testing.T) {
+	for _, release := range []string{"", queue.ReleaseSQL} {
+		cfg := config(t, "", "", faults.Crash)
+		cfg.Queue.ReleaseSQL = release
+		r := runner(t, cfg)
+		h, verdict, _ := run(t, r, faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeHandle})
+		require.Equal(t, histories.Pass, verdict, "%s", h.Timeline())
+		require.Equal(t, 2, count(h, histories.Deliver, ""), "%s", h.Timeline())
+		given := count(h, histories.Requeue, "back to the broker")
+		if release == "" {
+			require.Zero(t, given, "%s", h.Timeline())
+		} else {
+			require.Equal(t, 1, given, "%s", h.Timeline())
 		}
 	}
 }
