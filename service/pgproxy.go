@@ -189,6 +189,9 @@ func (p *pgProxy) serve(c *pgConn, client net.Conn) {
 		defer client.Close()
 		defer server.Close()
 		p.pipe(bufio.NewReader(server), client, func(m pgMessage) verdict { return p.fromServer(c, m) })
+		if c.q != nil { // the server rolls back what was open
+			p.hooks.(pgQueueHooks).queueIdle(c)
+		}
 	}()
 	p.pipe(cr, server, func(m pgMessage) verdict { return p.fromClient(c, m) })
 }

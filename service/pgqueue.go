@@ -86,8 +86,8 @@ type pgQueueHooks interface {
 	queueRow(c *pgConn, id string) verdict
 	// queueNotice: a trigger's notice reached c.
 	queueNotice(c *pgConn, n pgNotice) verdict
-	// queueIdle: c is ready for a query outside a transaction; what its
-	// scope still holds did not commit.
+	// queueIdle: c is ready for a query outside a transaction, or gone;
+	// what its scope still holds did not commit.
 	queueIdle(c *pgConn)
 }
 
@@ -362,8 +362,9 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 }
 
 // queueIdle implements pgQueueHooks: the connection is idle outside a
-// transaction, so what its scope still holds was rolled back (a
-// statement or a COMMIT that failed).
+// transaction, or closed, so what its scope still holds was rolled back
+// (a statement or a COMMIT that failed, a transaction whose connection
+// was cut).
 func (rn *run) queueIdle(c *pgConn) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
@@ -372,7 +373,7 @@ func (rn *run) queueIdle(c *pgConn) {
 		return
 	}
 	if len(c.q.scope.delivered) > 0 || len(c.q.scope.order) > 0 || len(c.q.scope.outputs) > 0 {
-		rn.settle(c, p, false)
+		rn.settle(c, p, false, "")
 	}
 }
 
@@ -415,25 +416,27 @@ func (rn *run) queueCommitting(c *pgConn, p *proc, sql string) (verdict, bool) {
 // transaction; rn.mu is held. A crash after-ack or after-publish strikes
 // as the reply to the commit that acked or published comes back.
 func (rn *run) queueResult(c *pgConn, p *proc, tag string, inTx bool) (verdict, bool) {
+	tx := fmt.Sprintf("tx%d", c.tx)
 	switch {
 	case tag == "COMMIT":
-		return rn.settle(c, p, true)
+		return rn.settle(c, p, true, tx)
 	case tag == "ROLLBACK":
-		return rn.settle(c, p, false)
+		return rn.settle(c, p, false, tx)
 	case !inTx && !strings.HasPrefix(tag, "BEGIN") && !strings.HasPrefix(tag, "START"):
-		return rn.settle(c, p, true)
+		return rn.settle(c, p, true, "a statement outside a transaction")
 	}
 	return verdict{}, false
 }
 
 // settle ends c's scope, committed or rolled back (see the top of this
-// file); rn.mu is held. It returns the verdict of a crash it struck.
-func (rn *run) settle(c *pgConn, p *proc, committed bool) (verdict, bool) {
+// file), the transaction named by tx ("" when unknown); rn.mu is held. It
+// returns the verdict of a crash it struck.
+func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, bool) {
 	s := c.q.scope
 	c.q.scope = pgScope{}
 	where := fmt.Sprintf("db connection %d of %s", c.id, p.name())
-	if c.inTx || c.tx != 0 {
-		where += fmt.Sprintf(", tx%d", c.tx)
+	if tx != "" {
+		where += ", " + tx
 	}
 	if !committed {
 		for _, d := range s.delivered {
