@@ -82,6 +82,8 @@ type pgQueueHooks interface {
 	// queueColumn returns the queue table's oid and its id column's
 	// number; ok is false when the run has no PostgreSQL queue.
 	queueColumn() (oid uint32, attnum uint16, ok bool)
+	// queueID reads a copy's id from a value of the queue's id column.
+	queueID(v []byte) (string, bool)
 	// queueRow: a result row of c carries job id.
 	queueRow(c *pgConn, id string) verdict
 	// queueNotice: a trigger's notice reached c.
@@ -203,7 +205,11 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 		if row.Decode(m.body) != nil || col >= len(row.Values) || row.Values[col] == nil {
 			return verdict{}, false
 		}
-		return qh.queueRow(c, string(row.Values[col])), true
+		id, ok := qh.queueID(row.Values[col])
+		if !ok {
+			return verdict{}, false
+		}
+		return qh.queueRow(c, id), true
 	case 'C', 'I', 's':
 		c.mu.Lock()
 		if i, r := q.first("EQ"); r != nil {
@@ -280,6 +286,15 @@ func (rn *run) queueColumn() (uint32, uint16, bool) {
 	}
 	oid, attnum := b.column()
 	return oid, attnum, true
+}
+
+// queueID implements pgQueueHooks.
+func (rn *run) queueID(v []byte) (string, bool) {
+	b := rn.queueBroker()
+	if b == nil {
+		return "", false
+	}
+	return b.idValue(v)
 }
 
 // holding returns the open attempt of p on copy id, nil if none; rn.mu

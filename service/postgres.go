@@ -26,12 +26,15 @@ type PGQueue struct {
 	// schema, once per copy, with the parameters $1 the copy's id, $2 its
 	// idempotence key, $3 its type, $4 its aggregate, $5 its payload (JSON
 	// text) and $6 its position (NULL for a model without order). It may
-	// use any of them, in any order, each as often as it likes; the server
-	// infers their types from where they stand.
+	// use any of them, in any order, each as often as it likes. $1 to $4
+	// are text; $5 and $6 take the type of where they stand (a jsonb or
+	// bigint column; inside a function taking any type, a cast: $5::jsonb).
 	SendSQL string
 	// Queue is the queue table and its column holding the copy's id, as
-	// TABLE.COLUMN; "" derives both from SendSQL when it reads INSERT INTO
-	// table (columns) VALUES (values) with $1 among the values.
+	// TABLE.COLUMN, or TABLE.COLUMN->>'FIELD' for a field of a JSON
+	// column (a job library's arguments); "" derives TABLE.COLUMN from
+	// SendSQL when it reads INSERT INTO table (columns) VALUES (values)
+	// with $1 among the values.
 	Queue string
 	// DoneWhen is an SQL condition on the queue table's columns that holds
 	// once a job is finished ("done", "state = 'completed'"); "" means a
@@ -80,6 +83,7 @@ const (
 type pgBroker struct {
 	q          PGQueue
 	table, col string    // the queue table and its id column (names as stored)
+	field      string    // the id's field in that column, when it holds JSON ("" when it holds the id)
 	out        string    // the outputs table
 	outCols    [4]string // its id, type, cause and payload columns
 	params     []uint32  // the types of SendSQL's parameters (0: the server infers)
@@ -125,8 +129,8 @@ func startPostgres(cfg Config) (*pgBroker, error) {
 			return nil, err
 		}
 	}
-	if b.table, b.col, err = tableColumn(spec); err != nil {
-		return nil, fmt.Errorf("service: the queue %q: %w", spec, err)
+	if b.table, b.col, b.field, err = queueSpec(spec); err != nil {
+		return nil, fmt.Errorf("service: the queue %q (want TABLE.COLUMN or TABLE.COLUMN->>'FIELD'): %w", spec, err)
 	}
 	if b.out, b.outCols, err = outputsTable(q.Outputs); err != nil {
 		return nil, fmt.Errorf("service: the outputs table %q: %w", q.Outputs, err)
@@ -198,7 +202,7 @@ func (b *pgBroker) reset(ctx context.Context) error {
 // schema as its search path.
 func (b *pgBroker) triggersSQL() string {
 	s := pgx.Identifier{b.schema}.Sanitize()
-	col := pgx.Identifier{b.col}.Sanitize()
+	oldID, newID := b.idOf("OLD"), b.idOf("NEW")
 	done := "false"
 	if b.q.DoneWhen != "" {
 		done = fmt.Sprintf("(SELECT COALESCE((%s), false) FROM (SELECT NEW.*) AS %s)", b.q.DoneWhen, pgx.Identifier{b.table}.Sanitize())
@@ -213,9 +217,9 @@ SET client_min_messages = notice SET search_path = %[1]s AS $oncecheck$
 #variable_conflict use_column
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    RAISE NOTICE '%[3]squeue:%%', json_build_object('id', OLD.%[4]s::text, 'done', true);
+    RAISE NOTICE '%[3]squeue:%%', json_build_object('id', %[4]s, 'done', true);
   ELSE
-    RAISE NOTICE '%[3]squeue:%%', json_build_object('id', NEW.%[4]s::text, 'done', %[5]s);
+    RAISE NOTICE '%[3]squeue:%%', json_build_object('id', %[13]s, 'done', %[5]s);
   END IF;
   RETURN NULL;
 END $oncecheck$;
@@ -227,7 +231,38 @@ BEGIN
   RETURN NULL;
 END $oncecheck$;
 CREATE TRIGGER %[7]s AFTER INSERT ON %[8]s FOR EACH ROW EXECUTE FUNCTION %[1]s.%[7]s();`,
-		s, pgQueueTrigger, pgNoticePrefix, col, done, b.ident(b.table), pgOutputTrigger, b.ident(b.out), o[0], o[1], o[2], o[3])
+		s, pgQueueTrigger, pgNoticePrefix, oldID, done, b.ident(b.table), pgOutputTrigger, b.ident(b.out), o[0], o[1], o[2], o[3], newID)
+}
+
+// idOf is the SQL of the id of the queue's row named row (NEW, OLD, or
+// the table), as text.
+func (b *pgBroker) idOf(row string) string {
+	col := row + "." + pgx.Identifier{b.col}.Sanitize()
+	if b.field == "" {
+		return col + "::text"
+	}
+	return fmt.Sprintf("(%s::jsonb ->> %s)", col, quoteLiteral(b.field))
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// idValue reads a copy's id from a value of the queue's id column in a
+// result row, text or binary: the value itself, or its field of a JSON
+// object (jsonb's binary form starts with its version byte, 1).
+func (b *pgBroker) idValue(v []byte) (string, bool) {
+	if b.field == "" {
+		return string(v), true
+	}
+	if len(v) > 0 && v[0] == 1 {
+		v = v[1:]
+	}
+	var obj map[string]any
+	if json.Unmarshal(v, &obj) != nil {
+		return "", false
+	}
+	id, ok := obj[b.field].(string)
+	return id, ok
 }
 
 // send runs the service's statement for one copy in the run's schema.
@@ -268,7 +303,8 @@ func (b *pgBroker) inputs(ctx context.Context) (inputs, error) {
 	for id, n := range b.counts {
 		delivered[id] = n > 0
 	}
-	q := fmt.Sprintf("SELECT %[1]s::text FROM %[2]s AS %[3]s WHERE %[1]s::text = ANY($1)", pgx.Identifier{b.col}.Sanitize(), b.ident(b.table), pgx.Identifier{b.table}.Sanitize())
+	id := b.idOf(pgx.Identifier{b.table}.Sanitize())
+	q := fmt.Sprintf("SELECT %[1]s FROM %[2]s AS %[3]s WHERE %[1]s = ANY($1)", id, b.ident(b.table), pgx.Identifier{b.table}.Sanitize())
 	if b.q.DoneWhen != "" {
 		q += " AND NOT COALESCE((" + b.q.DoneWhen + "), false)"
 	}
@@ -405,8 +441,9 @@ func (n pgNotice) payloadBytes() []byte {
 }
 
 // sendParams reads which of the six parameters SendSQL uses: it is given
-// as many as the highest it names; those it names are typed by the
-// server, the others it skips are declared text.
+// as many as the highest it names. The id, key, type and aggregate are
+// text; the payload and the position, when named, take the type of where
+// they stand (a jsonb column, a bigint one), and are text when skipped.
 func sendParams(sql string) ([]uint32, error) {
 	used := map[int]bool{}
 	high := 0
@@ -429,7 +466,7 @@ func sendParams(sql string) ([]uint32, error) {
 	}
 	oids := make([]uint32, high)
 	for i := range oids {
-		if !used[i+1] {
+		if i < 4 || !used[i+1] {
 			oids[i] = 25 // text
 		}
 	}
@@ -639,6 +676,22 @@ func splitName(s string) []string {
 		}
 	}
 	return append(parts, strings.TrimSpace(s[start:]))
+}
+
+// queueSpec reads TABLE.COLUMN or TABLE.COLUMN->>'FIELD'.
+func queueSpec(spec string) (table, col, field string, err error) {
+	tc, f, json := strings.Cut(spec, "->>")
+	if json {
+		field = strings.TrimSpace(f)
+		if len(field) >= 2 && field[0] == '\'' && field[len(field)-1] == '\'' {
+			field = strings.ReplaceAll(field[1:len(field)-1], "''", "'")
+		}
+		if field == "" {
+			return "", "", "", errors.New("an empty JSON field after ->>")
+		}
+	}
+	table, col, err = tableColumn(strings.TrimSpace(tc))
+	return table, col, field, err
 }
 
 // tableColumn reads TABLE.COLUMN: a table of the run's schema (not

@@ -38,15 +38,19 @@ func TestQueueOf(t *testing.T) {
 }
 
 // TestSendParams: a send statement gets as many parameters as the highest
-// it names; the ones it skips are declared text, so that the server need
-// not infer a type it cannot see.
+// it names; the id, key, type and aggregate are text, and so are the ones
+// it skips (the server need not infer a type it cannot see); the payload
+// and the position it names take the type of where they stand.
 func TestSendParams(t *testing.T) {
 	oids, err := sendParams("INSERT INTO jobs (id, payload) VALUES ($1, $5::jsonb) -- not $6")
 	require.NoError(t, err)
-	require.Equal(t, []uint32{0, 25, 25, 25, 0}, oids)
+	require.Equal(t, []uint32{25, 25, 25, 25, 0}, oids)
 	oids, err = sendParams("SELECT enqueue($1, '$2', $$ $3 $$)")
 	require.NoError(t, err)
-	require.Equal(t, []uint32{0}, oids)
+	require.Equal(t, []uint32{25}, oids)
+	oids, err = sendParams("INSERT INTO jobs (id, position) VALUES ($1, $6)")
+	require.NoError(t, err)
+	require.Equal(t, []uint32{25, 25, 25, 25, 25, 0}, oids)
 	_, err = sendParams("INSERT INTO jobs (key) VALUES ($2)")
 	require.ErrorContains(t, err, "must store $1")
 	_, err = sendParams("INSERT INTO jobs (id) VALUES ($1, $7)")
@@ -222,4 +226,77 @@ func TestPGNoticeRoundTrip(t *testing.T) {
 		_, ok := parseNotice(msg)
 		require.False(t, ok, msg)
 	}
+}
+
+// TestPGBrokerJSONField: a job library's queue keeps the copy's id in a
+// field of a JSON column: the triggers, the drain and the proxy read it
+// there, from the text and the binary form of json and jsonb alike.
+func TestPGBrokerJSONField(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	cfg := Config{DSN: dsn, Broker: "postgres", Schema: `
+CREATE TABLE river_job (id bigserial PRIMARY KEY, args jsonb NOT NULL, args_json json, kind text NOT NULL, state text NOT NULL DEFAULT 'available');
+CREATE TABLE events (id text PRIMARY KEY, cause text, type text, payload jsonb);`,
+		Queue: PGQueue{
+			SendSQL:  `INSERT INTO river_job (args, args_json, kind) VALUES (json_build_object('id', $1, 'key', $2, 'payload', $5::jsonb), json_build_object('id', $1), 'orders')`,
+			Queue:    `river_job.args->>'id'`,
+			DoneWhen: "state = 'completed'", Outputs: "events",
+		}}
+	_, err := startPostgres(Config{DSN: dsn, Broker: "postgres", Schema: cfg.Schema, Queue: PGQueue{SendSQL: cfg.Queue.SendSQL, Outputs: "events"}})
+	require.ErrorContains(t, err, "--queue TABLE.COLUMN", "the id is not a column: --queue is needed")
+	b, err := startPostgres(cfg)
+	require.NoError(t, err)
+	t.Cleanup(b.close)
+	require.Equal(t, "id", b.field)
+	r := &Runner{cfg: cfg, db: b.db}
+	schema, err := r.createSchema(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = b.db.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	b.useSchema(schema)
+	require.NoError(t, b.reset(ctx))
+	_, attnum := b.column()
+	require.Equal(t, uint16(2), attnum)
+	for _, m := range one() {
+		require.NoError(t, b.send(ctx, m, false))
+	}
+	in, err := b.inputs(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, in.pending)
+
+	conn, err := pgconn.Connect(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	for _, column := range []string{"args", "args_json"} {
+		for _, format := range []int16{0, 1} {
+			res := conn.ExecParams(ctx, "SELECT "+column+" FROM "+schema+".river_job", nil, nil, nil, []int16{format}).Read()
+			require.NoError(t, res.Err)
+			require.Len(t, res.Rows, 1)
+			id, ok := b.idValue(res.Rows[0][0])
+			require.True(t, ok, "%s, format %d: %q", column, format, res.Rows[0][0])
+			require.Equal(t, "m1", id)
+		}
+	}
+	var got []pgNotice
+	pc, err := pgconn.ParseConfig(dsn)
+	require.NoError(t, err)
+	pc.RuntimeParams["search_path"] = schema
+	pc.OnNotice = func(_ *pgconn.PgConn, x *pgconn.Notice) {
+		nt, ok := parseNotice(x.Message)
+		require.True(t, ok, x.Message)
+		got = append(got, nt)
+	}
+	worker, err := pgconn.ConnectConfig(ctx, pc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = worker.Close(context.Background()) })
+	_, err = worker.Exec(ctx, "UPDATE river_job SET state = 'running'; UPDATE river_job SET state = 'completed'").ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []pgNotice{{Kind: "queue", ID: "m1"}, {Kind: "queue", ID: "m1", Done: true}}, got)
+	in, err = b.inputs(ctx)
+	require.NoError(t, err)
+	require.Zero(t, in.pending+in.ackPending)
+}
+
+// one is a workload of one message.
+func one() model.Workload {
+	return model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number()
 }
