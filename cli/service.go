@@ -41,7 +41,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		brokerURL   = fs.String("broker-url", "", "the broker's server (default: $ONCECHECK_<BROKER>, as $ONCECHECK_NATS; else an embedded one or the broker's default address)")
 		natsURL     = fs.String("nats", "", "short for --broker nats --broker-url URL")
 		sendSQL     = fs.String("send-sql", "", "--broker postgres: the statement that sends a job, with $1 id, $2 key, $3 type, $4 aggregate, $5 payload (JSON), $6 position (see docs/service-mode-postgres.md)")
-		queueCol    = fs.String("queue", "", "--broker postgres: the queue table and its column holding the job's id, as TABLE.COLUMN (default: read from --send-sql)")
+		queueCol    = fs.String("queue", "", "--broker postgres: the queue table and its column holding the job's id, as TABLE.COLUMN, or TABLE.COLUMN->>'FIELD' for a field of a JSON column (default: read from --send-sql)")
 		doneWhen    = fs.String("done-when", "", "--broker postgres: an SQL condition on the queue table's columns that holds once a job is finished (default: its row is deleted)")
 		outputsTab  = fs.String("outputs-table", "", "--broker postgres: the table the service inserts its events into: TABLE, with columns id, type, cause, payload, or TABLE(ID, TYPE, CAUSE, PAYLOAD)")
 		lease       = fs.Duration("lease", time.Second, "--broker postgres: how long a worker may hold a job before another may take it, given to the service as QUEUE_LEASE_MS")

@@ -37,6 +37,24 @@ func TestQueueOf(t *testing.T) {
 	}
 }
 
+// TestQueueSpec: --queue names a column, or a field of a JSON column.
+func TestQueueSpec(t *testing.T) {
+	for spec, want := range map[string][3]string{
+		"jobs.id":                       {"jobs", "id", ""},
+		"river_job.args->>'id'":         {"river_job", "args", "id"},
+		`"Jobs"."Args" ->> 'job''s id'`: {"Jobs", "Args", "job's id"},
+		"Jobs.Args->>id":                {"jobs", "args", "id"},
+	} {
+		table, col, field, err := queueSpec(spec)
+		require.NoError(t, err, spec)
+		require.Equal(t, want, [3]string{table, col, field}, spec)
+	}
+	for _, spec := range []string{"jobs", "jobs.args->>", "public.jobs.id", "jobs.id desc"} {
+		_, _, _, err := queueSpec(spec)
+		require.Error(t, err, spec)
+	}
+}
+
 // TestSendParams: a send statement gets as many parameters as the highest
 // it names; the id, key, type and aggregate are text, and so are the ones
 // it skips (the server need not infer a type it cannot see); the payload
