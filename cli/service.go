@@ -40,6 +40,12 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		brokerName  = fs.String("broker", "nats", "the broker the service consumes: "+strings.Join(service.Brokers, ", "))
 		brokerURL   = fs.String("broker-url", "", "the broker's server (default: $ONCECHECK_<BROKER>, as $ONCECHECK_NATS; else an embedded one or the broker's default address)")
 		natsURL     = fs.String("nats", "", "short for --broker nats --broker-url URL")
+		sendSQL     = fs.String("send-sql", "", "--broker postgres: the statement that sends a job, with $1 id, $2 key, $3 type, $4 aggregate, $5 payload (JSON), $6 position (see docs/service-mode-postgres.md)")
+		queueCol    = fs.String("queue", "", "--broker postgres: the queue table and its column holding the job's id, as TABLE.COLUMN, or TABLE.COLUMN->>'FIELD' for a field of a JSON column (default: read from --send-sql)")
+		doneWhen    = fs.String("done-when", "", "--broker postgres: an SQL condition on the queue table's columns that holds once a job is finished (default: its row is deleted)")
+		outputsTab  = fs.String("outputs-table", "", "--broker postgres: the table the service inserts its events into: TABLE, with columns id, type, cause, payload, or TABLE(ID, TYPE, CAUSE, PAYLOAD)")
+		lease       = fs.Duration("lease", time.Second, "--broker postgres: how long a worker may hold a job before another may take it, given to the service as QUEUE_LEASE_MS")
+		releaseSQL  = fs.String("release-sql", "", "--broker postgres: a statement that gives job $1 back as its lease running out would, run for the jobs of a process oncecheck killed (default: the lease runs out)")
 		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
@@ -100,7 +106,27 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	if *natsURL != "" {
 		*brokerName, *brokerURL = "nats", *natsURL
 	}
-	if *brokerURL == "" {
+	var queue service.PGQueue
+	if *brokerName == "postgres" {
+		queue = service.PGQueue{SendSQL: *sendSQL, Queue: *queueCol, DoneWhen: *doneWhen, Outputs: *outputsTab, Lease: *lease, ReleaseSQL: *releaseSQL}
+		switch {
+		case *sendSQL == "":
+			return exitUsage, usagef("--send-sql is required with --broker postgres: the statement that sends a job")
+		case *outputsTab == "":
+			return exitUsage, usagef("--outputs-table is required with --broker postgres: the table the service inserts its events into")
+		case *schemaFile == "":
+			return exitUsage, usagef("--schema is required with --broker postgres: the queue and outputs tables must exist before the service starts")
+		case *brokerURL != "":
+			return exitUsage, usagef("--broker-url: the postgres queue is in each run's schema on --pg, it has no URL")
+		}
+	} else {
+		for _, f := range []struct{ name, v string }{{"--send-sql", *sendSQL}, {"--queue", *queueCol}, {"--done-when", *doneWhen}, {"--outputs-table", *outputsTab}, {"--release-sql", *releaseSQL}} {
+			if f.v != "" {
+				return exitUsage, usagef("%s is for --broker postgres", f.name)
+			}
+		}
+	}
+	if *brokerURL == "" && *brokerName != "postgres" {
 		*brokerURL = os.Getenv("ONCECHECK_" + strings.ToUpper(strings.ReplaceAll(*brokerName, "-", "_")))
 	}
 	if *faultList == "all" {
@@ -127,10 +153,10 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	runners, err := service.NewRunners(service.Config{
 		Command: *command, Dir: *dir, Consumers: *consumers, Schema: string(schema), ObserveSQL: *observeSQL,
 		Model: m, Faults: kinds, MaxMessages: *maxMessages, MaxFaults: *maxFaults, DSN: dsn, Broker: *brokerName, BrokerURL: *brokerURL,
-		Quiet: *quietFor, Bound: *bound, Output: output,
+		Quiet: *quietFor, Bound: *bound, Output: output, Queue: queue,
 	}, workers)
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.Contains(err.Error(), "consumers") {
+		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.HasPrefix(err.Error(), "service: the postgres queue") || strings.HasPrefix(err.Error(), "service: cannot tell") || strings.HasPrefix(err.Error(), "service: --send-sql") || strings.Contains(err.Error(), "consumers") {
 			return exitUsage, usagef("%v", err)
 		}
 		return exitInconclusive, err

@@ -12,7 +12,7 @@ import (
 )
 
 // Brokers are the brokers service mode runs a service on.
-var Brokers = []string{"nats", "kafka", "amqp", "redis"}
+var Brokers = []string{"nats", "kafka", "amqp", "redis", "postgres"}
 
 // BrokerKinds are the fault kinds service mode injects on a broker (a
 // slice of the caller's own).
@@ -24,6 +24,8 @@ func BrokerKinds(name string) ([]faults.Kind, error) {
 		return slices.Clone(KafkaKinds), nil
 	case "amqp", "redis": // no restart of a server oncecheck did not start
 		return slices.DeleteFunc(slices.Clone(Kinds), func(k faults.Kind) bool { return k == faults.BrokerRestart }), nil
+	case "postgres":
+		return slices.Clone(PostgresKinds), nil
 	}
 	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", name, strings.Join(Brokers, ", "))
 }
@@ -39,6 +41,8 @@ func openBroker(cfg Config) (broker, error) {
 		return startAMQP(cfg.BrokerURL)
 	case "redis":
 		return startRedis(cfg.BrokerURL)
+	case "postgres":
+		return startPostgres(cfg)
 	}
 	return nil, fmt.Errorf("service: unknown broker %q (these are: %s)", cfg.Broker, strings.Join(Brokers, ", "))
 }

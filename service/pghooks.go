@@ -63,6 +63,11 @@ func (rn *run) statement(c *pgConn, sql string) verdict {
 			return verdict{cut: true}
 		}
 	}
+	if c.q != nil {
+		if v, ok := rn.queueCommitting(c, p, sql); ok {
+			return v
+		}
+	}
 	return verdict{}
 }
 
@@ -94,6 +99,7 @@ func (rn *run) cut(c *pgConn, p *proc, a *attempt, sql, tag string) (verdict, bo
 			continue
 		}
 		a.faults = slices.Delete(a.faults, i, i+1)
+		rn.begun(c)
 		rn.add(histories.Event{Kind: histories.Abort, Attempt: a.n, Tx: c.tx, Process: p.name(), Fault: string(fl.Kind),
 			Detail: fmt.Sprintf("the proxy cut db connection %d of %s, both sides, as the server's reply to %s (%s, statement #%d of tx%d) came back: the server rolls tx%d back, the process sees a broken connection",
 				c.id, p.name(), shortSQL(sql), tag, k+1, c.tx, c.tx)})
@@ -135,8 +141,17 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		rn.txs++
 		c.tx, c.txStmts = rn.txs, 0
 		curTx = c.tx
-		rn.add(histories.Event{Kind: histories.Begin, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+		ev := histories.Event{Kind: histories.Begin, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where}
+		if c.q != nil {
+			c.q.begin = &ev // recorded once the transaction writes or takes a job (pgqueue.go)
+		} else {
+			rn.add(ev)
+		}
+	case isWrite(tag) && c.q != nil && noRows(tag):
+		// Nothing written: a worker's poll that found no job, or a
+		// fenced write that matched nothing. Not recorded on a queue.
 	case isWrite(tag):
+		rn.begun(c)
 		tx := c.tx
 		if !inTx {
 			rn.txs++
@@ -157,6 +172,10 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 				a.commits++
 			}
 		}
+	case (tag == "COMMIT" || tag == "ROLLBACK") && c.q != nil && c.q.begin != nil:
+		// A transaction that neither wrote nor took a job (a worker's
+		// poll): not recorded on a queue.
+		c.q.begin = nil
 	case tag == "COMMIT":
 		rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 		if a != nil {
@@ -165,6 +184,11 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		}
 	case tag == "ROLLBACK":
 		rn.add(histories.Event{Kind: histories.Abort, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
+	}
+	if c.q != nil {
+		if v, ok := rn.queueResult(c, p, tag, inTx); ok {
+			return v
+		}
 	}
 	if a != nil && point != "" {
 		for _, fl := range a.faults {

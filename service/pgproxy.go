@@ -78,6 +78,9 @@ type pgConn struct {
 	// txStmts counts the statements of the open transaction the server
 	// completed, BEGIN not counted (a cut-connection fault's Index).
 	txStmts int
+	// q follows the queue on this connection when the run's broker is
+	// a PostgreSQL table (pgqueue.go); nil otherwise.
+	q *pgQueueConn
 }
 
 type pgPending struct {
@@ -124,6 +127,11 @@ func (p *pgProxy) accept() {
 		p.mu.Lock()
 		p.next++
 		c := &pgConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, id: p.next, stmts: map[string]string{}, portals: map[string]string{}}
+		if qh, ok := p.hooks.(pgQueueHooks); ok {
+			if _, _, on := qh.queueColumn(); on {
+				c.q = newPGQueueConn()
+			}
+		}
 		p.conns = append(p.conns, client)
 		p.live[c] = true
 		p.mu.Unlock()
@@ -181,6 +189,9 @@ func (p *pgProxy) serve(c *pgConn, client net.Conn) {
 		defer client.Close()
 		defer server.Close()
 		p.pipe(bufio.NewReader(server), client, func(m pgMessage) verdict { return p.fromServer(c, m) })
+		if c.q != nil { // the server rolls back what was open
+			p.hooks.(pgQueueHooks).queueIdle(c)
+		}
 	}()
 	p.pipe(cr, server, func(m pgMessage) verdict { return p.fromClient(c, m) })
 }
@@ -236,6 +247,9 @@ func (p *pgProxy) fromClient(c *pgConn, m pgMessage) verdict {
 			c.pending = append(c.pending, pgPending{sql: sql})
 		}
 	}
+	if c.q != nil {
+		c.q.client(c, m)
+	}
 	c.mu.Unlock()
 	if !send {
 		return verdict{}
@@ -247,6 +261,11 @@ func (p *pgProxy) fromClient(c *pgConn, m pgMessage) verdict {
 // pending statement, a ReadyForQuery ends them all and says whether a
 // transaction is open.
 func (p *pgProxy) fromServer(c *pgConn, m pgMessage) verdict {
+	if c.q != nil {
+		if v, handled := p.queueServer(c, m); handled {
+			return v
+		}
+	}
 	switch m.typ {
 	case 'C':
 		var cc pgproto3.CommandComplete

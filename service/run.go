@@ -226,6 +226,9 @@ func (rn *run) execute() (*histories.History, error) {
 	if rn.dsn, err = withSearchPath(cfg.DSN, schema); err != nil {
 		return nil, err
 	}
+	if s, ok := rn.r.b.(schemaUser); ok {
+		s.useSchema(schema)
+	}
 	if err := rn.r.b.reset(rn.ctx); err != nil {
 		return nil, err
 	}

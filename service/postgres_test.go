@@ -1,0 +1,320 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oncecheck/oncecheck/internal/pgtest"
+	"github.com/oncecheck/oncecheck/model"
+)
+
+// TestQueueOf: the queue table and its id column are read from an INSERT
+// that stores $1, however it is written; anything else asks for --queue.
+func TestQueueOf(t *testing.T) {
+	for sql, want := range map[string]string{
+		"INSERT INTO jobs (id, key, type, aggregate, payload, position) VALUES ($1,$2,$3,$4,$5,$6)": "jobs.id",
+		"insert into jobs(payload, message_id) values ($5::jsonb, $1)":                              "jobs.message_id",
+		`INSERT INTO "Jobs" AS j ("Key", "Id") VALUES (lower($2), $1) RETURNING seq`:                `"Jobs"."Id"`,
+		"INSERT INTO jobs (args, id) VALUES (json_build_object('k', $2, 'a', ','), $1) -- $7":       "jobs.id",
+	} {
+		got, err := queueOf(sql)
+		require.NoError(t, err, sql)
+		require.Equal(t, want, got, sql)
+	}
+	for _, sql := range []string{
+		"SELECT enqueue($1, $2)",
+		"INSERT INTO jobs VALUES ($1, $2)",
+		"INSERT INTO jobs (id) VALUES ($1 || '')",
+		"INSERT INTO jobs (id) SELECT $1",
+	} {
+		_, err := queueOf(sql)
+		require.ErrorContains(t, err, "--queue TABLE.COLUMN", sql)
+	}
+}
+
+// TestQueueSpec: --queue names a column, or a field of a JSON column.
+func TestQueueSpec(t *testing.T) {
+	for spec, want := range map[string][3]string{
+		"jobs.id":                       {"jobs", "id", ""},
+		"river_job.args->>'id'":         {"river_job", "args", "id"},
+		`"Jobs"."Args" ->> 'job''s id'`: {"Jobs", "Args", "job's id"},
+		"Jobs.Args->>id":                {"jobs", "args", "id"},
+	} {
+		table, col, field, err := queueSpec(spec)
+		require.NoError(t, err, spec)
+		require.Equal(t, want, [3]string{table, col, field}, spec)
+	}
+	for _, spec := range []string{"jobs", "jobs.args->>", "public.jobs.id", "jobs.id desc"} {
+		_, _, _, err := queueSpec(spec)
+		require.Error(t, err, spec)
+	}
+}
+
+// TestSendParams: a send statement gets as many parameters as the highest
+// it names; the id, key, type and aggregate are text, and so are the ones
+// it skips (the server need not infer a type it cannot see); the payload
+// and the position it names take the type of where they stand.
+func TestSendParams(t *testing.T) {
+	oids, err := sendParams("INSERT INTO jobs (id, payload) VALUES ($1, $5::jsonb) -- not $6")
+	require.NoError(t, err)
+	require.Equal(t, []uint32{25, 25, 25, 25, 0}, oids)
+	oids, err = sendParams("SELECT enqueue($1, '$2', $$ $3 $$)")
+	require.NoError(t, err)
+	require.Equal(t, []uint32{25}, oids)
+	oids, err = sendParams("INSERT INTO jobs (id, position) VALUES ($1, $6)")
+	require.NoError(t, err)
+	require.Equal(t, []uint32{25, 25, 25, 25, 25, 0}, oids)
+	_, err = sendParams("INSERT INTO jobs (key) VALUES ($2)")
+	require.ErrorContains(t, err, "must store $1")
+	_, err = sendParams("INSERT INTO jobs (id) VALUES ($1, $7)")
+	require.ErrorContains(t, err, "names $7")
+}
+
+// TestOutputsTable: the outputs table, with its four columns by default or
+// named.
+func TestOutputsTable(t *testing.T) {
+	table, cols, err := outputsTable("events")
+	require.NoError(t, err)
+	require.Equal(t, "events", table)
+	require.Equal(t, [4]string{"id", "type", "cause", "payload"}, cols)
+	table, cols, err = outputsTable(`Outbox (event_id, "Kind", causation, body)`)
+	require.NoError(t, err)
+	require.Equal(t, "outbox", table)
+	require.Equal(t, [4]string{"event_id", "Kind", "causation", "body"}, cols)
+	_, _, err = outputsTable("public.events")
+	require.ErrorContains(t, err, "unqualified")
+	_, _, err = outputsTable("events(id, type)")
+	require.ErrorContains(t, err, "four columns")
+}
+
+// pgQueueSchema is a queue and an outputs table as a service declares
+// them.
+const pgQueueSchema = `
+CREATE TABLE jobs (seq bigserial, id text PRIMARY KEY, key text, type text, aggregate text, payload jsonb, position bigint,
+                   state text NOT NULL DEFAULT 'new', done boolean NOT NULL DEFAULT false);
+CREATE TABLE events (id text PRIMARY KEY, cause text, type text, payload jsonb);`
+
+// notices is a connection of a worker, keeping the notices it gets.
+type notices struct {
+	mu   sync.Mutex
+	got  []pgNotice
+	conn *pgconn.PgConn
+}
+
+func (n *notices) take() []pgNotice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	got := n.got
+	n.got = nil
+	return got
+}
+
+// TestPGBrokerTriggers holds the queue broker to a real PostgreSQL
+// server: the send statement stores each copy with the parameters it
+// names; oncecheck's triggers report, on the writing connection and
+// whatever its client_min_messages, each job updated or deleted and
+// whether DoneWhen holds after, and each output inserted; the queue's
+// id column is found for the proxy; inputs counts the jobs not finished,
+// split by whether they were delivered.
+func TestPGBrokerTriggers(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	for _, done := range []string{"", "done OR state = 'failed'"} {
+		cfg := Config{DSN: dsn, Schema: pgQueueSchema, Broker: "postgres", Queue: PGQueue{
+			SendSQL:  "INSERT INTO jobs (id, key, type, aggregate, payload, position) VALUES ($1, $2, $3, $4, $5, $6)",
+			DoneWhen: done, Outputs: "events",
+		}}
+		b, err := startPostgres(cfg)
+		require.NoError(t, err)
+		t.Cleanup(b.close)
+		r := &Runner{cfg: cfg, db: b.db}
+		schema, err := r.createSchema(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _, _ = b.db.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+		b.useSchema(schema)
+		require.NoError(t, b.reset(ctx))
+		oid, attnum := b.column()
+		require.NotZero(t, oid)
+		require.Equal(t, uint16(2), attnum)
+		w := model.Workload{
+			{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+			{Aggregate: "o2", Type: model.Confirm},
+		}.Number()
+		for _, m := range w {
+			require.NoError(t, b.send(ctx, m, true))
+		}
+		var payload, position string
+		require.NoError(t, b.db.QueryRow(ctx, "SELECT payload::text, position::text FROM "+schema+".jobs WHERE id = 'm1'").Scan(&payload, &position))
+		require.JSONEq(t, `{"qty":1,"sku":"a"}`, payload)
+		require.Equal(t, "1", position)
+		in, err := b.inputs(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 2, in.pending)
+		b.delivered("m1")
+
+		n := &notices{}
+		pc, err := pgconn.ParseConfig(dsn)
+		require.NoError(t, err)
+		pc.RuntimeParams["search_path"] = schema
+		pc.RuntimeParams["client_min_messages"] = "error"
+		pc.OnNotice = func(_ *pgconn.PgConn, x *pgconn.Notice) {
+			nt, ok := parseNotice(x.Message)
+			require.True(t, ok, x.Message)
+			n.mu.Lock()
+			n.got = append(n.got, nt)
+			n.mu.Unlock()
+		}
+		n.conn, err = pgconn.ConnectConfig(ctx, pc)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = n.conn.Close(context.Background()) })
+		exec := func(sql string) {
+			t.Helper()
+			_, err := n.conn.Exec(ctx, sql).ReadAll()
+			require.NoError(t, err, sql)
+		}
+		exec("UPDATE jobs SET state = 'running' WHERE id = 'm1'")
+		require.Equal(t, []pgNotice{{Kind: "queue", ID: "m1", Done: false}}, n.take())
+		exec("UPDATE jobs SET done = true WHERE id = 'm1'")
+		require.Equal(t, []pgNotice{{Kind: "queue", ID: "m1", Done: done != ""}}, n.take())
+		exec("UPDATE jobs SET state = 'failed' WHERE id = 'm2'")
+		require.Equal(t, []pgNotice{{Kind: "queue", ID: "m2", Done: done != ""}}, n.take())
+		in, err = b.inputs(ctx)
+		require.NoError(t, err)
+		if done == "" {
+			require.Equal(t, inputs{consumers: 1, pending: 1, ackPending: 1, ackWait: b.lease()}, in)
+		} else {
+			require.Equal(t, inputs{consumers: 1, ackWait: b.lease()}, in)
+		}
+		exec("DELETE FROM jobs")
+		require.ElementsMatch(t, []pgNotice{{Kind: "queue", ID: "m1", Done: true}, {Kind: "queue", ID: "m2", Done: true}}, n.take())
+		exec(`INSERT INTO events VALUES ('k1/0', 'k1', 'ItemAdded', '{"sku":"a","qty":1}')`)
+		got := n.take()
+		require.Len(t, got, 1)
+		require.Equal(t, "k1/0", got[0].ID)
+		require.Equal(t, "k1", got[0].Cause)
+		require.Equal(t, "ItemAdded", got[0].Type)
+		require.JSONEq(t, `{"sku":"a","qty":1}`, string(got[0].payloadBytes()))
+		in, err = b.inputs(ctx)
+		require.NoError(t, err)
+		require.Zero(t, in.pending+in.ackPending)
+	}
+}
+
+// TestPGBrokerRefuses: what the queue broker cannot work with is said
+// before any run.
+func TestPGBrokerRefuses(t *testing.T) {
+	base := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://127.0.0.1:1/x", Broker: "postgres", Schema: pgQueueSchema,
+		Queue: PGQueue{SendSQL: "INSERT INTO jobs (id) VALUES ($1)", Outputs: "events"}}
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Queue.SendSQL = "" }, "needs the statement that sends a job"},
+		{func(c *Config) { c.Queue.Outputs = "" }, "needs the table the service writes its events to"},
+		{func(c *Config) { c.Schema = "" }, "needs --schema"},
+		{func(c *Config) { c.BrokerURL = "postgres://elsewhere" }, "no broker URL"},
+		{func(c *Config) { c.Queue.SendSQL = "SELECT enqueue($1)" }, "--queue TABLE.COLUMN"},
+		{func(c *Config) { c.Queue.Queue = "public.jobs.id" }, "TABLE.COLUMN"},
+	} {
+		cfg := base
+		tc.change(&cfg)
+		require.NoError(t, cfg.defaults())
+		_, err := startPostgres(cfg)
+		require.ErrorContains(t, err, tc.want)
+	}
+	cfg := base
+	cfg.Broker = "nats"
+	require.ErrorContains(t, cfg.defaults(), "the postgres broker's")
+}
+
+// TestPGNoticeRoundTrip: a notice the triggers send is read back, and
+// another is not taken for one.
+func TestPGNoticeRoundTrip(t *testing.T) {
+	body, err := json.Marshal(map[string]any{"id": "k1/0", "type": "T", "cause": "k1", "payload": "{\"a\":1}"})
+	require.NoError(t, err)
+	n, ok := parseNotice(pgNoticePrefix + "output:" + string(body))
+	require.True(t, ok)
+	require.JSONEq(t, `{"a":1}`, string(n.payloadBytes()))
+	for _, msg := range []string{"relation \"x\" already exists, skipping", pgNoticePrefix + "other:{}", pgNoticePrefix + "queue:not json"} {
+		_, ok := parseNotice(msg)
+		require.False(t, ok, msg)
+	}
+}
+
+// TestPGBrokerJSONField: a job library's queue keeps the copy's id in a
+// field of a JSON column: the triggers, the drain and the proxy read it
+// there, from the text and the binary form of json and jsonb alike.
+func TestPGBrokerJSONField(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	cfg := Config{DSN: dsn, Broker: "postgres", Schema: `
+CREATE TABLE river_job (id bigserial PRIMARY KEY, args jsonb NOT NULL, args_json json, kind text NOT NULL, state text NOT NULL DEFAULT 'available');
+CREATE TABLE events (id text PRIMARY KEY, cause text, type text, payload jsonb);`,
+		Queue: PGQueue{
+			SendSQL:  `INSERT INTO river_job (args, args_json, kind) VALUES (json_build_object('id', $1, 'key', $2, 'payload', $5::jsonb), json_build_object('id', $1), 'orders')`,
+			Queue:    `river_job.args->>'id'`,
+			DoneWhen: "state = 'completed'", Outputs: "events",
+		}}
+	_, err := startPostgres(Config{DSN: dsn, Broker: "postgres", Schema: cfg.Schema, Queue: PGQueue{SendSQL: cfg.Queue.SendSQL, Outputs: "events"}})
+	require.ErrorContains(t, err, "--queue TABLE.COLUMN", "the id is not a column: --queue is needed")
+	b, err := startPostgres(cfg)
+	require.NoError(t, err)
+	t.Cleanup(b.close)
+	require.Equal(t, "id", b.field)
+	r := &Runner{cfg: cfg, db: b.db}
+	schema, err := r.createSchema(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = b.db.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	b.useSchema(schema)
+	require.NoError(t, b.reset(ctx))
+	_, attnum := b.column()
+	require.Equal(t, uint16(2), attnum)
+	for _, m := range one() {
+		require.NoError(t, b.send(ctx, m, false))
+	}
+	in, err := b.inputs(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, in.pending)
+
+	conn, err := pgconn.Connect(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	for _, column := range []string{"args", "args_json"} {
+		for _, format := range []int16{0, 1} {
+			res := conn.ExecParams(ctx, "SELECT "+column+" FROM "+schema+".river_job", nil, nil, nil, []int16{format}).Read()
+			require.NoError(t, res.Err)
+			require.Len(t, res.Rows, 1)
+			id, ok := b.idValue(res.Rows[0][0])
+			require.True(t, ok, "%s, format %d: %q", column, format, res.Rows[0][0])
+			require.Equal(t, "m1", id)
+		}
+	}
+	var got []pgNotice
+	pc, err := pgconn.ParseConfig(dsn)
+	require.NoError(t, err)
+	pc.RuntimeParams["search_path"] = schema
+	pc.OnNotice = func(_ *pgconn.PgConn, x *pgconn.Notice) {
+		nt, ok := parseNotice(x.Message)
+		require.True(t, ok, x.Message)
+		got = append(got, nt)
+	}
+	worker, err := pgconn.ConnectConfig(ctx, pc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = worker.Close(context.Background()) })
+	_, err = worker.Exec(ctx, "UPDATE river_job SET state = 'running'; UPDATE river_job SET state = 'completed'").ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []pgNotice{{Kind: "queue", ID: "m1"}, {Kind: "queue", ID: "m1", Done: true}}, got)
+	in, err = b.inputs(ctx)
+	require.NoError(t, err)
+	require.Zero(t, in.pending+in.ackPending)
+}
+
+// one is a workload of one message.
+func one() model.Workload {
+	return model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number()
+}
