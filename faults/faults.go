@@ -199,7 +199,7 @@ func (f Fault) String() string {
 		case Duplicate:
 			return fmt.Sprintf("broker duplicates the copy of delivery #%d", f.At+1)
 		case LeaseExpired:
-			return fmt.Sprintf("lease of delivery #%d expires at its step %d: another consumer gets the copy at once, the late ack is refused", f.At+1, f.Index+1)
+			return fmt.Sprintf("lease of delivery #%d expires at its step %d: another consumer gets the copy at once; the first one's ack comes late", f.At+1, f.Index+1)
 		}
 		return fmt.Sprintf("ack of delivery #%d lost: redelivered", f.At+1)
 	case Reorder:
