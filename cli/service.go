@@ -24,7 +24,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
       --observe-sql 'SELECT id, state FROM orders' --faults crash,redelivery --seed 7
 `, stdout)
 	var (
-		command     = fs.String("cmd", "", "the service's command line, run with sh -c as --consumers processes (any language; see docs/service-mode.md)")
+		command     = fs.String("cmd", "", "the service's command line, run with sh -c (directly when it is plain words) as --consumers processes (any language; see docs/service-mode.md)")
 		dir         = fs.String("dir", "", "the command's working directory (default: the current one)")
 		consumers   = fs.Int("consumers", 2, "processes of the command per run")
 		schemaFile  = fs.String("schema", "", "SQL file applied to each run's fresh schema before the service starts")
@@ -41,6 +41,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		brokerURL   = fs.String("broker-url", "", "the broker's server (default: $ONCECHECK_<BROKER>, as $ONCECHECK_NATS; else an embedded one or the broker's default address)")
 		natsURL     = fs.String("nats", "", "short for --broker nats --broker-url URL")
 		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
+		settle      = fs.Duration("settle", 50*time.Millisecond, "on Linux, a run also drains once every process has stood idle this long (no CPU used, no thread running, nothing unread in a socket) with nothing recorded, before --quiet passes; 0: --quiet alone")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
@@ -127,7 +128,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	runners, err := service.NewRunners(service.Config{
 		Command: *command, Dir: *dir, Consumers: *consumers, Schema: string(schema), ObserveSQL: *observeSQL,
 		Model: m, Faults: kinds, MaxMessages: *maxMessages, MaxFaults: *maxFaults, DSN: dsn, Broker: *brokerName, BrokerURL: *brokerURL,
-		Quiet: *quietFor, Bound: *bound, Output: output,
+		Quiet: *quietFor, Settle: settleFlag(*settle), Bound: *bound, Output: output,
 	}, workers)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.Contains(err.Error(), "consumers") {
@@ -237,6 +238,15 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 		return exitViolation, nil
 	}
 	return exitPass, nil
+}
+
+// settleFlag turns --settle into Config.Settle: 0 there is "never"
+// (a negative Config.Settle), not the default.
+func settleFlag(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // printTimings says where the runs' time went, per run on average, and

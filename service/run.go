@@ -465,10 +465,9 @@ func (rn *run) send() error {
 // start starts (or restarts) a process; rn.mu is held.
 func (rn *run) start(p *proc) error {
 	cfg := rn.r.cfg
-	cmd := exec.Command("sh", "-c", cfg.Command)
+	env := append(os.Environ(), "DATABASE_URL="+p.dbURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
+	cmd := command(cfg.Command, append(env, p.env...))
 	cmd.Dir = cfg.Dir
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dbURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
-	cmd.Env = append(cmd.Env, p.env...)
 	cmd.Stdout, cmd.Stderr = cfg.Output, cfg.Output
 	setGroup(cmd)
 	if err := cmd.Start(); err != nil {
@@ -629,6 +628,7 @@ func (rn *run) drain() (bool, string, error) {
 	cfg := rn.r.cfg
 	deadline := time.Now().Add(cfg.Bound)
 	var in inputs
+	var w idleWatch
 	for time.Now().Before(deadline) {
 		if err := sleepCtx(rn.ctx, drainPoll); err != nil {
 			return false, "", err
@@ -637,8 +637,12 @@ func (rn *run) drain() (bool, string, error) {
 		if in, err = rn.r.b.inputs(rn.ctx); err != nil {
 			return false, "", err
 		}
-		if in.consumers > 0 && in.pending == 0 && in.ackPending == 0 && rn.quiescent() {
-			return true, fmt.Sprintf("every input acknowledged, no statement, transaction or publish in flight, nothing for %s", cfg.Quiet), nil
+		if in.consumers == 0 || in.pending > 0 || in.ackPending > 0 {
+			w.reset()
+			continue
+		}
+		if ok, how := rn.quiescent(&w); ok {
+			return true, "every input acknowledged, no statement, transaction or publish in flight, " + how, nil
 		}
 	}
 	if in.consumers == 0 {
@@ -651,41 +655,122 @@ func (rn *run) drain() (bool, string, error) {
 // can still happen in the run but what a process starts by itself: no
 // pause or restart is under way, no resumed process is still waking up,
 // no connection of any process has a SQL statement in flight or a
-// transaction open, no publish waits for its confirmation, and nothing
-// was recorded for the quiet period.
-func (rn *run) quiescent() bool {
+// transaction open, no publish waits for its confirmation, and either
+// nothing was recorded for the quiet period, or, sooner, every process
+// has stood idle for the settle period as the kernel shows it (w) with
+// nothing recorded meanwhile. It says which, for the drain event.
+func (rn *run) quiescent(w *idleWatch) (bool, string) {
+	cfg := rn.r.cfg
 	rn.mu.Lock()
 	last, busy := rn.last, rn.busy
 	now := time.Now()
-	quiet := rn.r.cfg.Quiet
-	if len(rn.reached) < len(rn.sent) {
-		// A copy was never delivered: a consumer just created may not
-		// count it as pending yet; only a long silence says it never
-		// will be.
+	quiet := cfg.Quiet
+	// A copy was never delivered: a consumer just created may not count
+	// it as pending yet; only a long silence says it never will be.
+	undelivered := len(rn.reached) < len(rn.sent)
+	if undelivered {
 		quiet = max(quiet, undeliveredQuiet)
 	}
 	waking := false
+	var pids []int
 	for _, p := range rn.procs {
 		waking = waking || now.Before(p.wakeUntil)
+		if p.cmd != nil && !p.dead {
+			pids = append(pids, p.cmd.Process.Pid)
+		}
 	}
 	proxies, pgs := slices.Clone(rn.proxies), slices.Clone(rn.pgs)
 	rn.mu.Unlock()
-	if busy > 0 || waking || now.Sub(last) < quiet {
-		return false
+	if busy > 0 || waking {
+		w.reset()
+		return false, ""
+	}
+	idle := w.observe(now, pids)
+	settled := !undelivered && cfg.Settle > 0 && idle >= cfg.Settle && now.Sub(last) >= cfg.Settle
+	if !settled && now.Sub(last) < quiet {
+		return false, ""
 	}
 	for _, px := range proxies {
 		if !px.idle() {
-			return false
+			return false, ""
 		}
 	}
 	for _, pp := range pgs {
 		if !pp.idle() {
-			return false
+			return false, ""
+		}
+	}
+	how := fmt.Sprintf("nothing for %s", quiet)
+	if settled {
+		if unread(pids) != "" {
+			settled = false
+			if now.Sub(last) < quiet {
+				return false, ""
+			}
+		} else {
+			how = fmt.Sprintf("nothing for %s, every process idle for %s (no CPU used, no thread running, nothing unread in a socket)", now.Sub(last).Round(time.Millisecond), idle.Round(time.Millisecond))
 		}
 	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
-	return rn.last.Equal(last) && rn.busy == 0
+	if !rn.last.Equal(last) || rn.busy != 0 {
+		return false, ""
+	}
+	return true, how
+}
+
+// unread says where data waits unread in a socket of a process of pids
+// or of oncecheck: something sent that its reader has not taken in yet.
+func unread(pids []int) string {
+	for _, pid := range pids {
+		if u := unreadBy(pid); u != "" {
+			return u
+		}
+	}
+	return unreadHere()
+}
+
+// idleWatch follows the processes' activity over the drain's polls, as
+// the kernel shows it: since when none of them has used CPU time or had
+// a thread running or waiting to run.
+type idleWatch struct {
+	pids  []int
+	last  []activity
+	at    time.Time // when last was read
+	since time.Time // the processes idle since; zero: not idle
+}
+
+// reset forgets what was seen: the run is not quiet.
+func (w *idleWatch) reset() { *w = idleWatch{} }
+
+// observe reads the activity of the processes pids and returns how long
+// they have stood idle: 0 when one of them used CPU time since the last
+// poll, has a thread running now, or cannot be read.
+func (w *idleWatch) observe(now time.Time, pids []int) time.Duration {
+	if !activityReadable || len(pids) == 0 {
+		return 0
+	}
+	acts := make([]activity, len(pids))
+	for i, pid := range pids {
+		a, ok := readActivity(pid)
+		if !ok || a.running != "" {
+			w.reset()
+			return 0
+		}
+		acts[i] = a
+	}
+	if slices.Equal(pids, w.pids) && slices.Equal(acts, w.last) {
+		if w.since.IsZero() {
+			w.since = w.at
+		}
+	} else {
+		w.since = time.Time{}
+	}
+	w.pids, w.last, w.at = pids, acts, now
+	if w.since.IsZero() {
+		return 0
+	}
+	return now.Sub(w.since)
 }
 
 // stop ends every process and proxy. The run is over (drained or

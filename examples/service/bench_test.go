@@ -41,14 +41,23 @@ func BenchmarkServiceRuns(b *testing.B) {
 }
 
 // benchConfig is the configuration of a benchmark: every fault kind, and
-// the quiet period of $SERVICE_QUIET (a duration) when it is set, to
-// compare verdicts across quiet periods.
+// the quiet and settle periods of $SERVICE_QUIET and $SERVICE_SETTLE (a
+// duration; a settle of 0 waits for the quiet period alone) when they
+// are set, to compare verdicts across drains.
 func benchConfig(b *testing.B, bug string) service.Config {
 	cfg := config(b, bug, service.Kinds...)
 	if q := os.Getenv("SERVICE_QUIET"); q != "" {
 		d, err := time.ParseDuration(q)
 		require.NoError(b, err, "$SERVICE_QUIET")
 		cfg.Quiet = d
+	}
+	if q := os.Getenv("SERVICE_SETTLE"); q != "" {
+		d, err := time.ParseDuration(q)
+		require.NoError(b, err, "$SERVICE_SETTLE")
+		cfg.Settle = d
+		if d == 0 {
+			cfg.Settle = -1
+		}
 	}
 	return cfg
 }
