@@ -256,8 +256,7 @@ func printTimings(w io.Writer, t service.Timings, elapsed time.Duration) {
 		return
 	}
 	per := func(d time.Duration) time.Duration { return (d / time.Duration(t.Runs)).Round(time.Millisecond) }
-	total := t.Setup + t.Start + t.Work + t.Teardown + t.Check
-	fmt.Fprintf(w, "Per run: %s: setup %s, process start %s, work and drain %s, teardown %s, check %s\n",
-		per(total), per(t.Setup), per(t.Start), per(t.Work), per(t.Teardown), per(t.Check))
+	fmt.Fprintf(w, "Per run: %s: schema %s, setup %s, process start %s, work %s, drain %s, teardown %s, check %s\n",
+		per(t.Total()), per(t.Schema), per(t.Setup), per(t.Start), per(t.Work), per(t.Drain), per(t.Teardown), per(t.Check))
 	fmt.Fprintf(w, "Runs per second: %.2f\n", float64(t.Runs)/elapsed.Seconds())
 }

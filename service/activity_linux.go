@@ -114,15 +114,39 @@ func taskCPU(path string) (int64, bool) {
 	return n, err == nil
 }
 
-// unreadBy says where data sent to the process tree rooted at pid waits
-// in one of its sockets, not read yet ("" when none does, or when its
-// sockets cannot be looked at: another user's process). Each socket is
-// borrowed for the question (pidfd_getfd) and asked how many bytes it
-// holds (SIOCINQ).
-func unreadBy(pid int) string {
-	var found string
+// peerPorts returns the ports the TCP sockets of the process tree rooted
+// at pid are connected to on this machine's loopback (nil when its
+// sockets cannot be looked at).
+func peerPorts(pid int) map[int]bool {
+	var ports map[int]bool
+	eachSocket(pid, func(p, fd, dup int) bool {
+		if ports == nil {
+			ports = map[int]bool{}
+		}
+		sa, err := unix.Getpeername(dup)
+		if err != nil {
+			return true // not connected
+		}
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			if a.Addr[0] == 127 {
+				ports[a.Port] = true
+			}
+		case *unix.SockaddrInet6:
+			ports[a.Port] = true
+		}
+		return true
+	})
+	return ports
+}
+
+// eachSocket calls f with each socket of the process tree rooted at pid:
+// its process, its descriptor there and a duplicate of it here
+// (pidfd_getfd), closed once f returns; f returns false to stop.
+func eachSocket(pid int, f func(p, fd, dup int) bool) {
+	stop := false
 	walkTree(pid, func(p int, _ []os.DirEntry) {
-		if found != "" {
+		if stop {
 			return
 		}
 		dir := "/proc/" + strconv.Itoa(p) + "/fd/"
@@ -154,13 +178,29 @@ func unreadBy(pid int) string {
 			if err != nil {
 				continue // closed meanwhile, or not ours to look at
 			}
-			n, err := unix.IoctlGetInt(dup, unix.SIOCINQ)
+			more := f(p, fd, dup)
 			_ = unix.Close(dup)
-			if err == nil && n > 0 {
-				found = fmt.Sprintf("%d bytes wait unread in socket %d of pid %d", n, fd, p)
+			if !more {
+				stop = true
 				return
 			}
 		}
+	})
+}
+
+// unreadBy says where data sent to the process tree rooted at pid waits
+// in one of its sockets, not read yet ("" when none does, or when its
+// sockets cannot be looked at: another user's process). Each socket is
+// borrowed for the question (pidfd_getfd) and asked how many bytes it
+// holds (SIOCINQ).
+func unreadBy(pid int) string {
+	var found string
+	eachSocket(pid, func(p, fd, dup int) bool {
+		if n, err := unix.IoctlGetInt(dup, unix.SIOCINQ); err == nil && n > 0 {
+			found = fmt.Sprintf("%d bytes wait unread in socket %d of pid %d", n, fd, p)
+			return false
+		}
+		return true
 	})
 	return found
 }

@@ -80,6 +80,17 @@ func TestUnreadDataIsSeen(t *testing.T) {
 	_, err = conn.Write([]byte("unread"))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return unreadBy(cmd.Process.Pid) != "" }, 5*time.Second, 10*time.Millisecond, "what we sent waits in the helper's socket")
+
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.True(t, peerPorts(cmd.Process.Pid)[port], "the helper is connected to the listener")
+	require.True(t, reconnected([]int{cmd.Process.Pid}, [][]int{{port}}))
+	require.False(t, reconnected([]int{cmd.Process.Pid}, [][]int{{port + 1}}), "not to another port")
+	require.True(t, reconnected([]int{cmd.Process.Pid}, nil), "no broker restart: nothing to ask")
+}
+
+func TestEnvPorts(t *testing.T) {
+	require.Equal(t, []int{4222, 9092, 9093}, envPorts([]string{"NATS_URL=nats://127.0.0.1:4222", "KAFKA_BROKERS=127.0.0.1:9092,127.0.0.1:9093", "AMQP_QUEUE=q"}))
+	require.Empty(t, envPorts([]string{"X=no address"}))
 }
 
 // startHelper starts a command in a process group of its own and kills

@@ -21,4 +21,6 @@ func readActivity(int) (activity, bool) { return activity{}, false }
 
 func unreadBy(int) string { return "" }
 
+func peerPorts(int) map[int]bool { return nil }
+
 func unreadHere() string { return "" }
