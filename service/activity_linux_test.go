@@ -16,20 +16,18 @@ import (
 // no thread running; a busy one has a thread running or uses CPU.
 func TestActivityTellsIdleFromBusy(t *testing.T) {
 	idle := startHelper(t, exec.Command("sleep", "30"))
-	time.Sleep(50 * time.Millisecond)
-	a, ok := readActivity(idle.Process.Pid)
-	require.True(t, ok, "/proc shows the process")
-	time.Sleep(50 * time.Millisecond)
-	b, ok := readActivity(idle.Process.Pid)
-	require.True(t, ok)
-	require.Empty(t, b.running)
-	require.Equal(t, a, b, "a sleeping process does nothing")
+	require.Eventually(t, func() bool {
+		a, ok1 := readActivity(idle.Process.Pid)
+		time.Sleep(20 * time.Millisecond)
+		b, ok2 := readActivity(idle.Process.Pid)
+		return ok1 && ok2 && a == b && b.running == ""
+	}, 10*time.Second, 10*time.Millisecond, "a sleeping process, once started, does nothing")
 
 	busy := startHelper(t, exec.Command("sh", "-c", "while :; do :; done"))
-	a, ok = readActivity(busy.Process.Pid)
+	a, ok := readActivity(busy.Process.Pid)
 	require.True(t, ok)
 	time.Sleep(100 * time.Millisecond)
-	b, ok = readActivity(busy.Process.Pid)
+	b, ok := readActivity(busy.Process.Pid)
 	require.True(t, ok)
 	require.True(t, b.running != "" || b.cpu > a.cpu, "a busy loop runs or waits to: %+v then %+v", a, b)
 
@@ -45,10 +43,10 @@ func TestActivityTellsIdleFromBusy(t *testing.T) {
 // (sh -c starting a program that it waits for).
 func TestActivityFollowsChildren(t *testing.T) {
 	cmd := startHelper(t, exec.Command("sh", "-c", "sleep 30; true"))
-	time.Sleep(50 * time.Millisecond)
-	a, ok := readActivity(cmd.Process.Pid)
-	require.True(t, ok)
-	require.GreaterOrEqual(t, a.threads, 2, "the shell and its sleep")
+	require.Eventually(t, func() bool {
+		a, ok := readActivity(cmd.Process.Pid)
+		return ok && a.threads >= 2
+	}, 10*time.Second, 10*time.Millisecond, "the shell and its sleep")
 }
 
 // TestUnreadDataIsSeen: bytes sent to a process that it does not read are
