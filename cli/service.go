@@ -24,7 +24,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
       --observe-sql 'SELECT id, state FROM orders' --faults crash,redelivery --seed 7
 `, stdout)
 	var (
-		command     = fs.String("cmd", "", "the service's command line, run with sh -c as --consumers processes (any language; see docs/service-mode.md)")
+		command     = fs.String("cmd", "", "the service's command line, run with sh -c (directly when it is plain words) as --consumers processes (any language; see docs/service-mode.md)")
 		dir         = fs.String("dir", "", "the command's working directory (default: the current one)")
 		consumers   = fs.Int("consumers", 2, "processes of the command per run")
 		schemaFile  = fs.String("schema", "", "SQL file applied to each run's fresh schema before the service starts")
@@ -47,6 +47,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		lease       = fs.Duration("lease", time.Second, "--broker postgres: how long a worker may hold a job before another may take it, given to the service as QUEUE_LEASE_MS")
 		releaseSQL  = fs.String("release-sql", "", "--broker postgres: a statement that gives job $1 back as its lease running out would, run for the jobs of a process oncecheck killed (default: the lease runs out)")
 		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
+		settle      = fs.Duration("settle", 50*time.Millisecond, "on Linux, a run also drains once every process has stood idle this long (no CPU used, no thread running, nothing unread in a socket) with nothing recorded, before --quiet passes; 0: --quiet alone")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")
@@ -153,7 +154,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	runners, err := service.NewRunners(service.Config{
 		Command: *command, Dir: *dir, Consumers: *consumers, Schema: string(schema), ObserveSQL: *observeSQL,
 		Model: m, Faults: kinds, MaxMessages: *maxMessages, MaxFaults: *maxFaults, DSN: dsn, Broker: *brokerName, BrokerURL: *brokerURL,
-		Quiet: *quietFor, Bound: *bound, Output: output, Queue: queue,
+		Quiet: *quietFor, Settle: settleFlag(*settle), Bound: *bound, Output: output, Queue: queue,
 	}, workers)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.HasPrefix(err.Error(), "service: the postgres queue") || strings.HasPrefix(err.Error(), "service: cannot tell") || strings.HasPrefix(err.Error(), "service: --send-sql") || strings.Contains(err.Error(), "consumers") {
@@ -265,6 +266,15 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 	return exitPass, nil
 }
 
+// settleFlag turns --settle into Config.Settle: 0 there is "never"
+// (a negative Config.Settle), not the default.
+func settleFlag(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
 // printTimings says where the runs' time went, per run on average, and
 // how many runs a second the campaign made over elapsed.
 func printTimings(w io.Writer, t service.Timings, elapsed time.Duration) {
@@ -272,8 +282,7 @@ func printTimings(w io.Writer, t service.Timings, elapsed time.Duration) {
 		return
 	}
 	per := func(d time.Duration) time.Duration { return (d / time.Duration(t.Runs)).Round(time.Millisecond) }
-	total := t.Setup + t.Start + t.Work + t.Teardown + t.Check
-	fmt.Fprintf(w, "Per run: %s: setup %s, process start %s, work and drain %s, teardown %s, check %s\n",
-		per(total), per(t.Setup), per(t.Start), per(t.Work), per(t.Teardown), per(t.Check))
+	fmt.Fprintf(w, "Per run: %s: schema %s, setup %s, process start %s, work %s, drain %s, teardown %s, check %s\n",
+		per(t.Total()), per(t.Schema), per(t.Setup), per(t.Start), per(t.Work), per(t.Drain), per(t.Teardown), per(t.Check))
 	fmt.Fprintf(w, "Runs per second: %.2f\n", float64(t.Runs)/elapsed.Seconds())
 }

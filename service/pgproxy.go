@@ -74,7 +74,14 @@ type pgConn struct {
 	portals map[string]string // portal -> text
 	pending []pgPending       // statements sent, not yet completed
 	inTx    bool
-	tx      int // the history's number of the open transaction
+	// syncs counts what the client sent that the server answers with a
+	// ReadyForQuery (the startup, a simple query, a Sync) and has not yet;
+	// unsynced says it sent another message (a Parse, a Flush, a
+	// password) since the server last sent anything: both mean the client
+	// may be waiting on the server.
+	syncs    int
+	unsynced bool
+	tx       int // the history's number of the open transaction
 	// txStmts counts the statements of the open transaction the server
 	// completed, BEGIN not counted (a cut-connection fault's Index).
 	txStmts int
@@ -126,7 +133,8 @@ func (p *pgProxy) accept() {
 		}
 		p.mu.Lock()
 		p.next++
-		c := &pgConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, id: p.next, stmts: map[string]string{}, portals: map[string]string{}}
+		c := &pgConn{proxyConn: proxyConn{index: p.index, gen: p.gen()}, id: p.next, stmts: map[string]string{}, portals: map[string]string{},
+			syncs: 1} // the server's ReadyForQuery ends the startup
 		if qh, ok := p.hooks.(pgQueueHooks); ok {
 			if _, _, on := qh.queueColumn(); on {
 				c.q = newPGQueueConn()
@@ -180,6 +188,9 @@ func (p *pgProxy) serve(c *pgConn, client net.Conn) {
 		return
 	}
 	if binary.BigEndian.Uint32(startup.body[:4]) == pgCancelRequest {
+		c.mu.Lock()
+		c.syncs = 0 // no ReadyForQuery ends a cancel request
+		c.mu.Unlock()
 		_, _ = io.Copy(client, server)
 		return
 	}
@@ -224,6 +235,13 @@ func (p *pgProxy) fromClient(c *pgConn, m pgMessage) verdict {
 	var sql string
 	send := false
 	switch m.typ {
+	case 'Q', 'S':
+		c.syncs++
+	case 'X': // Terminate: no answer
+	default:
+		c.unsynced = true
+	}
+	switch m.typ {
 	case 'Q':
 		var q pgproto3.Query
 		if q.Decode(m.body) == nil {
@@ -261,6 +279,9 @@ func (p *pgProxy) fromClient(c *pgConn, m pgMessage) verdict {
 // pending statement, a ReadyForQuery ends them all and says whether a
 // transaction is open.
 func (p *pgProxy) fromServer(c *pgConn, m pgMessage) verdict {
+	c.mu.Lock()
+	c.unsynced = false
+	c.mu.Unlock()
 	if c.q != nil {
 		if v, handled := p.queueServer(c, m); handled {
 			return v
@@ -295,6 +316,7 @@ func (p *pgProxy) fromServer(c *pgConn, m pgMessage) verdict {
 			c.mu.Lock()
 			c.pending = nil
 			c.inTx = z.TxStatus != 'I'
+			c.syncs = max(c.syncs-1, 0)
 			c.mu.Unlock()
 		}
 	}
@@ -302,13 +324,15 @@ func (p *pgProxy) fromServer(c *pgConn, m pgMessage) verdict {
 }
 
 // idle reports whether no connection of the proxy has a statement in
-// flight (sent, its ReadyForQuery not yet back) or a transaction open.
+// flight (sent, its ReadyForQuery not yet back), a transaction open, or
+// anything else the server has not answered yet with a ReadyForQuery: its
+// startup (a new connection's authentication), a Parse or Describe.
 func (p *pgProxy) idle() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.live {
 		c.mu.Lock()
-		busy := len(c.pending) > 0 || c.inTx
+		busy := len(c.pending) > 0 || c.inTx || c.syncs > 0 || c.unsynced
 		c.mu.Unlock()
 		if busy {
 			return false

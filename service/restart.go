@@ -64,5 +64,6 @@ func (rn *run) restartBroker(a *attempt, f faults.Fault) {
 		rn.add(histories.Event{Kind: histories.Restart, Process: "broker", Fault: string(f.Kind), Detail: fmt.Sprintf("the broker did not come back: %v", err)})
 		return
 	}
+	rn.brokerBack = time.Now()
 	rn.add(histories.Event{Kind: histories.Restart, Process: "broker", Fault: string(f.Kind), Detail: fmt.Sprintf("the broker runs again on the same storage and address, after %s down; clients reconnect, unacknowledged copies come back after their ack wait", down.Round(time.Millisecond))})
 }

@@ -43,12 +43,19 @@ type Runner struct {
 // Timings say where the time of a runner's runs went, summed over them.
 type Timings struct {
 	Runs int
-	// Setup is the schema, the streams and the sends; Start, from starting
-	// the processes to the first delivery; Work, from there until the
-	// drain was seen (the quiet period included); Teardown, killing the
-	// processes, reading the state and dropping the schema; Check, the
-	// check of the history.
-	Setup, Start, Work, Teardown, Check time.Duration
+	// Schema is the wait for the run's schema (made while the run before
+	// executed, so mostly none); Setup, the streams and the sends; Start,
+	// from starting the processes to the first delivery; Work, from there
+	// to the last thing recorded before the drain; Drain, from there
+	// until the drain was seen (the settle or quiet period and the
+	// polls); Teardown, killing the processes, reading the state and
+	// dropping the schema; Check, the check of the history.
+	Schema, Setup, Start, Work, Drain, Teardown, Check time.Duration
+}
+
+// Total is the summed time of the runs.
+func (t Timings) Total() time.Duration {
+	return t.Schema + t.Setup + t.Start + t.Work + t.Drain + t.Teardown + t.Check
 }
 
 // Timings returns where the time of the runs so far went.
@@ -122,13 +129,22 @@ func (r *Runner) Run(ctx context.Context, c Case, seed uint64) (*histories.Histo
 	res, err := checkers.Check(h, r.cfg.Model, checkers.Options{})
 	r.mu.Lock()
 	r.timings.Runs++
-	r.timings.Setup += rn.started.Sub(t0)
-	if rn.first.IsZero() {
-		r.timings.Work += rn.drained.Sub(rn.started)
-	} else {
+	r.timings.Schema += rn.schemaTaken.Sub(t0)
+	r.timings.Setup += rn.started.Sub(rn.schemaTaken)
+	workFrom := rn.started
+	if !rn.first.IsZero() {
 		r.timings.Start += rn.first.Sub(rn.started)
-		r.timings.Work += rn.drained.Sub(rn.first)
+		workFrom = rn.first
 	}
+	quietFrom := rn.quietFrom
+	if quietFrom.Before(workFrom) {
+		quietFrom = workFrom
+	}
+	if quietFrom.After(rn.drained) {
+		quietFrom = rn.drained
+	}
+	r.timings.Work += quietFrom.Sub(workFrom)
+	r.timings.Drain += rn.drained.Sub(quietFrom)
 	r.timings.Teardown += t1.Sub(rn.drained)
 	r.timings.Check += time.Since(t1)
 	r.mu.Unlock()
@@ -168,7 +184,13 @@ type run struct {
 	failed   error // a harness error of the run's own goroutines (a late send)
 	wg       sync.WaitGroup
 
-	started, first, drained time.Time // processes started, first delivery, drain seen
+	// brokerBack: when the broker, restarted in this run, ran again and
+	// its clients had to connect again (zero: no restart).
+	brokerBack time.Time
+
+	// schema taken, processes started, first delivery, the last thing
+	// recorded before the drain, drain seen
+	schemaTaken, started, first, quietFrom, drained time.Time
 }
 
 // proc is one consumer process, across its restarts.
@@ -221,7 +243,7 @@ func (rn *run) execute() (*histories.History, error) {
 	if err != nil {
 		return nil, err
 	}
-	rn.schema = schema
+	rn.schema, rn.schemaTaken = schema, time.Now()
 	defer rn.r.dropSchema(schema)
 	if rn.dsn, err = withSearchPath(cfg.DSN, schema); err != nil {
 		return nil, err
@@ -274,6 +296,9 @@ func (rn *run) execute() (*histories.History, error) {
 	rn.mu.Unlock()
 	drained, detail, err := rn.drain()
 	rn.drained = time.Now()
+	rn.mu.Lock()
+	rn.quietFrom = rn.last
+	rn.mu.Unlock()
 	rn.stop()
 	if err != nil {
 		return nil, err
@@ -476,10 +501,9 @@ func (rn *run) send() error {
 // start starts (or restarts) a process; rn.mu is held.
 func (rn *run) start(p *proc) error {
 	cfg := rn.r.cfg
-	cmd := exec.Command("sh", "-c", cfg.Command)
+	env := append(os.Environ(), "DATABASE_URL="+p.dbURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
+	cmd := command(cfg.Command, append(env, p.env...))
 	cmd.Dir = cfg.Dir
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+p.dbURL, "ONCECHECK_CONSUMER="+strconv.Itoa(p.index))
-	cmd.Env = append(cmd.Env, p.env...)
 	cmd.Stdout, cmd.Stderr = cfg.Output, cfg.Output
 	setGroup(cmd)
 	if err := cmd.Start(); err != nil {
@@ -640,6 +664,7 @@ func (rn *run) drain() (bool, string, error) {
 	cfg := rn.r.cfg
 	deadline := time.Now().Add(cfg.Bound)
 	var in inputs
+	var w idleWatch
 	for time.Now().Before(deadline) {
 		if err := sleepCtx(rn.ctx, drainPoll); err != nil {
 			return false, "", err
@@ -648,8 +673,12 @@ func (rn *run) drain() (bool, string, error) {
 		if in, err = rn.r.b.inputs(rn.ctx); err != nil {
 			return false, "", err
 		}
-		if in.consumers > 0 && in.pending == 0 && in.ackPending == 0 && rn.quiescent() {
-			return true, fmt.Sprintf("every input acknowledged, no statement, transaction or publish in flight, nothing for %s", cfg.Quiet), nil
+		if in.consumers == 0 || in.pending > 0 || in.ackPending > 0 {
+			w.reset()
+			continue
+		}
+		if ok, how := rn.quiescent(&w); ok {
+			return true, "every input acknowledged, no statement, transaction or publish in flight, " + how, nil
 		}
 	}
 	if in.consumers == 0 {
@@ -661,45 +690,181 @@ func (rn *run) drain() (bool, string, error) {
 	return false, fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending), nil
 }
 
+// reconnectGrace bounds how long after a broker restart the drain waits
+// for every process to be connected to its broker proxy again (nats.go
+// tries again after 2s by default); a process still not connected then
+// is left to the quiet period.
+const reconnectGrace = 5 * time.Second
+
 // quiescent reports whether, the broker having nothing pending, nothing
 // can still happen in the run but what a process starts by itself: no
-// pause or restart is under way, no resumed process is still waking up,
+// pause or restart is under way, no resumed process is still waking up
+// (nor, for a while after a broker restart, one not connected again),
 // no connection of any process has a SQL statement in flight or a
-// transaction open, no publish waits for its confirmation, and nothing
-// was recorded for the quiet period.
-func (rn *run) quiescent() bool {
+// transaction open, no publish waits for its confirmation, and either
+// nothing was recorded for the quiet period, or, sooner, every process
+// has stood idle for the settle period as the kernel shows it (w) with
+// nothing recorded meanwhile. It says which, for the drain event.
+func (rn *run) quiescent(w *idleWatch) (bool, string) {
+	cfg := rn.r.cfg
 	rn.mu.Lock()
 	last, busy := rn.last, rn.busy
 	now := time.Now()
-	quiet := rn.r.cfg.Quiet
-	if len(rn.reached) < len(rn.sent) {
-		// A copy was never delivered: a consumer just created may not
-		// count it as pending yet; only a long silence says it never
-		// will be.
+	quiet := cfg.Quiet
+	// A copy was never delivered: a consumer just created may not count
+	// it as pending yet; only a long silence says it never will be.
+	undelivered := len(rn.reached) < len(rn.sent)
+	if undelivered {
 		quiet = max(quiet, undeliveredQuiet)
 	}
 	waking := false
+	var pids []int
+	var brokerPorts [][]int // of each process of pids, just after a broker restart
+	reconnecting := !rn.brokerBack.IsZero() && now.Sub(rn.brokerBack) < reconnectGrace
 	for _, p := range rn.procs {
 		waking = waking || now.Before(p.wakeUntil)
+		if p.cmd != nil && !p.dead {
+			pids = append(pids, p.cmd.Process.Pid)
+			if reconnecting {
+				brokerPorts = append(brokerPorts, envPorts(p.env))
+			}
+		}
 	}
 	proxies, pgs := slices.Clone(rn.proxies), slices.Clone(rn.pgs)
 	rn.mu.Unlock()
-	if busy > 0 || waking || now.Sub(last) < quiet {
-		return false
+	if busy > 0 || waking {
+		w.reset()
+		return false, ""
+	}
+	idle := w.observe(now, pids)
+	settled := !undelivered && cfg.Settle > 0 && idle >= cfg.Settle && now.Sub(last) >= cfg.Settle
+	if !settled && now.Sub(last) < quiet {
+		return false, ""
 	}
 	for _, px := range proxies {
 		if !px.idle() {
-			return false
+			return false, ""
 		}
 	}
 	for _, pp := range pgs {
 		if !pp.idle() {
-			return false
+			return false, ""
 		}
+	}
+	if settled && unread(pids) != "" {
+		settled = false
+		if now.Sub(last) < quiet {
+			return false, ""
+		}
+	}
+	if !reconnected(pids, brokerPorts) {
+		return false, ""
+	}
+	how := fmt.Sprintf("nothing for %s", quiet)
+	if settled {
+		how = fmt.Sprintf("nothing for %s, every process idle for %s (no CPU used, no thread running, nothing unread in a socket)", now.Sub(last).Round(time.Millisecond), idle.Round(time.Millisecond))
 	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
-	return rn.last.Equal(last) && rn.busy == 0
+	if !rn.last.Equal(last) || rn.busy != 0 {
+		return false, ""
+	}
+	return true, how
+}
+
+// unread says where data waits unread in a socket of a process of pids
+// or of oncecheck: something sent that its reader has not taken in yet.
+func unread(pids []int) string {
+	for _, pid := range pids {
+		if u := unreadBy(pid); u != "" {
+			return u
+		}
+	}
+	return unreadHere()
+}
+
+// reconnected reports whether, after a broker restart, each process of
+// pids holds a connection to one of its broker proxy's ports again
+// (brokerPorts, from its environment; nil when there was no restart): a
+// process waiting out its client's reconnection delay is idle, but not
+// done. A process whose ports are not known counts as connected.
+func reconnected(pids []int, brokerPorts [][]int) bool {
+	for i, ports := range brokerPorts {
+		if len(ports) == 0 {
+			continue
+		}
+		peers := peerPorts(pids[i])
+		if peers == nil {
+			continue // its sockets cannot be looked at
+		}
+		if !slices.ContainsFunc(ports, func(p int) bool { return peers[p] }) {
+			return false
+		}
+	}
+	return true
+}
+
+// envPorts are the ports of the addresses in a process's broker
+// environment (NATS_URL=nats://127.0.0.1:PORT, KAFKA_BROKERS=HOST:PORT).
+func envPorts(env []string) []int {
+	var ports []int
+	for _, kv := range env {
+		_, v, _ := strings.Cut(kv, "=")
+		for _, a := range strings.Split(v, ",") {
+			if u, err := url.Parse(a); err == nil && u.Host != "" {
+				a = u.Host
+			}
+			if _, port, err := net.SplitHostPort(a); err == nil {
+				if n, err := strconv.Atoi(port); err == nil {
+					ports = append(ports, n)
+				}
+			}
+		}
+	}
+	return ports
+}
+
+// idleWatch follows the processes' activity over the drain's polls, as
+// the kernel shows it: since when none of them has used CPU time or had
+// a thread running or waiting to run.
+type idleWatch struct {
+	pids  []int
+	last  []activity
+	at    time.Time // when last was read
+	since time.Time // the processes idle since; zero: not idle
+}
+
+// reset forgets what was seen: the run is not quiet.
+func (w *idleWatch) reset() { *w = idleWatch{} }
+
+// observe reads the activity of the processes pids and returns how long
+// they have stood idle: 0 when one of them used CPU time since the last
+// poll, has a thread running now, or cannot be read.
+func (w *idleWatch) observe(now time.Time, pids []int) time.Duration {
+	if !activityReadable || len(pids) == 0 {
+		return 0
+	}
+	acts := make([]activity, len(pids))
+	for i, pid := range pids {
+		a, ok := readActivity(pid)
+		if !ok || a.running != "" {
+			w.reset()
+			return 0
+		}
+		acts[i] = a
+	}
+	if slices.Equal(pids, w.pids) && slices.Equal(acts, w.last) {
+		if w.since.IsZero() {
+			w.since = w.at
+		}
+	} else {
+		w.since = time.Time{}
+	}
+	w.pids, w.last, w.at = pids, acts, now
+	if w.since.IsZero() {
+		return 0
+	}
+	return now.Sub(w.since)
 }
 
 // stop ends every process and proxy. The run is over (drained or

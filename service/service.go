@@ -28,7 +28,10 @@ import (
 
 // Config is what a runner needs to know of the service and its runs.
 type Config struct {
-	// Command is the service's command line, run by sh -c (any language).
+	// Command is the service's command line, run by sh -c (any
+	// language); a line of plain words (NAME=value assignments, exec, a
+	// program and its arguments, nothing a shell would expand) is started
+	// directly, as sh would start it.
 	Command string
 	// Dir is the command's working directory ("" is the current one).
 	Dir string
@@ -72,6 +75,12 @@ type Config struct {
 	// means 300ms. Bound is how long a run may take to drain before it
 	// is stuck; 0 means 30s.
 	Quiet, Bound time.Duration
+	// Settle is how long, where the kernel shows what the processes do
+	// (Linux), every process must have stood idle (no CPU used, no thread
+	// running or waiting to run, nothing unread in its sockets or
+	// oncecheck's) with nothing recorded, for a run to count as drained
+	// before Quiet passes; 0 means 50ms, negative waits for Quiet alone.
+	Settle time.Duration
 	// Output receives the processes' standard output and error; nil
 	// discards them.
 	Output io.Writer
@@ -168,6 +177,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Quiet <= 0 {
 		c.Quiet = 300 * time.Millisecond
+	}
+	if c.Settle == 0 {
+		c.Settle = 50 * time.Millisecond
 	}
 	if c.Bound <= 0 {
 		c.Bound = 30 * time.Second

@@ -184,9 +184,11 @@ func SumTimings(rs []*Runner) Timings {
 	for _, r := range rs {
 		u := r.Timings()
 		t.Runs += u.Runs
+		t.Schema += u.Schema
 		t.Setup += u.Setup
 		t.Start += u.Start
 		t.Work += u.Work
+		t.Drain += u.Drain
 		t.Teardown += u.Teardown
 		t.Check += u.Check
 	}

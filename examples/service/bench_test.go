@@ -16,8 +16,8 @@ import (
 // BenchmarkServiceRuns runs the correct example with two consumers and
 // every fault kind, seed after seed, on 1, 2 and 4 runners at once (each
 // with its own embedded broker), and reports runs per second of the
-// campaign and the share of each run spent in setup (schema, streams,
-// sends), process start, work and drain, teardown and check
+// campaign and the share of each run spent waiting for its schema, in
+// setup (streams, sends), process start, work, drain, teardown and check
 // (service.Runner.Timings). Every run must pass.
 func BenchmarkServiceRuns(b *testing.B) {
 	for _, n := range []int{1, 2, 4} {
@@ -41,14 +41,23 @@ func BenchmarkServiceRuns(b *testing.B) {
 }
 
 // benchConfig is the configuration of a benchmark: every fault kind, and
-// the quiet period of $SERVICE_QUIET (a duration) when it is set, to
-// compare verdicts across quiet periods.
+// the quiet and settle periods of $SERVICE_QUIET and $SERVICE_SETTLE (a
+// duration; a settle of 0 waits for the quiet period alone) when they
+// are set, to compare verdicts across drains.
 func benchConfig(b *testing.B, bug string) service.Config {
 	cfg := config(b, bug, service.Kinds...)
 	if q := os.Getenv("SERVICE_QUIET"); q != "" {
 		d, err := time.ParseDuration(q)
 		require.NoError(b, err, "$SERVICE_QUIET")
 		cfg.Quiet = d
+	}
+	if q := os.Getenv("SERVICE_SETTLE"); q != "" {
+		d, err := time.ParseDuration(q)
+		require.NoError(b, err, "$SERVICE_SETTLE")
+		cfg.Settle = d
+		if d == 0 {
+			cfg.Settle = -1
+		}
 	}
 	return cfg
 }
@@ -57,15 +66,17 @@ func benchConfig(b *testing.B, bug string) service.Config {
 // the runs' time.
 func reportTimings(b *testing.B, t service.Timings, elapsed time.Duration) {
 	b.ReportMetric(float64(t.Runs)/elapsed.Seconds(), "runs/s")
-	total := t.Setup + t.Start + t.Work + t.Teardown + t.Check
+	total := t.Total()
 	if total <= 0 {
 		return
 	}
 	share := func(d time.Duration) float64 { return 100 * float64(d) / float64(total) }
 	b.ReportMetric(float64(total.Milliseconds())/float64(t.Runs), "ms/run")
+	b.ReportMetric(share(t.Schema), "%schema")
 	b.ReportMetric(share(t.Setup), "%setup")
 	b.ReportMetric(share(t.Start), "%start")
 	b.ReportMetric(share(t.Work), "%work")
+	b.ReportMetric(share(t.Drain), "%drain")
 	b.ReportMetric(share(t.Teardown), "%teardown")
 	b.ReportMetric(share(t.Check), "%check")
 }

@@ -69,7 +69,10 @@ func serve(ctx context.Context, dbURL, natsURL, bug string) error {
 		return err
 	}
 	defer db.Close()
-	nc, err := nats.Connect(natsURL, nats.Name("orders"))
+	// A dropped connection (a broker restart) is reconnected after
+	// 250ms: nats.go's default waits 2s before trying the same server
+	// again, which each broker-restart run of a test would sit out.
+	nc, err := nats.Connect(natsURL, nats.Name("orders"), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		return err
 	}
