@@ -47,7 +47,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		lease       = fs.Duration("lease", time.Second, "--broker postgres: how long a worker may hold a job before another may take it, given to the service as QUEUE_LEASE_MS")
 		releaseSQL  = fs.String("release-sql", "", "--broker postgres: a statement that gives job $1 back as its lease running out would, run for the jobs of a process oncecheck killed (default: the lease runs out)")
 		quietFor    = fs.Duration("quiet", 300*time.Millisecond, "how long nothing may be recorded, with no statement, transaction or publish in flight, for a run to count as drained")
-		settle      = fs.Duration("settle", 50*time.Millisecond, "on Linux, a run also drains once every process has stood idle this long (no CPU used, no thread running, nothing unread in a socket) with nothing recorded, before --quiet passes; 0: --quiet alone")
+		settle      = fs.Duration("settle", 50*time.Millisecond, "on Linux, a run also drains once every process has stood idle this long (no CPU used, no thread running, nothing unread in a socket, no timer due within a second) with nothing recorded, before --quiet passes; 0: --quiet alone")
 		bound       = fs.Duration("bound", 30*time.Second, "how long a run may take to drain before it is stuck")
 		reruns      = fs.Int("reruns", 0, "re-run the (shrunk) failing case this many times and print how often it fails the same way")
 		shrinkTries = fs.Int("shrink-tries", 3, "runs of each smaller candidate while shrinking a failure (0: no shrinking)")

@@ -24,3 +24,5 @@ func unreadBy(int) string { return "" }
 func peerPorts(int) map[int]bool { return nil }
 
 func unreadHere() string { return "" }
+
+func timerDue(int, time.Duration) string { return "" }

@@ -751,7 +751,7 @@ func (rn *run) quiescent(w *idleWatch) (bool, string) {
 			return false, ""
 		}
 	}
-	if settled && unread(pids) != "" {
+	if settled && (unread(pids) != "" || timerPending(pids, max(quiet, timerHorizon)) != "") {
 		settled = false
 		if now.Sub(last) < quiet {
 			return false, ""
@@ -762,7 +762,7 @@ func (rn *run) quiescent(w *idleWatch) (bool, string) {
 	}
 	how := fmt.Sprintf("nothing for %s", quiet)
 	if settled {
-		how = fmt.Sprintf("nothing for %s, every process idle for %s (no CPU used, no thread running, nothing unread in a socket)", now.Sub(last).Round(time.Millisecond), idle.Round(time.Millisecond))
+		how = fmt.Sprintf("nothing for %s, every process idle for %s (no CPU used, no thread running, nothing unread in a socket, no timer due within %s)", now.Sub(last).Round(time.Millisecond), idle.Round(time.Millisecond), max(quiet, timerHorizon))
 	}
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
@@ -781,6 +781,22 @@ func unread(pids []int) string {
 		}
 	}
 	return unreadHere()
+}
+
+// timerHorizon is how far ahead a process's timer counts as due (at
+// least the quiet period): a process whose thread waits for one that may
+// fire that soon is not settled.
+const timerHorizon = time.Second
+
+// timerPending says which process of pids waits for a timer due within
+// horizon (timerDue): an idle process that will work again by itself.
+func timerPending(pids []int, horizon time.Duration) string {
+	for _, pid := range pids {
+		if d := timerDue(pid, horizon); d != "" {
+			return d
+		}
+	}
+	return ""
 }
 
 // reconnected reports whether, after a broker restart, each process of
