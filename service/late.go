@@ -35,6 +35,7 @@ func (rn *run) scheduleLate(a *attempt) {
 			continue
 		}
 		rn.busy++
+		rn.lateWaiting++
 		rn.wg.Add(1)
 		go func() {
 			defer rn.wg.Done()
@@ -44,7 +45,8 @@ func (rn *run) scheduleLate(a *attempt) {
 }
 
 // sendLate waits until attempt a has ended (acked, nacked, crashed or its
-// ack dropped), then f.Delay more, and publishes its message again: the
+// ack dropped) or another attempt acknowledged its message, then f.Delay
+// more, and publishes its message again: the
 // same copy, with the same id (a producer's retry arriving after the
 // broker's duplicate window), or, for the reissue variant, a new copy
 // with a new id and the same key. A send the broker refuses is a harness
@@ -53,11 +55,16 @@ func (rn *run) sendLate(a *attempt, f faults.Fault) {
 	defer func() {
 		rn.mu.Lock()
 		rn.busy--
+		rn.lateWaiting--
 		rn.mu.Unlock()
 	}()
 	for {
 		rn.mu.Lock()
-		open, stopping := slices.Contains(a.proc.open, a), rn.stopping
+		// The original is handled once its attempt ended or another
+		// attempt acknowledged its message (the broker took it away from
+		// an attempt that never ends: a pending entry claimed elsewhere).
+		open := slices.Contains(a.proc.open, a) && !rn.ackedElsewhere(a)
+		stopping := rn.stopping
 		rn.mu.Unlock()
 		if stopping {
 			return

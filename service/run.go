@@ -180,9 +180,11 @@ type run struct {
 	last     time.Time // the last thing that happened
 	busy     int       // pauses and restarts under way: not drained
 	stopping bool
-	lates    int   // late re-issues sent so far (late.go)
-	failed   error // a harness error of the run's own goroutines (a late send)
-	wg       sync.WaitGroup
+	lates    int // late re-issues sent so far (late.go)
+	// lateWaiting counts late copies not sent yet (part of busy).
+	lateWaiting int
+	failed      error // a harness error of the run's own goroutines (a late send)
+	wg          sync.WaitGroup
 
 	// brokerBack: when the broker, restarted in this run, ran again and
 	// its clients had to connect again (zero: no restart).
@@ -636,6 +638,12 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 func (rn *run) takenOver(a *attempt) bool {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
+	return rn.ackedElsewhere(a)
+}
+
+// ackedElsewhere reports whether a later attempt than a acknowledged a's
+// message; rn.mu is held.
+func (rn *run) ackedElsewhere(a *attempt) bool {
 	for _, b := range rn.attempts[a.n:] {
 		if b.msg.ID == a.msg.ID && b.acked {
 			return true
@@ -687,7 +695,38 @@ func (rn *run) drain() (bool, string, error) {
 	if in.stuck != "" {
 		return false, fmt.Sprintf("after %s: %s", cfg.Bound, in.stuck), nil
 	}
-	return false, fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending), nil
+	msg := fmt.Sprintf("after %s: %d copies not yet delivered, %d not acknowledged", cfg.Bound, in.pending, in.ackPending)
+	if h := rn.holding(); h != "" {
+		msg += "; " + h
+	}
+	return false, msg, nil
+}
+
+// holding says what, beside the broker, kept the run from draining: late
+// copies not sent yet, pauses or restarts under way, a publish or SQL in
+// flight at a process's proxy.
+func (rn *run) holding() string {
+	rn.mu.Lock()
+	var what []string
+	if rn.lateWaiting > 0 {
+		what = append(what, fmt.Sprintf("%d late copies not sent yet (their original's attempt never ended)", rn.lateWaiting))
+	}
+	if n := rn.busy - rn.lateWaiting; n > 0 {
+		what = append(what, fmt.Sprintf("%d pauses or broker restarts under way", n))
+	}
+	proxies, pgs, procs := slices.Clone(rn.proxies), slices.Clone(rn.pgs), slices.Clone(rn.procs)
+	rn.mu.Unlock()
+	for i, px := range proxies {
+		if px != nil && !px.idle() && i < len(procs) {
+			what = append(what, "a publish of "+procs[i].name()+" waits for its confirmation")
+		}
+	}
+	for i, pp := range pgs {
+		if pp != nil && !pp.idle() && i < len(procs) {
+			what = append(what, "a SQL statement, transaction or connection of "+procs[i].name()+" is in flight")
+		}
+	}
+	return strings.Join(what, "; ")
 }
 
 // reconnectGrace bounds how long after a broker restart the drain waits

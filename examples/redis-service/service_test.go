@@ -92,6 +92,32 @@ func TestCorrectServicePasses(t *testing.T) {
 	service.Verify(t, config(t, "", kinds...), service.VerifyOptions{Runs: runs, Out: t.TempDir()})
 }
 
+// TestLateCopyAfterAClaimedEntry: a publish whose confirmation is lost
+// leaves the attempt unacknowledged; the other consumer claims the entry
+// and acknowledges it, so the first attempt never ends. The late copy
+// planned on it is sent once the entry was acknowledged elsewhere (it
+// used to wait for the first attempt, and the run was stuck: seed 50162
+// of a 300-run campaign).
+func TestLateCopyAfterAClaimedEntry(t *testing.T) {
+	cfg := config(t, "")
+	cfg.Bound = 10 * time.Second
+	r, err := service.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, r.Close()) })
+	c := service.Case{Workload: one(), Plan: faults.Plan{Consumers: 2, Faults: []faults.Fault{
+		{Kind: faults.Late, At: 0, Delay: faults.Duration(200 * time.Millisecond)},
+		{Kind: faults.PublishFailure, Variant: faults.LostConfirm, Process: faults.Consumer, At: 0},
+	}}}
+	h, res, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Pass, res.Verdict, "%v", res.Primary())
+	late := false
+	for _, ev := range h.Events {
+		late = late || ev.Fault == string(faults.Late)
+	}
+	require.True(t, late, "the late copy was sent")
+}
+
 // TestAckFirstIsCaught: the variant that XACKs an entry as it arrives
 // loses it when its process dies before the work is committed.
 func TestAckFirstIsCaught(t *testing.T) {
