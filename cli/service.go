@@ -223,6 +223,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 	if *reruns > 0 {
 		if *follow {
 			c.Order = service.OrderOf(h)
+			c.Plan = replan(h, stdout)
 		}
 		again, err := runner.Reproduce(ctx, c, res.Signature(), *reruns)
 		if err != nil {
@@ -247,6 +248,7 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 	c := service.Case{Workload: h.Header.Workload, Plan: h.Header.Plan}
 	if follow {
 		c.Order = service.OrderOf(h)
+		c.Plan = replan(h, stdout)
 	}
 	if len(c.Workload) == 0 {
 		return exitUsage, usagef("--replay: %s has no workload to run again", path)
@@ -264,6 +266,17 @@ func replayService(ctx context.Context, runner *service.Runner, path string, n i
 		return exitViolation, nil
 	}
 	return exitPass, nil
+}
+
+// replan returns the plan re-runs that follow history h run
+// (service.Replan), and says which faults they re-apply elsewhere than
+// the plan as saved puts them.
+func replan(h *histories.History, stdout io.Writer) faults.Plan {
+	plan, notes := service.Replan(h)
+	for _, n := range notes {
+		fmt.Fprintf(stdout, "Following the saved history: %s\n", n)
+	}
+	return plan
 }
 
 // settleFlag turns --settle into Config.Settle: 0 there is "never"

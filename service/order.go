@@ -1,9 +1,13 @@
 package service
 
 import (
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/oncecheck/oncecheck/faults"
 	"github.com/oncecheck/oncecheck/histories"
 )
 
@@ -195,4 +199,66 @@ func (rn *run) completed(a *attempt, tag string) {
 		close(g.changed)
 		g.changed = make(chan struct{})
 	}
+}
+
+// pauseSent starts the note that a pause as a copy reaches its process
+// (lease-expired, Index 0) adds to its event's detail: how many SQL
+// statements, reads included, the attempt had sent when the SIGSTOP
+// took effect. The proxy holds no statement there, so that is up to the
+// operating system; Replan reads it back.
+const pauseSent = "statements the attempt had sent as it took effect: "
+
+// Replan returns the fault plan of a replay that follows saved history h
+// (with OrderOf), and one line per fault it re-applies, for the report.
+// A pause as a copy reaches its process races the process's first
+// statements, reads included, which the proxy does not hold; when h shows
+// that the paused attempt had sent k > 0 statements as the pause took
+// effect, the replay pauses it at the equivalent boundary the proxy
+// holds: as the server's reply to statement k-1 (from 0) comes back
+// (Index pauseAtStatement+k-1). Every other fault is kept as saved, and
+// so is the pause when h does not say (a history of an earlier version)
+// or says 0. h itself is not changed.
+func Replan(h *histories.History) (faults.Plan, []string) {
+	plan := h.Header.Plan
+	plan.Faults = slices.Clone(plan.Faults)
+	var notes []string
+	for i, f := range plan.Faults {
+		if f.Kind != faults.Redelivery || f.Variant != faults.LeaseExpired || f.Index != 0 {
+			continue
+		}
+		k, ok := pausedAfter(h, f.At+1)
+		if !ok || k == 0 {
+			continue
+		}
+		g := f
+		g.Index = pauseAtStatement + k - 1
+		plan.Faults[i] = g
+		what := "1 SQL statement"
+		if k > 1 {
+			what = fmt.Sprintf("%d SQL statements", k)
+		}
+		notes = append(notes, fmt.Sprintf("the pause of delivery #%d as the copy reached it took effect once its attempt had sent %s; re-applied there: %s", f.At+1, what, Describe(g)))
+	}
+	return plan, notes
+}
+
+// pausedAfter reads, from the pause event of attempt n in h, how many
+// statements the attempt had sent as the pause took effect.
+func pausedAfter(h *histories.History, n int) (int, bool) {
+	for _, ev := range h.Events {
+		if ev.Kind != histories.Requeue || ev.Attempt != n || ev.Fault != string(faults.Redelivery) {
+			continue
+		}
+		_, rest, ok := strings.Cut(ev.Detail, pauseSent)
+		if !ok {
+			return 0, false
+		}
+		end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+		if end < 0 {
+			end = len(rest)
+		}
+		k, err := strconv.Atoi(rest[:end])
+		return k, err == nil
+	}
+	return 0, false
 }

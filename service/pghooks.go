@@ -51,6 +51,9 @@ func (rn *run) statement(c *pgConn, sql string) verdict {
 	if len(rn.c.Order) > 0 && rn.gate == nil {
 		rn.gate = newGate(rn.c.Order)
 	}
+	if a != nil {
+		a.sent++ // before it is held: the process sent it
+	}
 	if !rn.follow(c, a, sql) {
 		return verdict{cut: true}
 	}

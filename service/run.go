@@ -224,6 +224,7 @@ type attempt struct {
 	writes    int
 	commits   int
 	stmts     int // statements the server completed for it
+	sent      int // statements its process sent (reads included)
 	acked     bool
 	faults    []faults.Fault
 }
@@ -612,7 +613,14 @@ func (rn *run) pause(p *proc, a *attempt, f faults.Fault) {
 	}
 	wait += 500 * time.Millisecond
 	rn.mu.Lock()
-	rn.add(histories.Event{Kind: histories.Requeue, Attempt: a.n, Process: p.name(), Fault: string(f.Kind), Detail: fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))})
+	detail := fmt.Sprintf("SIGSTOP %s at attempt %d for %s, past its ack wait: %s", p.name(), a.n, wait, Describe(f))
+	if f.Variant == faults.LeaseExpired && f.Index == 0 {
+		// Where the signal landed among the attempt's statements, which
+		// the proxy does not hold: a replay re-applies the pause there
+		// (Replan).
+		detail += fmt.Sprintf("; %s%d", pauseSent, a.sent)
+	}
+	rn.add(histories.Event{Kind: histories.Requeue, Attempt: a.n, Process: p.name(), Fault: string(f.Kind), Detail: detail})
 	rn.mu.Unlock()
 	until := time.Now().Add(wait)
 	for time.Now().Before(until) && !rn.takenOver(a) {

@@ -139,7 +139,8 @@ type Case struct {
 	// Order, when not empty, is the order of a saved history's SQL
 	// events that a replay follows (OrderOf): the PostgreSQL proxies hold
 	// a BEGIN, write or COMMIT until the ones recorded before it are
-	// done, for at most orderWait each.
+	// done, for at most orderWait each. Such a replay runs the plan
+	// Replan gives for the history.
 	Order Order
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -242,6 +243,43 @@ func TestCheckFirstIsCaught(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
 	require.Equal(t, histories.Duplicate, res.Primary())
+}
+
+// TestPauseAtDeliveryIsReplanned: a pause as the copy reaches the
+// process lands before or after the process's first statements, which
+// the proxy does not hold; its event says how many the attempt had sent,
+// and a replay that follows the history (service.Replan) pauses at the
+// reply to the last of them instead, where check-first then fails every
+// time.
+func TestPauseAtDeliveryIsReplanned(t *testing.T) {
+	r := runner(t, "check-first", faults.Redelivery)
+	c := service.Case{
+		Workload: model.Workload{
+			{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+			{Aggregate: "o2", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"b"}`)},
+			{Aggregate: "o3", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"c"}`)},
+		}.Number(),
+		Plan: faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 2}}},
+	}
+	h, _, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	noted := false
+	for _, ev := range h.Events {
+		noted = noted || ev.Kind == histories.Requeue && regexp.MustCompile(`statements the attempt had sent as it took effect: \d+$`).MatchString(ev.Detail)
+	}
+	require.True(t, noted, "the pause's event says where it landed\n%s", h.Timeline())
+	plan, notes := service.Replan(h)
+	f := plan.Faults[0]
+	t.Logf("re-applied at Index %d: %v", f.Index, notes)
+	if f.Index == 0 {
+		require.Empty(t, notes, "kept as saved: the attempt had sent nothing\n%s", h.Timeline())
+		return
+	}
+	require.Len(t, notes, 1)
+	require.Greater(t, f.Index, 1)
+	h2, res, err := r.Run(context.Background(), service.Case{Workload: c.Workload, Plan: plan, Order: service.OrderOf(h)}, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Duplicate, res.Primary(), "paused after its inbox read\n%s", h2.Timeline())
 }
 
 // TestEveryCrashPointStrikes: each crash point of service mode is a
