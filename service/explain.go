@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/oncecheck/oncecheck/checkers"
@@ -76,6 +77,9 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 		if ev.Message != nil {
 			f.key, f.id = keyOf[ev.Message.ID], ev.Message.ID
 		}
+		if n, ok := endedAttempt(ev); ok {
+			f.attempt = n
+		}
 		fs = append(fs, f)
 		return nil
 	})
@@ -114,6 +118,29 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 		fd.Text = text + " " + s
 	}
 	return nil
+}
+
+// crashAfterEnd starts the detail of a crash that struck an attempt
+// after it ended ("SIGKILL after attempt #3 ended: ..."): the crash event
+// has no attempt (an attempt ends once) but the attempt's message.
+const crashAfterEnd = "SIGKILL after attempt #"
+
+// endedAttempt is the attempt a crash struck after it ended, read from
+// its detail.
+func endedAttempt(ev *histories.Event) (int, bool) {
+	if ev.Kind != histories.Crash || ev.Attempt != 0 {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(ev.Detail, crashAfterEnd)
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, " ended: ")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(num)
+	return n, err == nil && n > 0
 }
 
 func them(keys []string) string {
@@ -163,6 +190,10 @@ func struckPart(step, attempt int, key, id, process string, kind histories.Kind,
 		what := strings.TrimPrefix(head, "SIGKILL: ")
 		if rest, ok := strings.CutPrefix(head, "SIGKILL of its process: "); ok {
 			at = fmt.Sprintf("step %d, %s: its process was killed at a fault planned on another attempt, at the boundary %s", step, who, boundary)
+			what = rest
+		}
+		if _, rest, ok := strings.Cut(head, " ended: "); ok && strings.HasPrefix(head, crashAfterEnd) {
+			at = fmt.Sprintf("step %d, %s, after the attempt ended, at the boundary %s", step, who, boundary)
 			what = rest
 		}
 		switch {

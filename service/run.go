@@ -541,8 +541,15 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 		rn.add(histories.Event{Kind: histories.Crash, Attempt: a.n, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: detail})
 		tokens = append(tokens, a.token)
 	}
-	if len(p.open) == 0 {
-		rn.add(histories.Event{Kind: histories.Crash, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: "SIGKILL between deliveries: " + Describe(f)})
+	if target != nil && !slices.Contains(p.open, target) {
+		// The fault's attempt ended already (a crash after its ack, or
+		// after a publish or commit of an attempt that acked first): the
+		// crash is recorded without an attempt, which ended once, and
+		// names its message, so that an explanation finds it.
+		m := target.msg
+		dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}
+		rn.add(histories.Event{Kind: histories.Crash, Process: p.name(), Message: &dm, Point: string(f.Point), Fault: string(f.Kind),
+			Detail: fmt.Sprintf("%s%d ended: %s", crashAfterEnd, target.n, Describe(f))})
 	}
 	p.open, p.latest = nil, nil
 	_ = signalGroup(p.cmd, sigKill)

@@ -313,3 +313,20 @@ func BenchmarkRuns(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "runs/s")
 	b.Logf("%+v", r.Timings())
 }
+
+// TestCrashAfterAckIsExplained: a crash planned at the after-ack of the
+// lost job's delivery strikes once the attempt has ended (its ack
+// recorded); the explanation still names it as the fault that struck the
+// job's key, with its boundary and the reply it held.
+func TestCrashAfterAckIsExplained(t *testing.T) {
+	r := runner(t, config(t, "", "done-first", faults.Crash))
+	c := service.Case{Workload: one(), Plan: faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: service.AfterAck}}}}
+	h, res, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Lost, res.Primary(), "%s", h.Timeline())
+	text := res.Findings[0].Text
+	require.Contains(t, text, "The fault that struck it: step ", text)
+	require.Contains(t, text, "in attempt #1 (k1), after the attempt ended, at the boundary after-ack", text)
+	require.Contains(t, text, "the reply held to the commit that finished job m1", text)
+	require.NotContains(t, text, "between deliveries", text)
+}
