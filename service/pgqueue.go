@@ -388,7 +388,7 @@ func (rn *run) queueIdle(c *pgConn) {
 		return
 	}
 	if len(c.q.scope.delivered) > 0 || len(c.q.scope.order) > 0 || len(c.q.scope.outputs) > 0 {
-		rn.settle(c, p, false, "")
+		rn.settle(c, p, false, "", false)
 	}
 }
 
@@ -434,19 +434,27 @@ func (rn *run) queueResult(c *pgConn, p *proc, tag string, inTx bool) (verdict, 
 	tx := fmt.Sprintf("tx%d", c.tx)
 	switch {
 	case tag == "COMMIT":
-		return rn.settle(c, p, true, tx)
+		return rn.settle(c, p, true, tx, false)
 	case tag == "ROLLBACK":
-		return rn.settle(c, p, false, tx)
+		return rn.settle(c, p, false, tx, false)
 	case !inTx && !strings.HasPrefix(tag, "BEGIN") && !strings.HasPrefix(tag, "START"):
-		return rn.settle(c, p, true, "a statement outside a transaction")
+		return rn.settle(c, p, true, "a statement outside a transaction", true)
 	}
 	return verdict{}, false
 }
 
 // settle ends c's scope, committed or rolled back (see the top of this
-// file), the transaction named by tx ("" when unknown); rn.mu is held. It
-// returns the verdict of a crash it struck.
-func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, bool) {
+// file), the transaction named by tx ("" when unknown); auto says the
+// server committed it by itself, outside a transaction. rn.mu is held; a
+// pause releases it while the process stands still. It returns the
+// verdict of a crash it struck.
+//
+// A job finished outside a transaction is committed by the server as it
+// runs the statement, before the proxy can know the statement finishes
+// it (the trigger's notice comes as it runs): a crash before-ack, and a
+// lease-expired pause at the ack (index 1), strike there as the reply
+// comes back, as a crash after-ack does.
+func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string, auto bool) (verdict, bool) {
 	s := c.q.scope
 	c.q.scope = pgScope{}
 	where := fmt.Sprintf("db connection %d of %s", c.id, p.name())
@@ -461,7 +469,7 @@ func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, b
 		}
 		return verdict{}, false
 	}
-	var strikes []strike
+	var strikes, pauses []strike
 	for _, id := range s.order {
 		if !s.written[id] {
 			continue
@@ -479,8 +487,14 @@ func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, b
 		}
 		rn.end(p, a, histories.Ack, detail)
 		for _, fl := range a.faults {
-			if fl.Kind == faults.Crash && fl.Point == AfterAck {
+			switch {
+			case fl.Kind == faults.Crash && fl.Point == AfterAck:
 				strikes = append(strikes, strike{a, fl, "the reply held to the commit that finished job " + id + ", on " + where})
+			case auto && fl.Kind == faults.Crash && fl.Point == faults.BeforeAck:
+				strikes = append(strikes, strike{a, fl, "the reply held to the statement that finished job " + id + ", on " + where +
+					": the server committed it as it ran it, before the proxy could know it was an ack"})
+			case auto && fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index == 1:
+				pauses = append(pauses, strike{a, fl, "the reply held to the statement that finished job " + id + ", on " + where})
 			}
 		}
 	}
@@ -500,6 +514,16 @@ func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, b
 		st := strikes[0]
 		rn.killAt(p, st.a, st.fl, st.where)
 		return verdict{cut: true}, true
+	}
+	for _, st := range pauses {
+		rn.busy++
+		rn.mu.Unlock()
+		rn.pause(p, st.a, st.fl)
+		rn.mu.Lock()
+		rn.notePause(p, st.a, st.where)
+		if p.dead || p.gen != c.gen {
+			return verdict{cut: true}, true
+		}
 	}
 	return verdict{}, false
 }

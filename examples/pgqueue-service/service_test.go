@@ -330,3 +330,24 @@ func TestCrashAfterAckIsExplained(t *testing.T) {
 	require.Contains(t, text, "the reply held to the commit that finished job m1", text)
 	require.NotContains(t, text, "between deliveries", text)
 }
+
+// TestAutocommitFinishIsStruck: the done-first variant finishes its job
+// in a statement outside a transaction, which the server commits as it
+// runs it, before the proxy can know it is an ack: a crash before-ack
+// strikes as its reply comes back, as after-ack does (the job is lost),
+// and a lease-expired pause at the ack (index 1) stops the process there.
+func TestAutocommitFinishIsStruck(t *testing.T) {
+	r := runner(t, config(t, "", "done-first", faults.Crash, faults.Redelivery))
+	h, verdict, primary := run(t, r, faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeAck})
+	require.Equal(t, histories.Violation, verdict, "%s", h.Timeline())
+	require.Equal(t, histories.Lost, primary)
+	struck := 0
+	for _, ev := range h.Events {
+		if ev.Kind == histories.Crash && ev.Point == string(faults.BeforeAck) {
+			struck++
+		}
+	}
+	require.Equal(t, 1, struck, "%s", h.Timeline())
+	h, _, _ = run(t, r, faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 1})
+	require.Equal(t, 1, count(h, histories.Requeue, "SIGSTOP"), "the pause struck\n%s", h.Timeline())
+}
