@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -156,7 +157,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		Quiet: *quietFor, Bound: *bound, Output: output, Queue: queue,
 	}, workers)
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.HasPrefix(err.Error(), "service: the postgres queue") || strings.HasPrefix(err.Error(), "service: cannot tell") || strings.HasPrefix(err.Error(), "service: --send-sql") || strings.Contains(err.Error(), "consumers") {
+		if _, ok := errors.AsType[*service.ConfigError](err); ok {
 			return exitUsage, usagef("%v", err)
 		}
 		return exitInconclusive, err

@@ -97,9 +97,27 @@ type pgBroker struct {
 	counts map[string]int // deliveries of each copy seen by the proxies
 }
 
-// startPostgres checks the queue contract of cfg and connects to its
-// PostgreSQL server.
+// startPostgres checks the queue contract of cfg (its errors are
+// ConfigErrors) and connects to its PostgreSQL server.
 func startPostgres(cfg Config) (*pgBroker, error) {
+	b, err := checkQueue(cfg)
+	if err != nil {
+		return nil, configErr(err)
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("service: the PostgreSQL DSN: %w", err)
+	}
+	pc.MaxConns = 2
+	if b.db, err = pgxpool.NewWithConfig(context.Background(), pc); err != nil {
+		return nil, fmt.Errorf("service: PostgreSQL: %w", err)
+	}
+	return b, nil
+}
+
+// checkQueue checks the queue contract of cfg and reads its tables and
+// columns.
+func checkQueue(cfg Config) (*pgBroker, error) {
 	q := cfg.Queue
 	if cfg.BrokerURL != "" {
 		return nil, fmt.Errorf("service: the postgres queue lives in each run's schema on the PostgreSQL server of the DSN: no broker URL (%q)", cfg.BrokerURL)
@@ -134,14 +152,6 @@ func startPostgres(cfg Config) (*pgBroker, error) {
 	}
 	if b.out, b.outCols, err = outputsTable(q.Outputs); err != nil {
 		return nil, fmt.Errorf("service: the outputs table %q: %w", q.Outputs, err)
-	}
-	pc, err := pgxpool.ParseConfig(cfg.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("service: the PostgreSQL DSN: %w", err)
-	}
-	pc.MaxConns = 2
-	if b.db, err = pgxpool.NewWithConfig(context.Background(), pc); err != nil {
-		return nil, fmt.Errorf("service: PostgreSQL: %w", err)
 	}
 	return b, nil
 }

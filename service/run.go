@@ -69,7 +69,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("service: the PostgreSQL DSN: %w", err)
+		return nil, configErr(fmt.Errorf("service: the PostgreSQL DSN: %w", err))
 	}
 	pc.MaxConns = 4
 	db, err := pgxpool.NewWithConfig(context.Background(), pc)
