@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 
@@ -317,4 +318,70 @@ CREATE TABLE events (id text PRIMARY KEY, cause text, type text, payload jsonb);
 // one is a workload of one message.
 func one() model.Workload {
 	return model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number()
+}
+
+// TestPGBrokerReleaseAndSearchPath: the drain's reading of the queue runs
+// DoneWhen in the run's schema (it may name the schema's tables
+// unqualified, as the service's statements do); the release statement
+// counts only the jobs it gave back, skips a job taken again since, and
+// its error is returned, not swallowed.
+func TestPGBrokerReleaseAndSearchPath(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	cfg := Config{DSN: dsn, Broker: "postgres", Schema: pgQueueSchema + `
+CREATE TABLE finished (id text PRIMARY KEY);`, Queue: PGQueue{
+		SendSQL:    "INSERT INTO jobs (id, key, type, aggregate) VALUES ($1, $2, $3, $4)",
+		DoneWhen:   "EXISTS (SELECT 1 FROM finished f WHERE f.id = jobs.id)",
+		Outputs:    "events",
+		ReleaseSQL: "UPDATE jobs SET state = 'new' WHERE id = $1 AND state = 'running'",
+	}}
+	b, err := startPostgres(cfg)
+	require.NoError(t, err)
+	t.Cleanup(b.close)
+	r := &Runner{cfg: cfg, db: b.db}
+	schema, err := r.createSchema(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = b.db.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	b.useSchema(schema)
+	require.NoError(t, b.reset(ctx))
+	w := model.Workload{
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+		{Aggregate: "o2", Type: model.Confirm},
+	}.Number()
+	for _, m := range w {
+		require.NoError(t, b.send(ctx, m, false))
+	}
+	exec := func(sql string) {
+		t.Helper()
+		_, err := b.db.Exec(ctx, strings.ReplaceAll(sql, "$s", schema))
+		require.NoError(t, err, sql)
+	}
+	b.delivered("m1")
+	exec("INSERT INTO $s.finished VALUES ('m2')")
+	in, err := b.inputs(ctx)
+	require.NoError(t, err)
+	require.Equal(t, inputs{consumers: 1, ackPending: 1, ackWait: b.lease()}, in)
+
+	b.delivered("m2")
+	b.delivered("m2")
+	exec("UPDATE $s.jobs SET state = 'running'")
+	n, err := b.release([]string{"m1#1", "m2#1"})
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "m2 was taken again since its first delivery")
+	n, err = b.release([]string{"m1#1"})
+	require.NoError(t, err)
+	require.Zero(t, n, "m1 was given back already: the statement changed nothing")
+	require.False(t, b.requeue([]string{"m1#1"}))
+
+	b.q.ReleaseSQL = "UPDATE jobs SET no_such_column = 1 WHERE id = $1"
+	_, err = b.release([]string{"m1#1"})
+	require.ErrorContains(t, err, "no_such_column")
+	require.False(t, b.requeue([]string{"m1#1"}))
+}
+
+// TestGivenBack: the requeue event says how many copies went back.
+func TestGivenBack(t *testing.T) {
+	require.Equal(t, "oncecheck gave the unacknowledged copy of the killed consumer-1 back to the broker, as the broker would after their ack wait", givenBack(1, 1, "consumer-1"))
+	require.Equal(t, "oncecheck gave the 2 unacknowledged copies of the killed consumer-1 back to the broker, as the broker would after their ack wait", givenBack(2, 2, "consumer-1"))
+	require.Equal(t, "oncecheck gave 1 of the 2 unacknowledged copies of the killed consumer-1 back to the broker, as the broker would after their ack wait; not the others: taken again since, or the release statement changed nothing", givenBack(1, 2, "consumer-1"))
 }

@@ -559,12 +559,19 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 	go func() {
 		defer rn.wg.Done()
 		<-done
-		requeued := len(tokens) > 0 && rn.r.b.requeue(tokens)
+		var given int
+		var err error
+		if len(tokens) > 0 {
+			given, err = requeueCount(rn.r.b, tokens)
+		}
 		rn.mu.Lock()
 		defer rn.mu.Unlock()
 		rn.busy--
-		if requeued {
-			rn.add(histories.Event{Kind: histories.Requeue, Process: "broker", Detail: fmt.Sprintf("oncecheck gave the %d unacknowledged copies of the killed %s back to the broker, as the broker would after their ack wait", len(tokens), p.name())})
+		if err != nil && rn.failed == nil {
+			rn.failed = fmt.Errorf("service: give the copies of the killed %s back: %w", p.name(), err)
+		}
+		if given > 0 {
+			rn.add(histories.Event{Kind: histories.Requeue, Process: "broker", Detail: givenBack(given, len(tokens), p.name())})
 		}
 		if !rn.stopping {
 			if err := rn.start(p); err != nil {

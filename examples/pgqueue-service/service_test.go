@@ -351,3 +351,15 @@ func TestAutocommitFinishIsStruck(t *testing.T) {
 	h, _, _ = run(t, r, faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 1})
 	require.Equal(t, 1, count(h, histories.Requeue, "SIGSTOP"), "the pause struck\n%s", h.Timeline())
 }
+
+// TestBrokenReleaseFailsTheRun: a release statement the server refuses is
+// a harness error of the run, not a silent wait for the lease.
+func TestBrokenReleaseFailsTheRun(t *testing.T) {
+	cfg := config(t, "", "", faults.Crash)
+	cfg.Queue.ReleaseSQL = "UPDATE jobs SET no_such_column = 1 WHERE id = $1"
+	r := runner(t, cfg)
+	c := service.Case{Workload: one(), Plan: faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeHandle}}}}
+	_, _, err := r.Run(context.Background(), c, 0)
+	require.ErrorContains(t, err, "the release statement")
+	require.ErrorContains(t, err, "no_such_column")
+}
