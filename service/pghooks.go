@@ -99,7 +99,7 @@ func (rn *run) cut(c *pgConn, p *proc, a *attempt, sql, tag string) (verdict, bo
 			continue
 		}
 		a.faults = slices.Delete(a.faults, i, i+1)
-		rn.begun(c)
+		rn.begun(c, a)
 		rn.add(histories.Event{Kind: histories.Abort, Attempt: a.n, Tx: c.tx, Process: p.name(), Fault: string(fl.Kind),
 			Detail: fmt.Sprintf("the proxy cut db connection %d of %s, both sides, as the server's reply to %s (%s, statement #%d of tx%d) came back: the server rolls tx%d back, the process sees a broken connection",
 				c.id, p.name(), shortSQL(sql), tag, k+1, c.tx, c.tx)})
@@ -125,7 +125,9 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	if a != nil {
 		n = a.n
 	}
-	rn.completed(a, tag)
+	if c.q == nil || tagKind(tag) != histories.Begin {
+		rn.completed(a, tag) // a queue's BEGIN is not followed (OrderOf)
+	}
 	where := fmt.Sprintf("%s, db connection %d of %s", tag, c.id, p.name())
 	var point faults.Point
 	index := 0
@@ -151,7 +153,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		// Nothing written: a worker's poll that found no job, or a
 		// fenced write that matched nothing. Not recorded on a queue.
 	case isWrite(tag):
-		rn.begun(c)
+		rn.begun(c, a)
 		tx := c.tx
 		if !inTx {
 			rn.txs++

@@ -256,11 +256,18 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 	return verdict{}, false
 }
 
-// begun records the begin event of c's transaction if it is still held;
-// rn.mu is held.
-func (rn *run) begun(c *pgConn) {
+// begun records the begin event of c's transaction if it is still held,
+// as a begin of attempt a (nil: the one it was held with): the attempt
+// the transaction's first write, or the job it takes, belongs to, not
+// the one current at BEGIN, which a worker sends before it takes its
+// next job; rn.mu is held.
+func (rn *run) begun(c *pgConn, a *attempt) {
 	if c.q != nil && c.q.begin != nil {
-		rn.add(*c.q.begin)
+		ev := *c.q.begin
+		if a != nil {
+			ev.Attempt = a.n
+		}
+		rn.add(ev)
 		c.q.begin = nil
 	}
 }
@@ -326,13 +333,13 @@ func (rn *run) queueRow(c *pgConn, id string) verdict {
 		return verdict{}
 	}
 	n := rn.queueBroker().delivered(id)
-	rn.begun(c)
 	rn.mu.Unlock()
 	token := id + "#" + strconv.Itoa(n)
 	v := rn.delivered(&c.proxyConn, delivery{id: id, count: strconv.Itoa(n), token: token})
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	if a := rn.byToken[token]; a != nil && !v.cut {
+		rn.begun(c, a) // the transaction that takes the job is the job's
 		c.q.scope.delivered = append(c.q.scope.delivered, scopedDelivery{a: a, inTx: inTx})
 	}
 	return v

@@ -363,3 +363,34 @@ func TestBrokenReleaseFailsTheRun(t *testing.T) {
 	require.ErrorContains(t, err, "the release statement")
 	require.ErrorContains(t, err, "no_such_column")
 }
+
+// TestBeginCarriesItsWritesAttempt: in lock mode the transaction's BEGIN
+// comes before the row it takes; its begin event carries the attempt its
+// writes carry (the delivery it took), not the process's previous one.
+func TestBeginCarriesItsWritesAttempt(t *testing.T) {
+	w := model.Workload{
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":2,"sku":"b"}`)},
+		{Aggregate: "o2", Type: model.AddItem, Payload: []byte(`{"qty":2,"sku":"b"}`)},
+	}.Number()
+	cfg := config(t, "QUEUE_CLAIM=lock", "")
+	cfg.Consumers = 1
+	r := runner(t, cfg)
+	h, res, err := r.Run(context.Background(), service.Case{Workload: w, Plan: faults.Plan{Consumers: 1}}, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Pass, res.Verdict, "%s", h.Timeline())
+	begins := map[int]int{} // tx -> the begin's attempt
+	writes := 0
+	for _, ev := range h.Events {
+		switch ev.Kind {
+		case histories.Begin:
+			begins[ev.Tx] = ev.Attempt
+		case histories.Write:
+			if a, ok := begins[ev.Tx]; ok {
+				writes++
+				require.Equal(t, ev.Attempt, a, "tx%d\n%s", ev.Tx, h.Timeline())
+			}
+		}
+	}
+	require.GreaterOrEqual(t, writes, 3, "%s", h.Timeline())
+}
