@@ -52,7 +52,13 @@ func Struck(h *histories.History) []string {
 // caused the anomaly; a finding whose messages no fault struck says so.
 // Runner.Run calls it; it is for service-mode histories, whose fault
 // events carry these details.
+//
+// It is idempotent: a finding that ends with its sentence already is left
+// as it is. A result with no finding (a passing run) is not read.
 func Explain(events histories.Stream, res *checkers.Result) error {
+	if len(res.Findings) == 0 {
+		return nil
+	}
 	type fault struct {
 		step, attempt int
 		process, key  string
@@ -112,6 +118,9 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 			s = fmt.Sprintf("The %d faults that struck %s: %s.", len(parts), them(fd.Keys), strings.Join(parts, "; "))
 		}
 		text := strings.TrimRight(fd.Text, " ")
+		if strings.HasSuffix(text, " "+s) {
+			continue // explained already
+		}
 		if !strings.HasSuffix(text, ".") {
 			text += "."
 		}

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -110,3 +111,27 @@ func TestExplainNamesACrashAfterTheAttemptEnded(t *testing.T) {
 		"SIGKILL the consumer of delivery #1 after its ack; the reply held to the commit that finished job m1, on db connection 1 of consumer-1, tx2.", text)
 	require.Equal(t, []string{"step 7, consumer-1: SIGKILL after attempt #1 ended: SIGKILL the consumer of delivery #1 after its ack; the reply held to the commit that finished job m1, on db connection 1 of consumer-1, tx2"}, Struck(h))
 }
+
+// TestExplainIsIdempotentAndSkipsPasses: a second Explain adds nothing, and
+// a result without findings does not read the history.
+func TestExplainIsIdempotentAndSkipsPasses(t *testing.T) {
+	evs := sends()
+	for i := range evs {
+		evs[i].Step = i + 1
+	}
+	h := &histories.History{Events: evs}
+	res := checkers.Result{Findings: []checkers.Finding{{Anomaly: histories.Lost, Keys: []string{"k2"}, Attempts: []int{2}, Text: "k2 had no effect at all"}}}
+	require.NoError(t, Explain(h, &res))
+	once := res.Findings[0].Text
+	require.NoError(t, Explain(h, &res))
+	require.Equal(t, once, res.Findings[0].Text)
+	require.Equal(t, "k2 had no effect at all. No fault struck an attempt at k2 or a send of it.", once)
+	require.NoError(t, Explain(failing{}, &checkers.Result{Verdict: histories.Pass}))
+}
+
+// failing is a history that cannot be read.
+type failing struct{}
+
+func (failing) Each(func(*histories.Event) error) error { return errors.New("read") }
+
+func (failing) Validate() error { return errors.New("read") }
