@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -125,6 +126,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 			if f.v != "" {
 				return exitUsage, usagef("%s is for --broker postgres", f.name)
 			}
+		}
+		if flagSet(fs, "lease") {
+			return exitUsage, usagef("--lease is for --broker postgres")
 		}
 	}
 	if *brokerURL == "" && *brokerName != "postgres" {
@@ -277,4 +281,11 @@ func printTimings(w io.Writer, t service.Timings, elapsed time.Duration) {
 	fmt.Fprintf(w, "Per run: %s: setup %s, process start %s, work and drain %s, teardown %s, check %s\n",
 		per(total), per(t.Setup), per(t.Start), per(t.Work), per(t.Teardown), per(t.Check))
 	fmt.Fprintf(w, "Runs per second: %.2f\n", float64(t.Runs)/elapsed.Seconds())
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
