@@ -358,6 +358,13 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 	}
 	s := &c.q.scope
 	if n.Kind == "queue" {
+		// The transaction wrote a job: its begin is recorded, even when
+		// the write is a function's, unseen in the statement's tag.
+		a := holding(p, n.ID)
+		if a == nil {
+			a = p.current()
+		}
+		rn.begun(c, a)
 		if s.written == nil {
 			s.written = map[string]bool{}
 		}
@@ -368,6 +375,7 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 		return verdict{}
 	}
 	a := p.current()
+	rn.begun(c, a)
 	s.outputs = append(s.outputs, scopedOutput{a: a, out: n})
 	if a == nil {
 		return verdict{}

@@ -3,6 +3,8 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/internal/pgtest"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -384,4 +388,41 @@ func TestGivenBack(t *testing.T) {
 	require.Equal(t, "oncecheck gave the unacknowledged copy of the killed consumer-1 back to the broker, as the broker would after their ack wait", givenBack(1, 1, "consumer-1"))
 	require.Equal(t, "oncecheck gave the 2 unacknowledged copies of the killed consumer-1 back to the broker, as the broker would after their ack wait", givenBack(2, 2, "consumer-1"))
 	require.Equal(t, "oncecheck gave 1 of the 2 unacknowledged copies of the killed consumer-1 back to the broker, as the broker would after their ack wait; not the others: taken again since, or the release statement changed nothing", givenBack(1, 2, "consumer-1"))
+}
+
+// TestPGQueueFinishInAFunction: a worker that finishes its job inside an
+// SQL function (SELECT finish_job($1)), in a transaction of its own, has its begin, its commit, the job's ack and the function's output
+// recorded, all of the attempt: the function's writes reach the proxy as
+// the triggers' notices only.
+func TestPGQueueFinishInAFunction(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	bin := filepath.Join(t.TempDir(), "fnworker")
+	out, err := exec.Command("go", "build", "-o", bin, "./testdata/fnworker").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	r, err := New(Config{
+		Command: "exec " + bin, Consumers: 1, DSN: dsn, Broker: "postgres", Model: model.Orders{},
+		ObserveSQL: "SELECT 'o1', '{}'::jsonb WHERE false",
+		Schema: pgQueueSchema + `
+CREATE FUNCTION finish_job(job text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE k text;
+BEGIN
+  DELETE FROM jobs WHERE id = job RETURNING key INTO k;
+  INSERT INTO events VALUES (k || '/0', k, 'ItemAdded', '{"qty":1,"sku":"a"}');
+END $$;`,
+		Queue: PGQueue{SendSQL: "INSERT INTO jobs (id, key, type, aggregate) VALUES ($1, $2, $3, $4)", Outputs: "events"},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, r.Close()) })
+	h, _, err := r.Run(context.Background(), Case{Workload: one(), Plan: faults.Plan{Consumers: 1}}, 0)
+	require.NoError(t, err)
+	kinds := map[histories.Kind]int{}
+	for _, ev := range h.Events {
+		if ev.Attempt == 1 {
+			kinds[ev.Kind]++
+		}
+	}
+	// The take: a write that commits by itself; the finish: a begin and a
+	// commit.
+	want := map[histories.Kind]int{histories.Deliver: 1, histories.Write: 1, histories.Begin: 1, histories.Commit: 2, histories.Ack: 1, histories.Done: 1, histories.Publish: 1}
+	require.Equal(t, want, kinds, "%s", h.Timeline())
 }
