@@ -70,8 +70,9 @@ type scopedDelivery struct {
 }
 
 type scopedOutput struct {
-	a   *attempt // the process's current attempt as the row was inserted
-	out pgNotice
+	a     *attempt // the process's current attempt as the row was inserted
+	index int      // the row's number among the attempt's outputs inserted
+	out   pgNotice
 }
 
 func newPGQueueConn() *pgQueueConn { return &pgQueueConn{colBySQL: map[string]int{}, cur: -1} }
@@ -376,12 +377,13 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 	}
 	a := p.current()
 	rn.begun(c, a)
-	s.outputs = append(s.outputs, scopedOutput{a: a, out: n})
 	if a == nil {
+		s.outputs = append(s.outputs, scopedOutput{out: n})
 		return verdict{}
 	}
 	index := a.publishes
 	a.publishes++
+	s.outputs = append(s.outputs, scopedOutput{a: a, index: index, out: n})
 	for _, fl := range a.faults {
 		if fl.Kind == faults.Crash && fl.Point == faults.BeforePublish && fl.Index == index {
 			rn.killAt(p, a, fl, fmt.Sprintf("the insert of output %s held, not committed, on db connection %d of %s, tx%d", n.ID, c.id, p.name(), c.tx))
@@ -552,7 +554,8 @@ type strike struct {
 
 // publishRow records an output row committed; rn.mu is held. It returns
 // the crash after-publish planned at the attempt's output of that number,
-// if any.
+// if any: the number its insert got, as a crash before-publish counts
+// (an output of a transaction rolled back has a number too).
 func (rn *run) publishRow(p *proc, o scopedOutput, where string) (strike, bool) {
 	n := o.out
 	key := n.Cause
@@ -578,18 +581,12 @@ func (rn *run) publishRow(p *proc, o scopedOutput, where string) (strike, bool) 
 	} else {
 		ev.Detail = "inserted before any delivery to " + p.name()
 	}
-	index := 0 // the output's number among the attempt's committed ones
-	for _, e := range rn.events {
-		if a != nil && e.Kind == histories.Publish && e.Attempt == a.n {
-			index++
-		}
-	}
 	rn.add(ev)
 	if a == nil {
 		return strike{}, false
 	}
 	for _, fl := range a.faults {
-		if fl.Kind == faults.Crash && fl.Point == faults.AfterPublish && fl.Index == index {
+		if fl.Kind == faults.Crash && fl.Point == faults.AfterPublish && fl.Index == o.index {
 			return strike{a, fl, fmt.Sprintf("the reply held to the commit of output %s, on %s", id, where)}, true
 		}
 	}
