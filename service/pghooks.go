@@ -212,12 +212,8 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	for _, fl := range a.faults {
 		if fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index >= pauseAtStatement && fl.Index-pauseAtStatement == a.stmts-1 {
 			// The server's reply waits while the process stands still.
-			rn.busy++
-			rn.mu.Unlock()
-			rn.pause(p, a, fl)
-			rn.mu.Lock()
-			rn.notePause(p, a, fmt.Sprintf("the reply held: to %s (%s), on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
-			if p.dead || p.gen != c.gen {
+			where := fmt.Sprintf("the reply held: to %s (%s), on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName())
+			if !rn.pauseHeld(p, a, fl, where, c.gen) {
 				return verdict{cut: true}
 			}
 		}

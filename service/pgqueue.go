@@ -429,12 +429,8 @@ func (rn *run) queueCommitting(c *pgConn, p *proc, sql string) (verdict, bool) {
 				rn.killAt(p, a, fl, fmt.Sprintf("the COMMIT held that finishes job %s: %s, on db connection %d of %s, tx%d", id, shortSQL(sql), c.id, p.name(), c.tx))
 				return verdict{cut: true}, true
 			case fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index == 1:
-				rn.busy++
-				rn.mu.Unlock()
-				rn.pause(p, a, fl)
-				rn.mu.Lock()
-				rn.notePause(p, a, fmt.Sprintf("the COMMIT held that finishes job %s, on db connection %d of %s, tx%d", id, c.id, p.name(), c.tx))
-				if p.dead || p.gen != c.gen {
+				where := fmt.Sprintf("the COMMIT held that finishes job %s, on db connection %d of %s, tx%d", id, c.id, p.name(), c.tx)
+				if !rn.pauseHeld(p, a, fl, where, c.gen) {
 					return verdict{cut: true}, true
 				}
 			}
@@ -533,12 +529,7 @@ func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string, auto bool) 
 		return verdict{cut: true}, true
 	}
 	for _, st := range pauses {
-		rn.busy++
-		rn.mu.Unlock()
-		rn.pause(p, st.a, st.fl)
-		rn.mu.Lock()
-		rn.notePause(p, st.a, st.where)
-		if p.dead || p.gen != c.gen {
+		if !rn.pauseHeld(p, st.a, st.fl, st.where, c.gen) {
 			return verdict{cut: true}, true
 		}
 	}
