@@ -59,14 +59,7 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 	if len(res.Findings) == 0 {
 		return nil
 	}
-	type fault struct {
-		step, attempt int
-		process, key  string
-		kind          histories.Kind
-		point, fault  string
-		detail, id    string
-	}
-	var fs []fault
+	var fs []struckFault
 	keyOf := map[string]string{} // message id -> key
 	attKey := map[int]string{}   // attempt -> key
 	err := events.Each(func(ev *histories.Event) error {
@@ -79,7 +72,7 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 		if ev.Fault == "" {
 			return nil
 		}
-		f := fault{step: ev.Step, attempt: ev.Attempt, process: ev.Process, kind: ev.Kind, point: ev.Point, fault: ev.Fault, detail: ev.Detail}
+		f := struckFault{step: ev.Step, attempt: ev.Attempt, process: ev.Process, kind: ev.Kind, point: ev.Point, fault: ev.Fault, detail: ev.Detail}
 		if ev.Message != nil {
 			f.key, f.id = keyOf[ev.Message.ID], ev.Message.ID
 		}
@@ -103,7 +96,7 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 			if !on {
 				continue
 			}
-			parts = append(parts, struckPart(f.step, f.attempt, attKey[f.attempt], f.id, f.process, f.kind, f.point, f.fault, f.detail))
+			parts = append(parts, f.part(attKey[f.attempt]))
 		}
 		var s string
 		switch len(parts) {
@@ -159,10 +152,22 @@ func them(keys []string) string {
 	return "them"
 }
 
-// struckPart is one fault event of a finding in words: when, where, the
-// boundary and the statement there.
-func struckPart(step, attempt int, key, id, process string, kind histories.Kind, point, fault, detail string) string {
-	who := process
+// struckFault is a fault event of a history, as Explain reads it.
+type struckFault struct {
+	step, attempt int
+	process       string
+	key, id       string // of the message the event names, if any
+	kind          histories.Kind
+	point, fault  string
+	detail        string
+}
+
+// part is the fault event in words, for a finding: when, where, the
+// boundary and the statement there; key is the key of its attempt's
+// message.
+func (f struckFault) part(key string) string {
+	step, attempt, id, kind, point, fault, detail := f.step, f.attempt, f.id, f.kind, f.point, f.fault, f.detail
+	who := f.process
 	if who == "" {
 		who = "oncecheck"
 	}
