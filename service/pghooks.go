@@ -174,17 +174,19 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 				a.commits++
 			}
 		}
-	case (tag == "COMMIT" || tag == "ROLLBACK") && c.q != nil && c.q.begin != nil:
+	case (tag == "COMMIT" || tag == "ROLLBACK") && c.q != nil && c.q.begin != nil && c.q.scope.empty():
 		// A transaction that neither wrote nor took a job (a worker's
 		// poll): not recorded on a queue.
 		c.q.begin = nil
 	case tag == "COMMIT":
+		rn.begun(c, a) // a job written only by a function: its begin is held still
 		rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 		if a != nil {
 			point, index = faults.AfterCommit, a.commits
 			a.commits++
 		}
 	case tag == "ROLLBACK":
+		rn.begun(c, a)
 		rn.add(histories.Event{Kind: histories.Abort, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 	}
 	if c.q != nil {

@@ -64,6 +64,12 @@ type pgScope struct {
 	outputs   []scopedOutput
 }
 
+// empty reports whether the scope holds nothing: its transaction neither
+// took nor wrote a job, nor inserted an output.
+func (s *pgScope) empty() bool {
+	return len(s.delivered) == 0 && len(s.order) == 0 && len(s.outputs) == 0
+}
+
 type scopedDelivery struct {
 	a    *attempt
 	inTx bool // delivered inside an explicit transaction
@@ -359,13 +365,13 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 	}
 	s := &c.q.scope
 	if n.Kind == "queue" {
-		// The transaction wrote a job: its begin is recorded, even when
-		// the write is a function's, unseen in the statement's tag.
-		a := holding(p, n.ID)
-		if a == nil {
-			a = p.current()
+		// The transaction wrote a job the process holds: its begin is
+		// recorded, even when the write is a function's, unseen in the
+		// statement's tag. A job it does not hold yet may be the one it
+		// is taking: its delivery, or the transaction's end, records it.
+		if a := holding(p, n.ID); a != nil {
+			rn.begun(c, a)
 		}
-		rn.begun(c, a)
 		if s.written == nil {
 			s.written = map[string]bool{}
 		}
@@ -404,7 +410,7 @@ func (rn *run) queueIdle(c *pgConn) {
 	if p.gen != c.gen || p.dead {
 		return
 	}
-	if len(c.q.scope.delivered) > 0 || len(c.q.scope.order) > 0 || len(c.q.scope.outputs) > 0 {
+	if !c.q.scope.empty() {
 		rn.settle(c, p, false, "", false)
 	}
 }
