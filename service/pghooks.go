@@ -190,13 +190,20 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		rn.add(histories.Event{Kind: histories.Abort, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 	}
 	if c.q != nil {
-		if v, ok := rn.queueResult(c, p, tag, inTx); ok {
+		if v, ok := rn.queueResult(c, p, tag); ok {
 			return v
 		}
 	}
 	if a != nil && point != "" {
 		for _, fl := range a.faults {
 			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
+				if c.q != nil && !inTx {
+					// The statement committed by itself: what it did to
+					// the queue is settled before the crash.
+					if v, ok := rn.settle(c, p, true, "outside a transaction", true); ok {
+						return v
+					}
+				}
 				rn.killAt(p, a, fl, fmt.Sprintf("the statement: %s (%s), its reply held, on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
 				return verdict{cut: true}
 			}

@@ -190,7 +190,7 @@ func (p *pgProxy) serve(c *pgConn, client net.Conn) {
 		defer server.Close()
 		p.pipe(bufio.NewReader(server), client, func(m pgMessage) verdict { return p.fromServer(c, m) })
 		if c.q != nil { // the server rolls back what was open
-			p.hooks.(pgQueueHooks).queueIdle(c)
+			p.hooks.(pgQueueHooks).queueIdle(c, false)
 		}
 	}()
 	p.pipe(cr, server, func(m pgMessage) verdict { return p.fromClient(c, m) })

@@ -25,8 +25,10 @@ import (
 //     writing connection, each job a statement updated or deleted and
 //     whether it is finished after it; on the outputs table, each row
 //     inserted. The proxy reads these notices and does not forward them;
-//   - what a transaction (or a statement outside one) delivered, wrote
-//     and inserted is settled at its end: at a commit, each job it
+//   - what a transaction delivered, wrote and inserted is settled at its
+//     end (its COMMIT or ROLLBACK; for statements outside a transaction,
+//     the end of their implicit one, the server's ReadyForQuery, committed
+//     unless one of them failed): at a commit, each job it
 //     finished is the ack of the process's attempt holding it, and each
 //     output inserted is published; a delivery it locked but did not
 //     write is over (a nack: its row lock is gone); a delivery it wrote
@@ -39,6 +41,7 @@ import (
 // run's.
 type pgQueueConn struct {
 	colBySQL map[string]int // a statement's text -> the index of the id column in its rows (-1: none)
+	failed   bool           // an error since the last ReadyForQuery: an implicit transaction rolls back
 	expect   []pgReq        // the client's requests whose answers are due, in order
 	cur      int            // the id column of the simple query's current result
 
@@ -95,9 +98,11 @@ type pgQueueHooks interface {
 	queueRow(c *pgConn, id string) verdict
 	// queueNotice: a trigger's notice reached c.
 	queueNotice(c *pgConn, n pgNotice) verdict
-	// queueIdle: c is ready for a query outside a transaction, or gone;
-	// what its scope still holds did not commit.
-	queueIdle(c *pgConn)
+	// queueIdle: c is ready for a query outside a transaction (committed:
+	// no statement failed since it was last ready), or gone; what its
+	// scope still holds was committed or rolled back with the implicit
+	// transaction that ended.
+	queueIdle(c *pgConn, committed bool) verdict
 }
 
 // client follows a request of the client; c.mu is held (and c.stmts and
@@ -229,6 +234,7 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 		c.mu.Unlock()
 	case 'E':
 		c.mu.Lock()
+		q.failed = true
 		if i, r := q.first("QS"); r == nil || r.kind == 'S' {
 			// The server skips what was sent up to the next Sync.
 			if i < 0 {
@@ -240,12 +246,21 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 		c.mu.Unlock()
 	case 'Z':
 		var z pgproto3.ReadyForQuery
+		idle := z.Decode(m.body) == nil && z.TxStatus == 'I'
 		c.mu.Lock()
 		q.popThrough("SQF")
 		q.cur = -1
+		failed := q.failed
+		if idle {
+			q.failed = false
+		}
 		c.mu.Unlock()
-		if z.Decode(m.body) == nil && z.TxStatus == 'I' {
-			qh.queueIdle(c)
+		if idle {
+			// The implicit transaction of the statements outside a
+			// transaction ends here: the reply waits while it is settled.
+			if v := qh.queueIdle(c, !failed); v.cut {
+				return v, true
+			}
 		}
 	case 'N':
 		var n pgproto3.NoticeResponse
@@ -400,19 +415,25 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 }
 
 // queueIdle implements pgQueueHooks: the connection is idle outside a
-// transaction, or closed, so what its scope still holds was rolled back
-// (a statement or a COMMIT that failed, a transaction whose connection
-// was cut).
-func (rn *run) queueIdle(c *pgConn) {
+// transaction, or closed. What its scope still holds is that of the
+// statements outside a transaction since it was last idle, one implicit
+// transaction (a multi-statement simple query, an extended-protocol
+// pipeline up to its Sync), committed unless one of them failed; or of a
+// transaction that rolled back without a ROLLBACK (a COMMIT that failed,
+// a connection cut or closed).
+func (rn *run) queueIdle(c *pgConn, committed bool) verdict {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	p := rn.procs[c.index]
-	if p.gen != c.gen || p.dead {
-		return
+	if p.gen != c.gen || p.dead || c.q.scope.empty() {
+		return verdict{}
 	}
-	if !c.q.scope.empty() {
-		rn.settle(c, p, false, "", false)
+	if !committed {
+		v, _ := rn.settle(c, p, false, "", false)
+		return v
 	}
+	v, _ := rn.settle(c, p, true, "outside a transaction", true)
+	return v
 }
 
 // queueCommitting is called as a COMMIT of c goes to the server; rn.mu is
@@ -445,19 +466,18 @@ func (rn *run) queueCommitting(c *pgConn, p *proc, sql string) (verdict, bool) {
 	return verdict{}, false
 }
 
-// queueResult settles c's scope as the server completes a statement:
-// at COMMIT and at ROLLBACK, and after each statement outside a
-// transaction; rn.mu is held. A crash after-ack or after-publish strikes
-// as the reply to the commit that acked or published comes back.
-func (rn *run) queueResult(c *pgConn, p *proc, tag string, inTx bool) (verdict, bool) {
+// queueResult settles c's scope as the server completes a COMMIT or a
+// ROLLBACK; rn.mu is held. (Statements outside a transaction are settled
+// at the end of their implicit one: queueIdle.) A crash after-ack or
+// after-publish strikes as the reply to the commit that acked or
+// published comes back.
+func (rn *run) queueResult(c *pgConn, p *proc, tag string) (verdict, bool) {
 	tx := fmt.Sprintf("tx%d", c.tx)
-	switch {
-	case tag == "COMMIT":
+	switch tag {
+	case "COMMIT":
 		return rn.settle(c, p, true, tx, false)
-	case tag == "ROLLBACK":
+	case "ROLLBACK":
 		return rn.settle(c, p, false, tx, false)
-	case !inTx && !strings.HasPrefix(tag, "BEGIN") && !strings.HasPrefix(tag, "START"):
-		return rn.settle(c, p, true, "a statement outside a transaction", true)
 	}
 	return verdict{}, false
 }

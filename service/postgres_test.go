@@ -395,12 +395,49 @@ func TestGivenBack(t *testing.T) {
 // recorded, all of the attempt: the function's writes reach the proxy as
 // the triggers' notices only.
 func TestPGQueueFinishInAFunction(t *testing.T) {
+	h := fnWorkerRun(t, "")
+	kinds := map[histories.Kind]int{}
+	for _, ev := range h.Events {
+		if ev.Attempt == 1 {
+			kinds[ev.Kind]++
+		}
+	}
+	// The take: a write that commits by itself; the finish: a begin and a
+	// commit.
+	want := map[histories.Kind]int{histories.Deliver: 1, histories.Write: 1, histories.Begin: 1, histories.Commit: 2, histories.Ack: 1, histories.Done: 1, histories.Publish: 1}
+	require.Equal(t, want, kinds, "%s", h.Timeline())
+}
+
+// TestPGQueueImplicitTransactionRollsBack: statements outside a
+// transaction sent in one simple query are one implicit transaction: a
+// job one of them finished is not acked when a later one fails (the
+// server rolls the finish back); the worker's later finish is the ack.
+func TestPGQueueImplicitTransactionRollsBack(t *testing.T) {
+	h := fnWorkerRun(t, "FNWORKER_BATCH=1")
+	acks, refused := 0, 0
+	for _, ev := range h.Events {
+		switch ev.Kind {
+		case histories.Ack:
+			acks++
+			require.Contains(t, ev.Detail, "tx", "the ack is the function's transaction's\n%s", h.Timeline())
+		case histories.Refused:
+			refused++
+		}
+	}
+	require.Equal(t, 1, acks, "%s", h.Timeline())
+	require.Zero(t, refused, "%s", h.Timeline())
+}
+
+// fnWorkerRun runs testdata/fnworker on one job, env in its environment,
+// and returns the history.
+func fnWorkerRun(t *testing.T, env string) *histories.History {
+	t.Helper()
 	dsn := pgtest.DSN(t)
 	bin := filepath.Join(t.TempDir(), "fnworker")
 	out, err := exec.Command("go", "build", "-o", bin, "./testdata/fnworker").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	r, err := New(Config{
-		Command: "exec " + bin, Consumers: 1, DSN: dsn, Broker: "postgres", Model: model.Orders{},
+		Command: env + " exec " + bin, Consumers: 1, DSN: dsn, Broker: "postgres", Model: model.Orders{},
 		ObserveSQL: "SELECT 'o1', '{}'::jsonb WHERE false",
 		Schema: pgQueueSchema + `
 CREATE FUNCTION finish_job(job text) RETURNS void LANGUAGE plpgsql AS $$
@@ -415,14 +452,5 @@ END $$;`,
 	t.Cleanup(func() { require.NoError(t, r.Close()) })
 	h, _, err := r.Run(context.Background(), Case{Workload: one(), Plan: faults.Plan{Consumers: 1}}, 0)
 	require.NoError(t, err)
-	kinds := map[histories.Kind]int{}
-	for _, ev := range h.Events {
-		if ev.Attempt == 1 {
-			kinds[ev.Kind]++
-		}
-	}
-	// The take: a write that commits by itself; the finish: a begin and a
-	// commit.
-	want := map[histories.Kind]int{histories.Deliver: 1, histories.Write: 1, histories.Begin: 1, histories.Commit: 2, histories.Ack: 1, histories.Done: 1, histories.Publish: 1}
-	require.Equal(t, want, kinds, "%s", h.Timeline())
+	return h
 }

@@ -1,6 +1,8 @@
 // Command fnworker is a worker on a PostgreSQL queue table that takes
 // its job with a statement of its own (state = 'running'), then finishes
-// it inside an SQL function: BEGIN, SELECT finish_job(id), COMMIT. The write that finishes the job,
+// it inside an SQL function: BEGIN, SELECT finish_job(id), COMMIT. With
+// FNWORKER_BATCH set it first tries to delete the job in a batch of two
+// statements outside a transaction whose second fails. The write that finishes the job,
 // and its output, are the function's, unseen in the statements' tags.
 // service's tests run it.
 package main
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +50,14 @@ func once(ctx context.Context, db *pgx.Conn) (bool, error) {
 	}
 	if err != nil {
 		return false, err
+	}
+	if os.Getenv("FNWORKER_BATCH") != "" {
+		// Two statements in one simple query, one implicit transaction:
+		// the second fails, and the delete of the first rolls back.
+		lit := "'" + strings.ReplaceAll(id, "'", "''") + "'"
+		if _, err := db.PgConn().Exec(ctx, "DELETE FROM jobs WHERE id = "+lit+"; SELECT 1/0").ReadAll(); err == nil {
+			return true, errors.New("the batch did not fail")
+		}
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
