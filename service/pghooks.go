@@ -167,6 +167,9 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		}
 		if !inTx {
 			rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: tx, Process: p.name(), Detail: "the statement committed by itself (no transaction open)"})
+			if c.q != nil { // unless its implicit transaction rolls back (pgqueue.go)
+				c.q.autoCommits = append(c.q.autoCommits, len(rn.events)-1)
+			}
 			if a != nil {
 				if rn.strikes(a, faults.AfterCommit, a.commits) {
 					point, index = faults.AfterCommit, a.commits
@@ -200,6 +203,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 				if c.q != nil && !inTx {
 					// The statement committed by itself: what it did to
 					// the queue is settled before the crash.
+					c.q.autoCommits = nil
 					if v, ok := rn.settle(c, p, true, "outside a transaction", true); ok {
 						return v
 					}

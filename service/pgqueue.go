@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -41,14 +42,21 @@ import (
 // run's.
 type pgQueueConn struct {
 	colBySQL map[string]int // a statement's text -> the index of the id column in its rows (-1: none)
-	failed   bool           // an error since the last ReadyForQuery: an implicit transaction rolls back
 	expect   []pgReq        // the client's requests whose answers are due, in order
 	cur      int            // the id column of the simple query's current result
+	failed   bool           // an error since the last ReadyForQuery: an implicit transaction rolls back
+	// heardCh, while queueSync waits for the server, is closed by the
+	// next message of the server.
+	heardCh chan struct{}
 
 	// Under the run's mu: the open transaction's begin event, held until
 	// the transaction writes or takes a job, and the scope.
 	begin *histories.Event
 	scope pgScope
+	// autoCommits are the commit events (indices in the run's events)
+	// of the writes outside a transaction since the connection was last
+	// idle: their implicit transaction's, undone if it rolls back.
+	autoCommits []int
 }
 
 // pgReq is a request whose answer the proxy waits for: its message type,
@@ -98,11 +106,14 @@ type pgQueueHooks interface {
 	queueRow(c *pgConn, id string) verdict
 	// queueNotice: a trigger's notice reached c.
 	queueNotice(c *pgConn, n pgNotice) verdict
+	// queueSync: the client of c sends a Sync, which ends an implicit
+	// transaction.
+	queueSync(c *pgConn) verdict
 	// queueIdle: c is ready for a query outside a transaction (committed:
 	// no statement failed since it was last ready), or gone; what its
 	// scope still holds was committed or rolled back with the implicit
-	// transaction that ended.
-	queueIdle(c *pgConn, committed bool) verdict
+	// transaction that ended. closed: the connection is gone.
+	queueIdle(c *pgConn, committed, closed bool) verdict
 }
 
 // client follows a request of the client; c.mu is held (and c.stmts and
@@ -127,6 +138,21 @@ func (q *pgQueueConn) client(c *pgConn, m pgMessage) {
 		}
 	}
 }
+
+// heard wakes queueSync, if it waits, at a message of the server or its
+// connection's end.
+func (q *pgQueueConn) heard(c *pgConn) {
+	c.mu.Lock()
+	if q.heardCh != nil {
+		close(q.heardCh)
+		q.heardCh = nil
+	}
+	c.mu.Unlock()
+}
+
+// syncWait bounds how long a Sync is held for the server to complete
+// the statements before it.
+const syncWait = 2 * time.Second
 
 // popThrough drops the requests up to and including the first of one of
 // kinds; none when there is none.
@@ -258,7 +284,7 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 		if idle {
 			// The implicit transaction of the statements outside a
 			// transaction ends here: the reply waits while it is settled.
-			if v := qh.queueIdle(c, !failed); v.cut {
+			if v := qh.queueIdle(c, !failed, false); v.cut {
 				return v, true
 			}
 		}
@@ -421,10 +447,19 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 // pipeline up to its Sync), committed unless one of them failed; or of a
 // transaction that rolled back without a ROLLBACK (a COMMIT that failed,
 // a connection cut or closed).
-func (rn *run) queueIdle(c *pgConn, committed bool) verdict {
+//
+// A write outside a transaction was recorded as committing by itself:
+// when a statement of its implicit transaction failed, its commit event
+// becomes an abort. (When the connection closes first, whether the
+// server got the Sync that commits it is not known: it stays.)
+func (rn *run) queueIdle(c *pgConn, committed, closed bool) verdict {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	p := rn.procs[c.index]
+	if !committed && !closed {
+		rn.rolledBack(c, "a statement of it failed")
+	}
+	c.q.autoCommits = nil
 	if p.gen != c.gen || p.dead || c.q.scope.empty() {
 		return verdict{}
 	}
@@ -434,6 +469,115 @@ func (rn *run) queueIdle(c *pgConn, committed bool) verdict {
 	}
 	v, _ := rn.settle(c, p, true, "outside a transaction", true)
 	return v
+}
+
+// queueSync implements pgQueueHooks. Outside an explicit transaction, a
+// Sync of the extended protocol commits the implicit transaction of the
+// statements before it: when one of them finished a job whose attempt
+// has a crash before-ack, or a lease-expired pause at the ack (index 1),
+// planned, the Sync is held until the server has completed them, and
+// the fault strikes there, before the commit (the crash: the Sync is not
+// forwarded, the server rolls back). Without such a plan the Sync goes on
+// at once.
+func (rn *run) queueSync(c *pgConn) verdict {
+	rn.mu.Lock()
+	p := rn.procs[c.index]
+	planned := false
+	for _, a := range p.open {
+		for _, fl := range a.faults {
+			planned = planned || atAck(fl)
+		}
+	}
+	rn.mu.Unlock()
+	c.mu.Lock()
+	inTx := c.inTx
+	c.mu.Unlock()
+	if !planned || inTx {
+		return verdict{}
+	}
+	// The server sends its replies to the statements before the Sync
+	// only at the Sync, or at a Flush, which the proxy sends in its place
+	// (it has no reply of its own).
+	if _, err := c.server.Write([]byte{'H', 0, 0, 0, 4}); err != nil {
+		return verdict{}
+	}
+	deadline := time.NewTimer(syncWait)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		running := false
+		for _, s := range c.pending {
+			running = running || !s.simple
+		}
+		if !running || c.q.failed {
+			c.mu.Unlock()
+			break
+		}
+		ch := make(chan struct{})
+		c.q.heardCh = ch
+		c.mu.Unlock()
+		select {
+		case <-ch:
+			continue
+		case <-deadline.C:
+		case <-rn.ctx.Done():
+		}
+		return verdict{} // the server did not answer: the Sync goes on
+	}
+	c.mu.Lock()
+	failed := c.q.failed
+	c.mu.Unlock()
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if p.gen != c.gen || p.dead {
+		return verdict{cut: true}
+	}
+	if failed {
+		return verdict{}
+	}
+	for _, id := range c.q.scope.order {
+		a := holding(p, id)
+		if !c.q.scope.written[id] || a == nil {
+			continue
+		}
+		for i, fl := range a.faults {
+			if !atAck(fl) {
+				continue
+			}
+			where := fmt.Sprintf("the Sync held that would commit the statement outside a transaction that finishes job %s, on db connection %d of %s", id, c.id, p.name())
+			if fl.Kind == faults.Crash {
+				rn.rolledBack(c, "the proxy held the Sync that would have committed it")
+				rn.killAt(p, a, fl, where+": the server rolls it back")
+				return verdict{cut: true}
+			}
+			a.faults = slices.Delete(a.faults, i, i+1) // strikes once: not again at the ReadyForQuery
+			if !rn.pauseHeld(p, a, fl, where, c.gen) {
+				return verdict{cut: true}
+			}
+			return verdict{}
+		}
+	}
+	return verdict{}
+}
+
+// rolledBack turns the commit events of c's writes outside a transaction
+// since it was last idle into aborts: their implicit transaction rolled
+// back, why says why; rn.mu is held.
+func (rn *run) rolledBack(c *pgConn, why string) {
+	for _, i := range c.q.autoCommits {
+		if i < len(rn.events) && rn.events[i].Kind == histories.Commit {
+			rn.events[i].Kind = histories.Abort
+			rn.events[i].Detail = "the statement's implicit transaction rolled back: " + why
+		}
+	}
+	c.q.autoCommits = nil
+}
+
+// atAck reports whether fl strikes at an ack on the queue: a crash
+// before-ack, or a lease-expired pause at the ack (index 1).
+func atAck(fl faults.Fault) bool {
+	return fl.Kind == faults.Crash && fl.Point == faults.BeforeAck ||
+		fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index == 1
 }
 
 // queueCommitting is called as a COMMIT of c goes to the server; rn.mu is

@@ -332,24 +332,40 @@ func TestCrashAfterAckIsExplained(t *testing.T) {
 }
 
 // TestAutocommitFinishIsStruck: the done-first variant finishes its job
-// in a statement outside a transaction, which the server commits as it
-// runs it, before the proxy can know it is an ack: a crash before-ack
-// strikes as its reply comes back, as after-ack does (the job is lost),
-// and a lease-expired pause at the ack (index 1) stops the process there.
+// in a statement outside a transaction. Sent with the extended protocol
+// (pgx's default), the statement commits at the Sync after it, which the
+// proxy holds: a crash before-ack strikes there, the server rolls the
+// finish back and the job is taken again (the run passes). Sent as a
+// simple query, it commits as the server runs it, before the proxy can
+// know it is an ack: the crash strikes as its reply comes back, as
+// after-ack does, and the job is lost. A lease-expired pause at the ack
+// (index 1) strikes in both.
 func TestAutocommitFinishIsStruck(t *testing.T) {
-	r := runner(t, config(t, "", "done-first", faults.Crash, faults.Redelivery))
-	h, verdict, primary := run(t, r, faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeAck})
-	require.Equal(t, histories.Violation, verdict, "%s", h.Timeline())
-	require.Equal(t, histories.Lost, primary)
-	struck := 0
-	for _, ev := range h.Events {
-		if ev.Kind == histories.Crash && ev.Point == string(faults.BeforeAck) {
-			struck++
+	for _, mode := range []string{"cache_statement", "simple_protocol"} {
+		r := runner(t, config(t, "PGX_EXEC_MODE="+mode, "done-first", faults.Crash, faults.Redelivery))
+		h, verdict, primary := run(t, r, faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeAck})
+		struck := 0
+		for _, ev := range h.Events {
+			if ev.Kind == histories.Crash && ev.Point == string(faults.BeforeAck) {
+				struck++
+				if mode == "cache_statement" {
+					require.Equal(t, 1, ev.Attempt, "the crash struck the open attempt\n%s", h.Timeline())
+					require.Contains(t, ev.Detail, "the Sync held", h.Timeline())
+				}
+			}
 		}
+		require.Equal(t, 1, struck, "%s: %s", mode, h.Timeline())
+		if mode == "cache_statement" {
+			require.Equal(t, histories.Pass, verdict, "%s", h.Timeline())
+			require.Equal(t, 2, count(h, histories.Deliver, ""), "the finish rolled back: the job was taken again\n%s", h.Timeline())
+			require.Equal(t, 1, count(h, histories.Abort, "the proxy held the Sync"), "%s", h.Timeline())
+		} else {
+			require.Equal(t, histories.Violation, verdict, "%s", h.Timeline())
+			require.Equal(t, histories.Lost, primary)
+		}
+		h, _, _ = run(t, r, faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 1})
+		require.Equal(t, 1, count(h, histories.Requeue, "SIGSTOP"), "%s: the pause struck\n%s", mode, h.Timeline())
 	}
-	require.Equal(t, 1, struck, "%s", h.Timeline())
-	h, _, _ = run(t, r, faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 1})
-	require.Equal(t, 1, count(h, histories.Requeue, "SIGSTOP"), "the pause struck\n%s", h.Timeline())
 }
 
 // TestBrokenReleaseFailsTheRun: a release statement the server refuses is
