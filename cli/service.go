@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -126,6 +128,9 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 				return exitUsage, usagef("%s is for --broker postgres", f.name)
 			}
 		}
+		if flagSet(fs, "lease") {
+			return exitUsage, usagef("--lease is for --broker postgres")
+		}
 	}
 	if *brokerURL == "" && *brokerName != "postgres" {
 		*brokerURL = os.Getenv("ONCECHECK_" + strings.ToUpper(strings.ReplaceAll(*brokerName, "-", "_")))
@@ -157,7 +162,7 @@ func serviceCmd(ctx context.Context, cat catalogue.Catalogue, args []string, std
 		Quiet: *quietFor, Settle: settleFlag(*settle), Bound: *bound, Output: output, Queue: queue,
 	}, workers)
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "service: fault kind") || strings.HasPrefix(err.Error(), "service: unknown broker") || strings.HasPrefix(err.Error(), "service: the postgres queue") || strings.HasPrefix(err.Error(), "service: cannot tell") || strings.HasPrefix(err.Error(), "service: --send-sql") || strings.Contains(err.Error(), "consumers") {
+		if _, ok := errors.AsType[*service.ConfigError](err); ok {
 			return exitUsage, usagef("%v", err)
 		}
 		return exitInconclusive, err
@@ -298,4 +303,11 @@ func printTimings(w io.Writer, t service.Timings, elapsed time.Duration) {
 	fmt.Fprintf(w, "Per run: %s: schema %s, setup %s, process start %s, work %s, drain %s, teardown %s, check %s\n",
 		per(t.Total()), per(t.Schema), per(t.Setup), per(t.Start), per(t.Work), per(t.Drain), per(t.Teardown), per(t.Check))
 	fmt.Fprintf(w, "Runs per second: %.2f\n", float64(t.Runs)/elapsed.Seconds())
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

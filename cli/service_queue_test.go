@@ -26,6 +26,11 @@ func TestServiceQueueFlags(t *testing.T) {
 		{[]string{"--broker", "postgres", "--schema", schema, "--send-sql", "INSERT INTO jobs (key) VALUES ($2)", "--outputs-table", "events"}, "must store $1"},
 		{[]string{"--broker", "postgres", "--schema", schema, "--send-sql", "INSERT INTO jobs (id) VALUES ($1)", "--outputs-table", "events", "--faults", "publish-failure"}, "not injected in service mode on postgres"},
 		{[]string{"--broker", "nats", "--done-when", "done"}, "--done-when is for --broker postgres"},
+		{[]string{"--broker", "postgres", "--schema", schema, "--send-sql", "INSERT INTO jobs (id) VALUES ($1)", "--outputs-table", "events", "--queue", "jobs"}, "the queue \"jobs\""},
+		{[]string{"--broker", "postgres", "--schema", schema, "--send-sql", "INSERT INTO jobs (id) VALUES ($1)", "--outputs-table", "a.events"}, "the outputs table \"a.events\""},
+		{[]string{"--broker", "postgres", "--schema", schema, "--send-sql", "INSERT INTO jobs (id) VALUES ($1)", "--outputs-table", "events", "--release-sql", "UPDATE jobs SET done = true"}, "release statement"},
+		{[]string{"--consumers", "17"}, "17 consumers, at most 16"},
+		{[]string{"--broker", "redis", "--lease", "2s"}, "--lease is for --broker postgres"},
 	} {
 		code, _, stderr := cli(t, append(append([]string{}, base...), tc.args...)...)
 		require.Equal(t, exitUsage, code, "%v: %s", tc.args, stderr)

@@ -73,6 +73,26 @@ type broker interface {
 	close()
 }
 
+// releaser is a broker whose requeue can fail and give back fewer copies
+// than asked (the PostgreSQL queue's release statement).
+type releaser interface {
+	// release gives back the copies of the tokens, as requeue does, and
+	// returns how many it gave back.
+	release(tokens []string) (int, error)
+}
+
+// requeueCount gives back the copies of the tokens and returns how many
+// the broker took back.
+func requeueCount(b broker, tokens []string) (int, error) {
+	if r, ok := b.(releaser); ok {
+		return r.release(tokens)
+	}
+	if b.requeue(tokens) {
+		return len(tokens), nil
+	}
+	return 0, nil
+}
+
 // brokerProxy is the proxy of one consumer process in front of the
 // broker.
 type brokerProxy interface {
@@ -141,4 +161,21 @@ type verdict struct {
 type proxyConn struct {
 	index int // the consumer process it belongs to
 	gen   int // the generation of the process when it connected
+}
+
+// givenBack words the requeue event of a killed process's copies: given
+// of its n unacknowledged ones went back to the broker.
+func givenBack(given, n int, proc string) string {
+	what := fmt.Sprintf("the %d unacknowledged copies", n)
+	switch {
+	case given < n:
+		what = fmt.Sprintf("%d of the %d unacknowledged copies", given, n)
+	case n == 1:
+		what = "the unacknowledged copy"
+	}
+	s := fmt.Sprintf("oncecheck gave %s of the killed %s back to the broker, as the broker would after their ack wait", what, proc)
+	if given < n {
+		s += "; not the others: taken again since, or the release statement changed nothing"
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/oncecheck/oncecheck/checkers"
@@ -51,15 +52,14 @@ func Struck(h *histories.History) []string {
 // caused the anomaly; a finding whose messages no fault struck says so.
 // Runner.Run calls it; it is for service-mode histories, whose fault
 // events carry these details.
+//
+// It is idempotent: a finding that ends with its sentence already is left
+// as it is. A result with no finding (a passing run) is not read.
 func Explain(events histories.Stream, res *checkers.Result) error {
-	type fault struct {
-		step, attempt int
-		process, key  string
-		kind          histories.Kind
-		point, fault  string
-		detail, id    string
+	if len(res.Findings) == 0 {
+		return nil
 	}
-	var fs []fault
+	var fs []struckFault
 	keyOf := map[string]string{} // message id -> key
 	attKey := map[int]string{}   // attempt -> key
 	err := events.Each(func(ev *histories.Event) error {
@@ -72,9 +72,12 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 		if ev.Fault == "" {
 			return nil
 		}
-		f := fault{step: ev.Step, attempt: ev.Attempt, process: ev.Process, kind: ev.Kind, point: ev.Point, fault: ev.Fault, detail: ev.Detail}
+		f := struckFault{step: ev.Step, attempt: ev.Attempt, process: ev.Process, kind: ev.Kind, point: ev.Point, fault: ev.Fault, detail: ev.Detail}
 		if ev.Message != nil {
 			f.key, f.id = keyOf[ev.Message.ID], ev.Message.ID
+		}
+		if n, ok := endedAttempt(ev); ok {
+			f.attempt = n
 		}
 		fs = append(fs, f)
 		return nil
@@ -93,7 +96,7 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 			if !on {
 				continue
 			}
-			parts = append(parts, struckPart(f.step, f.attempt, attKey[f.attempt], f.id, f.process, f.kind, f.point, f.fault, f.detail))
+			parts = append(parts, f.part(attKey[f.attempt]))
 		}
 		var s string
 		switch len(parts) {
@@ -108,12 +111,38 @@ func Explain(events histories.Stream, res *checkers.Result) error {
 			s = fmt.Sprintf("The %d faults that struck %s: %s.", len(parts), them(fd.Keys), strings.Join(parts, "; "))
 		}
 		text := strings.TrimRight(fd.Text, " ")
+		if strings.HasSuffix(text, " "+s) {
+			continue // explained already
+		}
 		if !strings.HasSuffix(text, ".") {
 			text += "."
 		}
 		fd.Text = text + " " + s
 	}
 	return nil
+}
+
+// crashAfterEnd starts the detail of a crash that struck an attempt
+// after it ended ("SIGKILL after attempt #3 ended: ..."): the crash event
+// has no attempt (an attempt ends once) but the attempt's message.
+const crashAfterEnd = "SIGKILL after attempt #"
+
+// endedAttempt is the attempt a crash struck after it ended, read from
+// its detail.
+func endedAttempt(ev *histories.Event) (int, bool) {
+	if ev.Kind != histories.Crash || ev.Attempt != 0 {
+		return 0, false
+	}
+	rest, ok := strings.CutPrefix(ev.Detail, crashAfterEnd)
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, " ended: ")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(num)
+	return n, err == nil && n > 0
 }
 
 func them(keys []string) string {
@@ -123,10 +152,22 @@ func them(keys []string) string {
 	return "them"
 }
 
-// struckPart is one fault event of a finding in words: when, where, the
-// boundary and the statement there.
-func struckPart(step, attempt int, key, id, process string, kind histories.Kind, point, fault, detail string) string {
-	who := process
+// struckFault is a fault event of a history, as Explain reads it.
+type struckFault struct {
+	step, attempt int
+	process       string
+	key, id       string // of the message the event names, if any
+	kind          histories.Kind
+	point, fault  string
+	detail        string
+}
+
+// part is the fault event in words, for a finding: when, where, the
+// boundary and the statement there; key is the key of its attempt's
+// message.
+func (f struckFault) part(key string) string {
+	step, attempt, id, kind, point, fault, detail := f.step, f.attempt, f.id, f.kind, f.point, f.fault, f.detail
+	who := f.process
 	if who == "" {
 		who = "oncecheck"
 	}
@@ -163,6 +204,10 @@ func struckPart(step, attempt int, key, id, process string, kind histories.Kind,
 		what := strings.TrimPrefix(head, "SIGKILL: ")
 		if rest, ok := strings.CutPrefix(head, "SIGKILL of its process: "); ok {
 			at = fmt.Sprintf("step %d, %s: its process was killed at a fault planned on another attempt, at the boundary %s", step, who, boundary)
+			what = rest
+		}
+		if _, rest, ok := strings.Cut(head, " ended: "); ok && strings.HasPrefix(head, crashAfterEnd) {
+			at = fmt.Sprintf("step %d, %s, after the attempt ended, at the boundary %s", step, who, boundary)
 			what = rest
 		}
 		switch {

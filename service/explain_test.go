@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -87,3 +88,50 @@ func TestExplainSaysWhenNoFaultStruck(t *testing.T) {
 	require.Equal(t, "k2 had no effect at all. The fault that struck it: step 5, consumer-1, in attempt #1 (k1), at the boundary its ack (ack-lost): "+
 		"the proxy drops the ack of delivery #1: redelivered; no SQL statement at this boundary.", explained(t, evs, []string{"k1"}, []int{1}))
 }
+
+// TestExplainNamesACrashAfterTheAttemptEnded: a crash planned at an
+// attempt's after-ack strikes once the attempt has ended; its event has
+// no attempt but the attempt's message, and the sentence names it as the
+// fault that struck the message, in its attempt.
+func TestExplainNamesACrashAfterTheAttemptEnded(t *testing.T) {
+	m1 := model.Message{ID: "m1", Key: "k1", Aggregate: "o1", Type: model.AddItem}
+	evs := append(sends(),
+		histories.Event{Kind: histories.Ack, Attempt: 1, Process: "consumer-1"},
+		histories.Event{Kind: histories.Done, Attempt: 1, Process: "consumer-1"},
+		histories.Event{Kind: histories.Crash, Process: "consumer-1", Message: &m1, Point: string(AfterAck), Fault: string(faults.Crash),
+			Detail: "SIGKILL after attempt #1 ended: SIGKILL the consumer of delivery #1 after its ack; the reply held to the commit that finished job m1, on db connection 1 of consumer-1, tx2"},
+	)
+	h := &histories.History{Events: evs}
+	for i := range evs {
+		evs[i].Step = i + 1
+	}
+	require.NoError(t, h.Validate())
+	text := explained(t, evs, []string{"k1"}, []int{1})
+	require.Equal(t, "k2 had no effect at all. The fault that struck it: step 7, consumer-1, in attempt #1 (k1), after the attempt ended, at the boundary after-ack: "+
+		"SIGKILL the consumer of delivery #1 after its ack; the reply held to the commit that finished job m1, on db connection 1 of consumer-1, tx2.", text)
+	require.Equal(t, []string{"step 7, consumer-1: SIGKILL after attempt #1 ended: SIGKILL the consumer of delivery #1 after its ack; the reply held to the commit that finished job m1, on db connection 1 of consumer-1, tx2"}, Struck(h))
+}
+
+// TestExplainIsIdempotentAndSkipsPasses: a second Explain adds nothing, and
+// a result without findings does not read the history.
+func TestExplainIsIdempotentAndSkipsPasses(t *testing.T) {
+	evs := sends()
+	for i := range evs {
+		evs[i].Step = i + 1
+	}
+	h := &histories.History{Events: evs}
+	res := checkers.Result{Findings: []checkers.Finding{{Anomaly: histories.Lost, Keys: []string{"k2"}, Attempts: []int{2}, Text: "k2 had no effect at all"}}}
+	require.NoError(t, Explain(h, &res))
+	once := res.Findings[0].Text
+	require.NoError(t, Explain(h, &res))
+	require.Equal(t, once, res.Findings[0].Text)
+	require.Equal(t, "k2 had no effect at all. No fault struck an attempt at k2 or a send of it.", once)
+	require.NoError(t, Explain(failing{}, &checkers.Result{Verdict: histories.Pass}))
+}
+
+// failing is a history that cannot be read.
+type failing struct{}
+
+func (failing) Each(func(*histories.Event) error) error { return errors.New("read") }
+
+func (failing) Validate() error { return errors.New("read") }

@@ -137,18 +137,31 @@ func (rn *run) acked(c *proxyConn, token string, nack bool, detail string) verdi
 				token := a.token
 				return verdict{drop: true, after: func() { rn.r.b.requeue([]string{token}) }}
 			case fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index == 1:
-				rn.busy++
-				rn.mu.Unlock()
-				rn.pause(p, a, fl) // the ack waits, then goes
-				rn.mu.Lock()
-				if p.dead || !slices.Contains(p.open, a) {
-					return verdict{cut: p.dead}
+				alive := rn.pauseHeld(p, a, fl, "", c.gen) // the ack waits, then goes
+				if !alive || !slices.Contains(p.open, a) {
+					return verdict{cut: !alive}
 				}
 			}
 		}
 	}
 	rn.end(p, a, kind, detail)
 	return verdict{}
+}
+
+// pauseHeld pauses p at fault fl of its attempt a while the proxy holds
+// what the fault struck at (a reply, a COMMIT, an ack); rn.mu is held, and
+// released while the process stands still. where, when not empty, says
+// what was held, in the pause's event. It reports whether the process of
+// generation gen is still alive after.
+func (rn *run) pauseHeld(p *proc, a *attempt, fl faults.Fault, where string, gen int) bool {
+	rn.busy++
+	rn.mu.Unlock()
+	rn.pause(p, a, fl)
+	rn.mu.Lock()
+	if where != "" {
+		rn.notePause(p, a, where)
+	}
+	return !p.dead && p.gen == gen
 }
 
 // end records an ack or nack and the end of the attempt; rn.mu is held.

@@ -241,7 +241,7 @@ func (b *kafkaBroker) inputs(ctx context.Context) (inputs, error) {
 	if len(behind) > 0 {
 		// A Kafka record is pending until its group's committed offset
 		// passes it, whether a member was handed it or not.
-		in.stuck = fmt.Sprintf("%s of %s that no commit of their group covers: %s", kafkaCount(in.pending, "record"), KafkaInTopic, strings.Join(behind, "; "))
+		in.stuck = fmt.Sprintf("%d pending in %s (records that no commit of their group covers, or partitions whose end offset is not known): %s", in.pending, KafkaInTopic, strings.Join(behind, "; "))
 	}
 	return in, nil
 }

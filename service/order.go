@@ -37,8 +37,12 @@ const orderWait = 400 * time.Millisecond
 // its own.
 const byItself = "the statement committed by itself"
 
-// OrderOf reads the order of a saved history's SQL events.
+// OrderOf reads the order of a saved history's SQL events. On a
+// PostgreSQL queue a BEGIN comes before the job its transaction takes, so
+// a re-run cannot tell whose it is as it goes to the server: its begins
+// are not followed, their transactions' writes and commits are.
 func OrderOf(h *histories.History) Order {
+	queue := h.Header.Tool == "service mode on postgres"
 	ids := map[int]string{}
 	counts := map[OrderStep]int{}
 	var o Order
@@ -50,7 +54,7 @@ func OrderOf(h *histories.History) Order {
 			}
 		case histories.Begin, histories.Write, histories.Commit:
 			id, ok := ids[ev.Attempt]
-			if !ok || ev.Kind == histories.Commit && strings.HasPrefix(ev.Detail, byItself) {
+			if !ok || ev.Kind == histories.Commit && strings.HasPrefix(ev.Detail, byItself) || queue && ev.Kind == histories.Begin {
 				continue
 			}
 			k := OrderStep{ID: id, Kind: ev.Kind}
@@ -123,7 +127,7 @@ func (rn *run) follow(c *pgConn, a *attempt, sql string) bool {
 		return true
 	}
 	k := stmtKind(sql)
-	if k == "" {
+	if k == "" || k == histories.Begin && c.q != nil {
 		return true
 	}
 	s := OrderStep{ID: a.msg.ID, Kind: k}

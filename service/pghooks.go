@@ -102,7 +102,7 @@ func (rn *run) cut(c *pgConn, p *proc, a *attempt, sql, tag string) (verdict, bo
 			continue
 		}
 		a.faults = slices.Delete(a.faults, i, i+1)
-		rn.begun(c)
+		rn.begun(c, a)
 		rn.add(histories.Event{Kind: histories.Abort, Attempt: a.n, Tx: c.tx, Process: p.name(), Fault: string(fl.Kind),
 			Detail: fmt.Sprintf("the proxy cut db connection %d of %s, both sides, as the server's reply to %s (%s, statement #%d of tx%d) came back: the server rolls tx%d back, the process sees a broken connection",
 				c.id, p.name(), shortSQL(sql), tag, k+1, c.tx, c.tx)})
@@ -128,7 +128,9 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	if a != nil {
 		n = a.n
 	}
-	rn.completed(a, tag)
+	if c.q == nil || tagKind(tag) != histories.Begin {
+		rn.completed(a, tag) // a queue's BEGIN is not followed (OrderOf)
+	}
 	where := fmt.Sprintf("%s, db connection %d of %s", tag, c.id, p.name())
 	var point faults.Point
 	index := 0
@@ -154,7 +156,7 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		// Nothing written: a worker's poll that found no job, or a
 		// fenced write that matched nothing. Not recorded on a queue.
 	case isWrite(tag):
-		rn.begun(c)
+		rn.begun(c, a)
 		tx := c.tx
 		if !inTx {
 			rn.txs++
@@ -168,6 +170,9 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 		}
 		if !inTx {
 			rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: tx, Process: p.name(), Detail: "the statement committed by itself (no transaction open)"})
+			if c.q != nil { // unless its implicit transaction rolls back (pgqueue.go)
+				c.q.autoCommits = append(c.q.autoCommits, len(rn.events)-1)
+			}
 			if a != nil {
 				if rn.strikes(a, faults.AfterCommit, a.commits) {
 					point, index = faults.AfterCommit, a.commits
@@ -175,27 +180,37 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 				a.commits++
 			}
 		}
-	case (tag == "COMMIT" || tag == "ROLLBACK") && c.q != nil && c.q.begin != nil:
+	case (tag == "COMMIT" || tag == "ROLLBACK") && c.q != nil && c.q.begin != nil && c.q.scope.empty():
 		// A transaction that neither wrote nor took a job (a worker's
 		// poll): not recorded on a queue.
 		c.q.begin = nil
 	case tag == "COMMIT":
+		rn.begun(c, a) // a job written only by a function: its begin is held still
 		rn.add(histories.Event{Kind: histories.Commit, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 		if a != nil {
 			point, index = faults.AfterCommit, a.commits
 			a.commits++
 		}
 	case tag == "ROLLBACK":
+		rn.begun(c, a)
 		rn.add(histories.Event{Kind: histories.Abort, Attempt: n, Tx: c.tx, Process: p.name(), Detail: where})
 	}
 	if c.q != nil {
-		if v, ok := rn.queueResult(c, p, tag, inTx); ok {
+		if v, ok := rn.queueResult(c, p, tag); ok {
 			return v
 		}
 	}
 	if a != nil && point != "" {
 		for _, fl := range a.faults {
 			if fl.Kind == faults.Crash && fl.Point == point && fl.Index == index {
+				if c.q != nil && !inTx {
+					// The statement committed by itself: what it did to
+					// the queue is settled before the crash.
+					c.q.autoCommits = nil
+					if v, ok := rn.settle(c, p, true, "outside a transaction", true); ok {
+						return v
+					}
+				}
 				rn.killAt(p, a, fl, fmt.Sprintf("the statement: %s (%s), its reply held, on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
 				return verdict{cut: true}
 			}
@@ -213,12 +228,8 @@ func (rn *run) result(c *pgConn, sql, tag string, inTx bool) verdict {
 	for _, fl := range a.faults {
 		if fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index >= pauseAtStatement && fl.Index-pauseAtStatement == a.stmts-1 {
 			// The server's reply waits while the process stands still.
-			rn.busy++
-			rn.mu.Unlock()
-			rn.pause(p, a, fl)
-			rn.mu.Lock()
-			rn.notePause(p, a, fmt.Sprintf("the reply held: to %s (%s), on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName()))
-			if p.dead || p.gen != c.gen {
+			where := fmt.Sprintf("the reply held: to %s (%s), on db connection %d of %s, %s", shortSQL(sql), tag, c.id, p.name(), inTxName())
+			if !rn.pauseHeld(p, a, fl, where, c.gen) {
 				return verdict{cut: true}
 			}
 		}

@@ -88,6 +88,9 @@ type pgConn struct {
 	// q follows the queue on this connection when the run's broker is
 	// a PostgreSQL table (pgqueue.go); nil otherwise.
 	q *pgQueueConn
+	// server is the connection to the server, written by the goroutine
+	// forwarding the client's messages only.
+	server net.Conn
 }
 
 type pgPending struct {
@@ -184,6 +187,7 @@ func (p *pgProxy) serve(c *pgConn, client net.Conn) {
 	p.conns = append(p.conns, server)
 	p.mu.Unlock()
 	defer server.Close()
+	c.server = server
 	if _, err := server.Write(startup.raw); err != nil {
 		return
 	}
@@ -199,9 +203,16 @@ func (p *pgProxy) serve(c *pgConn, client net.Conn) {
 		defer p.wg.Done()
 		defer client.Close()
 		defer server.Close()
-		p.pipe(bufio.NewReader(server), client, func(m pgMessage) verdict { return p.fromServer(c, m) })
+		p.pipe(bufio.NewReader(server), client, func(m pgMessage) verdict {
+			v := p.fromServer(c, m)
+			if c.q != nil {
+				c.q.heard(c)
+			}
+			return v
+		})
 		if c.q != nil { // the server rolls back what was open
-			p.hooks.(pgQueueHooks).queueIdle(c)
+			c.q.heard(c)
+			p.hooks.(pgQueueHooks).queueIdle(c, false, true)
 		}
 	}()
 	p.pipe(cr, server, func(m pgMessage) verdict { return p.fromClient(c, m) })
@@ -269,6 +280,9 @@ func (p *pgProxy) fromClient(c *pgConn, m pgMessage) verdict {
 		c.q.client(c, m)
 	}
 	c.mu.Unlock()
+	if m.typ == 'S' && c.q != nil {
+		return p.hooks.(pgQueueHooks).queueSync(c)
+	}
 	if !send {
 		return verdict{}
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -25,8 +26,10 @@ import (
 //     writing connection, each job a statement updated or deleted and
 //     whether it is finished after it; on the outputs table, each row
 //     inserted. The proxy reads these notices and does not forward them;
-//   - what a transaction (or a statement outside one) delivered, wrote
-//     and inserted is settled at its end: at a commit, each job it
+//   - what a transaction delivered, wrote and inserted is settled at its
+//     end (its COMMIT or ROLLBACK; for statements outside a transaction,
+//     the end of their implicit one, the server's ReadyForQuery, committed
+//     unless one of them failed): at a commit, each job it
 //     finished is the ack of the process's attempt holding it, and each
 //     output inserted is published; a delivery it locked but did not
 //     write is over (a nack: its row lock is gone); a delivery it wrote
@@ -41,11 +44,19 @@ type pgQueueConn struct {
 	colBySQL map[string]int // a statement's text -> the index of the id column in its rows (-1: none)
 	expect   []pgReq        // the client's requests whose answers are due, in order
 	cur      int            // the id column of the simple query's current result
+	failed   bool           // an error since the last ReadyForQuery: an implicit transaction rolls back
+	// heardCh, while queueSync waits for the server, is closed by the
+	// next message of the server.
+	heardCh chan struct{}
 
 	// Under the run's mu: the open transaction's begin event, held until
 	// the transaction writes or takes a job, and the scope.
 	begin *histories.Event
 	scope pgScope
+	// autoCommits are the commit events (indices in the run's events)
+	// of the writes outside a transaction since the connection was last
+	// idle: their implicit transaction's, undone if it rolls back.
+	autoCommits []int
 }
 
 // pgReq is a request whose answer the proxy waits for: its message type,
@@ -64,14 +75,21 @@ type pgScope struct {
 	outputs   []scopedOutput
 }
 
+// empty reports whether the scope holds nothing: its transaction neither
+// took nor wrote a job, nor inserted an output.
+func (s *pgScope) empty() bool {
+	return len(s.delivered) == 0 && len(s.order) == 0 && len(s.outputs) == 0
+}
+
 type scopedDelivery struct {
 	a    *attempt
 	inTx bool // delivered inside an explicit transaction
 }
 
 type scopedOutput struct {
-	a   *attempt // the process's current attempt as the row was inserted
-	out pgNotice
+	a     *attempt // the process's current attempt as the row was inserted
+	index int      // the row's number among the attempt's outputs inserted
+	out   pgNotice
 }
 
 func newPGQueueConn() *pgQueueConn { return &pgQueueConn{colBySQL: map[string]int{}, cur: -1} }
@@ -88,9 +106,14 @@ type pgQueueHooks interface {
 	queueRow(c *pgConn, id string) verdict
 	// queueNotice: a trigger's notice reached c.
 	queueNotice(c *pgConn, n pgNotice) verdict
-	// queueIdle: c is ready for a query outside a transaction, or gone;
-	// what its scope still holds did not commit.
-	queueIdle(c *pgConn)
+	// queueSync: the client of c sends a Sync, which ends an implicit
+	// transaction.
+	queueSync(c *pgConn) verdict
+	// queueIdle: c is ready for a query outside a transaction (committed:
+	// no statement failed since it was last ready), or gone; what its
+	// scope still holds was committed or rolled back with the implicit
+	// transaction that ended. closed: the connection is gone.
+	queueIdle(c *pgConn, committed, closed bool) verdict
 }
 
 // client follows a request of the client; c.mu is held (and c.stmts and
@@ -115,6 +138,21 @@ func (q *pgQueueConn) client(c *pgConn, m pgMessage) {
 		}
 	}
 }
+
+// heard wakes queueSync, if it waits, at a message of the server or its
+// connection's end.
+func (q *pgQueueConn) heard(c *pgConn) {
+	c.mu.Lock()
+	if q.heardCh != nil {
+		close(q.heardCh)
+		q.heardCh = nil
+	}
+	c.mu.Unlock()
+}
+
+// syncWait bounds how long a Sync is held for the server to complete
+// the statements before it.
+const syncWait = 2 * time.Second
 
 // popThrough drops the requests up to and including the first of one of
 // kinds; none when there is none.
@@ -222,6 +260,7 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 		c.mu.Unlock()
 	case 'E':
 		c.mu.Lock()
+		q.failed = true
 		if i, r := q.first("QS"); r == nil || r.kind == 'S' {
 			// The server skips what was sent up to the next Sync.
 			if i < 0 {
@@ -233,12 +272,21 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 		c.mu.Unlock()
 	case 'Z':
 		var z pgproto3.ReadyForQuery
+		idle := z.Decode(m.body) == nil && z.TxStatus == 'I'
 		c.mu.Lock()
 		q.popThrough("SQF")
 		q.cur = -1
+		failed := q.failed
+		if idle {
+			q.failed = false
+		}
 		c.mu.Unlock()
-		if z.Decode(m.body) == nil && z.TxStatus == 'I' {
-			qh.queueIdle(c)
+		if idle {
+			// The implicit transaction of the statements outside a
+			// transaction ends here: the reply waits while it is settled.
+			if v := qh.queueIdle(c, !failed, false); v.cut {
+				return v, true
+			}
 		}
 	case 'N':
 		var n pgproto3.NoticeResponse
@@ -256,11 +304,18 @@ func (p *pgProxy) queueServer(c *pgConn, m pgMessage) (verdict, bool) {
 	return verdict{}, false
 }
 
-// begun records the begin event of c's transaction if it is still held;
-// rn.mu is held.
-func (rn *run) begun(c *pgConn) {
+// begun records the begin event of c's transaction if it is still held,
+// as a begin of attempt a (nil: the one it was held with): the attempt
+// the transaction's first write, or the job it takes, belongs to, not
+// the one current at BEGIN, which a worker sends before it takes its
+// next job; rn.mu is held.
+func (rn *run) begun(c *pgConn, a *attempt) {
 	if c.q != nil && c.q.begin != nil {
-		rn.add(*c.q.begin)
+		ev := *c.q.begin
+		if a != nil {
+			ev.Attempt = a.n
+		}
+		rn.add(ev)
 		c.q.begin = nil
 	}
 }
@@ -326,13 +381,13 @@ func (rn *run) queueRow(c *pgConn, id string) verdict {
 		return verdict{}
 	}
 	n := rn.queueBroker().delivered(id)
-	rn.begun(c)
 	rn.mu.Unlock()
 	token := id + "#" + strconv.Itoa(n)
 	v := rn.delivered(&c.proxyConn, delivery{id: id, count: strconv.Itoa(n), token: token})
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	if a := rn.byToken[token]; a != nil && !v.cut {
+		rn.begun(c, a) // the transaction that takes the job is the job's
 		c.q.scope.delivered = append(c.q.scope.delivered, scopedDelivery{a: a, inTx: inTx})
 	}
 	return v
@@ -351,6 +406,13 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 	}
 	s := &c.q.scope
 	if n.Kind == "queue" {
+		// The transaction wrote a job the process holds: its begin is
+		// recorded, even when the write is a function's, unseen in the
+		// statement's tag. A job it does not hold yet may be the one it
+		// is taking: its delivery, or the transaction's end, records it.
+		if a := holding(p, n.ID); a != nil {
+			rn.begun(c, a)
+		}
 		if s.written == nil {
 			s.written = map[string]bool{}
 		}
@@ -361,12 +423,14 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 		return verdict{}
 	}
 	a := p.current()
-	s.outputs = append(s.outputs, scopedOutput{a: a, out: n})
+	rn.begun(c, a)
 	if a == nil {
+		s.outputs = append(s.outputs, scopedOutput{out: n})
 		return verdict{}
 	}
 	index := a.publishes
 	a.publishes++
+	s.outputs = append(s.outputs, scopedOutput{a: a, index: index, out: n})
 	for _, fl := range a.faults {
 		if fl.Kind == faults.Crash && fl.Point == faults.BeforePublish && fl.Index == index {
 			rn.killAt(p, a, fl, fmt.Sprintf("the insert of output %s held, not committed, on db connection %d of %s, tx%d", n.ID, c.id, p.name(), c.tx))
@@ -377,19 +441,143 @@ func (rn *run) queueNotice(c *pgConn, n pgNotice) verdict {
 }
 
 // queueIdle implements pgQueueHooks: the connection is idle outside a
-// transaction, or closed, so what its scope still holds was rolled back
-// (a statement or a COMMIT that failed, a transaction whose connection
-// was cut).
-func (rn *run) queueIdle(c *pgConn) {
+// transaction, or closed. What its scope still holds is that of the
+// statements outside a transaction since it was last idle, one implicit
+// transaction (a multi-statement simple query, an extended-protocol
+// pipeline up to its Sync), committed unless one of them failed; or of a
+// transaction that rolled back without a ROLLBACK (a COMMIT that failed,
+// a connection cut or closed).
+//
+// A write outside a transaction was recorded as committing by itself:
+// when a statement of its implicit transaction failed, its commit event
+// becomes an abort. (When the connection closes first, whether the
+// server got the Sync that commits it is not known: it stays.)
+func (rn *run) queueIdle(c *pgConn, committed, closed bool) verdict {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	p := rn.procs[c.index]
+	if !committed && !closed {
+		rn.rolledBack(c, "a statement of it failed")
+	}
+	c.q.autoCommits = nil
+	if p.gen != c.gen || p.dead || c.q.scope.empty() {
+		return verdict{}
+	}
+	if !committed {
+		v, _ := rn.settle(c, p, false, "", false)
+		return v
+	}
+	v, _ := rn.settle(c, p, true, "outside a transaction", true)
+	return v
+}
+
+// queueSync implements pgQueueHooks. Outside an explicit transaction, a
+// Sync of the extended protocol commits the implicit transaction of the
+// statements before it: when one of them finished a job whose attempt
+// has a crash before-ack, or a lease-expired pause at the ack (index 1),
+// planned, the Sync is held until the server has completed them, and
+// the fault strikes there, before the commit (the crash: the Sync is not
+// forwarded, the server rolls back). Without such a plan the Sync goes on
+// at once.
+func (rn *run) queueSync(c *pgConn) verdict {
+	rn.mu.Lock()
+	p := rn.procs[c.index]
+	planned := false
+	for _, a := range p.open {
+		for _, fl := range a.faults {
+			planned = planned || atAck(fl)
+		}
+	}
+	rn.mu.Unlock()
+	c.mu.Lock()
+	inTx := c.inTx
+	c.mu.Unlock()
+	if !planned || inTx {
+		return verdict{}
+	}
+	// The server sends its replies to the statements before the Sync
+	// only at the Sync, or at a Flush, which the proxy sends in its place
+	// (it has no reply of its own).
+	if _, err := c.server.Write([]byte{'H', 0, 0, 0, 4}); err != nil {
+		return verdict{}
+	}
+	deadline := time.NewTimer(syncWait)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		running := false
+		for _, s := range c.pending {
+			running = running || !s.simple
+		}
+		if !running || c.q.failed {
+			c.mu.Unlock()
+			break
+		}
+		ch := make(chan struct{})
+		c.q.heardCh = ch
+		c.mu.Unlock()
+		select {
+		case <-ch:
+			continue
+		case <-deadline.C:
+		case <-rn.ctx.Done():
+		}
+		return verdict{} // the server did not answer: the Sync goes on
+	}
+	c.mu.Lock()
+	failed := c.q.failed
+	c.mu.Unlock()
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
 	if p.gen != c.gen || p.dead {
-		return
+		return verdict{cut: true}
 	}
-	if len(c.q.scope.delivered) > 0 || len(c.q.scope.order) > 0 || len(c.q.scope.outputs) > 0 {
-		rn.settle(c, p, false, "")
+	if failed {
+		return verdict{}
 	}
+	for _, id := range c.q.scope.order {
+		a := holding(p, id)
+		if !c.q.scope.written[id] || a == nil {
+			continue
+		}
+		for i, fl := range a.faults {
+			if !atAck(fl) {
+				continue
+			}
+			where := fmt.Sprintf("the Sync held that would commit the statement outside a transaction that finishes job %s, on db connection %d of %s", id, c.id, p.name())
+			if fl.Kind == faults.Crash {
+				rn.rolledBack(c, "the proxy held the Sync that would have committed it")
+				rn.killAt(p, a, fl, where+": the server rolls it back")
+				return verdict{cut: true}
+			}
+			a.faults = slices.Delete(a.faults, i, i+1) // strikes once: not again at the ReadyForQuery
+			if !rn.pauseHeld(p, a, fl, where, c.gen) {
+				return verdict{cut: true}
+			}
+			return verdict{}
+		}
+	}
+	return verdict{}
+}
+
+// rolledBack turns the commit events of c's writes outside a transaction
+// since it was last idle into aborts: their implicit transaction rolled
+// back, why says why; rn.mu is held.
+func (rn *run) rolledBack(c *pgConn, why string) {
+	for _, i := range c.q.autoCommits {
+		if i < len(rn.events) && rn.events[i].Kind == histories.Commit {
+			rn.events[i].Kind = histories.Abort
+			rn.events[i].Detail = "the statement's implicit transaction rolled back: " + why
+		}
+	}
+	c.q.autoCommits = nil
+}
+
+// atAck reports whether fl strikes at an ack on the queue: a crash
+// before-ack, or a lease-expired pause at the ack (index 1).
+func atAck(fl faults.Fault) bool {
+	return fl.Kind == faults.Crash && fl.Point == faults.BeforeAck ||
+		fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index == 1
 }
 
 // queueCommitting is called as a COMMIT of c goes to the server; rn.mu is
@@ -412,12 +600,8 @@ func (rn *run) queueCommitting(c *pgConn, p *proc, sql string) (verdict, bool) {
 				rn.killAt(p, a, fl, fmt.Sprintf("the COMMIT held that finishes job %s: %s, on db connection %d of %s, tx%d", id, shortSQL(sql), c.id, p.name(), c.tx))
 				return verdict{cut: true}, true
 			case fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index == 1:
-				rn.busy++
-				rn.mu.Unlock()
-				rn.pause(p, a, fl)
-				rn.mu.Lock()
-				rn.notePause(p, a, fmt.Sprintf("the COMMIT held that finishes job %s, on db connection %d of %s, tx%d", id, c.id, p.name(), c.tx))
-				if p.dead || p.gen != c.gen {
+				where := fmt.Sprintf("the COMMIT held that finishes job %s, on db connection %d of %s, tx%d", id, c.id, p.name(), c.tx)
+				if !rn.pauseHeld(p, a, fl, where, c.gen) {
 					return verdict{cut: true}, true
 				}
 			}
@@ -426,27 +610,34 @@ func (rn *run) queueCommitting(c *pgConn, p *proc, sql string) (verdict, bool) {
 	return verdict{}, false
 }
 
-// queueResult settles c's scope as the server completes a statement:
-// at COMMIT and at ROLLBACK, and after each statement outside a
-// transaction; rn.mu is held. A crash after-ack or after-publish strikes
-// as the reply to the commit that acked or published comes back.
-func (rn *run) queueResult(c *pgConn, p *proc, tag string, inTx bool) (verdict, bool) {
+// queueResult settles c's scope as the server completes a COMMIT or a
+// ROLLBACK; rn.mu is held. (Statements outside a transaction are settled
+// at the end of their implicit one: queueIdle.) A crash after-ack or
+// after-publish strikes as the reply to the commit that acked or
+// published comes back.
+func (rn *run) queueResult(c *pgConn, p *proc, tag string) (verdict, bool) {
 	tx := fmt.Sprintf("tx%d", c.tx)
-	switch {
-	case tag == "COMMIT":
-		return rn.settle(c, p, true, tx)
-	case tag == "ROLLBACK":
-		return rn.settle(c, p, false, tx)
-	case !inTx && !strings.HasPrefix(tag, "BEGIN") && !strings.HasPrefix(tag, "START"):
-		return rn.settle(c, p, true, "a statement outside a transaction")
+	switch tag {
+	case "COMMIT":
+		return rn.settle(c, p, true, tx, false)
+	case "ROLLBACK":
+		return rn.settle(c, p, false, tx, false)
 	}
 	return verdict{}, false
 }
 
 // settle ends c's scope, committed or rolled back (see the top of this
-// file), the transaction named by tx ("" when unknown); rn.mu is held. It
-// returns the verdict of a crash it struck.
-func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, bool) {
+// file), the transaction named by tx ("" when unknown); auto says the
+// server committed it by itself, outside a transaction. rn.mu is held; a
+// pause releases it while the process stands still. It returns the
+// verdict of a crash it struck.
+//
+// A job finished outside a transaction is committed by the server as it
+// runs the statement, before the proxy can know the statement finishes
+// it (the trigger's notice comes as it runs): a crash before-ack, and a
+// lease-expired pause at the ack (index 1), strike there as the reply
+// comes back, as a crash after-ack does.
+func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string, auto bool) (verdict, bool) {
 	s := c.q.scope
 	c.q.scope = pgScope{}
 	where := fmt.Sprintf("db connection %d of %s", c.id, p.name())
@@ -461,7 +652,7 @@ func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, b
 		}
 		return verdict{}, false
 	}
-	var strikes []strike
+	var strikes, pauses []strike
 	for _, id := range s.order {
 		if !s.written[id] {
 			continue
@@ -479,8 +670,14 @@ func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, b
 		}
 		rn.end(p, a, histories.Ack, detail)
 		for _, fl := range a.faults {
-			if fl.Kind == faults.Crash && fl.Point == AfterAck {
+			switch {
+			case fl.Kind == faults.Crash && fl.Point == AfterAck:
 				strikes = append(strikes, strike{a, fl, "the reply held to the commit that finished job " + id + ", on " + where})
+			case auto && fl.Kind == faults.Crash && fl.Point == faults.BeforeAck:
+				strikes = append(strikes, strike{a, fl, "the reply held to the statement that finished job " + id + ", on " + where +
+					": the server committed it as it ran it, before the proxy could know it was an ack"})
+			case auto && fl.Kind == faults.Redelivery && fl.Variant == faults.LeaseExpired && fl.Index == 1:
+				pauses = append(pauses, strike{a, fl, "the reply held to the statement that finished job " + id + ", on " + where})
 			}
 		}
 	}
@@ -501,6 +698,11 @@ func (rn *run) settle(c *pgConn, p *proc, committed bool, tx string) (verdict, b
 		rn.killAt(p, st.a, st.fl, st.where)
 		return verdict{cut: true}, true
 	}
+	for _, st := range pauses {
+		if !rn.pauseHeld(p, st.a, st.fl, st.where, c.gen) {
+			return verdict{cut: true}, true
+		}
+	}
 	return verdict{}, false
 }
 
@@ -513,7 +715,8 @@ type strike struct {
 
 // publishRow records an output row committed; rn.mu is held. It returns
 // the crash after-publish planned at the attempt's output of that number,
-// if any.
+// if any: the number its insert got, as a crash before-publish counts
+// (an output of a transaction rolled back has a number too).
 func (rn *run) publishRow(p *proc, o scopedOutput, where string) (strike, bool) {
 	n := o.out
 	key := n.Cause
@@ -539,18 +742,12 @@ func (rn *run) publishRow(p *proc, o scopedOutput, where string) (strike, bool) 
 	} else {
 		ev.Detail = "inserted before any delivery to " + p.name()
 	}
-	index := 0 // the output's number among the attempt's committed ones
-	for _, e := range rn.events {
-		if a != nil && e.Kind == histories.Publish && e.Attempt == a.n {
-			index++
-		}
-	}
 	rn.add(ev)
 	if a == nil {
 		return strike{}, false
 	}
 	for _, fl := range a.faults {
-		if fl.Kind == faults.Crash && fl.Point == faults.AfterPublish && fl.Index == index {
+		if fl.Kind == faults.Crash && fl.Point == faults.AfterPublish && fl.Index == o.index {
 			return strike{a, fl, fmt.Sprintf("the reply held to the commit of output %s, on %s", id, where)}, true
 		}
 	}

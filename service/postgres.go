@@ -97,9 +97,27 @@ type pgBroker struct {
 	counts map[string]int // deliveries of each copy seen by the proxies
 }
 
-// startPostgres checks the queue contract of cfg and connects to its
-// PostgreSQL server.
+// startPostgres checks the queue contract of cfg (its errors are
+// ConfigErrors) and connects to its PostgreSQL server.
 func startPostgres(cfg Config) (*pgBroker, error) {
+	b, err := checkQueue(cfg)
+	if err != nil {
+		return nil, configErr(err)
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("service: the PostgreSQL DSN: %w", err)
+	}
+	pc.MaxConns = 2
+	if b.db, err = pgxpool.NewWithConfig(context.Background(), pc); err != nil {
+		return nil, fmt.Errorf("service: PostgreSQL: %w", err)
+	}
+	return b, nil
+}
+
+// checkQueue checks the queue contract of cfg and reads its tables and
+// columns.
+func checkQueue(cfg Config) (*pgBroker, error) {
 	q := cfg.Queue
 	if cfg.BrokerURL != "" {
 		return nil, fmt.Errorf("service: the postgres queue lives in each run's schema on the PostgreSQL server of the DSN: no broker URL (%q)", cfg.BrokerURL)
@@ -134,14 +152,6 @@ func startPostgres(cfg Config) (*pgBroker, error) {
 	}
 	if b.out, b.outCols, err = outputsTable(q.Outputs); err != nil {
 		return nil, fmt.Errorf("service: the outputs table %q: %w", q.Outputs, err)
-	}
-	pc, err := pgxpool.ParseConfig(cfg.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("service: the PostgreSQL DSN: %w", err)
-	}
-	pc.MaxConns = 2
-	if b.db, err = pgxpool.NewWithConfig(context.Background(), pc); err != nil {
-		return nil, fmt.Errorf("service: PostgreSQL: %w", err)
 	}
 	return b, nil
 }
@@ -265,21 +275,36 @@ func (b *pgBroker) idValue(v []byte) (string, bool) {
 	return id, ok
 }
 
-// send runs the service's statement for one copy in the run's schema.
-func (b *pgBroker) send(ctx context.Context, m model.Message, ordered bool) error {
+// conn acquires one of oncecheck's connections with the run's schema as
+// its search path, as the service's own connections have it: the send,
+// release and DoneWhen statements name its tables and functions
+// unqualified. Release it.
+func (b *pgBroker) conn(ctx context.Context) (*pgxpool.Conn, error) {
 	b.mu.Lock()
 	schema := b.schema
-	b.sent = append(b.sent, m.ID)
 	b.mu.Unlock()
 	conn, err := b.db.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres queue: connect: %w", err)
+		return nil, fmt.Errorf("postgres queue: connect: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("postgres queue: schema %s: %w", schema, err)
+	}
+	return conn, nil
+}
+
+// send runs the service's statement for one copy in the run's schema.
+func (b *pgBroker) send(ctx context.Context, m model.Message, ordered bool) error {
+	b.mu.Lock()
+	b.sent = append(b.sent, m.ID)
+	b.mu.Unlock()
+	conn, err := b.conn(ctx)
+	if err != nil {
+		return err
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	if _, err := pc.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()).ReadAll(); err != nil {
-		return fmt.Errorf("postgres queue: schema %s: %w", schema, err)
-	}
 	all := [][]byte{[]byte(m.ID), []byte(m.Key), []byte(m.Type), []byte(m.Aggregate), []byte(m.Payload), nil}
 	if len(m.Payload) == 0 {
 		all[4] = []byte("null")
@@ -310,7 +335,12 @@ func (b *pgBroker) inputs(ctx context.Context) (inputs, error) {
 	}
 	b.mu.Unlock()
 	res := inputs{consumers: 1, ackWait: b.lease()}
-	rows, err := b.db.Query(ctx, q, ids)
+	conn, err := b.conn(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Release()
+	rows, err := conn.Query(ctx, q, ids)
 	if err != nil {
 		return res, fmt.Errorf("postgres queue: read the queue: %w", err)
 	}
@@ -328,29 +358,33 @@ func (b *pgBroker) inputs(ctx context.Context) (inputs, error) {
 	return res, nil
 }
 
-// requeue gives the jobs of the tokens back with ReleaseSQL, as their
-// leases running out would, unless a job was delivered again since (its
-// lease is the new holder's); without it there is nothing to do: the
-// server releases the row locks of a killed process's transactions as its
-// connection drops, and a lease the service committed runs out by itself.
+// requeue implements broker: true when release gave a job back.
 func (b *pgBroker) requeue(tokens []string) bool {
+	n, err := b.release(tokens)
+	return err == nil && n > 0
+}
+
+// release gives the jobs of the tokens back with ReleaseSQL, as their
+// leases running out would, unless a job was delivered again since (its
+// lease is the new holder's), and returns how many it gave back: those
+// whose statement changed (or returned) a row. Without ReleaseSQL there
+// is nothing to do: the server releases the row locks of a killed
+// process's transactions as its connection drops, and a lease the service
+// committed runs out by itself. An error of the statement is returned:
+// a release that cannot run would make every run wait the lease out.
+func (b *pgBroker) release(tokens []string) (int, error) {
 	if b.q.ReleaseSQL == "" {
-		return false
+		return 0, nil
 	}
-	b.mu.Lock()
-	schema := b.schema
-	b.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := b.db.Acquire(ctx)
+	conn, err := b.conn(ctx)
 	if err != nil {
-		return false
+		return 0, err
 	}
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	if _, err := pc.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()).ReadAll(); err != nil {
-		return false
-	}
+	released := 0
 	for _, t := range tokens {
 		id, n, _ := strings.Cut(t, "#")
 		b.mu.Lock()
@@ -359,11 +393,15 @@ func (b *pgBroker) requeue(tokens []string) bool {
 		if later {
 			continue // taken again since: the lease is another's now
 		}
-		if res := pc.ExecParams(ctx, b.q.ReleaseSQL, [][]byte{[]byte(id)}, []uint32{0}, nil, nil).Read(); res.Err != nil {
-			return false
+		res := pc.ExecParams(ctx, b.q.ReleaseSQL, [][]byte{[]byte(id)}, []uint32{0}, nil, nil).Read()
+		if res.Err != nil {
+			return released, fmt.Errorf("postgres queue: the release statement (--release-sql, Config.Queue.ReleaseSQL) for job %s: %w", id, res.Err)
+		}
+		if res.CommandTag.RowsAffected() > 0 {
+			released++
 		}
 	}
-	return true
+	return released, nil
 }
 
 // delivered counts a delivery of copy id and returns its number.

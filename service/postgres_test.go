@@ -3,12 +3,17 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oncecheck/oncecheck/faults"
+	"github.com/oncecheck/oncecheck/histories"
 	"github.com/oncecheck/oncecheck/internal/pgtest"
 	"github.com/oncecheck/oncecheck/model"
 )
@@ -317,4 +322,135 @@ CREATE TABLE events (id text PRIMARY KEY, cause text, type text, payload jsonb);
 // one is a workload of one message.
 func one() model.Workload {
 	return model.Workload{{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)}}.Number()
+}
+
+// TestPGBrokerReleaseAndSearchPath: the drain's reading of the queue runs
+// DoneWhen in the run's schema (it may name the schema's tables
+// unqualified, as the service's statements do); the release statement
+// counts only the jobs it gave back, skips a job taken again since, and
+// its error is returned, not swallowed.
+func TestPGBrokerReleaseAndSearchPath(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	cfg := Config{DSN: dsn, Broker: "postgres", Schema: pgQueueSchema + `
+CREATE TABLE finished (id text PRIMARY KEY);`, Queue: PGQueue{
+		SendSQL:    "INSERT INTO jobs (id, key, type, aggregate) VALUES ($1, $2, $3, $4)",
+		DoneWhen:   "EXISTS (SELECT 1 FROM finished f WHERE f.id = jobs.id)",
+		Outputs:    "events",
+		ReleaseSQL: "UPDATE jobs SET state = 'new' WHERE id = $1 AND state = 'running'",
+	}}
+	b, err := startPostgres(cfg)
+	require.NoError(t, err)
+	t.Cleanup(b.close)
+	r := &Runner{cfg: cfg, db: b.db}
+	schema, err := r.createSchema(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = b.db.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	b.useSchema(schema)
+	require.NoError(t, b.reset(ctx))
+	w := model.Workload{
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+		{Aggregate: "o2", Type: model.Confirm},
+	}.Number()
+	for _, m := range w {
+		require.NoError(t, b.send(ctx, m, false))
+	}
+	exec := func(sql string) {
+		t.Helper()
+		_, err := b.db.Exec(ctx, strings.ReplaceAll(sql, "$s", schema))
+		require.NoError(t, err, sql)
+	}
+	b.delivered("m1")
+	exec("INSERT INTO $s.finished VALUES ('m2')")
+	in, err := b.inputs(ctx)
+	require.NoError(t, err)
+	require.Equal(t, inputs{consumers: 1, ackPending: 1, ackWait: b.lease()}, in)
+
+	b.delivered("m2")
+	b.delivered("m2")
+	exec("UPDATE $s.jobs SET state = 'running'")
+	n, err := b.release([]string{"m1#1", "m2#1"})
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "m2 was taken again since its first delivery")
+	n, err = b.release([]string{"m1#1"})
+	require.NoError(t, err)
+	require.Zero(t, n, "m1 was given back already: the statement changed nothing")
+	require.False(t, b.requeue([]string{"m1#1"}))
+
+	b.q.ReleaseSQL = "UPDATE jobs SET no_such_column = 1 WHERE id = $1"
+	_, err = b.release([]string{"m1#1"})
+	require.ErrorContains(t, err, "no_such_column")
+	require.False(t, b.requeue([]string{"m1#1"}))
+}
+
+// TestGivenBack: the requeue event says how many copies went back.
+func TestGivenBack(t *testing.T) {
+	require.Equal(t, "oncecheck gave the unacknowledged copy of the killed consumer-1 back to the broker, as the broker would after their ack wait", givenBack(1, 1, "consumer-1"))
+	require.Equal(t, "oncecheck gave the 2 unacknowledged copies of the killed consumer-1 back to the broker, as the broker would after their ack wait", givenBack(2, 2, "consumer-1"))
+	require.Equal(t, "oncecheck gave 1 of the 2 unacknowledged copies of the killed consumer-1 back to the broker, as the broker would after their ack wait; not the others: taken again since, or the release statement changed nothing", givenBack(1, 2, "consumer-1"))
+}
+
+// TestPGQueueFinishInAFunction: a worker that finishes its job inside an
+// SQL function (SELECT finish_job($1)), in a transaction of its own, has its begin, its commit, the job's ack and the function's output
+// recorded, all of the attempt: the function's writes reach the proxy as
+// the triggers' notices only.
+func TestPGQueueFinishInAFunction(t *testing.T) {
+	h := fnWorkerRun(t, "")
+	kinds := map[histories.Kind]int{}
+	for _, ev := range h.Events {
+		if ev.Attempt == 1 {
+			kinds[ev.Kind]++
+		}
+	}
+	// The take: a write that commits by itself; the finish: a begin and a
+	// commit.
+	want := map[histories.Kind]int{histories.Deliver: 1, histories.Write: 1, histories.Begin: 1, histories.Commit: 2, histories.Ack: 1, histories.Done: 1, histories.Publish: 1}
+	require.Equal(t, want, kinds, "%s", h.Timeline())
+}
+
+// TestPGQueueImplicitTransactionRollsBack: statements outside a
+// transaction sent in one simple query are one implicit transaction: a
+// job one of them finished is not acked when a later one fails (the
+// server rolls the finish back); the worker's later finish is the ack.
+func TestPGQueueImplicitTransactionRollsBack(t *testing.T) {
+	h := fnWorkerRun(t, "FNWORKER_BATCH=1")
+	acks, refused := 0, 0
+	for _, ev := range h.Events {
+		switch ev.Kind {
+		case histories.Ack:
+			acks++
+			require.Contains(t, ev.Detail, "tx", "the ack is the function's transaction's\n%s", h.Timeline())
+		case histories.Refused:
+			refused++
+		}
+	}
+	require.Equal(t, 1, acks, "%s", h.Timeline())
+	require.Zero(t, refused, "%s", h.Timeline())
+}
+
+// fnWorkerRun runs testdata/fnworker on one job, env in its environment,
+// and returns the history.
+func fnWorkerRun(t *testing.T, env string) *histories.History {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	bin := filepath.Join(t.TempDir(), "fnworker")
+	out, err := exec.Command("go", "build", "-o", bin, "./testdata/fnworker").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	r, err := New(Config{
+		Command: env + " exec " + bin, Consumers: 1, DSN: dsn, Broker: "postgres", Model: model.Orders{},
+		ObserveSQL: "SELECT 'o1', '{}'::jsonb WHERE false",
+		Schema: pgQueueSchema + `
+CREATE FUNCTION finish_job(job text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE k text;
+BEGIN
+  DELETE FROM jobs WHERE id = job RETURNING key INTO k;
+  INSERT INTO events VALUES (k || '/0', k, 'ItemAdded', '{"qty":1,"sku":"a"}');
+END $$;`,
+		Queue: PGQueue{SendSQL: "INSERT INTO jobs (id, key, type, aggregate) VALUES ($1, $2, $3, $4)", Outputs: "events"},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, r.Close()) })
+	h, _, err := r.Run(context.Background(), Case{Workload: one(), Plan: faults.Plan{Consumers: 1}}, 0)
+	require.NoError(t, err)
+	return h
 }

@@ -76,7 +76,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("service: the PostgreSQL DSN: %w", err)
+		return nil, configErr(fmt.Errorf("service: the PostgreSQL DSN: %w", err))
 	}
 	pc.MaxConns = 4
 	db, err := pgxpool.NewWithConfig(context.Background(), pc)
@@ -568,8 +568,15 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 		rn.add(histories.Event{Kind: histories.Crash, Attempt: a.n, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: detail})
 		tokens = append(tokens, a.token)
 	}
-	if len(p.open) == 0 {
-		rn.add(histories.Event{Kind: histories.Crash, Process: p.name(), Point: string(f.Point), Fault: string(f.Kind), Detail: "SIGKILL between deliveries: " + Describe(f)})
+	if target != nil && !slices.Contains(p.open, target) {
+		// The fault's attempt ended already (a crash after its ack, or
+		// after a publish or commit of an attempt that acked first): the
+		// crash is recorded without an attempt, which ended once, and
+		// names its message, so that an explanation finds it.
+		m := target.msg
+		dm := model.Message{ID: m.ID, Key: m.Key, Aggregate: m.Aggregate, Type: m.Type}
+		rn.add(histories.Event{Kind: histories.Crash, Process: p.name(), Message: &dm, Point: string(f.Point), Fault: string(f.Kind),
+			Detail: fmt.Sprintf("%s%d ended: %s", crashAfterEnd, target.n, Describe(f))})
 	}
 	p.open, p.latest = nil, nil
 	_ = signalGroup(p.cmd, sigKill)
@@ -579,12 +586,19 @@ func (rn *run) kill(p *proc, target *attempt, f faults.Fault) {
 	go func() {
 		defer rn.wg.Done()
 		<-done
-		requeued := len(tokens) > 0 && rn.r.b.requeue(tokens)
+		var given int
+		var err error
+		if len(tokens) > 0 {
+			given, err = requeueCount(rn.r.b, tokens)
+		}
 		rn.mu.Lock()
 		defer rn.mu.Unlock()
 		rn.busy--
-		if requeued {
-			rn.add(histories.Event{Kind: histories.Requeue, Process: "broker", Detail: fmt.Sprintf("oncecheck gave the %d unacknowledged copies of the killed %s back to the broker, as the broker would after their ack wait", len(tokens), p.name())})
+		if err != nil && rn.failed == nil {
+			rn.failed = fmt.Errorf("service: give the copies of the killed %s back: %w", p.name(), err)
+		}
+		if given > 0 {
+			rn.add(histories.Event{Kind: histories.Requeue, Process: "broker", Detail: givenBack(given, len(tokens), p.name())})
 		}
 		if !rn.stopping {
 			if err := rn.start(p); err != nil {

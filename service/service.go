@@ -148,7 +148,29 @@ type Case struct {
 // signalled.
 var ErrUnsupported = errors.New("service mode needs a Unix system (it signals process groups)")
 
-func (c *Config) defaults() error {
+// ConfigError is an error in the configuration (Config, and the queue
+// contract of Config.Queue): the caller's to fix, found before anything
+// runs. New returns it; errors.As finds it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the error it wraps.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// configErr marks err as a ConfigError (nil stays nil).
+func configErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ConfigError{Err: err}
+}
+
+// defaults checks the configuration and fills in its defaults; its errors
+// are ConfigErrors.
+func (c *Config) defaults() error { return configErr(c.fill()) }
+
+func (c *Config) fill() error {
 	if c.Command == "" {
 		return errors.New("service: no command")
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -129,3 +130,38 @@ func TestConfigWantsOneWayToObserve(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestConfigErrorsAreTyped: every error of the configuration, the queue
+// contract's included, is a ConfigError, found before anything runs.
+func TestConfigErrorsAreTyped(t *testing.T) {
+	base := Config{Command: "true", ObserveSQL: "SELECT 1", DSN: "postgres://127.0.0.1:1/x"}
+	q := PGQueue{SendSQL: "INSERT INTO jobs (id) VALUES ($1)", Outputs: "events"}
+	for _, mod := range []func(*Config){
+		func(c *Config) { c.Command = "" },
+		func(c *Config) { c.Consumers = 17 },
+		func(c *Config) { c.Broker = "carrier-pigeon" },
+		func(c *Config) { c.Faults = []faults.Kind{faults.BrokerRestart}; c.Broker = "kafka" },
+		func(c *Config) { c.Broker, c.Schema, c.Queue = "postgres", "x", q; c.Queue.Queue = "jobs" },
+		func(c *Config) { c.Broker, c.Schema, c.Queue = "postgres", "x", q; c.Queue.Outputs = "a.b" },
+		func(c *Config) {
+			c.Broker, c.Schema, c.Queue = "postgres", "x", q
+			c.Queue.SendSQL = "SELECT enqueue($1)"
+		},
+		func(c *Config) {
+			c.Broker, c.Schema, c.Queue = "postgres", "x", q
+			c.Queue.ReleaseSQL = "UPDATE jobs SET done"
+		},
+		func(c *Config) { c.Broker, c.Queue = "postgres", q },
+		func(c *Config) { c.Broker, c.Schema, c.Queue, c.BrokerURL = "postgres", "x", q, "x" },
+	} {
+		cfg := base
+		mod(&cfg)
+		r, err := New(cfg)
+		if r != nil {
+			_ = r.Close()
+		}
+		require.Error(t, err)
+		_, ok := errors.AsType[*ConfigError](err)
+		require.True(t, ok, "%v", err)
+	}
+}

@@ -313,3 +313,100 @@ func BenchmarkRuns(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "runs/s")
 	b.Logf("%+v", r.Timings())
 }
+
+// TestCrashAfterAckIsExplained: a crash planned at the after-ack of the
+// lost job's delivery strikes once the attempt has ended (its ack
+// recorded); the explanation still names it as the fault that struck the
+// job's key, with its boundary and the reply it held.
+func TestCrashAfterAckIsExplained(t *testing.T) {
+	r := runner(t, config(t, "", "done-first", faults.Crash))
+	c := service.Case{Workload: one(), Plan: faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: service.AfterAck}}}}
+	h, res, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Lost, res.Primary(), "%s", h.Timeline())
+	text := res.Findings[0].Text
+	require.Contains(t, text, "The fault that struck it: step ", text)
+	require.Contains(t, text, "in attempt #1 (k1), after the attempt ended, at the boundary after-ack", text)
+	require.Contains(t, text, "the reply held to the commit that finished job m1", text)
+	require.NotContains(t, text, "between deliveries", text)
+}
+
+// TestAutocommitFinishIsStruck: the done-first variant finishes its job
+// in a statement outside a transaction. Sent with the extended protocol
+// (pgx's default), the statement commits at the Sync after it, which the
+// proxy holds: a crash before-ack strikes there, the server rolls the
+// finish back and the job is taken again (the run passes). Sent as a
+// simple query, it commits as the server runs it, before the proxy can
+// know it is an ack: the crash strikes as its reply comes back, as
+// after-ack does, and the job is lost. A lease-expired pause at the ack
+// (index 1) strikes in both.
+func TestAutocommitFinishIsStruck(t *testing.T) {
+	for _, mode := range []string{"cache_statement", "simple_protocol"} {
+		r := runner(t, config(t, "PGX_EXEC_MODE="+mode, "done-first", faults.Crash, faults.Redelivery))
+		h, verdict, primary := run(t, r, faults.Fault{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeAck})
+		struck := 0
+		for _, ev := range h.Events {
+			if ev.Kind == histories.Crash && ev.Point == string(faults.BeforeAck) {
+				struck++
+				if mode == "cache_statement" {
+					require.Equal(t, 1, ev.Attempt, "the crash struck the open attempt\n%s", h.Timeline())
+					require.Contains(t, ev.Detail, "the Sync held", h.Timeline())
+				}
+			}
+		}
+		require.Equal(t, 1, struck, "%s: %s", mode, h.Timeline())
+		if mode == "cache_statement" {
+			require.Equal(t, histories.Pass, verdict, "%s", h.Timeline())
+			require.Equal(t, 2, count(h, histories.Deliver, ""), "the finish rolled back: the job was taken again\n%s", h.Timeline())
+			require.Equal(t, 1, count(h, histories.Abort, "the proxy held the Sync"), "%s", h.Timeline())
+		} else {
+			require.Equal(t, histories.Violation, verdict, "%s", h.Timeline())
+			require.Equal(t, histories.Lost, primary)
+		}
+		h, _, _ = run(t, r, faults.Fault{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: 1})
+		require.Equal(t, 1, count(h, histories.Requeue, "SIGSTOP"), "%s: the pause struck\n%s", mode, h.Timeline())
+	}
+}
+
+// TestBrokenReleaseFailsTheRun: a release statement the server refuses is
+// a harness error of the run, not a silent wait for the lease.
+func TestBrokenReleaseFailsTheRun(t *testing.T) {
+	cfg := config(t, "", "", faults.Crash)
+	cfg.Queue.ReleaseSQL = "UPDATE jobs SET no_such_column = 1 WHERE id = $1"
+	r := runner(t, cfg)
+	c := service.Case{Workload: one(), Plan: faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeHandle}}}}
+	_, _, err := r.Run(context.Background(), c, 0)
+	require.ErrorContains(t, err, "the release statement")
+	require.ErrorContains(t, err, "no_such_column")
+}
+
+// TestBeginCarriesItsWritesAttempt: in lock mode the transaction's BEGIN
+// comes before the row it takes; its begin event carries the attempt its
+// writes carry (the delivery it took), not the process's previous one.
+func TestBeginCarriesItsWritesAttempt(t *testing.T) {
+	w := model.Workload{
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+		{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":2,"sku":"b"}`)},
+		{Aggregate: "o2", Type: model.AddItem, Payload: []byte(`{"qty":2,"sku":"b"}`)},
+	}.Number()
+	cfg := config(t, "QUEUE_CLAIM=lock", "")
+	cfg.Consumers = 1
+	r := runner(t, cfg)
+	h, res, err := r.Run(context.Background(), service.Case{Workload: w, Plan: faults.Plan{Consumers: 1}}, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Pass, res.Verdict, "%s", h.Timeline())
+	begins := map[int]int{} // tx -> the begin's attempt
+	writes := 0
+	for _, ev := range h.Events {
+		switch ev.Kind {
+		case histories.Begin:
+			begins[ev.Tx] = ev.Attempt
+		case histories.Write:
+			if a, ok := begins[ev.Tx]; ok {
+				writes++
+				require.Equal(t, ev.Attempt, a, "tx%d\n%s", ev.Tx, h.Timeline())
+			}
+		}
+	}
+	require.GreaterOrEqual(t, writes, 3, "%s", h.Timeline())
+}
