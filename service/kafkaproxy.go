@@ -26,6 +26,8 @@ const (
 	kafkaFindCoordinator = 10
 	kafkaJoinGroup       = 11
 	kafkaAPIVersions     = 18
+	kafkaEndTxn          = 26
+	kafkaTxnOffsetCommit = 28
 )
 
 // kafkaHold is how long the proxy holds a fetch response carrying input
@@ -154,6 +156,7 @@ type kafkaPending struct {
 	acked    map[int32][]string // OffsetCommit: partition -> tokens it acked
 	confirms []func() verdict   // Produce: what its confirmation does
 	offsets  map[int32]int64    // Fetch: partition -> fetch offset asked
+	txn      *kafkaTxnPending   // Produce, TxnOffsetCommit, EndTxn of a transactional producer
 }
 
 // kafkaConn is one client connection through a Kafka proxy.
@@ -181,7 +184,7 @@ func (p *kafkaProxy) idle() bool {
 		c.mu.Lock()
 		busy := false
 		for _, pend := range c.pending {
-			busy = busy || pend.key == kmsg.Produce.Int16()
+			busy = busy || pend.key == kafkaProduce || pend.key == kafkaEndTxn
 		}
 		busy = busy && !c.closed
 		c.mu.Unlock()
@@ -222,6 +225,9 @@ type kafkaProxy struct {
 	kconns  []*kafkaConn
 	closed  bool
 	wg      sync.WaitGroup
+	// txns are the transactions of the process's transactional
+	// producers, by transactional id (kafkatxn.go).
+	txns map[string]*kafkaTxn
 }
 
 // kafkaNode is the listener of one broker.
@@ -236,7 +242,7 @@ func newKafkaProxy(b *kafkaBroker, seed string, index int, gen func() int, h hoo
 		return nil, fmt.Errorf("kafka proxy: listen: %w", err)
 	}
 	p := &kafkaProxy{b: b, index: index, gen: gen, hooks: h, boot: ln,
-		nodes: map[int32]*kafkaNode{}, topics: map[[16]byte]string{}, changed: make(chan struct{}), done: make(chan struct{})}
+		nodes: map[int32]*kafkaNode{}, topics: map[[16]byte]string{}, txns: map[string]*kafkaTxn{}, changed: make(chan struct{}), done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept(ln, func() string { return seed })
 	return p, nil
@@ -401,6 +407,10 @@ func (p *kafkaProxy) request(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 		return p.commit(c, f)
 	case kafkaProduce:
 		return p.produce(c, f)
+	case kafkaTxnOffsetCommit:
+		return p.txnCommit(f)
+	case kafkaEndTxn:
+		return p.endTxn(c, f)
 	}
 	return out, nil, nil, false, nil
 }
@@ -483,6 +493,9 @@ func (p *kafkaProxy) produce(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 	req.SetVersion(f.ver)
 	if req.ReadFrom(f.body) != nil {
 		return out, nil, nil, false, nil
+	}
+	if req.TransactionID != nil {
+		return p.txnProduce(c, f, req)
 	}
 	pend = &kafkaPending{key: f.key, ver: f.ver}
 	refuse := false
@@ -590,7 +603,7 @@ func kafkaRecords(b []byte) ([]kafkaRecord, error) {
 				return recs, fmt.Errorf("kafka proxy: record: %w", err)
 			}
 			raw = raw[k+int(l):]
-			recs = append(recs, kafkaRecord{Record: rec, offset: batch.FirstOffset + int64(rec.OffsetDelta)})
+			recs = append(recs, kafkaRecord{Record: rec, offset: batch.FirstOffset + int64(rec.OffsetDelta), producer: batch.ProducerID, epoch: batch.ProducerEpoch})
 		}
 	}
 	return recs, nil
@@ -599,7 +612,9 @@ func kafkaRecords(b []byte) ([]kafkaRecord, error) {
 // kafkaRecord is a record of a batch with its offset.
 type kafkaRecord struct {
 	kmsg.Record
-	offset int64
+	offset   int64
+	producer int64 // the batch's producer id and epoch
+	epoch    int16
 }
 
 // responses forwards the broker's responses to the process: Metadata and
@@ -621,6 +636,11 @@ func (p *kafkaProxy) responses(c *kafkaConn, src, dst net.Conn) {
 		delete(c.pending, f.corr)
 		c.mu.Unlock()
 		if !p.hooks.alive(&c.proxyConn) {
+			if ok && pend.key == kafkaEndTxn {
+				// What the broker did counts, whether the process
+				// lived to hear it or not.
+				p.response(c, f, pend)
+			}
 			return
 		}
 		out, after, cut := f.raw, func() {}, false
@@ -692,6 +712,10 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 			}
 		}
 	case *kmsg.ProduceResponse:
+		if pend.txn != nil {
+			p.txnProduced(resp, pend.txn)
+			return out, after, false
+		}
 		refuse := false
 		var afters []func()
 		for _, fn := range pend.confirms {
@@ -719,6 +743,10 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 		}
 	case *kmsg.FetchResponse:
 		return p.fetched(c, f, resp, pend)
+	case *kmsg.TxnOffsetCommitResponse:
+		p.txnCommitted(c, resp, pend.txn)
+	case *kmsg.EndTxnResponse:
+		return p.txnEnded(c, f, resp, pend.txn)
 	}
 	return out, after, false
 }
