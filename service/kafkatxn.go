@@ -500,7 +500,7 @@ func (rn *run) txnEnded(c *proxyConn, e *kafkaTxnEnd, committed bool, detail str
 			}
 		}
 		rn.add(histories.Event{Kind: histories.Refused, Attempt: n, Process: p.name(), Fault: string(e.lost.Kind),
-			Detail: Describe(*e.lost) + ": the broker committed the transaction; the proxy drops its EndTxn response and closes the connection, and the producer retries the EndTxn"})
+			Detail: Describe(*e.lost) + "; on a transactional producer, a lost EndTxn response: the broker committed the transaction, the proxy drops its response and closes the connection, and the producer retries the EndTxn, which the broker answers from the transaction it ended"})
 	}
 	if e.strike != nil {
 		rn.killAt(p, e.strike.a, e.strike.fl, e.strike.where)

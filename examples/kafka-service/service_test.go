@@ -425,6 +425,9 @@ func TestTxnLostEndTxnAndPublishFailures(t *testing.T) {
 		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", service.Describe(fl), res.Findings, h.Timeline())
 		require.Equal(t, 1, h.InjectedFaults()[string(fl.Kind)], "%s: the fault struck once\n%s", service.Describe(fl), h.Timeline())
 		require.True(t, committedBy(h), "%s", h.Timeline())
+		if os.Getenv("ORDERS_LOG") != "" {
+			t.Logf("%s:\n%s", service.Describe(fl), strings.Join(h.Timeline(), "\n"))
+		}
 	}
 }
 
@@ -447,6 +450,9 @@ func TestTxnServiceSurvivesAZombie(t *testing.T) {
 		h, res, err := r.Run(context.Background(), c, 0)
 		require.NoError(t, err)
 		require.Equal(t, histories.Pass, res.Verdict, "pause %d: %v\n%s", index, res.Findings, h.Timeline())
+		if os.Getenv("ORDERS_LOG") != "" {
+			t.Logf("pause %d:\n%s", index, strings.Join(h.Timeline(), "\n"))
+		}
 		if index == 1 {
 			fenced := false
 			for _, ev := range h.Events {
