@@ -25,6 +25,7 @@ const (
 	kafkaOffsetCommit    = 8
 	kafkaFindCoordinator = 10
 	kafkaJoinGroup       = 11
+	kafkaSyncGroup       = 14
 	kafkaAPIVersions     = 18
 	kafkaEndTxn          = 26
 	kafkaTxnOffsetCommit = 28
@@ -152,6 +153,7 @@ func appendResponse(corr int32, resp kmsg.Response) []byte {
 type kafkaPending struct {
 	key, ver int16
 	group    string
+	gen      int32              // SyncGroup: the generation
 	instance *string            // JoinGroup: the static member's instance id
 	acked    map[int32][]string // OffsetCommit: partition -> tokens it acked
 	confirms []func() verdict   // Produce: what its confirmation does
@@ -379,6 +381,12 @@ func (p *kafkaProxy) request(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 			p.b.joined(time.Duration(req.SessionTimeoutMillis)*time.Millisecond, time.Duration(rebalance)*time.Millisecond)
 			return out, nil, nil, false, &kafkaPending{key: f.key, ver: f.ver, group: req.Group, instance: req.InstanceID}
 		}
+	case kafkaSyncGroup:
+		req := kmsg.NewPtrSyncGroupRequest()
+		req.SetVersion(f.ver)
+		if req.ReadFrom(f.body) == nil {
+			return out, nil, nil, false, &kafkaPending{key: f.key, ver: f.ver, group: req.Group, gen: req.Generation}
+		}
 	case kafkaFetch:
 		req := kmsg.NewPtrFetchRequest()
 		req.SetVersion(f.ver)
@@ -472,6 +480,41 @@ func (p *kafkaProxy) commit(c *kafkaConn, f kafkaFrame) (out, back []byte, after
 		return nil, appendResponse(f.corr, resp), after, false, nil
 	}
 	return out, nil, after, false, pend
+}
+
+// assigned ends the process's open deliveries of the input partitions a
+// new assignment of its group (a SyncGroup response) does not give it:
+// the client drops what it fetched of a partition taken from it, and the
+// partition's next owner starts from the committed offset. They are
+// recorded as given back (nacks): an attempt that ended unacknowledged.
+func (p *kafkaProxy) assigned(c *kafkaConn, assignment []byte, pend kafkaPending) {
+	owned := map[int32]bool{}
+	if len(assignment) > 0 {
+		var a kmsg.ConsumerMemberAssignment
+		if a.ReadFrom(assignment) != nil {
+			return // not the consumer protocol
+		}
+		for _, t := range a.Topics {
+			if t.Topic == KafkaInTopic {
+				for _, part := range t.Partitions {
+					owned[part] = true
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	var gone []kafkaOpen
+	for _, o := range p.open {
+		if o.gen == c.gen && !owned[o.partition] {
+			gone = append(gone, o)
+		}
+	}
+	p.mu.Unlock()
+	for _, o := range gone {
+		p.hooks.acked(&c.proxyConn, o.token, true, fmt.Sprintf("the group %s assigned %s/%d elsewhere (SyncGroup, generation %d) before a commit covered offset %d: the member drops what it fetched of it, and the partition's next owner starts from the committed offset",
+			pend.group, KafkaInTopic, o.partition, pend.gen, o.offset))
+		p.close1(o.token)
+	}
 }
 
 // close1 forgets an open delivery.
@@ -697,6 +740,10 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 			p.mu.Lock()
 			p.member = kafkaMember{group: pend.group, id: resp.MemberID, instance: pend.instance}
 			p.mu.Unlock()
+		}
+	case *kmsg.SyncGroupResponse:
+		if resp.ErrorCode == 0 {
+			p.assigned(c, resp.MemberAssignment, pend)
 		}
 	case *kmsg.OffsetCommitResponse:
 		for _, t := range resp.Topics {

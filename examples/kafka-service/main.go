@@ -192,7 +192,6 @@ func serveTxn(ctx context.Context, db *pgxpool.Pool, bug string, opts []kgo.Opt)
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
 	s := &ordersService{db: db, cl: sess.Client(), bug: bug, txn: true}
 	for ctx.Err() == nil {
 		fetches := sess.PollFetches(ctx)
@@ -208,30 +207,31 @@ func serveTxn(ctx context.Context, db *pgxpool.Pool, bug string, opts []kgo.Opt)
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("orders: begin a transaction: %w", err)
 		}
+		// A record that fails (its database transaction, or a produce:
+		// a producer whose transaction the broker aborted on its timeout
+		// is fenced until the transaction ends) aborts the transaction,
+		// and the poll's records come again.
+		try := kgo.TryCommit
 		for _, rec := range recs {
-			for try := 1; ; try++ {
-				err := s.handle(ctx, rec)
-				if err == nil {
-					break
-				}
-				if ctx.Err() != nil || try == 5 {
-					return fmt.Errorf("orders: %s/%d/%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
-				}
-				log.Printf("orders: %s/%d/%d (try %d): %v", rec.Topic, rec.Partition, rec.Offset, try, err)
-				time.Sleep(50 * time.Millisecond)
+			if err := s.handle(ctx, rec); err != nil {
+				log.Printf("orders: %s/%d/%d: %v: aborting the transaction", rec.Topic, rec.Partition, rec.Offset, err)
+				try = kgo.TryAbort
+				break
 			}
 		}
-		committed, err := sess.End(ctx, kgo.TryCommit)
+		committed, err := sess.End(ctx, try)
 		if err != nil {
-			// Not retryable (franz-go's word): the process ends, and
-			// its restart fences what is left of this one.
+			// Not retryable (franz-go's word): the process ends, and its
+			// restart fences what is left of this one. No Close: it
+			// would wait on a producer that failed.
 			return fmt.Errorf("orders: end the transaction: %w", err)
 		}
-		if !committed {
+		if !committed && try == kgo.TryCommit {
 			log.Printf("orders: the transaction of %d records aborted (the group rebalanced): they come again", len(recs))
 		}
 		sess.AllowRebalance()
 	}
+	sess.Close()
 	return ctx.Err()
 }
 
