@@ -21,6 +21,7 @@ type recordingHooks struct {
 	mu         sync.Mutex
 	deliveries []delivery
 	acks       []string
+	nacks      []string
 	publishes  []output
 	refuse     map[string]bool
 }
@@ -49,7 +50,9 @@ func (h hooksAdapter) delivered(_ *proxyConn, d delivery) verdict {
 func (h hooksAdapter) acked(_ *proxyConn, token string, nack bool, _ string) verdict {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !nack {
+	if nack {
+		h.nacks = append(h.nacks, token)
+	} else {
 		h.acks = append(h.acks, token)
 	}
 	return verdict{}
@@ -216,7 +219,7 @@ func (h *txnHooks) txnNote(_ *proxyConn, detail string) {
 // TestKafkaProxyCountsCommittedTransactions: through the proxy, a
 // transactional producer's outputs count when its transaction commits,
 // and with them the deliveries its TxnOffsetCommit covers; an aborted
-// transaction's count for nothing, and what the proxy counts is what a
+// transaction's count for nothing and its deliveries are given back, and what the proxy counts is what a
 // read_committed consumer of the output topic reads, on kfake.
 func TestKafkaProxyCountsCommittedTransactions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -263,14 +266,19 @@ func TestKafkaProxyCountsCommittedTransactions(t *testing.T) {
 	}
 	ds, acked, pubs := h.snapshot()
 	require.Empty(t, pubs, "a transactional output is not an ordinary publish")
-	// m1 comes again after the abort, and so may m2, which the client
-	// fetched ahead: every delivery is below a committed offset.
+	// The abort gives back what the process had open (m1, and m2 if the
+	// client had fetched it ahead); m1 comes again, and each commit acks
+	// what its offsets cover.
+	h.mu.Lock()
+	nacked := slices.Clone(h.nacks)
+	h.mu.Unlock()
+	require.GreaterOrEqual(t, len(ds), 3, "m1 twice (its first transaction aborted), m2")
+	require.Equal(t, ds[0].token, nacked[0], "the abort ends m1's first delivery")
 	var tokens []string
 	for _, d := range ds {
 		tokens = append(tokens, d.token)
 	}
-	require.GreaterOrEqual(t, len(ds), 3, "m1 twice (its first transaction aborted), m2")
-	require.ElementsMatch(t, tokens, acked, "each commit acks what its offsets cover")
+	require.ElementsMatch(t, tokens, append(nacked, acked...), "every delivery ends: given back by the abort or acked by a commit")
 	h.mu.Lock()
 	ended := slices.Clone(h.ended)
 	h.mu.Unlock()

@@ -35,7 +35,9 @@ package service
 // The broker's response decides: when it commits, the outputs are
 // recorded as publishes and the covered deliveries as acked; when it
 // refuses (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE),
-// a refused event says so and nothing counts.
+// a refused event says so and nothing counts. A transaction that ends
+// without committing (refused, or aborted by the process) ends the
+// process's open deliveries as nacks: the records come again.
 
 import (
 	"encoding/json"
@@ -316,11 +318,14 @@ func (p *kafkaProxy) txnEnded(c *kafkaConn, f kafkaFrame, resp *kmsg.EndTxnRespo
 		delete(p.txns, tp.id)
 	}
 	p.mu.Unlock()
-	if tp.end == nil {
+	if !tp.commit {
+		if resp.ErrorCode == 0 {
+			p.abandon(c, fmt.Sprintf("the process aborted its transaction (EndTxn(abort) of transactional id %s, producer %d epoch %d)", tp.id, tp.producer, tp.epoch))
+		}
 		return out, after, false
 	}
 	th, ok := p.hooks.(kafkaTxnHooks)
-	if !ok {
+	if tp.end == nil || !ok {
 		return out, after, false
 	}
 	committed := resp.ErrorCode == 0
@@ -335,6 +340,9 @@ func (p *kafkaProxy) txnEnded(c *kafkaConn, f kafkaFrame, resp *kmsg.EndTxnRespo
 			p.close1(token)
 		}
 	}
+	if !committed {
+		p.abandon(c, "the broker refused the process's EndTxn(commit) of transactional id "+tp.id)
+	}
 	if v.cut {
 		return nil, after, true
 	}
@@ -344,6 +352,26 @@ func (p *kafkaProxy) txnEnded(c *kafkaConn, f kafkaFrame, resp *kmsg.EndTxnRespo
 		return nil, after, true
 	}
 	return out, after, false
+}
+
+// abandon ends the process's open deliveries when its transaction ended
+// without committing, recorded as given back (nacks): its offsets are not
+// committed, the client goes back to the committed ones (franz-go's
+// GroupTransactSession does after every abort), and the records come
+// again, to it or to the partition's next owner.
+func (p *kafkaProxy) abandon(c *kafkaConn, why string) {
+	p.mu.Lock()
+	var gone []kafkaOpen
+	for _, o := range p.open {
+		if o.gen == c.gen {
+			gone = append(gone, o)
+		}
+	}
+	p.mu.Unlock()
+	for _, o := range gone {
+		p.hooks.acked(&c.proxyConn, o.token, true, fmt.Sprintf("%s: offset %d of %s/%d is not committed, and the record comes again", why, o.offset, KafkaInTopic, o.partition))
+		p.close1(o.token)
+	}
 }
 
 // txnProduce implements kafkaTxnHooks: the output is attributed as a
