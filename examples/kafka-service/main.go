@@ -130,7 +130,15 @@ func serve(ctx context.Context, dbURL, brokers, bug string, auto, txn bool) erro
 		kgo.RebalanceTimeout(time.Second),
 	}
 	if bug != "cooperative" {
-		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.BlockRebalanceOnPoll())
+		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()))
+		if !txn {
+			// Not with a GroupTransactSession: its End, after a
+			// rebalance that removed the member, waits for a heartbeat
+			// that the group's loop, blocked until AllowRebalance, never
+			// takes (docs/service-mode-kafka.md); the session aborts a
+			// transaction a rebalance cuts into instead.
+			opts = append(opts, kgo.BlockRebalanceOnPoll())
+		}
 	}
 	if !auto {
 		opts = append(opts, kgo.DisableAutoCommit())
@@ -201,7 +209,6 @@ func serveTxn(ctx context.Context, db *pgxpool.Pool, bug string, opts []kgo.Opt)
 		fetches.EachError(func(t string, p int32, err error) { log.Printf("orders: fetch %s/%d: %v", t, p, err) })
 		recs := fetches.Records()
 		if len(recs) == 0 {
-			sess.AllowRebalance()
 			continue
 		}
 		if err := sess.Begin(); err != nil {
@@ -221,15 +228,13 @@ func serveTxn(ctx context.Context, db *pgxpool.Pool, bug string, opts []kgo.Opt)
 		}
 		committed, err := sess.End(ctx, try)
 		if err != nil {
-			// Not retryable (franz-go's word): the process ends, and its
-			// restart fences what is left of this one. No Close: it
-			// would wait on a producer that failed.
+			// Not retryable (franz-go's word): the process ends, without
+			// a Close, and its restart fences what is left of this one.
 			return fmt.Errorf("orders: end the transaction: %w", err)
 		}
 		if !committed && try == kgo.TryCommit {
 			log.Printf("orders: the transaction of %d records aborted (the group rebalanced): they come again", len(recs))
 		}
-		sess.AllowRebalance()
 	}
 	sess.Close()
 	return ctx.Err()
