@@ -343,20 +343,19 @@ func (p *kafkaProxy) requests(c *kafkaConn, src, dst net.Conn) {
 			c.pending[f.corr] = *pend
 			c.mu.Unlock()
 		}
+		var werr error
 		if !cut && out != nil {
-			if _, err := dst.Write(out); err != nil {
-				return
-			}
+			_, werr = dst.Write(out)
 		}
-		if back != nil {
-			if _, err := src.Write(back); err != nil {
-				return
-			}
+		if back != nil && werr == nil {
+			_, werr = src.Write(back)
 		}
+		// What a fault planned after the frame runs whether the frame
+		// got through or not: a pause holds the run busy until it ends.
 		for _, fn := range after {
 			fn()
 		}
-		if cut {
+		if cut || werr != nil {
 			return
 		}
 	}
@@ -690,13 +689,12 @@ func (p *kafkaProxy) responses(c *kafkaConn, src, dst net.Conn) {
 		if ok {
 			out, after, cut = p.response(c, f, pend)
 		}
+		var werr error
 		if !cut && out != nil {
-			if _, err := dst.Write(out); err != nil {
-				return
-			}
+			_, werr = dst.Write(out)
 		}
-		after()
-		if cut {
+		after() // whether the frame got through or not, as for a request
+		if cut || werr != nil {
 			return
 		}
 	}
