@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ type recordingHooks struct {
 	mu         sync.Mutex
 	deliveries []delivery
 	acks       []string
+	nacks      []string
 	publishes  []output
 	refuse     map[string]bool
 }
@@ -48,7 +50,9 @@ func (h hooksAdapter) delivered(_ *proxyConn, d delivery) verdict {
 func (h hooksAdapter) acked(_ *proxyConn, token string, nack bool, _ string) verdict {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !nack {
+	if nack {
+		h.nacks = append(h.nacks, token)
+	} else {
 		h.acks = append(h.acks, token)
 	}
 	return verdict{}
@@ -177,4 +181,135 @@ func TestKafkaRefusesAZombiesCommit(t *testing.T) {
 	err = cl.CommitRecords(ctx, fs.Records()[0])
 	require.Error(t, err)
 	require.True(t, errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration), "%v", err)
+}
+
+// txnHooks records what a proxy reports of a transactional producer.
+type txnHooks struct {
+	hooksAdapter
+	ended []string // the ids of the outputs of each committed EndTxn
+	notes []string
+}
+
+func (h *txnHooks) txnProduce(_ *proxyConn, o output) (kafkaTxnOut, verdict) {
+	return kafkaTxnOut{o: o}, verdict{}
+}
+
+func (h *txnHooks) txnEnding(*proxyConn, *kafkaTxnEnd) verdict { return verdict{} }
+
+func (h *txnHooks) txnEnded(_ *proxyConn, e *kafkaTxnEnd, committed bool, detail string) verdict {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !committed {
+		h.notes = append(h.notes, detail)
+		return verdict{}
+	}
+	for _, o := range e.outs {
+		h.ended = append(h.ended, o.o.id)
+	}
+	h.acks = append(h.acks, e.tokens...)
+	return verdict{}
+}
+
+func (h *txnHooks) txnNote(_ *proxyConn, detail string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.notes = append(h.notes, detail)
+}
+
+// TestKafkaProxyCountsCommittedTransactions: through the proxy, a
+// transactional producer's outputs count when its transaction commits,
+// and with them the deliveries its TxnOffsetCommit covers; an aborted
+// transaction's count for nothing and its deliveries are given back, and what the proxy counts is what a
+// read_committed consumer of the output topic reads, on kfake.
+func TestKafkaProxyCountsCommittedTransactions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := startKafka("")
+	require.NoError(t, err)
+	defer b.close()
+	require.NoError(t, b.reset(ctx))
+	for _, id := range []string{"m1", "m2"} {
+		require.NoError(t, b.send(ctx, model.Message{ID: id, Key: "k" + id[1:], Type: "AddItem", Aggregate: "o1", Payload: []byte(`{}`)}, false))
+	}
+	h := &txnHooks{hooksAdapter: hooksAdapter{&recordingHooks{}}}
+	px, err := b.proxy(0, func() int { return 1 }, h)
+	require.NoError(t, err)
+	defer px.close()
+	addr := px.env()[0][len("KAFKA_BROKERS="):]
+	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(addr), kgo.ConsumerGroup("g"), kgo.ConsumeTopics(KafkaInTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.TransactionalID("t1"), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	require.NoError(t, err)
+	defer sess.Close()
+	out := func(id string) *kgo.Record {
+		return &kgo.Record{Topic: KafkaOutTopic, Value: []byte(`{}`), Headers: []kgo.RecordHeader{
+			{Key: KafkaHeaderID, Value: []byte(id)}, {Key: HeaderType, Value: []byte("ItemAdded")}, {Key: HeaderCause, Value: []byte("k1")}}}
+	}
+	// One record per poll (one batch per fetch): the first transaction
+	// aborts, the second commits the same record's output again.
+	fs := sess.PollFetches(ctx)
+	require.NoError(t, fs.Err0())
+	require.Len(t, fs.Records(), 1)
+	require.NoError(t, sess.Begin())
+	require.NoError(t, sess.ProduceSync(ctx, out("aborted-1")).FirstErr())
+	committed, err := sess.End(ctx, kgo.TryAbort)
+	require.NoError(t, err)
+	require.False(t, committed)
+	for range 2 {
+		fs = sess.PollFetches(ctx)
+		require.NoError(t, fs.Err0())
+		require.Len(t, fs.Records(), 1)
+		require.NoError(t, sess.Begin())
+		require.NoError(t, sess.ProduceSync(ctx, out("out-"+string(fs.Records()[0].Headers[0].Value))).FirstErr())
+		committed, err = sess.End(ctx, kgo.TryCommit)
+		require.NoError(t, err)
+		require.True(t, committed)
+	}
+	ds, acked, pubs := h.snapshot()
+	require.Empty(t, pubs, "a transactional output is not an ordinary publish")
+	// The abort gives back what the process had open (m1, and m2 if the
+	// client had fetched it ahead); m1 comes again, and each commit acks
+	// what its offsets cover.
+	h.mu.Lock()
+	nacked := slices.Clone(h.nacks)
+	h.mu.Unlock()
+	require.GreaterOrEqual(t, len(ds), 3, "m1 twice (its first transaction aborted), m2")
+	require.Equal(t, ds[0].token, nacked[0], "the abort ends m1's first delivery")
+	var tokens []string
+	for _, d := range ds {
+		tokens = append(tokens, d.token)
+	}
+	require.ElementsMatch(t, tokens, append(nacked, acked...), "every delivery ends: given back by the abort or acked by a commit")
+	h.mu.Lock()
+	ended := slices.Clone(h.ended)
+	h.mu.Unlock()
+	require.Equal(t, []string{"out-m1", "out-m2"}, ended)
+	in, err := b.inputs(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, in.pending)
+
+	// A read_committed consumer of the output topic reads what the proxy
+	// counted; a read_uncommitted one reads the aborted output too.
+	for _, level := range []kgo.IsolationLevel{kgo.ReadCommitted(), kgo.ReadUncommitted()} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(KafkaOutTopic), kgo.FetchIsolationLevel(level),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		require.NoError(t, err)
+		var ids []string
+		want := 2
+		if level == kgo.ReadUncommitted() {
+			want = 3
+		}
+		for len(ids) < want {
+			fs := cl.PollFetches(ctx)
+			require.NoError(t, fs.Err0())
+			for _, r := range fs.Records() {
+				ids = append(ids, string(r.Headers[0].Value))
+			}
+		}
+		cl.Close()
+		if want == 2 {
+			require.Equal(t, ended, ids)
+		} else {
+			require.Equal(t, []string{"aborted-1", "out-m1", "out-m2"}, ids)
+		}
+	}
 }

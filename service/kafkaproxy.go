@@ -25,7 +25,10 @@ const (
 	kafkaOffsetCommit    = 8
 	kafkaFindCoordinator = 10
 	kafkaJoinGroup       = 11
+	kafkaSyncGroup       = 14
 	kafkaAPIVersions     = 18
+	kafkaEndTxn          = 26
+	kafkaTxnOffsetCommit = 28
 )
 
 // kafkaHold is how long the proxy holds a fetch response carrying input
@@ -150,10 +153,12 @@ func appendResponse(corr int32, resp kmsg.Response) []byte {
 type kafkaPending struct {
 	key, ver int16
 	group    string
+	gen      int32              // SyncGroup: the generation
 	instance *string            // JoinGroup: the static member's instance id
 	acked    map[int32][]string // OffsetCommit: partition -> tokens it acked
 	confirms []func() verdict   // Produce: what its confirmation does
 	offsets  map[int32]int64    // Fetch: partition -> fetch offset asked
+	txn      *kafkaTxnPending   // Produce, TxnOffsetCommit, EndTxn of a transactional producer
 }
 
 // kafkaConn is one client connection through a Kafka proxy.
@@ -181,7 +186,7 @@ func (p *kafkaProxy) idle() bool {
 		c.mu.Lock()
 		busy := false
 		for _, pend := range c.pending {
-			busy = busy || pend.key == kmsg.Produce.Int16()
+			busy = busy || pend.key == kafkaProduce || pend.key == kafkaEndTxn
 		}
 		busy = busy && !c.closed
 		c.mu.Unlock()
@@ -222,6 +227,9 @@ type kafkaProxy struct {
 	kconns  []*kafkaConn
 	closed  bool
 	wg      sync.WaitGroup
+	// txns are the transactions of the process's transactional
+	// producers, by transactional id (kafkatxn.go).
+	txns map[string]*kafkaTxn
 }
 
 // kafkaNode is the listener of one broker.
@@ -236,7 +244,7 @@ func newKafkaProxy(b *kafkaBroker, seed string, index int, gen func() int, h hoo
 		return nil, fmt.Errorf("kafka proxy: listen: %w", err)
 	}
 	p := &kafkaProxy{b: b, index: index, gen: gen, hooks: h, boot: ln,
-		nodes: map[int32]*kafkaNode{}, topics: map[[16]byte]string{}, changed: make(chan struct{}), done: make(chan struct{})}
+		nodes: map[int32]*kafkaNode{}, topics: map[[16]byte]string{}, txns: map[string]*kafkaTxn{}, changed: make(chan struct{}), done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept(ln, func() string { return seed })
 	return p, nil
@@ -335,20 +343,19 @@ func (p *kafkaProxy) requests(c *kafkaConn, src, dst net.Conn) {
 			c.pending[f.corr] = *pend
 			c.mu.Unlock()
 		}
+		var werr error
 		if !cut && out != nil {
-			if _, err := dst.Write(out); err != nil {
-				return
-			}
+			_, werr = dst.Write(out)
 		}
-		if back != nil {
-			if _, err := src.Write(back); err != nil {
-				return
-			}
+		if back != nil && werr == nil {
+			_, werr = src.Write(back)
 		}
+		// What a fault planned after the frame runs whether the frame
+		// got through or not: a pause holds the run busy until it ends.
 		for _, fn := range after {
 			fn()
 		}
-		if cut {
+		if cut || werr != nil {
 			return
 		}
 	}
@@ -372,6 +379,12 @@ func (p *kafkaProxy) request(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 			}
 			p.b.joined(time.Duration(req.SessionTimeoutMillis)*time.Millisecond, time.Duration(rebalance)*time.Millisecond)
 			return out, nil, nil, false, &kafkaPending{key: f.key, ver: f.ver, group: req.Group, instance: req.InstanceID}
+		}
+	case kafkaSyncGroup:
+		req := kmsg.NewPtrSyncGroupRequest()
+		req.SetVersion(f.ver)
+		if req.ReadFrom(f.body) == nil {
+			return out, nil, nil, false, &kafkaPending{key: f.key, ver: f.ver, group: req.Group, gen: req.Generation}
 		}
 	case kafkaFetch:
 		req := kmsg.NewPtrFetchRequest()
@@ -401,6 +414,10 @@ func (p *kafkaProxy) request(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 		return p.commit(c, f)
 	case kafkaProduce:
 		return p.produce(c, f)
+	case kafkaTxnOffsetCommit:
+		return p.txnCommit(f)
+	case kafkaEndTxn:
+		return p.endTxn(c, f)
 	}
 	return out, nil, nil, false, nil
 }
@@ -464,6 +481,41 @@ func (p *kafkaProxy) commit(c *kafkaConn, f kafkaFrame) (out, back []byte, after
 	return out, nil, after, false, pend
 }
 
+// assigned ends the process's open deliveries of the input partitions a
+// new assignment of its group (a SyncGroup response) does not give it:
+// the client drops what it fetched of a partition taken from it, and the
+// partition's next owner starts from the committed offset. They are
+// recorded as given back (nacks): an attempt that ended unacknowledged.
+func (p *kafkaProxy) assigned(c *kafkaConn, assignment []byte, pend kafkaPending) {
+	owned := map[int32]bool{}
+	if len(assignment) > 0 {
+		var a kmsg.ConsumerMemberAssignment
+		if a.ReadFrom(assignment) != nil {
+			return // not the consumer protocol
+		}
+		for _, t := range a.Topics {
+			if t.Topic == KafkaInTopic {
+				for _, part := range t.Partitions {
+					owned[part] = true
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	var gone []kafkaOpen
+	for _, o := range p.open {
+		if o.gen == c.gen && !owned[o.partition] {
+			gone = append(gone, o)
+		}
+	}
+	p.mu.Unlock()
+	for _, o := range gone {
+		p.hooks.acked(&c.proxyConn, o.token, true, fmt.Sprintf("the group %s assigned %s/%d elsewhere (SyncGroup, generation %d) before a commit covered offset %d: the member drops what it fetched of it, and the partition's next owner starts from the committed offset",
+			pend.group, KafkaInTopic, o.partition, pend.gen, o.offset))
+		p.close1(o.token)
+	}
+}
+
 // close1 forgets an open delivery.
 func (p *kafkaProxy) close1(token string) {
 	p.mu.Lock()
@@ -483,6 +535,9 @@ func (p *kafkaProxy) produce(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 	req.SetVersion(f.ver)
 	if req.ReadFrom(f.body) != nil {
 		return out, nil, nil, false, nil
+	}
+	if req.TransactionID != nil {
+		return p.txnProduce(c, f, req)
 	}
 	pend = &kafkaPending{key: f.key, ver: f.ver}
 	refuse := false
@@ -590,7 +645,7 @@ func kafkaRecords(b []byte) ([]kafkaRecord, error) {
 				return recs, fmt.Errorf("kafka proxy: record: %w", err)
 			}
 			raw = raw[k+int(l):]
-			recs = append(recs, kafkaRecord{Record: rec, offset: batch.FirstOffset + int64(rec.OffsetDelta)})
+			recs = append(recs, kafkaRecord{Record: rec, offset: batch.FirstOffset + int64(rec.OffsetDelta), producer: batch.ProducerID, epoch: batch.ProducerEpoch})
 		}
 	}
 	return recs, nil
@@ -599,7 +654,9 @@ func kafkaRecords(b []byte) ([]kafkaRecord, error) {
 // kafkaRecord is a record of a batch with its offset.
 type kafkaRecord struct {
 	kmsg.Record
-	offset int64
+	offset   int64
+	producer int64 // the batch's producer id and epoch
+	epoch    int16
 }
 
 // responses forwards the broker's responses to the process: Metadata and
@@ -621,19 +678,23 @@ func (p *kafkaProxy) responses(c *kafkaConn, src, dst net.Conn) {
 		delete(c.pending, f.corr)
 		c.mu.Unlock()
 		if !p.hooks.alive(&c.proxyConn) {
+			if ok && pend.key == kafkaEndTxn {
+				// What the broker did counts, whether the process
+				// lived to hear it or not.
+				p.response(c, f, pend)
+			}
 			return
 		}
 		out, after, cut := f.raw, func() {}, false
 		if ok {
 			out, after, cut = p.response(c, f, pend)
 		}
+		var werr error
 		if !cut && out != nil {
-			if _, err := dst.Write(out); err != nil {
-				return
-			}
+			_, werr = dst.Write(out)
 		}
-		after()
-		if cut {
+		after() // whether the frame got through or not, as for a request
+		if cut || werr != nil {
 			return
 		}
 	}
@@ -678,6 +739,10 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 			p.member = kafkaMember{group: pend.group, id: resp.MemberID, instance: pend.instance}
 			p.mu.Unlock()
 		}
+	case *kmsg.SyncGroupResponse:
+		if resp.ErrorCode == 0 {
+			p.assigned(c, resp.MemberAssignment, pend)
+		}
 	case *kmsg.OffsetCommitResponse:
 		for _, t := range resp.Topics {
 			for _, pt := range t.Partitions {
@@ -692,6 +757,10 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 			}
 		}
 	case *kmsg.ProduceResponse:
+		if pend.txn != nil {
+			p.txnProduced(resp, pend.txn)
+			return out, after, false
+		}
 		refuse := false
 		var afters []func()
 		for _, fn := range pend.confirms {
@@ -719,6 +788,10 @@ func (p *kafkaProxy) response(c *kafkaConn, f kafkaFrame, pend kafkaPending) (ou
 		}
 	case *kmsg.FetchResponse:
 		return p.fetched(c, f, resp, pend)
+	case *kmsg.TxnOffsetCommitResponse:
+		p.txnCommitted(c, resp, pend.txn)
+	case *kmsg.EndTxnResponse:
+		return p.txnEnded(c, f, resp, pend.txn)
 	}
 	return out, after, false
 }

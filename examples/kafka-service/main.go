@@ -41,6 +41,24 @@
 // its partitions again from the committed offset, as Kafka's Java client
 // does once it learns its member id is unknown.
 //
+// ORDERS_PRODUCE=txn produces the events and commits the offsets in Kafka
+// transactions instead (franz-go's GroupTransactSession: the records of a
+// poll, their events and their offsets in one transaction, aborted when
+// the group rebalances before it ends; transactional id
+// orders-$ONCECHECK_CONSUMER, so that a restarted process fences its
+// predecessor). The database is outside Kafka's transaction, so the
+// inbox is still needed: a record whose transaction aborted after its
+// database commit comes again. The outbox is produced, whole, in the
+// transaction of every attempt, never marked sent: a transaction that
+// aborts takes its events with it, and the next attempt, which the inbox
+// tells the change is made, must produce them again. Broken with it:
+//
+//   - eos-only (with ORDERS_PRODUCE=txn): no inbox; the service trusts
+//     Kafka's exactly-once to apply each record once, but a transaction
+//     that aborts after the database commit (a crash before the EndTxn, a
+//     zombie fenced) leaves the database change made, and the record
+//     comes again.
+//
 // ORDERS_COMMIT=auto leaves the offsets to franz-go's default autocommit
 // (every 5 s and at a rebalance, the records of the previous poll)
 // instead of committing each record after its work. ORDERS_KGO_LOG=debug
@@ -70,7 +88,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, os.Getenv("DATABASE_URL"), os.Getenv("KAFKA_BROKERS"), os.Getenv("ORDERS_BUG"), os.Getenv("ORDERS_COMMIT") == "auto"); err != nil && !errors.Is(err, context.Canceled) {
+	err := serve(ctx, os.Getenv("DATABASE_URL"), os.Getenv("KAFKA_BROKERS"), os.Getenv("ORDERS_BUG"),
+		os.Getenv("ORDERS_COMMIT") == "auto", os.Getenv("ORDERS_PRODUCE") == "txn")
+	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Fatal(err)
 	}
 }
@@ -80,13 +100,18 @@ type ordersService struct {
 	cl   *kgo.Client
 	bug  string
 	auto bool // franz-go's autocommit commits the offsets
+	txn  bool // Kafka transactions: the events and the offsets in one
 }
 
-func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
+func serve(ctx context.Context, dbURL, brokers, bug string, auto, txn bool) error {
 	switch bug {
 	case "", "commit-first", "check-first", "cooperative":
+	case "eos-only":
+		if !txn {
+			return errors.New("ORDERS_BUG=eos-only needs ORDERS_PRODUCE=txn")
+		}
 	default:
-		return fmt.Errorf("ORDERS_BUG=%q: want commit-first, check-first or cooperative", bug)
+		return fmt.Errorf("ORDERS_BUG=%q: want commit-first, check-first, cooperative or eos-only", bug)
 	}
 	db, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -105,7 +130,15 @@ func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 		kgo.RebalanceTimeout(time.Second),
 	}
 	if bug != "cooperative" {
-		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.BlockRebalanceOnPoll())
+		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()))
+		if !txn {
+			// Not with a GroupTransactSession: its End, after a
+			// rebalance that removed the member, waits for a heartbeat
+			// that the group's loop, blocked until AllowRebalance, never
+			// takes (docs/service-mode-kafka.md); the session aborts a
+			// transaction a rebalance cuts into instead.
+			opts = append(opts, kgo.BlockRebalanceOnPoll())
+		}
 	}
 	if !auto {
 		opts = append(opts, kgo.DisableAutoCommit())
@@ -114,6 +147,9 @@ func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, level, func() string {
 			return time.Now().Format("15:04:05.000 ") + "consumer-" + os.Getenv("ONCECHECK_CONSUMER") + " "
 		})))
+	}
+	if txn {
+		return serveTxn(ctx, db, bug, opts)
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -143,6 +179,64 @@ func serve(ctx context.Context, dbURL, brokers, bug string, auto bool) error {
 		// What was polled is handled and committed: a rebalance may go on.
 		cl.AllowRebalance()
 	}
+	return ctx.Err()
+}
+
+// serveTxn consumes and produces in Kafka transactions: each poll's
+// records are handled in one transaction, which carries their events and
+// their offsets and which the session aborts if the group rebalanced
+// before it ended; the records of an aborted transaction come again.
+func serveTxn(ctx context.Context, db *pgxpool.Pool, bug string, opts []kgo.Opt) error {
+	opts = append(opts,
+		kgo.TransactionalID("orders-"+os.Getenv("ONCECHECK_CONSUMER")),
+		// Shorter than a pause of oncecheck's (the session and rebalance
+		// timeouts, and more): the broker aborts the transaction of a
+		// member that stood still, and a killed member's transaction does
+		// not hold its partitions' offsets (KIP-447) for long.
+		kgo.TransactionTimeout(2*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return err
+	}
+	s := &ordersService{db: db, cl: sess.Client(), bug: bug, txn: true}
+	for ctx.Err() == nil {
+		fetches := sess.PollFetches(ctx)
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) { log.Printf("orders: fetch %s/%d: %v", t, p, err) })
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("orders: begin a transaction: %w", err)
+		}
+		// A record that fails (its database transaction, or a produce:
+		// a producer whose transaction the broker aborted on its timeout
+		// is fenced until the transaction ends) aborts the transaction,
+		// and the poll's records come again.
+		try := kgo.TryCommit
+		for _, rec := range recs {
+			if err := s.handle(ctx, rec); err != nil {
+				log.Printf("orders: %s/%d/%d: %v: aborting the transaction", rec.Topic, rec.Partition, rec.Offset, err)
+				try = kgo.TryAbort
+				break
+			}
+		}
+		committed, err := sess.End(ctx, try)
+		if err != nil {
+			// Not retryable (franz-go's word): the process ends, without
+			// a Close, and its restart fences what is left of this one.
+			return fmt.Errorf("orders: end the transaction: %w", err)
+		}
+		if !committed && try == kgo.TryCommit {
+			log.Printf("orders: the transaction of %d records aborted (the group rebalanced): they come again", len(recs))
+		}
+	}
+	sess.Close()
 	return ctx.Err()
 }
 
@@ -180,9 +274,11 @@ func (s *ordersService) handle(ctx context.Context, rec *kgo.Record) error {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
-	fresh, err := s.markSeen(ctx, tx, key)
-	if err != nil {
-		return err
+	fresh := true
+	if s.bug != "eos-only" {
+		if fresh, err = s.markSeen(ctx, tx, key); err != nil {
+			return err
+		}
 	}
 	if !fresh && s.bug != "check-first" {
 		_ = tx.Rollback(ctx)
@@ -208,7 +304,7 @@ func (s *ordersService) handle(ctx context.Context, rec *kgo.Record) error {
 			return err
 		}
 		insert := `INSERT INTO outbox (id, cause, type, payload) VALUES ($1, $2, $3, $4)`
-		if s.bug == "check-first" { // "the outbox insert is idempotent"
+		if s.bug == "check-first" || s.bug == "eos-only" { // "the outbox insert is idempotent"
 			insert += ` ON CONFLICT (id) DO NOTHING`
 		}
 		if _, err := tx.Exec(ctx, insert, fmt.Sprintf("%s/%d", key, i), key, ev.Type, body); err != nil {
@@ -239,8 +335,16 @@ func (s *ordersService) markSeen(ctx context.Context, db execer, key string) (bo
 // finish produces the events of the message still in the outbox, with
 // their ids in the Oncecheck-Id header (the consumers downstream drop a
 // second copy), marks them sent, and commits the record's offset.
+//
+// In a Kafka transaction it produces every event of the message, sent or
+// not, and leaves them unmarked: they count only if the transaction
+// commits, and the offset is committed by the transaction too.
 func (s *ordersService) finish(ctx context.Context, rec *kgo.Record, key string) error {
-	rows, err := s.db.Query(ctx, `SELECT id, type, payload FROM outbox WHERE cause = $1 AND NOT sent ORDER BY id`, key)
+	query := `SELECT id, type, payload FROM outbox WHERE cause = $1 AND NOT sent ORDER BY id`
+	if s.txn {
+		query = `SELECT id, type, payload FROM outbox WHERE cause = $1 ORDER BY id`
+	}
+	rows, err := s.db.Query(ctx, query, key)
 	if err != nil {
 		return err
 	}
@@ -265,11 +369,14 @@ func (s *ordersService) finish(ctx context.Context, rec *kgo.Record, key string)
 		if err := s.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
 			return err
 		}
+		if s.txn {
+			continue
+		}
 		if _, err := s.db.Exec(ctx, `UPDATE outbox SET sent = true WHERE id = $1`, ev.id); err != nil {
 			return err
 		}
 	}
-	if s.bug == "commit-first" {
+	if s.bug == "commit-first" || s.txn {
 		return nil
 	}
 	return s.commit(ctx, rec)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -333,4 +334,172 @@ func TestVerifyFindsShrinksAndExplains(t *testing.T) {
 	t.Log(msg)
 	require.Contains(t, msg, "VIOLATION: lost")
 	require.Contains(t, msg, "saved: "+out)
+}
+
+// txnConfig is config with the events and offsets in Kafka transactions
+// (ORDERS_PRODUCE=txn).
+func txnConfig(t *testing.T, bug string, kinds ...faults.Kind) service.Config {
+	t.Helper()
+	cfg := config(t, bug, kinds...)
+	cfg.Command = "ORDERS_PRODUCE=txn " + cfg.Command
+	return cfg
+}
+
+// txnRunner returns a runner of txnConfig, with its number of processes.
+func txnRunner(t *testing.T, consumers int, bug string, kinds ...faults.Kind) *service.Runner {
+	t.Helper()
+	cfg := txnConfig(t, bug, kinds...)
+	cfg.Consumers = consumers
+	r, err := service.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, r.Close()) })
+	return r
+}
+
+// committedBy says whether h has a publish and an ack recorded at a
+// committed transaction's EndTxn.
+func committedBy(h *histories.History) bool {
+	pub, ack := false, false
+	for _, ev := range h.Events {
+		pub = pub || ev.Kind == histories.Publish && strings.Contains(ev.Detail, "EndTxn(commit)")
+		ack = ack || ev.Kind == histories.Ack && strings.Contains(ev.Detail, "EndTxn(commit)")
+	}
+	return pub && ack
+}
+
+// TestTxnServiceNoFaults: the transactional service's outputs and offset
+// commits are recorded when their transaction commits.
+func TestTxnServiceNoFaults(t *testing.T) {
+	r := txnRunner(t, 2, "")
+	c := service.Case{
+		Workload: model.Workload{
+			{Aggregate: "o1", Type: model.AddItem, Payload: []byte(`{"qty":1,"sku":"a"}`)},
+			{Aggregate: "o2", Type: model.AddItem, Payload: []byte(`{"qty":2,"sku":"b"}`)},
+			{Aggregate: "o1", Type: model.Confirm},
+		}.Number(),
+		Plan: faults.Plan{Consumers: 2},
+	}
+	h, res, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Pass, res.Verdict, "%v\n%s", res.Findings, h.Timeline())
+	require.True(t, committedBy(h), "%s", h.Timeline())
+	if os.Getenv("ORDERS_LOG") != "" {
+		t.Logf("%s", h.Timeline())
+	}
+}
+
+// TestTxnEveryCrashPoint: each crash point strikes the transactional
+// service (before-publish and before-ack drop its EndTxn(commit), the
+// broker aborts the transaction; after-publish and after-ack hold the
+// broker's answer to it), and the service survives it. With -short, the
+// four at the EndTxn.
+func TestTxnEveryCrashPoint(t *testing.T) {
+	r := txnRunner(t, 1, "", faults.Crash)
+	points := service.CrashPoints
+	if testing.Short() { // the points at the EndTxn
+		points = []faults.Point{faults.BeforePublish, faults.AfterPublish, faults.BeforeAck, service.AfterAck}
+	}
+	for _, point := range points {
+		// One process: a second one joining the group would abort the
+		// first transaction, before the crash planned at its EndTxn.
+		c := service.Case{
+			Workload: one(),
+			Plan:     faults.Plan{Consumers: 1, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: point}}},
+		}
+		h, res, err := r.Run(context.Background(), c, 0)
+		require.NoError(t, err)
+		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", point, res.Findings, h.Timeline())
+		crashed := false
+		for _, ev := range h.Events {
+			crashed = crashed || ev.Kind == histories.Crash && ev.Point == string(point)
+		}
+		require.True(t, crashed, "%s: the crash did not strike\n%s", point, h.Timeline())
+	}
+}
+
+// TestTxnLostEndTxnAndPublishFailures: a produce refused inside the
+// transaction is retried; a lost EndTxn response (publish-failure
+// lost-ack, redelivery ack-lost) is retried by the producer and answered
+// by the broker from the transaction it committed.
+func TestTxnLostEndTxnAndPublishFailures(t *testing.T) {
+	r := txnRunner(t, 1, "", faults.PublishFailure, faults.Redelivery)
+	for _, fl := range []faults.Fault{
+		{Kind: faults.PublishFailure, Variant: faults.Rejected, Process: faults.Consumer, At: 0, Index: 1},
+		{Kind: faults.PublishFailure, Variant: faults.LostConfirm, Process: faults.Consumer, At: 0, Index: 1},
+		{Kind: faults.Redelivery, Variant: faults.AckLost, At: 0},
+	} {
+		c := service.Case{Workload: one(), Plan: faults.Plan{Consumers: 1, Faults: []faults.Fault{fl}}}
+		h, res, err := r.Run(context.Background(), c, 0)
+		require.NoError(t, err)
+		require.Equal(t, histories.Pass, res.Verdict, "%s: %v\n%s", service.Describe(fl), res.Findings, h.Timeline())
+		require.Equal(t, 1, h.InjectedFaults()[string(fl.Kind)], "%s: the fault struck once\n%s", service.Describe(fl), h.Timeline())
+		require.True(t, committedBy(h), "%s", h.Timeline())
+		if os.Getenv("ORDERS_LOG") != "" {
+			t.Logf("%s:\n%s", service.Describe(fl), strings.Join(h.Timeline(), "\n"))
+		}
+	}
+}
+
+// TestTxnServiceSurvivesAZombie: a transactional member paused past its
+// session timeout: at the delivery, with its EndTxn held (the broker has
+// aborted its transaction on its timeout by then and fences the EndTxn),
+// and at its SQL statements. The inbox drops the zombie's database
+// change; Kafka aborts its events and offsets.
+func TestTxnServiceSurvivesAZombie(t *testing.T) {
+	r := txnRunner(t, 2, "", faults.Redelivery)
+	indexes := []int{0, 1, 2, 3}
+	if testing.Short() {
+		indexes = []int{1, 2}
+	}
+	for _, index := range indexes {
+		c := service.Case{
+			Workload: one(),
+			Plan:     faults.Plan{Consumers: 2, Faults: []faults.Fault{{Kind: faults.Redelivery, Variant: faults.LeaseExpired, At: 0, Index: index}}},
+		}
+		// The pause at the EndTxn needs the first transaction to reach
+		// it: the second process joining the group can abort it before,
+		// so that case gets up to three runs.
+		for try := 0; ; try++ {
+			h, res, err := r.Run(context.Background(), c, 0)
+			require.NoError(t, err)
+			require.Equal(t, histories.Pass, res.Verdict, "pause %d: %v\n%s", index, res.Findings, h.Timeline())
+			if os.Getenv("ORDERS_LOG") != "" {
+				t.Logf("pause %d:\n%s", index, strings.Join(h.Timeline(), "\n"))
+			}
+			fenced := false
+			for _, ev := range h.Events {
+				fenced = fenced || ev.Kind == histories.Refused && strings.Contains(ev.Detail, "the broker refused the EndTxn(commit)")
+			}
+			if index != 1 || fenced {
+				break
+			}
+			require.Less(t, try, 2, "the zombie's EndTxn is refused\n%s", h.Timeline())
+		}
+	}
+}
+
+// TestEOSOnlyIsCaught: the variant without an inbox, which trusts Kafka's
+// exactly-once for its database: a crash after its database commit and
+// before its EndTxn reaches the broker aborts the transaction, the record
+// comes again, and the database change is made twice.
+func TestEOSOnlyIsCaught(t *testing.T) {
+	r := txnRunner(t, 1, "eos-only", faults.Crash)
+	c := service.Case{
+		Workload: one(),
+		Plan:     faults.Plan{Consumers: 1, Faults: []faults.Fault{{Kind: faults.Crash, Process: faults.Consumer, At: 0, Point: faults.BeforeAck}}},
+	}
+	h, res, err := r.Run(context.Background(), c, 0)
+	require.NoError(t, err)
+	require.Equal(t, histories.Violation, res.Verdict, "%s", h.Timeline())
+	require.Equal(t, histories.Duplicate, res.Primary(), "%v\n%s", res.Findings, h.Timeline())
+}
+
+// TestTxnServicePasses runs the transactional service under every fault
+// kind service mode injects on Kafka.
+func TestTxnServicePasses(t *testing.T) {
+	runs := 12
+	if testing.Short() {
+		runs = 4
+	}
+	service.Verify(t, txnConfig(t, "", service.KafkaKinds...), service.VerifyOptions{Runs: runs, Seed: 70000, Out: t.TempDir()})
 }
