@@ -541,40 +541,23 @@ func (p *kafkaProxy) produce(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 	}
 	pend = &kafkaPending{key: f.key, ver: f.ver}
 	refuse := false
-	for _, t := range req.Topics {
-		if p.topicName(t.Topic, t.TopicID) != KafkaOutTopic {
-			continue
+	whole := p.eachOutput(req, func(_ int32, _ kafkaRecord, o output) bool {
+		o.confirmed = req.Acks != 0
+		v := p.hooks.published(&c.proxyConn, o)
+		if v.cut {
+			return false
 		}
-		for _, pt := range t.Partitions {
-			recs, err := kafkaRecords(pt.Records)
-			if err != nil {
-				continue
-			}
-			for _, rec := range recs {
-				o := output{body: rec.Value, confirmed: req.Acks != 0}
-				for _, h := range rec.Headers {
-					switch h.Key {
-					case KafkaHeaderID:
-						o.id = string(h.Value)
-					case HeaderType:
-						o.typ = string(h.Value)
-					case HeaderCause:
-						o.cause = string(h.Value)
-					}
-				}
-				v := p.hooks.published(&c.proxyConn, o)
-				if v.cut {
-					return nil, nil, nil, true, nil
-				}
-				refuse = refuse || v.refuse
-				if v.after != nil {
-					after = append(after, v.after)
-				}
-				if v.atConfirm != nil {
-					pend.confirms = append(pend.confirms, v.atConfirm)
-				}
-			}
+		refuse = refuse || v.refuse
+		if v.after != nil {
+			after = append(after, v.after)
 		}
+		if v.atConfirm != nil {
+			pend.confirms = append(pend.confirms, v.atConfirm)
+		}
+		return true
+	})
+	if !whole {
+		return nil, nil, nil, true, nil
 	}
 	if refuse {
 		if req.Acks == 0 {
@@ -592,6 +575,40 @@ func (p *kafkaProxy) produce(c *kafkaConn, f kafkaFrame) (out, back []byte, afte
 		return out, nil, after, false, nil
 	}
 	return out, nil, after, false, pend
+}
+
+// eachOutput calls fn with each record a Produce request sends to the
+// output topic, its partition and the output its value and the contract's
+// headers make; it stops, and reports false, when fn returns false.
+func (p *kafkaProxy) eachOutput(req *kmsg.ProduceRequest, fn func(partition int32, rec kafkaRecord, o output) bool) bool {
+	for _, t := range req.Topics {
+		if p.topicName(t.Topic, t.TopicID) != KafkaOutTopic {
+			continue
+		}
+		for _, pt := range t.Partitions {
+			recs, err := kafkaRecords(pt.Records)
+			if err != nil {
+				continue
+			}
+			for _, rec := range recs {
+				o := output{body: rec.Value}
+				for _, h := range rec.Headers {
+					switch h.Key {
+					case KafkaHeaderID:
+						o.id = string(h.Value)
+					case HeaderType:
+						o.typ = string(h.Value)
+					case HeaderCause:
+						o.cause = string(h.Value)
+					}
+				}
+				if !fn(pt.Partition, rec, o) {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // produceError is the response to req with code for every partition.

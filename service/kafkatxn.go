@@ -141,37 +141,20 @@ func (p *kafkaProxy) txnProduce(c *kafkaConn, f kafkaFrame, req *kmsg.ProduceReq
 	}
 	tp := &kafkaTxnPending{id: *req.TransactionID, producer: -1}
 	refuse := false
-	for _, t := range req.Topics {
-		if p.topicName(t.Topic, t.TopicID) != KafkaOutTopic {
-			continue
+	whole := p.eachOutput(req, func(partition int32, rec kafkaRecord, o output) bool {
+		tp.producer, tp.epoch = rec.producer, rec.epoch
+		o.confirmed = true
+		to, v := th.txnProduce(&c.proxyConn, o)
+		if v.cut {
+			return false
 		}
-		for _, pt := range t.Partitions {
-			recs, err := kafkaRecords(pt.Records)
-			if err != nil {
-				continue
-			}
-			for _, rec := range recs {
-				tp.producer, tp.epoch = rec.producer, rec.epoch
-				o := output{body: rec.Value, confirmed: true}
-				for _, h := range rec.Headers {
-					switch h.Key {
-					case KafkaHeaderID:
-						o.id = string(h.Value)
-					case HeaderType:
-						o.typ = string(h.Value)
-					case HeaderCause:
-						o.cause = string(h.Value)
-					}
-				}
-				to, v := th.txnProduce(&c.proxyConn, o)
-				if v.cut {
-					return nil, nil, nil, true, nil
-				}
-				refuse = refuse || v.refuse
-				to.partition = pt.Partition
-				tp.outs = append(tp.outs, to)
-			}
-		}
+		refuse = refuse || v.refuse
+		to.partition = partition
+		tp.outs = append(tp.outs, to)
+		return true
+	})
+	if !whole {
+		return nil, nil, nil, true, nil
 	}
 	if refuse {
 		if req.Acks == 0 {
